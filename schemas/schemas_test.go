@@ -1,0 +1,150 @@
+package schemas
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/presence-im/presence/schemas/presencepb"
+)
+
+// The vectors of Kafka's own murmur2 test (clients UtilsTest), so that a
+// Java producer using Utils.murmur2 partitions exactly as we do.
+func TestMurmur2MatchesKafka(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int32
+	}{
+		{"21", -973932308},
+		{"foobar", -790332482},
+		{"a-little-bit-long-string", -985981536},
+		{"a-little-bit-longer-string", -1486304829},
+		{"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971},
+		{"abc", 479470107},
+	} {
+		if got := int32(murmur2([]byte(c.in))); got != c.want {
+			t.Errorf("murmur2(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	for _, c := range []struct {
+		name                string
+		app, user, session  string
+		wantKey, wantPrefix string
+	}{
+		{"plain", "chat", "alice", "s1", "chat/alice/s1", "chat/alice"},
+		{"slash in user", "chat", "a/b", "s1", "chat/a%2Fb/s1", "chat/a%2Fb"},
+		{"percent in session", "chat", "bob", "50%/x", "chat/bob/50%25%2Fx", "chat/bob"},
+		{"unicode", "chat", "zoë", "☎", "chat/zoë/☎", "chat/zoë"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			key := SessionKey(c.app, c.user, c.session)
+			if key != c.wantKey {
+				t.Fatalf("SessionKey = %q, want %q", key, c.wantKey)
+			}
+			if got := string(PartitionKey([]byte(key))); got != c.wantPrefix || got != UserKey(c.app, c.user) {
+				t.Fatalf("PartitionKey = %q, want %q", got, c.wantPrefix)
+			}
+			parts := SplitKey(key)
+			if len(parts) != 3 || parts[0] != c.app || parts[1] != c.user || parts[2] != c.session {
+				t.Fatalf("SplitKey = %q", parts)
+			}
+		})
+	}
+}
+
+// Two users whose names would collide without escaping get different keys.
+func TestKeysDoNotCollide(t *testing.T) {
+	a := SessionKey("chat", "b/c", "d")
+	b := SessionKey("chat", "b", "c/d")
+	if a == b {
+		t.Fatalf("keys collide: %q", a)
+	}
+}
+
+func TestPartitionIgnoresSession(t *testing.T) {
+	const n = 12
+	for _, user := range []string{"alice", "bob", "carol", "a/b", "zoë"} {
+		want := Partition([]byte(UserKey("chat", user)), n)
+		for _, s := range []string{"s1", "s2", "phone", "x/y"} {
+			if got := Partition([]byte(SessionKey("chat", user, s)), n); got != want {
+				t.Errorf("user %q session %q: partition %d, want %d", user, s, got, want)
+			}
+		}
+	}
+	if got := Partition([]byte("gw-1"), n); got < 0 || got >= n {
+		t.Errorf("gateway key partition %d out of range", got)
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for _, c := range []struct {
+		id string
+		ok bool
+	}{
+		{"alice", true},
+		{"user/with/slash", true},
+		{strings.Repeat("x", 128), true},
+		{strings.Repeat("x", 129), false},
+		{"", false},
+		{"bad\nid", false},
+		{"bad\x7fid", false},
+		{"\xff\xfe", false},
+	} {
+		err := ValidateID("user", c.id)
+		if (err == nil) != c.ok {
+			t.Errorf("ValidateID(%q) = %v, want ok=%v", c.id, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidateID(%q) error does not wrap ErrInvalid: %v", c.id, err)
+		}
+	}
+}
+
+func TestValidateApp(t *testing.T) {
+	for _, c := range []struct {
+		app string
+		ok  bool
+	}{
+		{"chat", true},
+		{"my-app_2.prod", true},
+		{"", false},
+		{"a/b", false},
+		{"spaced app", false},
+		{strings.Repeat("a", 65), false},
+	} {
+		if err := ValidateApp(c.app); (err == nil) != c.ok {
+			t.Errorf("ValidateApp(%q) = %v, want ok=%v", c.app, err, c.ok)
+		}
+	}
+}
+
+func TestValidateSessionEvent(t *testing.T) {
+	valid := func() *presencepb.SessionEvent {
+		return &presencepb.SessionEvent{
+			Type: presencepb.EventType_EVENT_TYPE_CONNECT, App: "chat", User: "alice",
+			Session: "s1", Device: &presencepb.Device{Type: "ios", Id: "imei-1"},
+			Gateway: "gw-1", GatewayEpoch: "boot-1", TimestampMs: 1,
+		}
+	}
+	if err := ValidateSessionEvent(valid()); err != nil {
+		t.Fatalf("valid event rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*presencepb.SessionEvent){
+		"no type":      func(e *presencepb.SessionEvent) { e.Type = 0 },
+		"bad app":      func(e *presencepb.SessionEvent) { e.App = "a b" },
+		"no user":      func(e *presencepb.SessionEvent) { e.User = "" },
+		"no session":   func(e *presencepb.SessionEvent) { e.Session = "" },
+		"no gateway":   func(e *presencepb.SessionEvent) { e.Gateway = "" },
+		"no device":    func(e *presencepb.SessionEvent) { e.Device = nil },
+		"no timestamp": func(e *presencepb.SessionEvent) { e.TimestampMs = 0 },
+	} {
+		ev := valid()
+		mutate(ev)
+		if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
