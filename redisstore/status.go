@@ -1,0 +1,126 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Status is what Presence knows of one user, in the shape the query API
+// serves.
+type Status struct {
+	User     string    `json:"user"`
+	State    string    `json:"state"`
+	Sessions []Session `json:"sessions"`
+	Custom   *Custom   `json:"custom"`
+	// LastSeen is when the user's last session ended; nil while online.
+	LastSeen *time.Time `json:"last_seen"`
+	// Version is the offset of the latest record applied to the user; a
+	// client can drop a status older than one it already has.
+	Version int64 `json:"version"`
+}
+
+// States of a user.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// Session is one live connection of a user.
+type Session struct {
+	Session     string    `json:"session"`
+	Device      string    `json:"device"`
+	DeviceID    string    `json:"device_id"`
+	Gateway     string    `json:"gateway"`
+	ConnectedAt time.Time `json:"connected_at"`
+}
+
+// Custom is a status the user set.
+type Custom struct {
+	Status int    `json:"status"`
+	Text   string `json:"text"`
+}
+
+// Statuses returns the status of each user of app, in the order asked, nil
+// for a user Presence does not know. It reads each distinct user once, all
+// in one pipelined round trip.
+func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*Status, error) {
+	reads := make(map[string]*redis.MapStringStringCmd, len(users))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, u := range users {
+			if _, ok := reads[u]; !ok {
+				reads[u] = p.HGetAll(ctx, s.userKey(app, u))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %d statuses: %w", len(reads), err)
+	}
+	decoded := make(map[string]*Status, len(reads))
+	for u, cmd := range reads {
+		st, err := decodeStatus(u, cmd.Val())
+		if err != nil {
+			return nil, err
+		}
+		decoded[u] = st
+	}
+	out := make([]*Status, len(users))
+	for i, u := range users {
+		out[i] = decoded[u]
+	}
+	return out, nil
+}
+
+// Status returns the status of one user, nil when unknown.
+func (s *Store) Status(ctx context.Context, app, user string) (*Status, error) {
+	st, err := s.Statuses(ctx, app, []string{user})
+	if err != nil {
+		return nil, err
+	}
+	return st[0], nil
+}
+
+func decodeStatus(user string, h map[string]string) (*Status, error) {
+	if len(h) == 0 {
+		return nil, nil
+	}
+	st := &Status{User: user, Sessions: []Session{}}
+	for field, value := range h {
+		switch {
+		case field == "v":
+			v, err := strconv.ParseInt(value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("decoding version of %q: %w", user, err)
+			}
+			st.Version = v
+		case field == "l":
+			ms, err := strconv.ParseInt(value, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("decoding last seen of %q: %w", user, err)
+			}
+			t := time.UnixMilli(ms).UTC()
+			st.LastSeen = &t
+		case field[0] == 's':
+			sess, err := decodeSession(field, value)
+			if err != nil {
+				return nil, fmt.Errorf("user %q: %w", user, err)
+			}
+			st.Sessions = append(st.Sessions, sess)
+		}
+	}
+	st.State = Offline
+	if len(st.Sessions) > 0 {
+		st.State = Online
+		st.LastSeen = nil
+	}
+	slices.SortFunc(st.Sessions, func(a, b Session) int {
+		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.Session, b.Session))
+	})
+	return st, nil
+}

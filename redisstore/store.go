@@ -1,0 +1,110 @@
+// Package redisstore is the materialized state of Presence in Redis: the
+// layout of its keys, the versioned apply of session records, the batch
+// reads of the query API, and the checkpoints that say which prefix of each
+// partition the state holds.
+//
+// Layout (P is the configured prefix, U is schemas.UserKey(app, user)):
+//
+//	P:{U}                hash: "v" version, "l" last seen (Unix ms),
+//	                     "s<session>" one field per live session
+//	P:checkpoint:<topic> hash: partition -> next offset to apply
+//
+// All keys of one user share the hash tag {U}, so a Redis Cluster keeps them
+// on one node.
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+//go:embed apply.lua
+var applySource string
+
+// DefaultPrefix starts every key unless Options.Prefix says otherwise.
+const DefaultPrefix = "presence"
+
+// DefaultOfflineTTL is how long an offline user is remembered.
+const DefaultOfflineTTL = 168 * time.Hour
+
+// Options configure a Store. Zero values mean the documented defaults.
+type Options struct {
+	// Prefix starts every key (DefaultPrefix).
+	Prefix string
+	// OfflineTTL is how long a user with no live session is remembered
+	// after its last disconnect (DefaultOfflineTTL).
+	OfflineTTL time.Duration
+}
+
+// Store reads and writes the state of Presence in Redis.
+type Store struct {
+	rdb        redis.UniversalClient
+	prefix     string
+	offlineTTL time.Duration
+	apply      *redis.Script
+}
+
+// New returns a Store over rdb.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.OfflineTTL <= 0 {
+		opts.OfflineTTL = DefaultOfflineTTL
+	}
+	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource)}
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("pinging redis: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) userKey(app, user string) string {
+	return s.prefix + ":{" + schemas.UserKey(app, user) + "}"
+}
+
+func (s *Store) checkpointKey(topic string) string {
+	return s.prefix + ":checkpoint:" + topic
+}
+
+// Checkpoints returns, per partition of topic, the offset of the first
+// record the state does not hold yet. A partition without a checkpoint has
+// nothing applied: it is read from its beginning.
+func (s *Store) Checkpoints(ctx context.Context, topic string) (map[int32]int64, error) {
+	raw, err := s.rdb.HGetAll(ctx, s.checkpointKey(topic)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoints of %s: %w", topic, err)
+	}
+	out := make(map[int32]int64, len(raw))
+	for p, o := range raw {
+		partition, err1 := strconv.ParseInt(p, 10, 32)
+		offset, err2 := strconv.ParseInt(o, 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("reading checkpoint %s[%s]=%s: %w", topic, p, o, err)
+		}
+		out[int32(partition)] = offset
+	}
+	return out, nil
+}
+
+// SetCheckpoint records that the state holds every record of the partition
+// before offset next. Call it only once those records are applied.
+func (s *Store) SetCheckpoint(ctx context.Context, topic string, partition int32, next int64) error {
+	err := s.rdb.HSet(ctx, s.checkpointKey(topic), strconv.Itoa(int(partition)), next).Err()
+	if err != nil {
+		return fmt.Errorf("writing checkpoint %s[%d]: %w", topic, partition, err)
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+func newStore(t *testing.T, ttl time.Duration) *redisstore.Store {
+	t.Helper()
+	return redisstore.New(redistest.Client(t), redisstore.Options{Prefix: redistest.Prefix(t), OfflineTTL: ttl})
+}
+
+// base is a fixed, recent time: records carry their own times, and the
+// offline deadline counts from them.
+var base = time.Now().Truncate(time.Millisecond).Add(-time.Minute)
+
+func connect(user, session string, version int64, at time.Time) redisstore.Change {
+	return redisstore.Change{App: "chat", User: user, Session: session, Connect: true,
+		Device: "ios", DeviceID: "dev-" + session, Gateway: "gw-1", At: at, Version: version}
+}
+
+func disconnect(user, session string, version int64, at time.Time) redisstore.Change {
+	return redisstore.Change{App: "chat", User: user, Session: session, At: at, Version: version}
+}
+
+func apply(t *testing.T, s *redisstore.Store, changes ...redisstore.Change) int {
+	t.Helper()
+	n, err := s.Apply(context.Background(), changes)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return n
+}
+
+func status(t *testing.T, s *redisstore.Store, user string) *redisstore.Status {
+	t.Helper()
+	st, err := s.Status(context.Background(), "chat", user)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return st
+}
+
+func sessionIDs(st *redisstore.Status) []string {
+	var ids []string
+	for _, s := range st.Sessions {
+		ids = append(ids, s.Session)
+	}
+	return ids
+}
+
+func TestMultiDevice(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s, connect("alice", "phone", 1, base), connect("alice", "laptop", 2, base.Add(time.Second)))
+
+	st := status(t, s, "alice")
+	if st.State != redisstore.Online || len(st.Sessions) != 2 || st.Version != 2 {
+		t.Fatalf("after two connects: %+v", st)
+	}
+	if st.Sessions[0].Session != "phone" || st.Sessions[0].DeviceID != "dev-phone" || !st.Sessions[0].ConnectedAt.Equal(base) {
+		t.Fatalf("first session: %+v", st.Sessions[0])
+	}
+
+	apply(t, s, disconnect("alice", "phone", 3, base.Add(2*time.Second)))
+	st = status(t, s, "alice")
+	if st.State != redisstore.Online || len(st.Sessions) != 1 || st.Sessions[0].Session != "laptop" || st.LastSeen != nil {
+		t.Fatalf("after one disconnect: %+v", st)
+	}
+
+	end := base.Add(3 * time.Second)
+	apply(t, s, disconnect("alice", "laptop", 4, end))
+	st = status(t, s, "alice")
+	if st.State != redisstore.Offline || len(st.Sessions) != 0 || st.LastSeen == nil || !st.LastSeen.Equal(end) || st.Version != 4 {
+		t.Fatalf("after both disconnects: %+v", st)
+	}
+}
+
+func TestDuplicateAndOlderRecordsChangeNothing(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s, connect("bob", "s1", 10, base), disconnect("bob", "s1", 11, base.Add(time.Second)))
+	before := status(t, s, "bob")
+
+	for _, c := range []struct {
+		name   string
+		change redisstore.Change
+	}{
+		{"duplicate disconnect", disconnect("bob", "s1", 11, base.Add(time.Second))},
+		{"older connect", connect("bob", "s1", 10, base)},
+		{"much older connect of another session", connect("bob", "s0", 3, base)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if n := apply(t, s, c.change); n != 0 {
+				t.Fatalf("applied %d, want 0", n)
+			}
+			after := status(t, s, "bob")
+			if after.State != before.State || after.Version != before.Version || len(after.Sessions) != 0 || !after.LastSeen.Equal(*before.LastSeen) {
+				t.Fatalf("state changed: before %+v, after %+v", before, after)
+			}
+		})
+	}
+}
+
+func TestOfflineTTL(t *testing.T) {
+	ttl := time.Hour
+	s := newStore(t, ttl)
+	// carol went offline more than a TTL ago; dave less than a TTL ago.
+	old := time.Now().Add(-ttl - time.Minute)
+	apply(t, s, connect("carol", "s1", 1, old), disconnect("carol", "s1", 2, old.Add(time.Second)))
+	apply(t, s, connect("dave", "s1", 1, base), disconnect("dave", "s1", 2, base.Add(time.Second)))
+
+	if st := status(t, s, "carol"); st != nil {
+		t.Fatalf("carol offline for longer than the TTL: got %+v, want nil", st)
+	}
+	if st := status(t, s, "dave"); st == nil || st.State != redisstore.Offline {
+		t.Fatalf("dave offline within the TTL: got %+v", st)
+	}
+	// Coming back online clears the deadline.
+	apply(t, s, connect("dave", "s2", 3, base.Add(2*time.Second)))
+	if st := status(t, s, "dave"); st == nil || st.State != redisstore.Online {
+		t.Fatalf("dave back online: %+v", st)
+	}
+}
+
+// A short real TTL, read back with a deadline: Redis itself expires the key.
+func TestOfflineTTLExpiresInRedis(t *testing.T) {
+	s := newStore(t, 300*time.Millisecond)
+	now := time.Now()
+	apply(t, s, connect("erin", "s1", 1, now), disconnect("erin", "s1", 2, now))
+	if st := status(t, s, "erin"); st == nil {
+		t.Fatal("erin unknown right after going offline")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for status(t, s, "erin") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("erin still known 5s after a 300ms offline TTL")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestStatusesBatch(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s, connect("u1", "a", 1, base), connect("u2", "b", 1, base), disconnect("u2", "b", 2, base))
+
+	got, err := s.Statuses(context.Background(), "chat", []string{"u2", "nobody", "u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("got %d results, want 4", len(got))
+	}
+	if got[0] == nil || got[0].User != "u2" || got[0].State != redisstore.Offline {
+		t.Errorf("[0] = %+v, want u2 offline", got[0])
+	}
+	if got[1] != nil {
+		t.Errorf("[1] = %+v, want nil for an unknown user", got[1])
+	}
+	if got[2] == nil || got[2].User != "u1" || got[2].State != redisstore.Online {
+		t.Errorf("[2] = %+v, want u1 online", got[2])
+	}
+	if got[3] == nil || got[3].User != "u2" {
+		t.Errorf("[3] = %+v, want u2 again", got[3])
+	}
+	// Another app does not see these users.
+	other, err := s.Statuses(context.Background(), "other", []string{"u1"})
+	if err != nil || other[0] != nil {
+		t.Errorf("other app: %+v, %v", other[0], err)
+	}
+}
+
+func TestCheckpoints(t *testing.T) {
+	s := newStore(t, time.Hour)
+	ctx := context.Background()
+	cps, err := s.Checkpoints(ctx, "topic")
+	if err != nil || len(cps) != 0 {
+		t.Fatalf("empty store: %v, %v", cps, err)
+	}
+	if err := s.SetCheckpoint(ctx, "topic", 3, 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCheckpoint(ctx, "topic", 0, 7); err != nil {
+		t.Fatal(err)
+	}
+	cps, err = s.Checkpoints(ctx, "topic")
+	if err != nil || cps[3] != 42 || cps[0] != 7 || len(cps) != 2 {
+		t.Fatalf("checkpoints: %v, %v", cps, err)
+	}
+}
+
+// Apply survives Redis forgetting its scripts.
+func TestApplyReloadsScript(t *testing.T) {
+	rdb := redistest.Client(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: redistest.Prefix(t)})
+	apply(t, s, connect("frank", "s1", 1, base))
+	if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, connect("frank", "s2", 2, base))
+	if st := status(t, s, "frank"); len(st.Sessions) != 2 {
+		t.Fatalf("sessions after script flush: %v", sessionIDs(st))
+	}
+}
