@@ -18,7 +18,8 @@ type Status struct {
 	State    string    `json:"state"`
 	Sessions []Session `json:"sessions"`
 	Custom   *Custom   `json:"custom"`
-	// LastSeen is when the user's last session ended; nil while online.
+	// LastSeen is when the user's last session ended (the disconnect that
+	// left no session live); nil while online.
 	LastSeen *time.Time `json:"last_seen"`
 	// Version is the offset of the latest record applied to the user; a
 	// client can drop a status older than one it already has.
@@ -117,7 +118,6 @@ func decodeStatus(user string, h map[string]string) (*Status, error) {
 	st.State = Offline
 	if len(st.Sessions) > 0 {
 		st.State = Online
-		st.LastSeen = nil
 	}
 	slices.SortFunc(st.Sessions, func(a, b Session) int {
 		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.Session, b.Session))

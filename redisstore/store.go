@@ -5,8 +5,8 @@
 //
 // Layout (P is the configured prefix, U is schemas.UserKey(app, user)):
 //
-//	P:{U}                hash: "v" version, "l" last seen (Unix ms),
-//	                     "s<session>" one field per live session
+//	P:{U}                hash: "v" version, "s<session>" one field per live
+//	                     session, "l" last seen (Unix ms) while offline
 //	P:checkpoint:<topic> hash: partition -> next offset to apply
 //
 // All keys of one user share the hash tag {U}, so a Redis Cluster keeps them
@@ -99,12 +99,19 @@ func (s *Store) Checkpoints(ctx context.Context, topic string) (map[int32]int64,
 	return out, nil
 }
 
-// SetCheckpoint records that the state holds every record of the partition
-// before offset next. Call it only once those records are applied.
-func (s *Store) SetCheckpoint(ctx context.Context, topic string, partition int32, next int64) error {
-	err := s.rdb.HSet(ctx, s.checkpointKey(topic), strconv.Itoa(int(partition)), next).Err()
-	if err != nil {
-		return fmt.Errorf("writing checkpoint %s[%d]: %w", topic, partition, err)
+// SetCheckpoints records, per partition of topic, that the state holds
+// every record before the given offset. Call it only once those records
+// are applied.
+func (s *Store) SetCheckpoints(ctx context.Context, topic string, next map[int32]int64) error {
+	if len(next) == 0 {
+		return nil
+	}
+	fields := make([]any, 0, 2*len(next))
+	for p, o := range next {
+		fields = append(fields, strconv.Itoa(int(p)), o)
+	}
+	if err := s.rdb.HSet(ctx, s.checkpointKey(topic), fields...).Err(); err != nil {
+		return fmt.Errorf("writing checkpoints of %s: %w", topic, err)
 	}
 	return nil
 }

@@ -181,10 +181,10 @@ func TestCheckpoints(t *testing.T) {
 	if err != nil || len(cps) != 0 {
 		t.Fatalf("empty store: %v, %v", cps, err)
 	}
-	if err := s.SetCheckpoint(ctx, "topic", 3, 42); err != nil {
+	if err := s.SetCheckpoints(ctx, "topic", map[int32]int64{3: 40, 0: 7}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetCheckpoint(ctx, "topic", 0, 7); err != nil {
+	if err := s.SetCheckpoints(ctx, "topic", map[int32]int64{3: 42}); err != nil {
 		t.Fatal(err)
 	}
 	cps, err = s.Checkpoints(ctx, "topic")

@@ -1,0 +1,17 @@
+module github.com/presence-im/presence/gateway
+
+go 1.26.8
+
+require (
+	github.com/presence-im/presence/schemas v0.0.0
+	github.com/twmb/franz-go v1.22.2
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/pierrec/lz4/v4 v4.1.33 // indirect
+	github.com/twmb/franz-go/pkg/kmsg v1.15.0 // indirect
+)
+
+replace github.com/presence-im/presence/schemas => ../schemas

@@ -1,0 +1,199 @@
+// Package gateway is the library an IM gateway embeds to publish its
+// clients' connects and disconnects, and its own heartbeats, to the Presence
+// topics. It depends on franz-go and the schemas only; metrics and logging
+// plug in through franz-go hooks (KafkaOpts).
+//
+// Every publish waits until Kafka has acknowledged the records on all
+// in-sync replicas, through an idempotent producer, so a nil error means
+// the records are durable and ordered per user.
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/presence-im/presence/schemas"
+	pb "github.com/presence-im/presence/schemas/presencepb"
+)
+
+// Type is the kind of an Event.
+type Type int
+
+// Event types.
+const (
+	Connect Type = iota + 1
+	Disconnect
+)
+
+// Reason says why a session ended.
+type Reason = pb.DisconnectReason
+
+// Reasons a gateway gives for a disconnect.
+const (
+	ClientClosed    = pb.DisconnectReason_DISCONNECT_REASON_CLIENT_CLOSED
+	GatewayShutdown = pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_SHUTDOWN
+	Timeout         = pb.DisconnectReason_DISCONNECT_REASON_TIMEOUT
+)
+
+// Event is a connect or disconnect of one session.
+type Event struct {
+	Type               Type
+	App, User, Session string
+	// Device is the kind of client ("ios", "web", ...); required on
+	// connects. DeviceID identifies the physical device; optional.
+	Device, DeviceID string
+	// Reason is set on disconnects (ClientClosed when zero).
+	Reason Reason
+	// Gateway and Epoch name the gateway holding the session when it is
+	// not this publisher's own (an ingestion endpoint publishing for
+	// external gateways); empty means the publisher's.
+	Gateway, Epoch string
+}
+
+// Publisher publishes the records of one gateway process.
+type Publisher struct {
+	cfg config
+	cl  *kgo.Client
+	seq atomic.Uint64
+}
+
+// New returns a Publisher connected to Kafka.
+func New(opts ...Opt) (*Publisher, error) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("configuring gateway publisher: %w", err)
+	}
+	kopts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(Partitioner()),
+	}, cfg.kafkaOpts...)
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating kafka client: %w", err)
+	}
+	return &Publisher{cfg: cfg, cl: cl}, nil
+}
+
+// Partitioner places records as schemas.Partition says: by the
+// "<app>/<user>" of their key.
+func Partitioner() kgo.Partitioner {
+	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+		return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
+	})
+}
+
+// ID is the gateway's id; Epoch its boot epoch.
+func (p *Publisher) ID() string    { return p.cfg.id }
+func (p *Publisher) Epoch() string { return p.cfg.epoch }
+
+// Ping checks that Kafka answers.
+func (p *Publisher) Ping(ctx context.Context) error {
+	if err := p.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("pinging kafka: %w", err)
+	}
+	return nil
+}
+
+// Publish validates every event, then publishes them all and waits for
+// Kafka's acknowledgement. A batch with an invalid event is rejected whole,
+// before anything is written; the error wraps schemas.ErrInvalid.
+func (p *Publisher) Publish(ctx context.Context, events ...Event) error {
+	recs := make([]*kgo.Record, len(events))
+	now := p.cfg.now()
+	for i, e := range events {
+		ev, err := p.sessionEvent(e, now)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+		value, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encoding event %d: %w", i, err)
+		}
+		recs[i] = &kgo.Record{
+			Topic:     schemas.SessionsTopic,
+			Key:       []byte(schemas.SessionKey(e.App, e.User, e.Session)),
+			Value:     value,
+			Timestamp: now,
+		}
+	}
+	return p.produce(ctx, recs)
+}
+
+func (p *Publisher) sessionEvent(e Event, now time.Time) (*pb.SessionEvent, error) {
+	ev := &pb.SessionEvent{
+		App: e.App, User: e.User, Session: e.Session,
+		Device:       &pb.Device{Type: e.Device, Id: e.DeviceID},
+		Gateway:      p.cfg.id,
+		GatewayEpoch: p.cfg.epoch,
+		TimestampMs:  now.UnixMilli(),
+	}
+	switch e.Type {
+	case Connect:
+		ev.Type = pb.EventType_EVENT_TYPE_CONNECT
+	case Disconnect:
+		ev.Type = pb.EventType_EVENT_TYPE_DISCONNECT
+		ev.Reason = e.Reason
+		if ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED {
+			ev.Reason = ClientClosed
+		}
+	default:
+		return nil, fmt.Errorf("%w event type %d", schemas.ErrInvalid, e.Type)
+	}
+	if e.Gateway != "" || e.Epoch != "" {
+		ev.Gateway, ev.GatewayEpoch = e.Gateway, e.Epoch
+		if err := schemas.ValidateID("epoch", e.Epoch); err != nil {
+			return nil, err
+		}
+	} else {
+		ev.Sequence = p.seq.Add(1)
+	}
+	if err := schemas.ValidateSessionEvent(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// Heartbeat renews the gateway's lease.
+func (p *Publisher) Heartbeat(ctx context.Context) error {
+	now := p.cfg.now()
+	value, err := proto.Marshal(&pb.GatewayHeartbeat{
+		Gateway: p.cfg.id, Epoch: p.cfg.epoch,
+		LeaseMs: p.cfg.lease.Milliseconds(), TimestampMs: now.UnixMilli(),
+	})
+	if err != nil {
+		return fmt.Errorf("encoding heartbeat: %w", err)
+	}
+	return p.produce(ctx, []*kgo.Record{{
+		Topic: schemas.GatewaysTopic, Key: []byte(p.cfg.id), Value: value, Timestamp: now,
+	}})
+}
+
+func (p *Publisher) produce(ctx context.Context, recs []*kgo.Record) error {
+	var first error
+	failed := 0
+	for _, r := range p.cl.ProduceSync(ctx, recs...) {
+		if r.Err != nil {
+			failed++
+			first = cmp.Or(first, r.Err)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("publishing %d records, %d failed: %w", len(recs), failed, first)
+	}
+	return nil
+}
+
+// Close flushes what is buffered and closes the Kafka client.
+func (p *Publisher) Close() {
+	p.cl.Close()
+}

@@ -1,0 +1,246 @@
+// Package processor materializes the sessions topic into Redis.
+//
+// It consumes presence.sessions in a consumer group. Each poll's records
+// are applied with one goroutine per partition, so one user's records are
+// applied in order, while partitions proceed side by side. A batch counts
+// as done only when Redis holds it; then the processor writes the
+// partition's checkpoint to Redis and commits the offsets to Kafka.
+//
+// Where a partition starts is decided by the checkpoint in Redis, not by
+// the group's committed offset: a Redis that holds nothing (a new one, or
+// one that lost its data) is rebuilt from the beginning of the compacted
+// topic, and a Redis that holds a prefix of the log resumes after it.
+// Applying is versioned by offset, so records applied twice change nothing.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+)
+
+// DefaultGroup is the consumer group of processors.
+const DefaultGroup = "presence-processor"
+
+// Config configures a Processor. Zero values mean the documented defaults.
+type Config struct {
+	// Brokers are the Kafka seed brokers. Required.
+	Brokers []string
+	// Group is the consumer group (DefaultGroup).
+	Group string
+	// Store is where state is materialized. Required.
+	Store *redisstore.Store
+	// Partitions is the partition count of topics the processor creates
+	// when they are missing (schemas.DefaultPartitions).
+	Partitions int32
+	// Logger receives the processor's logs (slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives the processor's metrics (none when nil).
+	Registerer prometheus.Registerer
+	// KafkaOpts are added to the Kafka client's options (TLS, SASL, ...).
+	KafkaOpts []kgo.Opt
+}
+
+// Processor consumes the sessions topic into Redis.
+type Processor struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	joined  atomic.Bool
+}
+
+// New checks cfg and registers the processor's metrics.
+func New(cfg Config) (*Processor, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("processor: no brokers")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("processor: no store")
+	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("processor: registering metrics: %w", err)
+	}
+	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
+}
+
+// Ready reports whether the processor has joined its group and Redis
+// answers.
+func (p *Processor) Ready(ctx context.Context) error {
+	if !p.joined.Load() {
+		return errors.New("processor has not joined its consumer group yet")
+	}
+	return p.cfg.Store.Ping(ctx)
+}
+
+// Run creates missing topics, then consumes until ctx ends. Records
+// fetched but not yet in Redis when it stops are read again by whichever
+// processor owns their partition next.
+func (p *Processor) Run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(schemas.SessionsTopic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { p.joined.Store(true) }),
+	}, p.cfg.KafkaOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	// Leaving the group on Close waits for rebalances to be allowed.
+	defer cl.AllowRebalance()
+	if err := EnsureTopics(ctx, cl, p.cfg.Partitions); err != nil {
+		return err
+	}
+	p.log.Info("consuming", "topic", schemas.SessionsTopic, "group", p.cfg.Group)
+	for {
+		fetches := cl.PollRecords(ctx, 10000)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+		})
+		p.applyFetches(ctx, cl, fetches)
+		cl.AllowRebalance()
+	}
+}
+
+// applyFetches applies each partition's records in its own goroutine, then
+// checkpoints and commits the partitions Redis now holds.
+func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		done = map[int32]int64{}
+		last []*kgo.Record
+	)
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		wg.Go(func() {
+			if err := p.applyPartition(ctx, fp.Records); err != nil {
+				return
+			}
+			end := fp.Records[len(fp.Records)-1]
+			p.metrics.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
+			mu.Lock()
+			done[fp.Partition] = end.Offset + 1
+			last = append(last, end)
+			mu.Unlock()
+		})
+	})
+	wg.Wait()
+	if len(done) == 0 {
+		return
+	}
+	// Records are applied; what follows only saves work on a restart, so
+	// it is finished even when ctx has ended.
+	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.cfg.Store.SetCheckpoints(finish, schemas.SessionsTopic, done); err != nil {
+		p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "err", err)
+		return
+	}
+	if err := cl.CommitRecords(finish, last...); err != nil {
+		p.log.Warn("commit failed", "err", err)
+	}
+}
+
+// applyPartition applies one partition's records to Redis, retrying with
+// backoff until Redis takes them or ctx ends. An attempt under way when ctx
+// ends is given a few seconds to finish.
+func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record) error {
+	changes := make([]redisstore.Change, 0, len(recs))
+	for _, r := range recs {
+		c, ok, err := decode(r)
+		if err != nil {
+			p.metrics.invalid.Inc()
+			p.log.Warn("skipping invalid record", "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		if ok {
+			changes = append(changes, c)
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		applied, err := p.cfg.Store.Apply(attempt, changes)
+		cancel()
+		if err == nil {
+			p.metrics.applyTime.Observe(time.Since(start).Seconds())
+			p.metrics.applied.Add(float64(applied))
+			p.metrics.duplicate.Add(float64(len(changes) - applied))
+			return nil
+		}
+		p.metrics.applyErrors.Inc()
+		p.log.Warn("applying to redis failed; retrying", "records", len(changes), "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// startAtCheckpoints starts each assigned partition at its checkpoint in
+// Redis, or at its beginning when Redis holds nothing of it.
+func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	var (
+		cps     map[int32]int64
+		err     error
+		backoff = 100 * time.Millisecond
+	)
+	for {
+		if cps, err = p.cfg.Store.Checkpoints(ctx, schemas.SessionsTopic); err == nil {
+			break
+		}
+		p.log.Warn("reading checkpoints failed; retrying", "backoff", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	for topic, partitions := range assigned {
+		for partition := range partitions {
+			start := kgo.NewOffset().AtStart()
+			if next, ok := cps[partition]; ok {
+				start = kgo.NewOffset().At(next).WithEpoch(-1)
+			}
+			partitions[partition] = start
+		}
+		p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "checkpointed", len(cps))
+	}
+	return assigned, nil
+}

@@ -1,0 +1,134 @@
+package processor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+)
+
+func TestMultiDevice(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+
+	evs := produce(t, cl, connectEv("alice", "phone", t0), connectEv("alice", "laptop", t0.Add(time.Second)))
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	if st, _ := store.Status(context.Background(), "chat", "alice"); st.State != redisstore.Online || len(st.Sessions) != 2 {
+		t.Fatalf("alice after two connects: %+v", st)
+	}
+
+	evs = append(evs, produce(t, cl, disconnectEv("alice", "phone", t0.Add(2*time.Second)))...)
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	if st, _ := store.Status(context.Background(), "chat", "alice"); st.State != redisstore.Online || len(st.Sessions) != 1 {
+		t.Fatalf("alice after one disconnect: %+v", st)
+	}
+
+	evs = append(evs, produce(t, cl, disconnectEv("alice", "laptop", t0.Add(3*time.Second)))...)
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	st, _ := store.Status(context.Background(), "chat", "alice")
+	if st.State != redisstore.Offline || st.LastSeen == nil || !st.LastSeen.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("alice after both disconnects: %+v", st)
+	}
+}
+
+// Invalid records are skipped; the records around them are applied.
+func TestInvalidRecordsAreSkipped(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+
+	good := produce(t, cl, connectEv("bob", "s1", t0))
+	bad := record(connectEv("bob", "s2", t0))
+	bad.Value = []byte("not protobuf \xff\xff")
+	if err := cl.ProduceSync(context.Background(), bad).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	good = append(good, produce(t, cl, connectEv("bob", "s3", t0.Add(time.Second)))...)
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(good))
+}
+
+// A processor stopped mid-stream and started again ends with the state of
+// an uninterrupted run, and both equal the model of the records.
+func TestRestartMidStream(t *testing.T) {
+	c, cl := newCluster(t)
+	evs := produce(t, cl, churn(1, 50, 3, 2000)...)
+
+	interrupted := newStore(t)
+	p := start(t, c, interrupted, "interrupted")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cps, _ := interrupted.Checkpoints(context.Background(), schemas.SessionsTopic)
+		if len(cps) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("processor applied nothing in 60s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.Stop(t)
+	evs = append(evs, produce(t, cl, churn(2, 50, 3, 2000)...)...)
+	start(t, c, interrupted, "interrupted")
+	waitCaughtUp(t, cl, interrupted)
+
+	uninterrupted := newStore(t)
+	start(t, c, uninterrupted, "uninterrupted")
+	waitCaughtUp(t, cl, uninterrupted)
+
+	want := model(evs)
+	requireState(t, interrupted, want)
+	requireState(t, uninterrupted, want)
+}
+
+// Replaying the compacted topic into an empty Redis rebuilds the state
+// that existed before compaction, session for session.
+func TestReplayAfterCompaction(t *testing.T) {
+	c, cl := newCluster(t)
+	var evs []event
+	for i := range 20 { // many produce batches, so compaction has work
+		evs = append(evs, produce(t, cl, churn(uint64(10+i), 200, 4, 500)...)...)
+	}
+	live := newStore(t)
+	start(t, c, live, "live")
+	waitCaughtUp(t, cl, live)
+	want := model(evs)
+	requireState(t, live, want)
+
+	c.Compact()
+	if n := countRecords(t, cl); n >= len(evs) {
+		t.Fatalf("compaction removed nothing: %d records of %d", n, len(evs))
+	} else {
+		t.Logf("compaction kept %d of %d records", n, len(evs))
+	}
+
+	rebuilt := newStore(t)
+	start(t, c, rebuilt, "rebuild")
+	waitCaughtUp(t, cl, rebuilt)
+	requireState(t, rebuilt, want)
+	requireOnline(t, want, 1)
+}
+
+// requireOnline checks the model is not trivial: at least n users online,
+// each with a session.
+func requireOnline(t *testing.T, want map[string]*redisstore.Status, n int) {
+	t.Helper()
+	online, multi := 0, 0
+	for _, st := range want {
+		if st.State == redisstore.Online {
+			online++
+		}
+		if len(st.Sessions) > 1 {
+			multi++
+		}
+	}
+	if online < n || multi == 0 {
+		t.Fatalf("model has %d online users, %d with several devices: the test proves too little", online, multi)
+	}
+}

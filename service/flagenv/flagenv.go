@@ -1,0 +1,54 @@
+// Package flagenv parses command-line flags with environment fallbacks: a
+// flag not given on the command line takes the value of PRESENCE_<NAME>,
+// its name upper-cased with '-' as '_' (--redis-url reads
+// PRESENCE_REDIS_URL).
+package flagenv
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// EnvName is the environment variable that backs the flag name.
+func EnvName(name string) string {
+	return "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Parse parses args into fs, then sets every flag absent from args from
+// its environment variable, read with getenv.
+func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		if v := getenv(EnvName(f.Name)); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
+			}
+		}
+	})
+	return err
+}
+
+// Usage makes fs list, after each flag, the environment variable behind it.
+func Usage(fs *flag.FlagSet, summary string) {
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "%s\n\nFlags (each also read from the environment variable shown):\n", summary)
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  --%s (%s)\n", f.Name, EnvName(f.Name))
+			fmt.Fprintf(out, "      %s", f.Usage)
+			if f.DefValue != "" {
+				fmt.Fprintf(out, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(out)
+		})
+	}
+}

@@ -1,0 +1,76 @@
+// Package httpapi is the HTTP plumbing every Presence server shares: one
+// coded error type and the table from code to status, the JSON envelope,
+// request decoding with limits, the health, readiness and metrics
+// endpoints, and a server that shuts down within a time limit.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+)
+
+// Error codes. Each maps to one HTTP status in statusOf.
+const (
+	CodeInvalid      = "invalid"
+	CodeTooMany      = "too_many_users"
+	CodeNotFound     = "not_found"
+	CodeTooLarge     = "too_large"
+	CodeUnsupported  = "unsupported_media_type"
+	CodeUnavailable  = "unavailable"
+	CodeInternal     = "internal"
+	CodeMethod       = "method_not_allowed"
+	CodeNotReady     = "not_ready"
+	CodeUnauthorized = "unauthorized"
+)
+
+var statusOf = map[string]int{
+	CodeInvalid:      http.StatusBadRequest,
+	CodeTooMany:      http.StatusBadRequest,
+	CodeNotFound:     http.StatusNotFound,
+	CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeUnsupported:  http.StatusUnsupportedMediaType,
+	CodeUnavailable:  http.StatusServiceUnavailable,
+	CodeInternal:     http.StatusInternalServerError,
+	CodeMethod:       http.StatusMethodNotAllowed,
+	CodeNotReady:     http.StatusServiceUnavailable,
+	CodeUnauthorized: http.StatusUnauthorized,
+}
+
+// Error is an error a client can act on: a code from the table above and a
+// message for people.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with code and message.
+func Errorf(code, message string) *Error { return &Error{Code: code, Message: message} }
+
+// WriteError writes err in the envelope {"error":{"code","message"}}. An
+// error that is not an *Error is logged and answered as internal, without
+// its text.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = Errorf(CodeInternal, "internal error")
+	}
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	WriteJSON(w, status, struct {
+		Error *Error `json:"error"`
+	}{e})
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
