@@ -51,6 +51,9 @@ type Custom struct {
 // for a user Presence does not know. It reads each distinct user once, all
 // in one pipelined round trip.
 func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*Status, error) {
+	if len(users) == 0 {
+		return []*Status{}, nil
+	}
 	reads := make(map[string]*redis.MapStringStringCmd, len(users))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, u := range users {

@@ -51,17 +51,19 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 func Errorf(code, message string) *Error { return &Error{Code: code, Message: message} }
 
 // WriteError writes err in the envelope {"error":{"code","message"}}. An
-// error that is not an *Error is logged and answered as internal, without
-// its text.
+// error that is not an *Error is answered as internal, without its text.
+// Errors answered with a 5xx are logged whole, causes included.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = Errorf(CodeInternal, "internal error")
 	}
 	status, ok := statusOf[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError
+	}
+	if status >= 500 {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	WriteJSON(w, status, struct {
 		Error *Error `json:"error"`

@@ -1,0 +1,87 @@
+package queryapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+type metrics struct {
+	requests                 *prometheus.CounterVec
+	seconds                  *prometheus.HistogramVec
+	online, offline, unknown prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "presence", Subsystem: "queryapi", Name: "lookups_total",
+		Help: "Users looked up, by result: online, offline, unknown.",
+	}, []string{"result"})
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "presence", Subsystem: "queryapi", Name: "requests_total",
+			Help: "Requests answered, by route and HTTP status code.",
+		}, []string{"route", "code"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "presence", Subsystem: "queryapi", Name: "request_seconds",
+			Help:    "Time to answer a request, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}, []string{"route"}),
+		online:  lookups.WithLabelValues("online"),
+		offline: lookups.WithLabelValues("offline"),
+		unknown: lookups.WithLabelValues("unknown"),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.seconds, lookups} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) count(results []*redisstore.Status) {
+	var on, off, unknown int
+	for _, st := range results {
+		switch {
+		case st == nil:
+			unknown++
+		case st.State == redisstore.Online:
+			on++
+		default:
+			off++
+		}
+	}
+	m.online.Add(float64(on))
+	m.offline.Add(float64(off))
+	m.unknown.Add(float64(unknown))
+}
+
+// statusWriter remembers the status code written.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// instrument turns a handler that returns an error into an http.Handler
+// that writes the error in the envelope and counts and times the request.
+func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		if err := h(sw, r); err != nil {
+			httpapi.WriteError(sw, r, s.log, err)
+		}
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		s.metrics.seconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}
+}

@@ -1,0 +1,80 @@
+package queryapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+type queryRequest struct {
+	Users []string `json:"users"`
+}
+
+type queryResponse struct {
+	Results []*redisstore.Status `json:"results"`
+}
+
+// queryStatuses answers POST /v1/apps/{app}/status/query with a status or
+// null per user asked, in order.
+func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
+	app, err := appParam(r)
+	if err != nil {
+		return err
+	}
+	var req queryRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.Users == nil {
+		return httpapi.Errorf(httpapi.CodeInvalid, `"users" is required: a list of user ids`)
+	}
+	if len(req.Users) > MaxBatch {
+		return httpapi.Errorf(httpapi.CodeTooMany, fmt.Sprintf("%d users asked, at most %d per query", len(req.Users), MaxBatch))
+	}
+	for i, u := range req.Users {
+		if err := schemas.ValidateID("user", u); err != nil {
+			return httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("users[%d]: %v", i, err))
+		}
+	}
+	results, err := s.store.Statuses(r.Context(), app, req.Users)
+	if err != nil {
+		return unavailable(err)
+	}
+	s.metrics.count(results)
+	httpapi.WriteJSON(w, http.StatusOK, queryResponse{Results: results})
+	return nil
+}
+
+// userStatus answers GET /v1/apps/{app}/users/{user}/status.
+func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
+	app, err := appParam(r)
+	if err != nil {
+		return err
+	}
+	user, err := pathParam(r, "user")
+	if err != nil {
+		return err
+	}
+	if err := schemas.ValidateID("user", user); err != nil {
+		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	st, err := s.store.Status(r.Context(), app, user)
+	if err != nil {
+		return unavailable(err)
+	}
+	s.metrics.count([]*redisstore.Status{st})
+	if st == nil {
+		return httpapi.Errorf(httpapi.CodeNotFound, fmt.Sprintf("user %q of app %q is not known (never seen, or offline for longer than the offline TTL)", user, app))
+	}
+	httpapi.WriteJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// unavailable wraps a Redis failure as a 503 the client may retry, keeping
+// the cause for the log.
+func unavailable(err error) error {
+	return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "state store unavailable, retry later"), err)
+}
