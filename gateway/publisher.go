@@ -11,6 +11,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -165,16 +166,26 @@ func (p *Publisher) sessionEvent(e Event, now time.Time) (*pb.SessionEvent, erro
 
 // Heartbeat renews the gateway's lease.
 func (p *Publisher) Heartbeat(ctx context.Context) error {
+	return p.HeartbeatFor(ctx, p.cfg.id, p.cfg.epoch)
+}
+
+// HeartbeatFor renews the lease of another gateway, for an ingestion
+// endpoint that publishes on behalf of external gateways. The lease lasts
+// as long as the publisher's own.
+func (p *Publisher) HeartbeatFor(ctx context.Context, gateway, epoch string) error {
+	if err := errors.Join(schemas.ValidateID("gateway", gateway), schemas.ValidateID("epoch", epoch)); err != nil {
+		return err
+	}
 	now := p.cfg.now()
 	value, err := proto.Marshal(&pb.GatewayHeartbeat{
-		Gateway: p.cfg.id, Epoch: p.cfg.epoch,
+		Gateway: gateway, Epoch: epoch,
 		LeaseMs: p.cfg.lease.Milliseconds(), TimestampMs: now.UnixMilli(),
 	})
 	if err != nil {
 		return fmt.Errorf("encoding heartbeat: %w", err)
 	}
 	return p.produce(ctx, []*kgo.Record{{
-		Topic: schemas.GatewaysTopic, Key: []byte(p.cfg.id), Value: value, Timestamp: now,
+		Topic: schemas.GatewaysTopic, Key: []byte(gateway), Value: value, Timestamp: now,
 	}})
 }
 

@@ -5,10 +5,12 @@ go 1.26.8
 require (
 	github.com/presence-im/presence/redisstore v0.0.0
 	github.com/presence-im/presence/schemas v0.0.0
+	github.com/presence-im/presence/service v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twmb/franz-go v1.22.2
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
+	golang.org/x/sync v0.22.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -30,3 +32,5 @@ require (
 replace github.com/presence-im/presence/schemas => ../schemas
 
 replace github.com/presence-im/presence/redisstore => ../redisstore
+
+replace github.com/presence-im/presence/service => ../service

@@ -1,0 +1,205 @@
+// Package ingest is the HTTP ingestion endpoint of the gateway server, for
+// IM gateways written in other languages: they post batches of connects
+// and disconnects, and heartbeats, which it publishes to Kafka.
+//
+// Metrics (namespace presence, subsystem gateway):
+//
+//	presence_gateway_events_total{type}        events published
+//	presence_gateway_batches_total{result}     batches: accepted, invalid,
+//	                                           failed
+//	presence_gateway_publish_seconds           time until Kafka acknowledged
+//	                                           a batch
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+// MaxEvents is the most events one batch may hold.
+const MaxEvents = 10000
+
+// Publisher is what the endpoint publishes with; *gateway.Publisher is one.
+type Publisher interface {
+	Publish(ctx context.Context, events ...gateway.Event) error
+	HeartbeatFor(ctx context.Context, gateway, epoch string) error
+}
+
+// Handler serves POST /v1/apps/{app}/events and
+// POST /v1/gateways/{gateway}/heartbeat.
+type Handler struct {
+	pub     Publisher
+	log     *slog.Logger
+	events  *prometheus.CounterVec
+	batches *prometheus.CounterVec
+	publish prometheus.Histogram
+}
+
+// New returns a Handler registering its metrics on reg.
+func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	h := &Handler{
+		pub: pub,
+		log: log.With("component", "ingest"),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "presence", Subsystem: "gateway", Name: "events_total",
+			Help: "Session events published, by type.",
+		}, []string{"type"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "presence", Subsystem: "gateway", Name: "batches_total",
+			Help: "Event batches received, by result: accepted, invalid, failed.",
+		}, []string{"result"}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "presence", Subsystem: "gateway", Name: "publish_seconds",
+			Help:    "Time until Kafka acknowledged a batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	for _, c := range []prometheus.Collector{h.events, h.batches, h.publish} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Register adds the endpoint's routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/apps/{app}/events", h.serve(h.postEvents))
+	mux.HandleFunc("POST /v1/gateways/{gateway}/heartbeat", h.serve(h.postHeartbeat))
+}
+
+func (h *Handler) serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			httpapi.WriteError(w, r, h.log, err)
+		}
+	}
+}
+
+type eventsRequest struct {
+	Gateway string      `json:"gateway"`
+	Epoch   string      `json:"epoch"`
+	Events  []eventJSON `json:"events"`
+}
+
+type eventJSON struct {
+	Type     string `json:"type"`
+	User     string `json:"user"`
+	Session  string `json:"session"`
+	Device   string `json:"device"`
+	DeviceID string `json:"device_id"`
+	// Reason of a disconnect: client_closed (default), timeout or
+	// gateway_shutdown.
+	Reason string `json:"reason"`
+}
+
+var reasons = map[string]gateway.Reason{
+	"":                 gateway.ClientClosed,
+	"client_closed":    gateway.ClientClosed,
+	"timeout":          gateway.Timeout,
+	"gateway_shutdown": gateway.GatewayShutdown,
+}
+
+// postEvents validates a batch whole and publishes it; 202 means Kafka has
+// every record of it. The publisher checks every event before it writes
+// any, so an invalid batch writes nothing.
+func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
+	events, err := h.parseEvents(w, r)
+	if err != nil {
+		h.batches.WithLabelValues("invalid").Inc()
+		return err
+	}
+	start := time.Now()
+	if err := h.pub.Publish(r.Context(), events...); err != nil {
+		if errors.Is(err, schemas.ErrInvalid) {
+			h.batches.WithLabelValues("invalid").Inc()
+			return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+		}
+		h.batches.WithLabelValues("failed").Inc()
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch; retry it"), err)
+	}
+	h.publish.Observe(time.Since(start).Seconds())
+	h.batches.WithLabelValues("accepted").Inc()
+	for _, e := range events {
+		if e.Type == gateway.Connect {
+			h.events.WithLabelValues("connect").Inc()
+		} else {
+			h.events.WithLabelValues("disconnect").Inc()
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, map[string]int{"accepted": len(events)})
+	return nil
+}
+
+func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway.Event, error) {
+	app := r.PathValue("app")
+	if err := schemas.ValidateApp(app); err != nil {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	var req eventsRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(schemas.ValidateID("gateway", req.Gateway), schemas.ValidateID("epoch", req.Epoch)); err != nil {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	if len(req.Events) > MaxEvents {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))
+	}
+	events := make([]gateway.Event, len(req.Events))
+	for i, e := range req.Events {
+		ev := gateway.Event{
+			App: app, User: e.User, Session: e.Session, Device: e.Device, DeviceID: e.DeviceID,
+			Gateway: req.Gateway, Epoch: req.Epoch,
+		}
+		switch e.Type {
+		case "connect":
+			ev.Type = gateway.Connect
+			if e.Reason != "" {
+				return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: a connect has no reason", i))
+			}
+		case "disconnect":
+			ev.Type = gateway.Disconnect
+			reason, ok := reasons[e.Reason]
+			if !ok {
+				return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: reason %q: want client_closed, timeout or gateway_shutdown", i, e.Reason))
+			}
+			ev.Reason = reason
+		default:
+			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect or disconnect", i, e.Type))
+		}
+		events[i] = ev
+	}
+	return events, nil
+}
+
+type heartbeatRequest struct {
+	Epoch string `json:"epoch"`
+}
+
+// postHeartbeat renews an external gateway's lease.
+func (h *Handler) postHeartbeat(w http.ResponseWriter, r *http.Request) error {
+	gw := r.PathValue("gateway")
+	var req heartbeatRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := errors.Join(schemas.ValidateID("gateway", gw), schemas.ValidateID("epoch", req.Epoch)); err != nil {
+		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	if err := h.pub.HeartbeatFor(r.Context(), gw, req.Epoch); err != nil {
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the heartbeat; retry it"), err)
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"gateway": gw, "epoch": req.Epoch})
+	return nil
+}

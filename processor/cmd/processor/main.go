@@ -1,0 +1,78 @@
+// Command processor materializes the Presence topics into Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/flagenv"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "processor:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("processor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
+	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
+	group := fs.String("group", processor.DefaultGroup, "Kafka consumer group")
+	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
+	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
+	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
+	flagenv.Usage(fs, "processor: materializes the Presence topics into Redis")
+	if err := flagenv.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+
+	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix, OfflineTTL: *offlineTTL})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	reg := prometheus.NewRegistry()
+	p, err := processor.New(processor.Config{
+		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
+		Partitions: int32(*partitions), Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	httpapi.Ops(mux, reg, p.Ready)
+	l, err := httpapi.Listen(*addr)
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Run(ctx) })
+	g.Go(func() error { return httpapi.Serve(ctx, l, mux, log) })
+	return g.Wait()
+}
