@@ -14,16 +14,19 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
@@ -58,6 +61,12 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
+	cl      *kgo.Client
+
+	mu sync.Mutex
+	// behind holds, per assigned partition not yet caught up, the end
+	// offset it must reach: the partition's end when it was assigned.
+	behind map[int32]int64
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -84,11 +93,18 @@ func New(cfg Config) (*Processor, error) {
 	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
 }
 
-// Ready reports whether the processor has joined its group and Redis
-// answers.
+// Ready reports whether the processor has joined its group, has caught up
+// with the records its partitions held when they were assigned (so Redis
+// answers for all of them), and Redis answers.
 func (p *Processor) Ready(ctx context.Context) error {
 	if !p.joined.Load() {
 		return errors.New("processor has not joined its consumer group yet")
+	}
+	p.mu.Lock()
+	behind := len(p.behind)
+	p.mu.Unlock()
+	if behind > 0 {
+		return fmt.Errorf("processor is catching up: %d partitions behind", behind)
 	}
 	return p.cfg.Store.Ping(ctx)
 }
@@ -105,12 +121,15 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { p.joined.Store(true) }),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.revoked),
 	}, p.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
+	p.cl = cl
 	defer cl.Close()
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
@@ -149,6 +168,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 				return
 			}
 			end := fp.Records[len(fp.Records)-1]
+			p.caughtUp(fp.Partition, end.Offset+1)
 			p.metrics.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
 			mu.Lock()
 			done[fp.Partition] = end.Offset + 1
@@ -212,19 +232,35 @@ func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record) erro
 	}
 }
 
+// caughtUp notes that the partition is applied up to next.
+func (p *Processor) caughtUp(partition int32, next int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if target, ok := p.behind[partition]; ok && next >= target {
+		delete(p.behind, partition)
+	}
+}
+
 // startAtCheckpoints starts each assigned partition at its checkpoint in
-// Redis, or at its beginning when Redis holds nothing of it.
+// Redis, or at its beginning when Redis holds nothing of it, and notes the
+// partitions that are behind their end.
 func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	var (
 		cps     map[int32]int64
+		ends    kadm.ListedOffsets
 		err     error
 		backoff = 100 * time.Millisecond
 	)
 	for {
-		if cps, err = p.cfg.Store.Checkpoints(ctx, schemas.SessionsTopic); err == nil {
+		cps, err = p.cfg.Store.Checkpoints(ctx, schemas.SessionsTopic)
+		if err == nil {
+			ends, err = kadm.NewClient(p.cl).ListEndOffsets(ctx, schemas.SessionsTopic)
+			err = cmp.Or(err, ends.Error())
+		}
+		if err == nil {
 			break
 		}
-		p.log.Warn("reading checkpoints failed; retrying", "backoff", backoff, "err", err)
+		p.log.Warn("reading checkpoints and end offsets failed; retrying", "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, err
@@ -232,15 +268,49 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for topic, partitions := range assigned {
 		for partition := range partitions {
 			start := kgo.NewOffset().AtStart()
-			if next, ok := cps[partition]; ok {
+			next, ok := cps[partition]
+			if ok {
 				start = kgo.NewOffset().At(next).WithEpoch(-1)
+			}
+			delete(p.behind, partition)
+			if end, found := ends.Lookup(topic, partition); found && end.Offset > next {
+				p.behind[partition] = end.Offset
 			}
 			partitions[partition] = start
 		}
-		p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "checkpointed", len(cps))
+		p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "checkpointed", len(cps), "behind", len(p.behind))
 	}
 	return assigned, nil
+}
+
+// assigned counts new partitions as behind until startAtCheckpoints, which
+// runs next, knows how far they are.
+func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.behind == nil {
+		p.behind = map[int32]int64{}
+	}
+	for _, partitions := range assigned {
+		for _, partition := range partitions {
+			p.behind[partition] = math.MaxInt64
+		}
+	}
+	p.joined.Store(true)
+}
+
+// revoked forgets partitions this processor no longer owns.
+func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, partitions := range lost {
+		for _, partition := range partitions {
+			delete(p.behind, partition)
+		}
+	}
 }

@@ -36,6 +36,8 @@ type Config struct {
 	// Registry receives the server's metrics and is served on /metrics
 	// (a new registry when nil).
 	Registry *prometheus.Registry
+	// Probes are checked by /readyz besides Redis.
+	Probes []httpapi.Probe
 }
 
 // Server is the query API.
@@ -74,7 +76,7 @@ func New(cfg Config) (*Server, error) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeMethod, r.Method+" is not allowed on "+r.URL.Path))
 	})
 	mux := http.NewServeMux()
-	httpapi.Ops(mux, cfg.Registry, cfg.Store.Ping)
+	httpapi.Ops(mux, cfg.Registry, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
 	mux.Handle("/", r)
 	s.handler = mux
 	return s, nil

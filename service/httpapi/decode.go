@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"unicode/utf8"
 )
@@ -15,14 +14,9 @@ import (
 const MaxBody = 1 << 20
 
 // DecodeJSON reads the request body, at most MaxBody bytes of valid UTF-8
-// holding one JSON value with no unknown fields, into v. Its errors are
-// *Error.
+// holding one JSON value with no unknown fields, into v. The body is read
+// as JSON whatever its Content-Type says. Its errors are *Error.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return Errorf(CodeUnsupported, fmt.Sprintf("content type %q: send application/json", ct))
-		}
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

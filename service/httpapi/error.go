@@ -17,7 +17,6 @@ const (
 	CodeTooMany      = "too_many_users"
 	CodeNotFound     = "not_found"
 	CodeTooLarge     = "too_large"
-	CodeUnsupported  = "unsupported_media_type"
 	CodeUnavailable  = "unavailable"
 	CodeInternal     = "internal"
 	CodeMethod       = "method_not_allowed"
@@ -30,7 +29,6 @@ var statusOf = map[string]int{
 	CodeTooMany:      http.StatusBadRequest,
 	CodeNotFound:     http.StatusNotFound,
 	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnsupported:  http.StatusUnsupportedMediaType,
 	CodeUnavailable:  http.StatusServiceUnavailable,
 	CodeInternal:     http.StatusInternalServerError,
 	CodeMethod:       http.StatusMethodNotAllowed,

@@ -1,0 +1,89 @@
+// Command presence is the all-in-one Presence command. `presence dev` runs
+// the whole pipeline in one process on embedded defaults.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/presence/dev"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/flagenv"
+)
+
+const usage = `usage: presence <command> [flags]
+
+commands:
+  dev    run the whole pipeline in one process (embedded Kafka and Redis)
+
+Run 'presence <command> --help' for its flags.`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "presence:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "dev":
+		return runDev(ctx, args[1:], getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("presence dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg dev.Config
+	var brokers string
+	fs.StringVar(&cfg.DataDir, "data-dir", "./.presence", "where the embedded Kafka keeps its data")
+	fs.StringVar(&cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "listen address of the embedded Kafka")
+	fs.StringVar(&brokers, "brokers", "", "external Kafka seed brokers, comma-separated, instead of the embedded Kafka")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of the embedded Redis")
+	fs.StringVar(&cfg.QueryAddr, "query-addr", "127.0.0.1:8080", "listen address of the query API")
+	fs.StringVar(&cfg.GatewayAddr, "gateway-addr", "127.0.0.1:8090", "listen address of the gateway server")
+	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
+	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", dev.DefaultOfflineGrace, "delay before announcing offline (for notifications, not built yet)")
+	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
+	flagenv.Usage(fs, "presence dev: the whole pipeline in one process")
+	if err := flagenv.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("presence dev takes no arguments, got %q", fs.Args())
+	}
+	if brokers != "" {
+		cfg.Brokers = strings.Split(brokers, ",")
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	cfg.Ready = func(a dev.Addrs) {
+		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s\n",
+			a.Query, a.Gateway, strings.Join(a.Brokers, ","), a.Redis)
+	}
+	return dev.Run(ctx, cfg)
+}

@@ -1,0 +1,203 @@
+// Package dev runs the whole Presence pipeline in one process: an embedded
+// Kafka (kfake, persisted to the data directory) unless external brokers
+// are given, an embedded Redis unless a Redis URL is given, the gateway
+// server, the processor and the query API.
+//
+// The embedded Redis lives in memory only; on every start the processor
+// finds it empty and rebuilds it from the persisted topics, which is what
+// Presence does after any loss of Redis.
+package dev
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/queryapi"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+// DefaultOfflineGrace is the default of Config.OfflineGrace.
+const DefaultOfflineGrace = 5 * time.Second
+
+// Config configures Run. Zero values mean the defaults of `presence dev`.
+type Config struct {
+	DataDir     string   // "./.presence"
+	KafkaAddr   string   // "127.0.0.1:9092": where the embedded Kafka listens
+	Brokers     []string // external Kafka instead of the embedded one
+	RedisURL    string   // external Redis instead of the embedded one
+	QueryAddr   string   // "127.0.0.1:8080"
+	GatewayAddr string   // "127.0.0.1:8090"
+	OfflineTTL  time.Duration
+	// OfflineGrace is accepted for the notification pipeline, which does
+	// not exist yet; it changes nothing today.
+	OfflineGrace time.Duration
+	GatewayLease time.Duration
+	Logger       *slog.Logger
+	// Ready is called once everything serves.
+	Ready func(Addrs)
+}
+
+// Addrs are where a running pipeline can be reached.
+type Addrs struct {
+	Query, Gateway string   // HTTP host:port
+	Brokers        []string // Kafka
+	Redis          string   // redis URL
+}
+
+func (c *Config) defaults() {
+	c.DataDir = cmp.Or(c.DataDir, "./.presence")
+	c.KafkaAddr = cmp.Or(c.KafkaAddr, "127.0.0.1:9092")
+	c.QueryAddr = cmp.Or(c.QueryAddr, "127.0.0.1:8080")
+	c.GatewayAddr = cmp.Or(c.GatewayAddr, "127.0.0.1:8090")
+	c.OfflineTTL = cmp.Or(c.OfflineTTL, redisstore.DefaultOfflineTTL)
+	c.GatewayLease = cmp.Or(c.GatewayLease, gateway.DefaultLease)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Ready == nil {
+		c.Ready = func(Addrs) {}
+	}
+}
+
+// Run runs the pipeline until ctx ends, then stops it: the HTTP servers
+// finish their requests, the processor its batch, the publisher flushes,
+// and the embedded Kafka writes its state to disk.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
+	log := cfg.Logger
+	addrs := Addrs{Brokers: cfg.Brokers, Redis: cfg.RedisURL}
+
+	if len(addrs.Brokers) == 0 {
+		cluster, err := startKafka(cfg.KafkaAddr, filepath.Join(cfg.DataDir, "kafka"))
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		addrs.Brokers = cluster.ListenAddrs()
+	}
+	if addrs.Redis == "" {
+		mr := miniredis.NewMiniRedis()
+		mr.ClockTTL(true)
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("starting embedded redis: %w", err)
+		}
+		defer mr.Close()
+		addrs.Redis = "redis://" + mr.Addr()
+	}
+	store, err := redisstore.Open(ctx, addrs.Redis, redisstore.Options{OfflineTTL: cfg.OfflineTTL})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	query, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: reg, Probes: []httpapi.Probe{proc.Ready}})
+	if err != nil {
+		return err
+	}
+	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	ing, err := ingest.New(pub, log, reg)
+	if err != nil {
+		return err
+	}
+	gwMux := http.NewServeMux()
+	ing.Register(gwMux)
+	httpapi.Ops(gwMux, reg, pub.Ping)
+
+	queryL, err := httpapi.Listen(cfg.QueryAddr)
+	if err != nil {
+		return err
+	}
+	gwL, err := httpapi.Listen(cfg.GatewayAddr)
+	if err != nil {
+		queryL.Close()
+		return err
+	}
+	addrs.Query, addrs.Gateway = queryL.Addr().String(), gwL.Addr().String()
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return proc.Run(ctx) })
+	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
+	g.Go(func() error { return httpapi.Serve(ctx, gwL, gwMux, log) })
+	g.Go(func() error {
+		if err := waitReady(ctx, proc.Ready); err != nil {
+			return nil // stopping before ready is not an error
+		}
+		cfg.Ready(addrs)
+		return nil
+	})
+	return g.Wait()
+}
+
+func waitReady(ctx context.Context, ready httpapi.Probe) error {
+	for {
+		if err := ready(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// startKafka starts the embedded Kafka on addr, persisting to dir.
+func startKafka(addr, dir string) (*kfake.Cluster, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka address %q: %w", addr, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("making kafka data dir: %w", err)
+	}
+	cluster, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, portStr))
+		}),
+		kfake.DataDir(dir),
+		// Compact the compacted topics every minute, as a real broker's
+		// log cleaner would.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "60000"}),
+	)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("kafka address %s is in use (another presence dev? pick one with --kafka-addr): %w", addr, err)
+		}
+		return nil, fmt.Errorf("starting embedded kafka: %w", err)
+	}
+	return cluster, nil
+}
