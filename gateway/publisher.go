@@ -131,11 +131,36 @@ func (p *Publisher) Publish(ctx context.Context, events ...Event) error {
 }
 
 func (p *Publisher) sessionEvent(e Event, now time.Time) (*pb.SessionEvent, error) {
+	ev := e.record(now)
+	if ev.Gateway == "" {
+		ev.Gateway, ev.GatewayEpoch = p.cfg.id, p.cfg.epoch
+		ev.Sequence = p.seq.Add(1)
+	}
+	if err := schemas.ValidateSessionEvent(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// Validate checks the event as Publish does, for a caller that wants to
+// reject a batch before publishing any of it. An event naming no gateway
+// is checked as if the publisher's own were set.
+func (e Event) Validate() error {
+	ev := e.record(time.Now())
+	if ev.Gateway == "" {
+		ev.Gateway, ev.GatewayEpoch = "self", "self"
+	}
+	return schemas.ValidateSessionEvent(ev)
+}
+
+// record is the event as a record value, without the publisher's own
+// gateway fields.
+func (e Event) record(now time.Time) *pb.SessionEvent {
 	ev := &pb.SessionEvent{
 		App: e.App, User: e.User, Session: e.Session,
 		Device:       &pb.Device{Type: e.Device, Id: e.DeviceID},
-		Gateway:      p.cfg.id,
-		GatewayEpoch: p.cfg.epoch,
+		Gateway:      e.Gateway,
+		GatewayEpoch: e.Epoch,
 		TimestampMs:  now.UnixMilli(),
 	}
 	switch e.Type {
@@ -143,25 +168,9 @@ func (p *Publisher) sessionEvent(e Event, now time.Time) (*pb.SessionEvent, erro
 		ev.Type = pb.EventType_EVENT_TYPE_CONNECT
 	case Disconnect:
 		ev.Type = pb.EventType_EVENT_TYPE_DISCONNECT
-		ev.Reason = e.Reason
-		if ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_UNSPECIFIED {
-			ev.Reason = ClientClosed
-		}
-	default:
-		return nil, fmt.Errorf("%w event type %d", schemas.ErrInvalid, e.Type)
+		ev.Reason = cmp.Or(e.Reason, ClientClosed)
 	}
-	if e.Gateway != "" || e.Epoch != "" {
-		ev.Gateway, ev.GatewayEpoch = e.Gateway, e.Epoch
-		if err := schemas.ValidateID("epoch", e.Epoch); err != nil {
-			return nil, err
-		}
-	} else {
-		ev.Sequence = p.seq.Add(1)
-	}
-	if err := schemas.ValidateSessionEvent(ev); err != nil {
-		return nil, err
-	}
-	return ev, nil
+	return ev
 }
 
 // Heartbeat renews the gateway's lease.

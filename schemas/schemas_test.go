@@ -138,6 +138,7 @@ func TestValidateSessionEvent(t *testing.T) {
 		"no user":      func(e *presencepb.SessionEvent) { e.User = "" },
 		"no session":   func(e *presencepb.SessionEvent) { e.Session = "" },
 		"no gateway":   func(e *presencepb.SessionEvent) { e.Gateway = "" },
+		"no epoch":     func(e *presencepb.SessionEvent) { e.GatewayEpoch = "" },
 		"no device":    func(e *presencepb.SessionEvent) { e.Device = nil },
 		"no timestamp": func(e *presencepb.SessionEvent) { e.TimestampMs = 0 },
 	} {

@@ -64,6 +64,7 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 		{"user", ev.GetUser()},
 		{"session", ev.GetSession()},
 		{"gateway", ev.GetGateway()},
+		{"gateway epoch", ev.GetGatewayEpoch()},
 	}
 	if ev.GetType() == presencepb.EventType_EVENT_TYPE_CONNECT {
 		ids = append(ids, struct{ what, id string }{"device", ev.GetDevice().GetType()})

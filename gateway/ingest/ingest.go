@@ -111,8 +111,8 @@ var reasons = map[string]gateway.Reason{
 }
 
 // postEvents validates a batch whole and publishes it; 202 means Kafka has
-// every record of it. The publisher checks every event before it writes
-// any, so an invalid batch writes nothing.
+// every record of it. Every event is checked before any is published, so
+// an invalid batch writes nothing.
 func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	events, err := h.parseEvents(w, r)
 	if err != nil {
@@ -121,10 +121,6 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	start := time.Now()
 	if err := h.pub.Publish(r.Context(), events...); err != nil {
-		if errors.Is(err, schemas.ErrInvalid) {
-			h.batches.WithLabelValues("invalid").Inc()
-			return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
-		}
 		h.batches.WithLabelValues("failed").Inc()
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch; retry it"), err)
 	}
@@ -177,6 +173,9 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 			ev.Reason = reason
 		default:
 			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect or disconnect", i, e.Type))
+		}
+		if err := ev.Validate(); err != nil {
+			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))
 		}
 		events[i] = ev
 	}
