@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -193,9 +194,14 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	}
 }
 
-// applyPartition applies one partition's records to Redis, retrying with
-// backoff until Redis takes them or ctx ends. An attempt under way when ctx
-// ends is given a few seconds to finish.
+// maxChunk is the most changes applied in one pipelined attempt, so that
+// an attempt's time is bounded whatever the size of a fetch.
+const maxChunk = 1000
+
+// applyPartition applies one partition's records to Redis, in order, in
+// chunks of at most maxChunk, each retried with backoff until Redis takes
+// it or ctx ends. An attempt under way when ctx ends is given a few
+// seconds to finish.
 func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record) error {
 	changes := make([]redisstore.Change, 0, len(recs))
 	for _, r := range recs {
@@ -209,6 +215,15 @@ func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record) erro
 			changes = append(changes, c)
 		}
 	}
+	for chunk := range slices.Chunk(changes, maxChunk) {
+		if err := p.applyChunk(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Processor) applyChunk(ctx context.Context, changes []redisstore.Change) error {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()

@@ -96,11 +96,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if addrs.Redis == "" {
 		mr := miniredis.NewMiniRedis()
-		mr.ClockTTL(true)
 		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("starting embedded redis: %w", err)
 		}
 		defer mr.Close()
+		stopClock := runClock(mr)
+		defer stopClock()
 		addrs.Redis = "redis://" + mr.Addr()
 	}
 	store, err := redisstore.Open(ctx, addrs.Redis, redisstore.Options{OfflineTTL: cfg.OfflineTTL})
@@ -154,6 +155,27 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// runClock expires the embedded Redis's keys as time passes, once a
+// second. (miniredis's own ClockTTL does it on every command, which costs
+// a walk over all keys each time.)
+func runClock(mr *miniredis.Miniredis) (stop func()) {
+	t := time.NewTicker(time.Second)
+	done := make(chan struct{})
+	go func() {
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				mr.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
 }
 
 func waitReady(ctx context.Context, ready httpapi.Probe) error {
