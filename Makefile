@@ -1,0 +1,43 @@
+# Presence: `make run` runs the whole pipeline, `make test` runs every test.
+
+MODULES  := schemas redisstore service gateway processor queryapi presence deploy
+PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+
+.PHONY: build run test vet redis-server proto clean
+
+## build: put presence, gateway, processor and queryapi in bin/
+build:
+	go build -o bin/presence ./presence/cmd/presence
+	go build -o bin/gateway ./gateway/cmd/gateway
+	go build -o bin/processor ./processor/cmd/processor
+	go build -o bin/queryapi ./queryapi/cmd/queryapi
+
+## run: the whole pipeline in one process, on embedded Kafka and Redis
+run: build
+	./bin/presence dev
+
+## test: vet and run every test, integration tests included (they start
+## their own redis-server, installed here when missing)
+test: vet redis-server
+	go test -timeout 8m $(PACKAGES)
+
+vet:
+	go vet $(PACKAGES)
+
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		echo "redis-server is missing: installing it (Debian package redis-server)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+
+## proto: regenerate schemas/presencepb from schemas/proto
+proto:
+	@command -v protoc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+	GOBIN=$(CURDIR)/bin go install $(PROTOC_GEN_GO)
+	PATH="$(CURDIR)/bin:$$PATH" protoc -I schemas/proto \
+		--go_out=schemas --go_opt=module=github.com/presence-im/presence/schemas \
+		schemas/proto/presence/v1/presence.proto
+
+clean:
+	rm -rf bin
