@@ -5,38 +5,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
-	"github.com/presence-im/presence/service/flagenv"
+	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "gateway:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("gateway", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	hostname, _ := os.Hostname()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -45,8 +31,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	id := fs.String("id", hostname, "this gateway's id, stable across restarts")
 	epoch := fs.String("epoch", "", "this gateway's boot epoch (random when empty)")
 	lease := fs.Duration("gateway-lease", gateway.DefaultLease, "how long a heartbeat keeps a gateway's sessions alive")
-	flagenv.Usage(fs, "gateway: publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
-	if err := flagenv.Parse(fs, args, getenv); err != nil {
+	cli.Usage(fs, "gateway: publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
+	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))

@@ -9,15 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/presence/dev"
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/service/flagenv"
+	"github.com/presence-im/presence/service/cli"
 )
 
 const usage = `usage: presence <command> [flags]
@@ -27,17 +24,7 @@ commands:
 
 Run 'presence <command> --help' for its flags.`
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "presence:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("presence", run) }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -70,8 +57,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", dev.DefaultOfflineGrace, "delay before announcing offline (for notifications, not built yet)")
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
-	flagenv.Usage(fs, "presence dev: the whole pipeline in one process")
-	if err := flagenv.Parse(fs, args, getenv); err != nil {
+	cli.Usage(fs, "presence dev: the whole pipeline in one process")
+	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

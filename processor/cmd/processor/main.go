@@ -3,16 +3,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -20,23 +15,13 @@ import (
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
-	"github.com/presence-im/presence/service/flagenv"
+	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "processor:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("processor", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("processor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
@@ -46,8 +31,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
-	flagenv.Usage(fs, "processor: materializes the Presence topics into Redis")
-	if err := flagenv.Parse(fs, args, getenv); err != nil {
+	cli.Usage(fs, "processor: materializes the Presence topics into Redis")
+	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))

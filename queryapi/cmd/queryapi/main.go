@@ -3,41 +3,26 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/service/flagenv"
+	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "queryapi:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("queryapi", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("queryapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
 	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	addr := fs.String("addr", ":8080", "HTTP listen address")
-	flagenv.Usage(fs, "queryapi: serves Presence lookups over HTTP")
-	if err := flagenv.Parse(fs, args, getenv); err != nil {
+	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP")
+	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))

@@ -1,8 +1,10 @@
-// Package flagenv parses command-line flags with environment fallbacks: a
-// flag not given on the command line takes the value of PRESENCE_<NAME>,
+// Package cli is what every Presence command shares: flags with
+// environment fallbacks and the life of a main function.
+//
+// A flag not given on the command line takes the value of PRESENCE_<NAME>,
 // its name upper-cased with '-' as '_' (--redis-url reads
 // PRESENCE_REDIS_URL).
-package flagenv
+package cli
 
 import (
 	"flag"
