@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"golang.org/x/sync/errgroup"
 
@@ -110,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer store.Close()
 
-	reg := prometheus.NewRegistry()
+	reg := httpapi.NewRegistry()
 	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store, Logger: log, Registerer: reg})
 	if err != nil {
 		return err

@@ -12,8 +12,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
 	"github.com/presence-im/presence/service/cli"
@@ -43,7 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer pub.Close()
-	reg := prometheus.NewRegistry()
+	reg := httpapi.NewRegistry()
 	h, err := ingest.New(pub, log, reg)
 	if err != nil {
 		return err

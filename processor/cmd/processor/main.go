@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-im/presence/processor"
@@ -42,7 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer store.Close()
-	reg := prometheus.NewRegistry()
+	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
 		Partitions: int32(*partitions), Logger: log, Registerer: reg,

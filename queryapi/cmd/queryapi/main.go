@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer store.Close()
-	s, err := queryapi.New(queryapi.Config{Store: store, Logger: log})
+	s, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: httpapi.NewRegistry()})
 	if err != nil {
 		return err
 	}
