@@ -2,11 +2,17 @@ package processor_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestMultiDevice(t *testing.T) {
@@ -130,5 +136,49 @@ func requireOnline(t *testing.T, want map[string]*redisstore.Status, n int) {
 	}
 	if online < n || multi == 0 {
 		t.Fatalf("model has %d online users, %d with several devices: the test proves too little", online, multi)
+	}
+}
+
+func TestEnsureTopics(t *testing.T) {
+	_, cl := newCluster(t) // creates the topics
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	described, err := adm.DescribeTopicConfigs(ctx, schemas.SessionsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := described.On(schemas.SessionsTopic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range policy.Configs {
+		found = found || c.Key == "cleanup.policy" && c.MaybeValue() == "compact"
+	}
+	if !found {
+		t.Fatalf("sessions topic created without cleanup.policy=compact: %+v", policy.Configs)
+	}
+	// A second call leaves the topics as they are.
+	if err := processor.EnsureTopics(ctx, cl, partitions); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A sessions topic someone created without compaction is refused: its
+// retention would delete live sessions.
+func TestEnsureTopicsRefusesUncompactedTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, schemas.SessionsTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	err = processor.EnsureTopics(context.Background(), cl, partitions)
+	if !errors.Is(err, processor.ErrNotCompacted) || !strings.Contains(err.Error(), schemas.SessionsTopic) {
+		t.Fatalf("got %v, want ErrNotCompacted naming %s", err, schemas.SessionsTopic)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -12,12 +14,19 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
+// ErrNotCompacted is returned when a Presence topic exists without
+// cleanup.policy=compact: retention would delete sessions that are still
+// live, and a replay would lose them.
+var ErrNotCompacted = errors.New("topic is not compacted")
+
 // EnsureTopics creates the Presence topics that are missing, compacted as
 // schemas.Topics says, with partitions partitions each (the schemas
-// default when not positive). Existing topics are left as they are.
+// default when not positive). Existing topics are left as they are, but
+// must be compacted.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32) error {
 	adm := kadm.NewClient(cl)
-	for _, t := range schemas.Topics(partitions) {
+	topics := schemas.Topics(partitions)
+	for _, t := range topics {
 		configs := make(map[string]*string, len(t.Configs))
 		for k, v := range t.Configs {
 			configs[k] = kadm.StringPtr(v)
@@ -28,6 +37,28 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32) error {
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
+		}
+	}
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	described, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("describing topics: %w", err)
+	}
+	for _, rc := range described {
+		if rc.Err != nil {
+			return fmt.Errorf("describing topic %s: %w", rc.Name, rc.Err)
+		}
+		policy := "delete" // Kafka's default when the topic does not say
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" {
+				policy = c.MaybeValue()
+			}
+		}
+		if !slices.Contains(strings.Split(policy, ","), "compact") {
+			return fmt.Errorf("%w: %s has cleanup.policy=%s; set it to compact", ErrNotCompacted, rc.Name, policy)
 		}
 	}
 	return nil
