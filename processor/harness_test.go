@@ -79,19 +79,34 @@ func start(t *testing.T, c *kfake.Cluster, store *redisstore.Store, group string
 	return r
 }
 
-// Stop stops the processor and waits for it, at most 30 seconds.
+// Stop stops the processor and waits for it, at most 30 seconds; it must
+// end without error.
 func (r *running) Stop(t *testing.T) {
 	r.stopped.Do(func() {
 		r.stop()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("processor: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("processor did not stop within 30s")
+		if err := r.wait(t); err != nil {
+			t.Errorf("processor: %v", err)
 		}
 	})
+}
+
+// Failed waits, at most 60 seconds, for the processor to stop by itself,
+// and returns its error.
+func (r *running) Failed(t *testing.T) error {
+	t.Helper()
+	var err error
+	r.stopped.Do(func() { err = r.wait(t) })
+	return err
+}
+
+func (r *running) wait(t *testing.T) error {
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatal("processor did not stop within 60s")
+		return nil
+	}
 }
 
 // event is one generated record with the offset Kafka gave it.
@@ -206,10 +221,11 @@ func waitCaughtUp(t *testing.T, cl *kgo.Client, store *redisstore.Store) {
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		cps, err := store.Checkpoints(ctx, schemas.SessionsTopic)
+		cp, err := store.Checkpoint(ctx, schemas.SessionsTopic)
 		if err != nil {
 			t.Fatal(err)
 		}
+		cps := cp.Next
 		behind := 0
 		ends.Each(func(o kadm.ListedOffset) {
 			if o.Offset > 0 && cps[o.Partition] < o.Offset {

@@ -7,10 +7,20 @@
 // partition's checkpoint to Redis and commits the offsets to Kafka.
 //
 // Where a partition starts is decided by the checkpoint in Redis, not by
-// the group's committed offset: a Redis that holds nothing (a new one, or
-// one that lost its data) is rebuilt from the beginning of the compacted
-// topic, and a Redis that holds a prefix of the log resumes after it.
-// Applying is versioned by offset, so records applied twice change nothing.
+// the group's committed offset: a partition Redis holds nothing of (a new
+// Redis, or one that lost its data) is emptied of any debris and rebuilt
+// from the beginning of the compacted topic, and one Redis holds a prefix
+// of resumes after it. Applying is versioned by offset, so records applied
+// twice change nothing.
+//
+// Checkpoints are fenced: the processor moves a checkpoint only from the
+// value it last read or wrote. Finding another value means Redis lost
+// state while the processor ran (a restart without persistence, a flush, a
+// failover) or another processor owns the partition; the processor then
+// stops with ErrStateLost, and its restart rebuilds what was lost. Redis
+// also records the id and partition count of the topic its state was built
+// from, and a processor refuses (ErrOtherTopic) to apply another topic's
+// records on top of it.
 package processor
 
 import (
@@ -19,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -32,6 +43,16 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+)
+
+// Errors that stop a processor.
+var (
+	// ErrStateLost: Redis no longer holds what the processor wrote.
+	ErrStateLost = errors.New("redis lost state under the processor; restart it to rebuild")
+	// ErrOtherTopic: Redis holds state built from another topic, or from
+	// the same topic with another partition count (which moves users
+	// between partitions and invalidates versions).
+	ErrOtherTopic = errors.New("redis holds state built from another topic or partition count")
 )
 
 // DefaultGroup is the consumer group of processors.
@@ -62,12 +83,16 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
-	cl      *kgo.Client
+	cl      atomic.Pointer[kgo.Client]
+	stop    context.CancelCauseFunc
 
 	mu sync.Mutex
 	// behind holds, per assigned partition not yet caught up, the end
 	// offset it must reach: the partition's end when it was assigned.
 	behind map[int32]int64
+	// checkpoints holds, per assigned partition, its checkpoint as this
+	// processor last read or wrote it.
+	checkpoints map[int32]int64
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -110,10 +135,22 @@ func (p *Processor) Ready(ctx context.Context) error {
 	return p.cfg.Store.Ping(ctx)
 }
 
-// Run creates missing topics, then consumes until ctx ends. Records
-// fetched but not yet in Redis when it stops are read again by whichever
-// processor owns their partition next.
-func (p *Processor) Run(ctx context.Context) error {
+// Run creates missing topics, then consumes until ctx ends (and returns
+// nil) or the state in Redis cannot be trusted (and returns an error
+// wrapping ErrStateLost or ErrOtherTopic). Records fetched but not yet in
+// Redis when it stops are read again by whichever processor owns their
+// partition next.
+func (p *Processor) Run(ctx context.Context) (err error) {
+	ctx, p.stop = context.WithCancelCause(ctx)
+	defer func() {
+		switch cause := context.Cause(ctx); {
+		case cause != nil && !errors.Is(cause, context.Canceled):
+			err = cause // stopped by p.stop
+		case cause != nil:
+			err = nil // ctx ended: whatever failed on the way out is no error
+		}
+		p.stop(nil)
+	}()
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
@@ -130,7 +167,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
-	p.cl = cl
+	p.cl.Store(cl)
 	defer cl.Close()
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
@@ -160,6 +197,9 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		done = map[int32]int64{}
 		last []*kgo.Record
 	)
+	p.mu.Lock()
+	from := maps.Clone(p.checkpoints)
+	p.mu.Unlock()
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) == 0 {
 			return
@@ -185,10 +225,22 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	// it is finished even when ctx has ended.
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.cfg.Store.SetCheckpoints(finish, schemas.SessionsTopic, done); err != nil {
+	if err := p.cfg.Store.Advance(finish, schemas.SessionsTopic, from, done); err != nil {
+		if errors.Is(err, redisstore.ErrCheckpointMoved) {
+			p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
+			p.stop(fmt.Errorf("%w: %w", ErrStateLost, err))
+			return
+		}
 		p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "err", err)
 		return
 	}
+	p.mu.Lock()
+	for partition, next := range done {
+		if _, owned := p.checkpoints[partition]; owned {
+			p.checkpoints[partition] = next
+		}
+	}
+	p.mu.Unlock()
 	if err := cl.CommitRecords(finish, last...); err != nil {
 		p.log.Warn("commit failed", "err", err)
 	}
@@ -257,25 +309,27 @@ func (p *Processor) caughtUp(partition int32, next int64) {
 }
 
 // startAtCheckpoints starts each assigned partition at its checkpoint in
-// Redis, or at its beginning when Redis holds nothing of it, and notes the
-// partitions that are behind their end.
+// Redis. A partition Redis has no checkpoint for is first reset (its users
+// deleted, its checkpoint set to 0) and read from its beginning. It also
+// notes how far behind each partition is, for readiness.
 func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	topic := schemas.SessionsTopic
+	partitions := assigned[topic]
 	var (
-		cps     map[int32]int64
+		cp      redisstore.Checkpoint
+		layout  kadm.TopicDetail
 		ends    kadm.ListedOffsets
 		err     error
 		backoff = 100 * time.Millisecond
 	)
 	for {
-		cps, err = p.cfg.Store.Checkpoints(ctx, schemas.SessionsTopic)
-		if err == nil {
-			ends, err = kadm.NewClient(p.cl).ListEndOffsets(ctx, schemas.SessionsTopic)
-			err = cmp.Or(err, ends.Error())
+		if cp, err = p.cfg.Store.Checkpoint(ctx, topic); err == nil {
+			layout, ends, err = p.describe(ctx, topic, partitions)
 		}
 		if err == nil {
 			break
 		}
-		p.log.Warn("reading checkpoints and end offsets failed; retrying", "backoff", backoff, "err", err)
+		p.log.Warn("reading checkpoints and topic failed; retrying", "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, err
@@ -283,24 +337,63 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+	id, n := layout.ID.String(), len(layout.Partitions)
+	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
+		err := fmt.Errorf("%w: redis holds %s as topic id %s with %d partitions, kafka has id %s with %d; rebuild into an empty redis (or another --key-prefix)",
+			ErrOtherTopic, topic, cp.TopicID, cp.Partitions, id, n)
+		p.stop(err)
+		return nil, err
+	}
+	var fresh []int32
+	for partition := range partitions {
+		if _, ok := cp.Next[partition]; !ok {
+			fresh = append(fresh, partition)
+		}
+	}
+	if err := p.cfg.Store.Reset(ctx, topic, id, n, fresh); err != nil {
+		return nil, err
+	}
+
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for topic, partitions := range assigned {
-		for partition := range partitions {
-			start := kgo.NewOffset().AtStart()
-			next, ok := cps[partition]
-			if ok {
-				start = kgo.NewOffset().At(next).WithEpoch(-1)
-			}
-			delete(p.behind, partition)
-			if end, found := ends.Lookup(topic, partition); found && end.Offset > next {
-				p.behind[partition] = end.Offset
-			}
-			partitions[partition] = start
-		}
-		p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "checkpointed", len(cps), "behind", len(p.behind))
+	if p.checkpoints == nil {
+		p.checkpoints = map[int32]int64{}
 	}
+	for partition := range partitions {
+		next := cp.Next[partition] // 0 for a fresh partition
+		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
+		p.checkpoints[partition] = next
+		delete(p.behind, partition)
+		if end, ok := ends.Lookup(topic, partition); ok && end.Offset > next {
+			p.behind[partition] = end.Offset
+		}
+	}
+	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", len(p.behind))
 	return assigned, nil
+}
+
+// describe returns the topic's id and partitions, and the end offsets of
+// the given partitions.
+func (p *Processor) describe(ctx context.Context, topic string, partitions map[int32]kgo.Offset) (kadm.TopicDetail, kadm.ListedOffsets, error) {
+	adm := kadm.NewClient(p.cl.Load())
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return kadm.TopicDetail{}, nil, err
+	}
+	layout, ok := md.Topics[topic]
+	if !ok || layout.Err != nil {
+		return kadm.TopicDetail{}, nil, fmt.Errorf("describing topic %s: %w", topic, cmp.Or(layout.Err, errors.New("not found")))
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return kadm.TopicDetail{}, nil, err
+	}
+	for partition := range partitions {
+		if end, ok := ends.Lookup(topic, partition); !ok || end.Err != nil {
+			return kadm.TopicDetail{}, nil, fmt.Errorf("end offset of %s/%d: %w", topic, partition, cmp.Or(end.Err, errors.New("not found")))
+		}
+	}
+	return layout, ends, nil
 }
 
 // assigned counts new partitions as behind until startAtCheckpoints, which
@@ -326,6 +419,7 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]
 	for _, partitions := range lost {
 		for _, partition := range partitions {
 			delete(p.behind, partition)
+			delete(p.checkpoints, partition)
 		}
 	}
 }

@@ -3,13 +3,17 @@ package processor_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -70,8 +74,8 @@ func TestRestartMidStream(t *testing.T) {
 	p := start(t, c, interrupted, "interrupted")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		cps, _ := interrupted.Checkpoints(context.Background(), schemas.SessionsTopic)
-		if len(cps) > 0 {
+		cp, _ := interrupted.Checkpoint(context.Background(), schemas.SessionsTopic)
+		if slices.ContainsFunc(slices.Collect(maps.Values(cp.Next)), func(o int64) bool { return o > 0 }) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -180,5 +184,63 @@ func TestEnsureTopicsRefusesUncompactedTopic(t *testing.T) {
 	err = processor.EnsureTopics(context.Background(), cl, partitions)
 	if !errors.Is(err, processor.ErrNotCompacted) || !strings.Contains(err.Error(), schemas.SessionsTopic) {
 		t.Fatalf("got %v, want ErrNotCompacted naming %s", err, schemas.SessionsTopic)
+	}
+}
+
+// Redis loses everything while the processor runs (a restart without
+// persistence, a flush). The processor applies the next batch on top of
+// the gap, finds its checkpoint gone, and stops; restarted, it deletes the
+// debris, rebuilds from the topic, and ends equal to the model.
+func TestRedisLosesStateWhileRunning(t *testing.T) {
+	c, cl := newCluster(t)
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	p := start(t, c, store, "g")
+	evs := produce(t, cl, churn(3, 100, 3, 1000)...)
+	waitCaughtUp(t, cl, store)
+
+	deleteAll(t, rdb, prefix)
+	evs = append(evs, produce(t, cl, churn(4, 100, 3, 1000)...)...)
+	if err := p.Failed(t); !errors.Is(err, processor.ErrStateLost) {
+		t.Fatalf("processor on a Redis that lost its state: %v, want ErrStateLost", err)
+	}
+
+	start(t, c, store, "g")
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	requireOnline(t, model(evs), 1)
+}
+
+// A Redis built from one topic is not silently mixed with another topic's
+// records (a recreated topic, or a new dev data dir on an old Redis).
+func TestRedisFromAnotherTopic(t *testing.T) {
+	store := newStore(t)
+	first, cl := newCluster(t)
+	produce(t, cl, connectEv("alice", "s1", t0))
+	p := start(t, first, store, "g")
+	waitCaughtUp(t, cl, store)
+	p.Stop(t)
+
+	second, _ := newCluster(t) // same topic name, another topic id
+	err := start(t, second, store, "g").Failed(t)
+	if !errors.Is(err, processor.ErrOtherTopic) {
+		t.Fatalf("processor on another topic's state: %v, want ErrOtherTopic", err)
+	}
+}
+
+// deleteAll deletes every key of prefix, as a flush would.
+func deleteAll(t *testing.T, rdb *redis.Client, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, prefix+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < 10 {
+		t.Fatalf("only %d keys under %s: nothing to lose", len(keys), prefix)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,7 +7,9 @@
 //
 //	P:{U}                hash: "v" version, "s<session>" one field per live
 //	                     session, "l" last seen (Unix ms) while offline
-//	P:checkpoint:<topic> hash: partition -> next offset to apply
+//	P:checkpoint:<topic> hash: partition -> next offset to apply, and the
+//	                     id and partition count of the topic the state
+//	                     was built from (see checkpoint.go)
 //
 // All keys of one user share the hash tag {U}, so a Redis Cluster keeps them
 // on one node.
@@ -16,9 +18,7 @@ package redisstore
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -50,6 +50,7 @@ type Store struct {
 	prefix     string
 	offlineTTL time.Duration
 	apply      *redis.Script
+	advance    *redis.Script
 }
 
 // New returns a Store over rdb.
@@ -60,7 +61,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.OfflineTTL <= 0 {
 		opts.OfflineTTL = DefaultOfflineTTL
 	}
-	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource)}
+	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource), advance: redis.NewScript(advanceSource)}
 }
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db)
@@ -91,45 +92,4 @@ func (s *Store) Ping(ctx context.Context) error {
 
 func (s *Store) userKey(app, user string) string {
 	return s.prefix + ":{" + schemas.UserKey(app, user) + "}"
-}
-
-func (s *Store) checkpointKey(topic string) string {
-	return s.prefix + ":checkpoint:" + topic
-}
-
-// Checkpoints returns, per partition of topic, the offset of the first
-// record the state does not hold yet. A partition without a checkpoint has
-// nothing applied: it is read from its beginning.
-func (s *Store) Checkpoints(ctx context.Context, topic string) (map[int32]int64, error) {
-	raw, err := s.rdb.HGetAll(ctx, s.checkpointKey(topic)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("reading checkpoints of %s: %w", topic, err)
-	}
-	out := make(map[int32]int64, len(raw))
-	for p, o := range raw {
-		partition, err1 := strconv.ParseInt(p, 10, 32)
-		offset, err2 := strconv.ParseInt(o, 10, 64)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("reading checkpoint %s[%s]=%s: %w", topic, p, o, err)
-		}
-		out[int32(partition)] = offset
-	}
-	return out, nil
-}
-
-// SetCheckpoints records, per partition of topic, that the state holds
-// every record before the given offset. Call it only once those records
-// are applied.
-func (s *Store) SetCheckpoints(ctx context.Context, topic string, next map[int32]int64) error {
-	if len(next) == 0 {
-		return nil
-	}
-	fields := make([]any, 0, 2*len(next))
-	for p, o := range next {
-		fields = append(fields, strconv.Itoa(int(p)), o)
-	}
-	if err := s.rdb.HSet(ctx, s.checkpointKey(topic), fields...).Err(); err != nil {
-		return fmt.Errorf("writing checkpoints of %s: %w", topic, err)
-	}
-	return nil
 }

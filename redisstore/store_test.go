@@ -2,11 +2,14 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/schemas"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -174,22 +177,68 @@ func TestStatusesBatch(t *testing.T) {
 	}
 }
 
-func TestCheckpoints(t *testing.T) {
+func TestCheckpointAdvance(t *testing.T) {
 	s := newStore(t, time.Hour)
 	ctx := context.Background()
-	cps, err := s.Checkpoints(ctx, "topic")
-	if err != nil || len(cps) != 0 {
-		t.Fatalf("empty store: %v, %v", cps, err)
+	cp, err := s.Checkpoint(ctx, "topic")
+	if err != nil || cp.TopicID != "" || len(cp.Next) != 0 {
+		t.Fatalf("empty store: %+v, %v", cp, err)
 	}
-	if err := s.SetCheckpoints(ctx, "topic", map[int32]int64{3: 40, 0: 7}); err != nil {
+	if err := s.Reset(ctx, "topic", "id-1", 4, []int32{0, 1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetCheckpoints(ctx, "topic", map[int32]int64{3: 42}); err != nil {
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}); err != nil {
 		t.Fatal(err)
 	}
-	cps, err = s.Checkpoints(ctx, "topic")
-	if err != nil || cps[3] != 42 || cps[0] != 7 || len(cps) != 2 {
-		t.Fatalf("checkpoints: %v, %v", cps, err)
+	cp, err = s.Checkpoint(ctx, "topic")
+	if err != nil || cp.TopicID != "id-1" || cp.Partitions != 4 || cp.Next[0] != 7 || cp.Next[3] != 42 || cp.Next[1] != 0 || len(cp.Next) != 4 {
+		t.Fatalf("checkpoint: %+v, %v", cp, err)
+	}
+	// From a value that is no longer there: nothing moves.
+	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50})
+	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
+		t.Fatalf("advance from a stale value: %v, want ErrCheckpointMoved", err)
+	}
+	// From a partition Redis does not have (it lost its state).
+	err = s.Advance(ctx, "other", map[int32]int64{0: 7}, map[int32]int64{0: 9})
+	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
+		t.Fatalf("advance of a lost checkpoint: %v, want ErrCheckpointMoved", err)
+	}
+	if cp, _ := s.Checkpoint(ctx, "topic"); cp.Next[0] != 7 || cp.Next[3] != 42 {
+		t.Fatalf("a refused advance wrote: %+v", cp)
+	}
+}
+
+// Reset deletes the users of the partitions it resets, and only those.
+func TestReset(t *testing.T) {
+	s := newStore(t, time.Hour)
+	ctx := context.Background()
+	const n = 4
+	var changes []redisstore.Change
+	byPartition := map[int][]string{}
+	for i := range 40 {
+		user := fmt.Sprintf("user-%d", i)
+		changes = append(changes, connect(user, "s", 1, base))
+		p := schemas.Partition([]byte(schemas.UserKey("chat", user)), n)
+		byPartition[p] = append(byPartition[p], user)
+	}
+	apply(t, s, changes...)
+	if len(byPartition[1]) == 0 || len(byPartition[2]) == 0 {
+		t.Fatalf("test users do not cover partitions 1 and 2: %v", byPartition)
+	}
+	if err := s.Reset(ctx, "topic", "id", n, []int32{1}); err != nil {
+		t.Fatal(err)
+	}
+	for p, users := range byPartition {
+		got, err := s.Statuses(ctx, "chat", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range got {
+			if gone := st == nil; gone != (p == 1) {
+				t.Errorf("partition %d user %s: deleted=%v", p, users[i], gone)
+			}
+		}
 	}
 }
 

@@ -29,6 +29,16 @@ import (
 // MaxEvents is the most events one batch may hold.
 const MaxEvents = 10000
 
+// PublishTimeout bounds how long a request waits for Kafka. Publishing is
+// not tied to the request: a client that hangs up must not cancel records
+// that other requests' records are batched with.
+const PublishTimeout = 10 * time.Second
+
+// publishContext is the context a request publishes under.
+func publishContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), PublishTimeout)
+}
+
 // Publisher is what the endpoint publishes with; *gateway.Publisher is one.
 type Publisher interface {
 	Publish(ctx context.Context, events ...gateway.Event) error
@@ -120,7 +130,9 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	start := time.Now()
-	if err := h.pub.Publish(r.Context(), events...); err != nil {
+	ctx, cancel := publishContext(r)
+	defer cancel()
+	if err := h.pub.Publish(ctx, events...); err != nil {
 		h.batches.WithLabelValues("failed").Inc()
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch; retry it"), err)
 	}
@@ -196,7 +208,9 @@ func (h *Handler) postHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := errors.Join(schemas.ValidateID("gateway", gw), schemas.ValidateID("epoch", req.Epoch)); err != nil {
 		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}
-	if err := h.pub.HeartbeatFor(r.Context(), gw, req.Epoch); err != nil {
+	ctx, cancel := publishContext(r)
+	defer cancel()
+	if err := h.pub.HeartbeatFor(ctx, gw, req.Epoch); err != nil {
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the heartbeat; retry it"), err)
 	}
 	httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"gateway": gw, "epoch": req.Epoch})

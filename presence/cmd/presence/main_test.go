@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -73,12 +74,18 @@ func TestDevReadyAndStop(t *testing.T) {
 		"PRESENCE_GATEWAY_ADDR": "127.0.0.1:0",
 		"PRESENCE_REDIS_URL":    redistest.URL(t) + "/5",
 	}
+	flushDB(t, env["PRESENCE_REDIS_URL"])
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"dev"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(stdout.String(), "ready") {
+		select {
+		case err := <-done:
+			t.Fatalf("presence dev stopped before ready: %v; stderr:\n%s", err, stderr.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			cancel()
 			t.Fatalf("no ready line after 60s; stderr:\n%s", stderr.String())
@@ -96,5 +103,20 @@ func TestDevReadyAndStop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("presence dev did not stop within 30s")
+	}
+}
+
+// flushDB empties the Redis database at url: a previous run's state, built
+// from another embedded Kafka, would be refused.
+func flushDB(t *testing.T, url string) {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
 	}
 }

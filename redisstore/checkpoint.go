@@ -1,0 +1,154 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+//go:embed advance.lua
+var advanceSource string
+
+// ErrCheckpointMoved means a checkpoint was not what its writer expected:
+// Redis lost state, or another processor owns the partition.
+var ErrCheckpointMoved = errors.New("checkpoint moved")
+
+// Checkpoint says which part of a topic the state holds.
+type Checkpoint struct {
+	// TopicID and Partitions identify the topic the state was built from;
+	// TopicID is empty when the state holds nothing yet.
+	TopicID    string
+	Partitions int
+	// Next holds, per partition, the offset of the first record the state
+	// does not hold. A partition without an entry holds nothing, and may
+	// hold debris of a lost state: Reset it before applying to it.
+	Next map[int32]int64
+}
+
+// globEscaper escapes the characters SCAN's MATCH pattern treats specially.
+var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
+
+const (
+	fieldTopicID    = "topic-id"
+	fieldPartitions = "partitions"
+)
+
+func (s *Store) checkpointKey(topic string) string {
+	return s.prefix + ":checkpoint:" + topic
+}
+
+// Checkpoint reads the checkpoint of topic.
+func (s *Store) Checkpoint(ctx context.Context, topic string) (Checkpoint, error) {
+	raw, err := s.rdb.HGetAll(ctx, s.checkpointKey(topic)).Result()
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("reading checkpoint of %s: %w", topic, err)
+	}
+	cp := Checkpoint{TopicID: raw[fieldTopicID], Next: make(map[int32]int64, len(raw))}
+	for field, value := range raw {
+		switch field {
+		case fieldTopicID:
+		case fieldPartitions:
+			cp.Partitions, err = strconv.Atoi(value)
+		default:
+			var partition int64
+			if partition, err = strconv.ParseInt(field, 10, 32); err == nil {
+				cp.Next[int32(partition)], err = strconv.ParseInt(value, 10, 64)
+			}
+		}
+		if err != nil {
+			return Checkpoint{}, fmt.Errorf("reading checkpoint %s[%s]=%q: %w", topic, field, value, err)
+		}
+	}
+	return cp, nil
+}
+
+// Advance moves the checkpoints of topic from the offsets in from to those
+// in to, atomically, only if every one is still at its from offset;
+// otherwise it writes nothing and returns ErrCheckpointMoved. Call it only
+// once the records before the new offsets are applied.
+func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64) error {
+	args := make([]any, 0, 3*len(to))
+	for p, next := range to {
+		expected := ""
+		if f, ok := from[p]; ok {
+			expected = strconv.FormatInt(f, 10)
+		}
+		args = append(args, strconv.Itoa(int(p)), expected, next)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	moved, err := s.advance.Run(ctx, s.rdb, []string{s.checkpointKey(topic)}, args...).Text()
+	if err != nil {
+		return fmt.Errorf("advancing checkpoints of %s: %w", topic, err)
+	}
+	if moved != "" {
+		return fmt.Errorf("%w: %s partition %s, expected %v", ErrCheckpointMoved, topic, moved, from)
+	}
+	return nil
+}
+
+// Reset empties the state of the given partitions of topic, a topic with
+// id topicID and n partitions: it deletes every user whose records fall in
+// one of them, then starts their checkpoints at offset 0. It reads every
+// key of the store once, so it is meant for rebuilds, not the hot path.
+func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partitions []int32) error {
+	if len(partitions) == 0 {
+		return nil
+	}
+	reset := make(map[int]bool, len(partitions))
+	for _, p := range partitions {
+		reset[int(p)] = true
+	}
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", 1000).Iterator()
+		var doomed []string
+		for iter.Next(ctx) {
+			key := iter.Val()
+			user := strings.TrimSuffix(strings.TrimPrefix(key, s.prefix+":{"), "}")
+			if reset[schemas.Partition([]byte(user), n)] {
+				doomed = append(doomed, key)
+			}
+			if len(doomed) == 1000 {
+				if err := c.Unlink(ctx, doomed...).Err(); err != nil {
+					return err
+				}
+				doomed = doomed[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		if len(doomed) > 0 {
+			return c.Unlink(ctx, doomed...).Err()
+		}
+		return nil
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.Client:
+		err = scan(ctx, c)
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, scan)
+	default:
+		err = fmt.Errorf("unsupported redis client %T", s.rdb)
+	}
+	if err != nil {
+		return fmt.Errorf("deleting the state of %d partitions of %s: %w", len(partitions), topic, err)
+	}
+	fields := []any{fieldTopicID, topicID, fieldPartitions, n}
+	for _, p := range partitions {
+		fields = append(fields, strconv.Itoa(int(p)), 0)
+	}
+	if err := s.rdb.HSet(ctx, s.checkpointKey(topic), fields...).Err(); err != nil {
+		return fmt.Errorf("starting checkpoints of %s: %w", topic, err)
+	}
+	return nil
+}
