@@ -341,6 +341,7 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
 		err := fmt.Errorf("%w: redis holds %s as topic id %s with %d partitions, kafka has id %s with %d; rebuild into an empty redis (or another --key-prefix)",
 			ErrOtherTopic, topic, cp.TopicID, cp.Partitions, id, n)
+		p.log.Error("stopping: redis holds another topic's state", "err", err)
 		p.stop(err)
 		return nil, err
 	}
