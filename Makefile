@@ -21,7 +21,7 @@ run: build
 ## test: vet and run every test, integration tests included (they start
 ## their own redis-server, installed here when missing)
 test: vet redis-server
-	go test -timeout 8m $(PACKAGES)
+	go test -count=1 -timeout 8m $(PACKAGES)
 
 vet:
 	go vet $(PACKAGES)

@@ -192,10 +192,10 @@ func model(evs []event) map[string]*redisstore.Status {
 		st.Sessions = kept
 		if ev.Type == pb.EventType_EVENT_TYPE_CONNECT {
 			st.Sessions = append(st.Sessions, redisstore.Session{Session: ev.Session, Device: ev.Device.Type,
-				DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: at})
+				DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: redisstore.Time{Time: at}})
 			st.LastSeen = nil
 		} else if len(st.Sessions) == 0 {
-			st.LastSeen = &at // the disconnect that left no session
+			st.LastSeen = &redisstore.Time{Time: at} // the disconnect that left no session
 		}
 	}
 	for _, st := range out {
@@ -204,7 +204,7 @@ func model(evs []event) map[string]*redisstore.Status {
 			st.State = redisstore.Online
 		}
 		slices.SortFunc(st.Sessions, func(a, b redisstore.Session) int {
-			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.Session, b.Session))
+			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))
 		})
 	}
 	return out

@@ -119,10 +119,10 @@ func New(cfg Config) (*Processor, error) {
 	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
 }
 
-// Ready reports whether the processor has joined its group, has caught up
-// with the records its partitions held when they were assigned (so Redis
-// answers for all of them), and Redis answers.
-func (p *Processor) Ready(ctx context.Context) error {
+// CaughtUp reports whether the processor has joined its group and caught
+// up with the records its partitions held when they were assigned: until
+// then Redis answers for only part of them (a rebuild is under way).
+func (p *Processor) CaughtUp(context.Context) error {
 	if !p.joined.Load() {
 		return errors.New("processor has not joined its consumer group yet")
 	}
@@ -131,6 +131,14 @@ func (p *Processor) Ready(ctx context.Context) error {
 	p.mu.Unlock()
 	if behind > 0 {
 		return fmt.Errorf("processor is catching up: %d partitions behind", behind)
+	}
+	return nil
+}
+
+// Ready reports whether the processor has caught up and Redis answers.
+func (p *Processor) Ready(ctx context.Context) error {
+	if err := p.CaughtUp(ctx); err != nil {
+		return err
 	}
 	return p.cfg.Store.Ping(ctx)
 }

@@ -78,7 +78,11 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		if err := h(sw, r); err != nil {
+		err := s.open(r)
+		if err == nil {
+			err = h(sw, r)
+		}
+		if err != nil {
 			httpapi.WriteError(sw, r, s.log, err)
 		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()

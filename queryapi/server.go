@@ -38,10 +38,15 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
+	// Gate, when set, is checked before each lookup; while it fails (the
+	// state is being rebuilt) lookups answer 503 not_ready rather than
+	// answers that may be wrong.
+	Gate httpapi.Probe
 }
 
 // Server is the query API.
 type Server struct {
+	gate    httpapi.Probe
 	store   *redisstore.Store
 	log     *slog.Logger
 	metrics *metrics
@@ -64,7 +69,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger.With("component", "queryapi"), metrics: m}
+	s := &Server{gate: cfg.Gate, store: cfg.Store, log: cfg.Logger.With("component", "queryapi"), metrics: m}
 
 	r := chi.NewRouter()
 	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.queryStatuses))
@@ -75,10 +80,8 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeMethod, r.Method+" is not allowed on "+r.URL.Path))
 	})
-	mux := http.NewServeMux()
-	httpapi.Ops(mux, cfg.Registry, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
-	mux.Handle("/", r)
-	s.handler = mux
+	httpapi.Ops(r, cfg.Registry, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
+	s.handler = r
 	return s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -217,5 +218,28 @@ func TestOps(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s: %d %s, want %s", path, resp.StatusCode, body, want)
 		}
+	}
+}
+
+// While the state is rebuilt, lookups answer 503 not_ready, not answers
+// that may be wrong.
+func TestGate(t *testing.T) {
+	store := redisstore.New(redistest.Client(t), redisstore.Options{Prefix: redistest.Prefix(t)})
+	rebuilding := errors.New("3 partitions behind")
+	var gate error = rebuilding
+	s, err := queryapi.New(queryapi.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Gate: func(context.Context) error { return gate }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	code, body := post(t, srv.URL+"/v1/apps/chat/status/query", `{"users":["alice"]}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"not_ready"`) {
+		t.Fatalf("while rebuilding: %d %s", code, body)
+	}
+	gate = nil
+	if code, body := post(t, srv.URL+"/v1/apps/chat/status/query", `{"users":["alice"]}`); code != http.StatusOK {
+		t.Fatalf("after the rebuild: %d %s", code, body)
 	}
 }

@@ -73,6 +73,17 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// open reports whether lookups may be answered now.
+func (s *Server) open(r *http.Request) error {
+	if s.gate == nil {
+		return nil
+	}
+	if err := s.gate(r.Context()); err != nil {
+		return httpapi.Errorf(httpapi.CodeNotReady, "rebuilding state from Kafka, retry shortly: "+err.Error())
+	}
+	return nil
+}
+
 // unavailable wraps a Redis failure as a 503 the client may retry, keeping
 // the cause for the log.
 func unavailable(err error) error {

@@ -92,6 +92,6 @@ func decodeSession(field, value string) (Session, error) {
 		Device:      parts[0],
 		DeviceID:    parts[1],
 		Gateway:     parts[2],
-		ConnectedAt: time.UnixMilli(ms).UTC(),
+		ConnectedAt: millis(ms),
 	}, nil
 }

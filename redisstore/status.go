@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,7 +19,7 @@ type Status struct {
 	Custom   *Custom   `json:"custom"`
 	// LastSeen is when the user's last session ended (the disconnect that
 	// left no session live); nil while online.
-	LastSeen *time.Time `json:"last_seen"`
+	LastSeen *Time `json:"last_seen"`
 	// Version is the offset of the latest record applied to the user; a
 	// client can drop a status older than one it already has.
 	Version int64 `json:"version"`
@@ -34,11 +33,11 @@ const (
 
 // Session is one live connection of a user.
 type Session struct {
-	Session     string    `json:"session"`
-	Device      string    `json:"device"`
-	DeviceID    string    `json:"device_id"`
-	Gateway     string    `json:"gateway"`
-	ConnectedAt time.Time `json:"connected_at"`
+	Session     string `json:"session"`
+	Device      string `json:"device"`
+	DeviceID    string `json:"device_id"`
+	Gateway     string `json:"gateway"`
+	ConnectedAt Time   `json:"connected_at"`
 }
 
 // Custom is a status the user set.
@@ -108,7 +107,7 @@ func decodeStatus(user string, h map[string]string) (*Status, error) {
 			if err != nil {
 				return nil, fmt.Errorf("decoding last seen of %q: %w", user, err)
 			}
-			t := time.UnixMilli(ms).UTC()
+			t := millis(ms)
 			st.LastSeen = &t
 		case field[0] == 's':
 			sess, err := decodeSession(field, value)
@@ -123,7 +122,7 @@ func decodeStatus(user string, h map[string]string) (*Status, error) {
 		st.State = Online
 	}
 	slices.SortFunc(st.Sessions, func(a, b Session) int {
-		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt), cmp.Compare(a.Session, b.Session))
+		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))
 	})
 	return st, nil
 }

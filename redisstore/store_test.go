@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -102,7 +103,7 @@ func TestDuplicateAndOlderRecordsChangeNothing(t *testing.T) {
 				t.Fatalf("applied %d, want 0", n)
 			}
 			after := status(t, s, "bob")
-			if after.State != before.State || after.Version != before.Version || len(after.Sessions) != 0 || !after.LastSeen.Equal(*before.LastSeen) {
+			if after.State != before.State || after.Version != before.Version || len(after.Sessions) != 0 || !after.LastSeen.Equal(before.LastSeen.Time) {
 				t.Fatalf("state changed: before %+v, after %+v", before, after)
 			}
 		})
@@ -253,5 +254,19 @@ func TestApplyReloadsScript(t *testing.T) {
 	apply(t, s, connect("frank", "s2", 2, base))
 	if st := status(t, s, "frank"); len(st.Sessions) != 2 {
 		t.Fatalf("sessions after script flush: %v", sessionIDs(st))
+	}
+}
+
+// Times read with exactly three fractional digits, whatever their value.
+func TestTimeJSON(t *testing.T) {
+	for ms, want := range map[int64]string{
+		1_700_000_000_000: `"2023-11-14T22:13:20.000Z"`,
+		1_700_000_000_840: `"2023-11-14T22:13:20.840Z"`,
+		1_700_000_000_389: `"2023-11-14T22:13:20.389Z"`,
+	} {
+		b, err := json.Marshal(redisstore.Time{Time: time.UnixMilli(ms)})
+		if err != nil || string(b) != want {
+			t.Errorf("%d: %s, %v; want %s", ms, b, err, want)
+		}
 	}
 }

@@ -134,7 +134,7 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	if err := h.pub.Publish(ctx, events...); err != nil {
 		h.batches.WithLabelValues("failed").Inc()
-		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch; retry it"), err)
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch in time; some of it may be written"), err)
 	}
 	h.publish.Observe(time.Since(start).Seconds())
 	h.batches.WithLabelValues("accepted").Inc()
@@ -160,6 +160,9 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 	}
 	if err := errors.Join(schemas.ValidateID("gateway", req.Gateway), schemas.ValidateID("epoch", req.Epoch)); err != nil {
 		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	if req.Events == nil {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, `"events" is required: a list of events`)
 	}
 	if len(req.Events) > MaxEvents {
 		return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))

@@ -95,6 +95,7 @@ func TestMalformedBatchWritesNothing(t *testing.T) {
 		{"control character", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"connect","user":"a\u0000","session":"s","device":"ios"}]}`},
 		{"unknown field", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[],"extra":true}`},
 		{"not json", "/v1/apps/chat/events", `connect alice`},
+		{"no events field", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e"}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &recorder{}

@@ -86,6 +86,11 @@ func Run(ctx context.Context, cfg Config) error {
 	addrs := Addrs{Brokers: cfg.Brokers, Redis: cfg.RedisURL}
 
 	if len(addrs.Brokers) == 0 {
+		unlock, err := lockDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		cluster, err := startKafka(cfg.KafkaAddr, filepath.Join(cfg.DataDir, "kafka"))
 		if err != nil {
 			return err
@@ -114,7 +119,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	query, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: reg, Probes: []httpapi.Probe{proc.Ready}})
+	query, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: reg,
+		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp})
 	if err != nil {
 		return err
 	}
@@ -145,7 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return proc.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
-	g.Go(func() error { return httpapi.Serve(ctx, gwL, gwMux, log) })
+	g.Go(func() error { return httpapi.Serve(ctx, gwL, httpapi.Envelope(gwMux, log), log) })
 	g.Go(func() error {
 		if err := waitReady(ctx, proc.Ready); err != nil {
 			return nil // stopping before ready is not an error

@@ -286,3 +286,17 @@ func flush(t *testing.T, url string) {
 		t.Fatal(err)
 	}
 }
+
+// A second pipeline on a data dir in use is refused: two embedded Kafkas
+// persisting to one directory would lose acknowledged records.
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	startDev(t, dir, "")
+	err := dev.Run(context.Background(), dev.Config{
+		DataDir: dir, KafkaAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second pipeline on %s: %v, want an error saying it is in use", dir, err)
+	}
+}

@@ -21,13 +21,18 @@ const ShutdownTimeout = 10 * time.Second
 // Probe reports whether a dependency is usable; nil means ready.
 type Probe func(ctx context.Context) error
 
-// Ops adds GET /healthz (the process answers), GET /readyz (every probe
-// passes) and GET /metrics (gatherer's metrics) to mux.
-func Ops(mux *http.ServeMux, gatherer prometheus.Gatherer, probes ...Probe) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+// Router is where Ops adds its routes: an *http.ServeMux or a chi router.
+type Router interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Ops adds /healthz (the process answers), /readyz (every probe passes)
+// and /metrics (gatherer's metrics) to r.
+func Ops(r Router, gatherer prometheus.Gatherer, probes ...Probe) {
+	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	r.Handle("/readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		for _, p := range probes {
@@ -40,8 +45,8 @@ func Ops(mux *http.ServeMux, gatherer prometheus.Gatherer, probes ...Probe) {
 			}
 		}
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}))
+	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 }
 
 // NewRegistry returns a metrics registry holding the Go runtime and process

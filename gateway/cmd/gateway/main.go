@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -33,6 +34,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
+	if *lease <= 0 {
+		return errors.New("--gateway-lease must be positive")
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
 	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...),
@@ -54,5 +58,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	log.Info("gateway ready", "addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch())
-	return httpapi.Serve(ctx, l, mux, log)
+	return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log)
 }

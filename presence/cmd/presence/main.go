@@ -64,6 +64,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if fs.NArg() > 0 {
 		return fmt.Errorf("presence dev takes no arguments, got %q", fs.Args())
 	}
+	if cfg.OfflineTTL <= 0 || cfg.GatewayLease <= 0 || cfg.OfflineGrace < 0 {
+		return fmt.Errorf("--offline-ttl and --gateway-lease must be positive, --offline-grace not negative")
+	}
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
 	}

@@ -25,6 +25,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"dev", "--nope"}, "flag provided but not defined"},
 		{"stray argument", []string{"dev", "extra"}, "takes no arguments"},
 		{"bad duration", []string{"dev", "--offline-ttl", "soon"}, "invalid value"},
+		{"zero ttl", []string{"dev", "--offline-ttl", "0s"}, "must be positive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
@@ -34,6 +35,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
+	if *offlineTTL <= 0 || *partitions <= 0 {
+		return errors.New("--offline-ttl and --partitions must be positive")
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix, OfflineTTL: *offlineTTL})
@@ -57,6 +61,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Run(ctx) })
-	g.Go(func() error { return httpapi.Serve(ctx, l, mux, log) })
+	g.Go(func() error { return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log) })
 	return g.Wait()
 }

@@ -1,0 +1,74 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestDecodeJSON(t *testing.T) {
+	for _, c := range []struct {
+		name, body string
+		ok         bool
+	}{
+		{"plain", `{"users":["alice"]}`, true},
+		{"surrogate pair", `{"users":["\ud83d\ude00"]}`, true},
+		{"escaped backslash before u", `{"users":["a\\ud800"]}`, true},
+		{"lone high surrogate", `{"users":["a\ud800b"]}`, false},
+		{"lone low surrogate", `{"users":["a\udc00"]}`, false},
+		{"high then not low", `{"users":["\ud800\u0041"]}`, false},
+		{"high at the end", `{"users":["\ud800"]}`, false},
+		{"raw invalid utf-8", "{\"users\":[\"\xff\"]}", false},
+		{"empty", ``, false},
+		{"two values", `{"users":[]}{"users":[]}`, false},
+		{"unknown field", `{"users":[],"x":1}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var v struct{ Users []string }
+			r := httptest.NewRequest("POST", "/", strings.NewReader(c.body))
+			err := DecodeJSON(httptest.NewRecorder(), r, &v)
+			if (err == nil) != c.ok {
+				t.Fatalf("DecodeJSON(%s) = %v, want ok=%v", c.body, err, c.ok)
+			}
+		})
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /things", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	srv := httptest.NewServer(Envelope(mux, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer srv.Close()
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"POST", "/things", http.StatusAccepted, ""},
+		{"GET", "/things", http.StatusMethodNotAllowed, CodeMethod},
+		{"GET", "/nothing", http.StatusNotFound, CodeNotFound},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.status)
+			continue
+		}
+		if c.code == "" {
+			continue
+		}
+		var e struct{ Error Error }
+		if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != c.code || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: body %q, want the envelope with code %s", c.method, c.path, body, c.code)
+		}
+	}
+}
