@@ -55,6 +55,10 @@ type Event struct {
 	// not this publisher's own (an ingestion endpoint publishing for
 	// external gateways); empty means the publisher's.
 	Gateway, Epoch string
+	// At is when the gateway saw the event; zero means now (the
+	// publisher's clock). Setting it makes a re-sent event carry the same
+	// time, so connected_at and last_seen do not move on a retry.
+	At time.Time
 }
 
 // Publisher publishes the records of one gateway process.
@@ -156,6 +160,9 @@ func (e Event) Validate() error {
 // record is the event as a record value, without the publisher's own
 // gateway fields.
 func (e Event) record(now time.Time) *pb.SessionEvent {
+	if !e.At.IsZero() {
+		now = e.At
+	}
 	ev := &pb.SessionEvent{
 		App: e.App, User: e.User, Session: e.Session,
 		Device:       &pb.Device{Type: e.Device, Id: e.DeviceID},

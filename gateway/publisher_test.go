@@ -74,7 +74,7 @@ func TestPublish(t *testing.T) {
 	err := p.Publish(context.Background(),
 		gateway.Event{Type: gateway.Connect, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "imei"},
 		gateway.Event{Type: gateway.Connect, App: "chat", User: "alice", Session: "s2", Device: "web"},
-		gateway.Event{Type: gateway.Disconnect, App: "chat", User: "alice", Session: "s1", Reason: gateway.Timeout},
+		gateway.Event{Type: gateway.Disconnect, App: "chat", User: "alice", Session: "s1", Reason: gateway.Timeout, At: at.Add(-time.Second)},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,11 @@ func TestPublish(t *testing.T) {
 		if string(r.Key) != schemas.SessionKey("chat", "alice", ev.Session) {
 			t.Errorf("record %d key %q", i, r.Key)
 		}
-		if ev.Gateway != "gw-1" || ev.GatewayEpoch != "boot-1" || ev.TimestampMs != at.UnixMilli() || ev.Sequence != uint64(i+1) {
+		wantAt := at
+		if i == 2 {
+			wantAt = at.Add(-time.Second) // the event's own time
+		}
+		if ev.Gateway != "gw-1" || ev.GatewayEpoch != "boot-1" || ev.TimestampMs != wantAt.UnixMilli() || ev.Sequence != uint64(i+1) {
 			t.Errorf("record %d: %v", i, &ev)
 		}
 	}

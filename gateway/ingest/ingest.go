@@ -111,6 +111,9 @@ type eventJSON struct {
 	// Reason of a disconnect: client_closed (default), timeout or
 	// gateway_shutdown.
 	Reason string `json:"reason"`
+	// At is when the gateway saw the event (RFC 3339); when absent, the
+	// time the server publishes it.
+	At *time.Time `json:"at"`
 }
 
 var reasons = map[string]gateway.Reason{
@@ -172,6 +175,9 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		ev := gateway.Event{
 			App: app, User: e.User, Session: e.Session, Device: e.Device, DeviceID: e.DeviceID,
 			Gateway: req.Gateway, Epoch: req.Epoch,
+		}
+		if e.At != nil {
+			ev.At = *e.At
 		}
 		switch e.Type {
 		case "connect":

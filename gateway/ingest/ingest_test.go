@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -69,15 +70,16 @@ func TestEvents(t *testing.T) {
 	srv := serve(t, rec)
 	code, body := post(t, srv.URL+"/v1/apps/chat/events", `{"gateway":"gw-1","epoch":"boot-1","events":[
 		{"type":"connect","user":"alice","session":"s1","device":"ios","device_id":"imei-1"},
-		{"type":"disconnect","user":"bob","session":"s2","reason":"timeout"}]}`)
+		{"type":"disconnect","user":"bob","session":"s2","reason":"timeout","at":"2026-11-22T10:00:00.123Z"}]}`)
 	if code != http.StatusAccepted || !strings.Contains(body, `"accepted":2`) {
 		t.Fatalf("status %d: %s", code, body)
 	}
 	want := []gateway.Event{
 		{Type: gateway.Connect, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "imei-1", Gateway: "gw-1", Epoch: "boot-1"},
-		{Type: gateway.Disconnect, App: "chat", User: "bob", Session: "s2", Reason: gateway.Timeout, Gateway: "gw-1", Epoch: "boot-1"},
+		{Type: gateway.Disconnect, App: "chat", User: "bob", Session: "s2", Reason: gateway.Timeout, Gateway: "gw-1", Epoch: "boot-1",
+			At: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)},
 	}
-	if len(rec.events) != 2 || rec.events[0] != want[0] || rec.events[1] != want[1] {
+	if len(rec.events) != 2 || rec.events[0] != want[0] || rec.events[1].At.Compare(want[1].At) != 0 {
 		t.Fatalf("published %+v, want %+v", rec.events, want)
 	}
 }
@@ -96,6 +98,8 @@ func TestMalformedBatchWritesNothing(t *testing.T) {
 		{"unknown field", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[],"extra":true}`},
 		{"not json", "/v1/apps/chat/events", `connect alice`},
 		{"no events field", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e"}`},
+		{"time before 1970", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"disconnect","user":"a","session":"s","at":"1960-01-01T00:00:00Z"}]}`},
+		{"bad time", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"disconnect","user":"a","session":"s","at":"yesterday"}]}`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &recorder{}
