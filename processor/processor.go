@@ -24,13 +24,11 @@
 package processor
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -38,7 +36,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
@@ -304,131 +301,5 @@ func (p *Processor) applyChunk(ctx context.Context, changes []redisstore.Change)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// caughtUp notes that the partition is applied up to next.
-func (p *Processor) caughtUp(partition int32, next int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if target, ok := p.behind[partition]; ok && next >= target {
-		delete(p.behind, partition)
-	}
-}
-
-// startAtCheckpoints starts each assigned partition at its checkpoint in
-// Redis. A partition Redis has no checkpoint for is first reset (its users
-// deleted, its checkpoint set to 0) and read from its beginning. It also
-// notes how far behind each partition is, for readiness.
-func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	topic := schemas.SessionsTopic
-	partitions := assigned[topic]
-	var (
-		cp      redisstore.Checkpoint
-		layout  kadm.TopicDetail
-		ends    kadm.ListedOffsets
-		err     error
-		backoff = 100 * time.Millisecond
-	)
-	for {
-		if cp, err = p.cfg.Store.Checkpoint(ctx, topic); err == nil {
-			layout, ends, err = p.describe(ctx, topic, partitions)
-		}
-		if err == nil {
-			break
-		}
-		p.log.Warn("reading checkpoints and topic failed; retrying", "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-	id, n := layout.ID.String(), len(layout.Partitions)
-	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
-		err := fmt.Errorf("%w: redis holds %s as topic id %s with %d partitions, kafka has id %s with %d; rebuild into an empty redis (or another --key-prefix)",
-			ErrOtherTopic, topic, cp.TopicID, cp.Partitions, id, n)
-		p.log.Error("stopping: redis holds another topic's state", "err", err)
-		p.stop(err)
-		return nil, err
-	}
-	var fresh []int32
-	for partition := range partitions {
-		if _, ok := cp.Next[partition]; !ok {
-			fresh = append(fresh, partition)
-		}
-	}
-	if err := p.cfg.Store.Reset(ctx, topic, id, n, fresh); err != nil {
-		return nil, err
-	}
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.checkpoints == nil {
-		p.checkpoints = map[int32]int64{}
-	}
-	for partition := range partitions {
-		next := cp.Next[partition] // 0 for a fresh partition
-		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
-		p.checkpoints[partition] = next
-		delete(p.behind, partition)
-		if end, ok := ends.Lookup(topic, partition); ok && end.Offset > next {
-			p.behind[partition] = end.Offset
-		}
-	}
-	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", len(p.behind))
-	return assigned, nil
-}
-
-// describe returns the topic's id and partitions, and the end offsets of
-// the given partitions.
-func (p *Processor) describe(ctx context.Context, topic string, partitions map[int32]kgo.Offset) (kadm.TopicDetail, kadm.ListedOffsets, error) {
-	adm := kadm.NewClient(p.cl.Load())
-	md, err := adm.Metadata(ctx, topic)
-	if err != nil {
-		return kadm.TopicDetail{}, nil, err
-	}
-	layout, ok := md.Topics[topic]
-	if !ok || layout.Err != nil {
-		return kadm.TopicDetail{}, nil, fmt.Errorf("describing topic %s: %w", topic, cmp.Or(layout.Err, errors.New("not found")))
-	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return kadm.TopicDetail{}, nil, err
-	}
-	for partition := range partitions {
-		if end, ok := ends.Lookup(topic, partition); !ok || end.Err != nil {
-			return kadm.TopicDetail{}, nil, fmt.Errorf("end offset of %s/%d: %w", topic, partition, cmp.Or(end.Err, errors.New("not found")))
-		}
-	}
-	return layout, ends, nil
-}
-
-// assigned counts new partitions as behind until startAtCheckpoints, which
-// runs next, knows how far they are.
-func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.behind == nil {
-		p.behind = map[int32]int64{}
-	}
-	for _, partitions := range assigned {
-		for _, partition := range partitions {
-			p.behind[partition] = math.MaxInt64
-		}
-	}
-	p.joined.Store(true)
-}
-
-// revoked forgets partitions this processor no longer owns.
-func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, partitions := range lost {
-		for _, partition := range partitions {
-			delete(p.behind, partition)
-			delete(p.checkpoints, partition)
-		}
 	}
 }
