@@ -12,10 +12,11 @@ import (
 	"math"
 	"time"
 
-	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
 )
 
 // caughtUp notes that the partition is applied up to next.
