@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presence-im/presence/processor"
-	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/redisstore/redistest"
-	"github.com/presence-im/presence/schemas"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/schemas"
+)
 func TestMultiDevice(t *testing.T) {
 	c, cl := newCluster(t)
 	store := newStore(t)

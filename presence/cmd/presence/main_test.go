@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/redis/go-redis/v9"
-)
 
+	"github.com/presence-im/presence/redisstore/redistest"
+)
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 func TestUsageErrors(t *testing.T) {
