@@ -19,6 +19,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 )
+
 func TestMultiDevice(t *testing.T) {
 	c, cl := newCluster(t)
 	store := newStore(t)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/presence-im/presence/redisstore/redistest"
 )
+
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 func TestUsageErrors(t *testing.T) {
