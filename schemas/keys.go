@@ -9,10 +9,7 @@ import (
 // "%" becomes "%25" and "/" becomes "%2F". Every key starts with the
 // components that choose its partition; see PartitionKey.
 
-var (
-	escaper   = strings.NewReplacer("%", "%25", "/", "%2F")
-	unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
-)
+var escaper = strings.NewReplacer("%", "%25", "/", "%2F")
 
 func escape(s string) string { return escaper.Replace(s) }
 
@@ -27,15 +24,6 @@ func UserKey(app, user string) string {
 // for every session of a user, never only the user's latest.
 func SessionKey(app, user, session string) string {
 	return UserKey(app, user) + "/" + escape(session)
-}
-
-// SplitKey returns the unescaped components of a key.
-func SplitKey(key string) []string {
-	parts := strings.Split(key, "/")
-	for i, p := range parts {
-		parts[i] = unescaper.Replace(p)
-	}
-	return parts
 }
 
 // PartitionKey returns the part of a record key that chooses its partition:

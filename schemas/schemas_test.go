@@ -47,10 +47,6 @@ func TestKeys(t *testing.T) {
 			if got := string(PartitionKey([]byte(key))); got != c.wantPrefix || got != UserKey(c.app, c.user) {
 				t.Fatalf("PartitionKey = %q, want %q", got, c.wantPrefix)
 			}
-			parts := SplitKey(key)
-			if len(parts) != 3 || parts[0] != c.app || parts[1] != c.user || parts[2] != c.session {
-				t.Fatalf("SplitKey = %q", parts)
-			}
 		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -188,7 +187,7 @@ func TestEndToEnd(t *testing.T) {
 func TestRestartWithExternalRedis(t *testing.T) {
 	dir := t.TempDir()
 	url := redistest.URL(t) + "/3"
-	flush(t, url)
+	redistest.Flush(t, url)
 	p := startDev(t, dir, url)
 	p.post(t, "/v1/apps/chat/events", events(connect("erin", "s1")))
 	eventually(t, "erin online", func() bool { return sessions(p.query(t, "erin")[0]) == "online:s1" })
@@ -209,7 +208,7 @@ func TestThroughput(t *testing.T) {
 	t.Run("embedded redis", func(t *testing.T) { throughput(t, "") })
 	t.Run("real redis", func(t *testing.T) {
 		url := redistest.URL(t) + "/4"
-		flush(t, url)
+		redistest.Flush(t, url)
 		throughput(t, url)
 	})
 }
@@ -271,32 +270,4 @@ func endOffsets(t *testing.T, brokers []string) int64 {
 	var total int64
 	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
 	return total
-}
-
-// flush empties the Redis database at url.
-func flush(t *testing.T, url string) {
-	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// A second pipeline on a data dir in use is refused: two embedded Kafkas
-// persisting to one directory would lose acknowledged records.
-func TestDataDirInUse(t *testing.T) {
-	dir := t.TempDir()
-	startDev(t, dir, "")
-	err := dev.Run(context.Background(), dev.Config{
-		DataDir: dir, KafkaAddr: "127.0.0.1:0", QueryAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Fatalf("second pipeline on %s: %v, want an error saying it is in use", dir, err)
-	}
 }

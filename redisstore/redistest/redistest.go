@@ -6,6 +6,7 @@
 package redistest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -139,6 +140,21 @@ func Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Flush empties the Redis database at url, for a test that must start
+// from an empty database rather than a prefix of its own.
+func Flush(t testing.TB, url string) {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("parsing redis url: %v", err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("flushing %s: %v", url, err)
+	}
 }
 
 // Prefix returns a key prefix no other test uses.

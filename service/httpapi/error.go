@@ -13,27 +13,25 @@ import (
 
 // Error codes. Each maps to one HTTP status in statusOf.
 const (
-	CodeInvalid      = "invalid"
-	CodeTooMany      = "too_many_users"
-	CodeNotFound     = "not_found"
-	CodeTooLarge     = "too_large"
-	CodeUnavailable  = "unavailable"
-	CodeInternal     = "internal"
-	CodeMethod       = "method_not_allowed"
-	CodeNotReady     = "not_ready"
-	CodeUnauthorized = "unauthorized"
+	CodeInvalid     = "invalid"
+	CodeTooMany     = "too_many_users"
+	CodeNotFound    = "not_found"
+	CodeTooLarge    = "too_large"
+	CodeUnavailable = "unavailable"
+	CodeInternal    = "internal"
+	CodeMethod      = "method_not_allowed"
+	CodeNotReady    = "not_ready"
 )
 
 var statusOf = map[string]int{
-	CodeInvalid:      http.StatusBadRequest,
-	CodeTooMany:      http.StatusBadRequest,
-	CodeNotFound:     http.StatusNotFound,
-	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnavailable:  http.StatusServiceUnavailable,
-	CodeInternal:     http.StatusInternalServerError,
-	CodeMethod:       http.StatusMethodNotAllowed,
-	CodeNotReady:     http.StatusServiceUnavailable,
-	CodeUnauthorized: http.StatusUnauthorized,
+	CodeInvalid:     http.StatusBadRequest,
+	CodeTooMany:     http.StatusBadRequest,
+	CodeNotFound:    http.StatusNotFound,
+	CodeTooLarge:    http.StatusRequestEntityTooLarge,
+	CodeUnavailable: http.StatusServiceUnavailable,
+	CodeInternal:    http.StatusInternalServerError,
+	CodeMethod:      http.StatusMethodNotAllowed,
+	CodeNotReady:    http.StatusServiceUnavailable,
 }
 
 // Error is an error a client can act on: a code from the table above and a

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/presence-im/presence/redisstore/redistest"
 )
 
@@ -76,7 +74,7 @@ func TestDevReadyAndStop(t *testing.T) {
 		"PRESENCE_GATEWAY_ADDR": "127.0.0.1:0",
 		"PRESENCE_REDIS_URL":    redistest.URL(t) + "/5",
 	}
-	flushDB(t, env["PRESENCE_REDIS_URL"])
+	redistest.Flush(t, env["PRESENCE_REDIS_URL"])
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -105,20 +103,5 @@ func TestDevReadyAndStop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("presence dev did not stop within 30s")
-	}
-}
-
-// flushDB empties the Redis database at url: a previous run's state, built
-// from another embedded Kafka, would be refused.
-func flushDB(t *testing.T, url string) {
-	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
-		t.Fatal(err)
 	}
 }
