@@ -9,9 +9,21 @@ import (
 // "%" becomes "%25" and "/" becomes "%2F". Every key starts with the
 // components that choose its partition; see PartitionKey.
 
-var escaper = strings.NewReplacer("%", "%25", "/", "%2F")
+var (
+	escaper   = strings.NewReplacer("%", "%25", "/", "%2F")
+	unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
+)
 
 func escape(s string) string { return escaper.Replace(s) }
+
+// SplitKey returns the unescaped components of a key.
+func SplitKey(key []byte) []string {
+	parts := strings.Split(string(key), "/")
+	for i, p := range parts {
+		parts[i] = unescaper.Replace(p)
+	}
+	return parts
+}
 
 // UserKey is "<app>/<user>": the key that partitions every record about a
 // user, and the hash tag of the user's Redis keys.
@@ -25,6 +37,28 @@ func UserKey(app, user string) string {
 func SessionKey(app, user, session string) string {
 	return UserKey(app, user) + "/" + escape(session)
 }
+
+// CustomStatusKey is "<app>/<user>", the key of the record on
+// presence.sessions that holds the user's custom status. It never equals a
+// SessionKey, which has three components.
+func CustomStatusKey(app, user string) string { return UserKey(app, user) }
+
+// FriendKey is "<app>/<user>/<friend>", the key of a presence.friends
+// record: user's half of a friendship, in user's partition.
+func FriendKey(app, user, friend string) string {
+	return UserKey(app, user) + "/" + escape(friend)
+}
+
+// SubscriptionKey is "<app>/<user>/<subscriber>", the key of a
+// presence.subscriptions record, in the watched user's partition.
+func SubscriptionKey(app, user, subscriber string) string {
+	return UserKey(app, user) + "/" + escape(subscriber)
+}
+
+// NotifyKey is the key of a presence.notify record: the id of the gateway
+// that holds its recipients, escaped. Its partition is
+// Partition([]byte(NotifyKey(gateway)), n).
+func NotifyKey(gateway string) string { return escape(gateway) }
 
 // PartitionKey returns the part of a record key that chooses its partition:
 // the key up to its second "/" (the "<app>/<user>" of a user's records), or

@@ -145,3 +145,66 @@ func TestValidateSessionEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitKeyUndoesEscaping(t *testing.T) {
+	for _, ids := range [][]string{
+		{"chat", "alice"},
+		{"chat", "a/b", "50%/x"},
+		{"chat", "%2F", "%25/"},
+	} {
+		key := UserKey(ids[0], ids[1])
+		if len(ids) == 3 {
+			key = FriendKey(ids[0], ids[1], ids[2])
+		}
+		got := SplitKey([]byte(key))
+		if strings.Join(got, "|") != strings.Join(ids, "|") {
+			t.Errorf("SplitKey(%q) = %q, want %q", key, got, ids)
+		}
+	}
+}
+
+func TestValidateCustomStatus(t *testing.T) {
+	valid := func() *presencepb.SessionEvent {
+		return &presencepb.SessionEvent{
+			Type: presencepb.EventType_EVENT_TYPE_CUSTOM_STATUS, App: "chat", User: "alice",
+			Custom: &presencepb.CustomStatus{Status: 2, Text: "in a meeting ☕"}, TimestampMs: 1,
+		}
+	}
+	if err := ValidateSessionEvent(valid()); err != nil {
+		t.Fatalf("valid custom status rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*presencepb.SessionEvent){
+		"no custom":      func(e *presencepb.SessionEvent) { e.Custom = nil },
+		"101 characters": func(e *presencepb.SessionEvent) { e.Custom.Text = strings.Repeat("é", 101) },
+		"control":        func(e *presencepb.SessionEvent) { e.Custom.Text = "a\nb" },
+		"bad utf-8":      func(e *presencepb.SessionEvent) { e.Custom.Text = "\xff" },
+		"has session":    func(e *presencepb.SessionEvent) { e.Session = "s1" },
+		"no user":        func(e *presencepb.SessionEvent) { e.User = "" },
+	} {
+		ev := valid()
+		mutate(ev)
+		if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := ValidateCustomText(strings.Repeat("é", 100)); err != nil {
+		t.Errorf("100 characters rejected: %v", err)
+	}
+}
+
+func TestValidateFriendsAndSubscriptions(t *testing.T) {
+	if err := ValidateFriendEdge(&presencepb.FriendEdge{App: "chat", User: "a", Friend: "b", TimestampMs: 1}); err != nil {
+		t.Errorf("valid friendship rejected: %v", err)
+	}
+	if err := ValidateFriendEdge(&presencepb.FriendEdge{App: "chat", User: "a", Friend: "a", TimestampMs: 1}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("friend of oneself: got %v, want ErrInvalid", err)
+	}
+	sub := &presencepb.Subscription{App: "chat", User: "a", Subscriber: "b", ExpiresAtMs: 2, TimestampMs: 1}
+	if err := ValidateSubscription(sub); err != nil {
+		t.Errorf("valid subscription rejected: %v", err)
+	}
+	sub.ExpiresAtMs = 0
+	if err := ValidateSubscription(sub); !errors.Is(err, ErrInvalid) {
+		t.Errorf("subscription without expiry: got %v, want ErrInvalid", err)
+	}
+}

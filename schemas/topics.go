@@ -10,7 +10,21 @@ const (
 	// GatewaysTopic holds gateway heartbeats (GatewayHeartbeat), keyed by
 	// the gateway id.
 	GatewaysTopic = "presence.gateways"
+	// FriendsTopic holds friendships (FriendEdge), keyed by FriendKey.
+	FriendsTopic = "presence.friends"
+	// SubscriptionsTopic holds temporary subscriptions (Subscription),
+	// keyed by SubscriptionKey.
+	SubscriptionsTopic = "presence.subscriptions"
+	// NotifyTopic holds the notifications the processor emits
+	// (Notification), keyed by NotifyKey. It is not compacted: a
+	// notification matters for seconds, and a gateway reads it from the
+	// end.
+	NotifyTopic = "presence.notify"
 )
+
+// StateTopics are the compacted topics the processor materializes into
+// Redis; replaying them rebuilds all state.
+var StateTopics = []string{SessionsTopic, FriendsTopic, SubscriptionsTopic}
 
 // DefaultPartitions is the partition count of topics created by Presence.
 // It bounds how many processors can share the work; it can grow later, but
@@ -34,6 +48,13 @@ func Topics(partitions int32) []Topic {
 	return []Topic{
 		{Name: SessionsTopic, Partitions: partitions, Configs: compacted()},
 		{Name: GatewaysTopic, Partitions: partitions, Configs: compacted()},
+		{Name: FriendsTopic, Partitions: partitions, Configs: compacted()},
+		{Name: SubscriptionsTopic, Partitions: partitions, Configs: compacted()},
+		{Name: NotifyTopic, Partitions: partitions, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   strconv.Itoa(60 * 60 * 1000),
+			"segment.ms":     strconv.Itoa(10 * 60 * 1000),
+		}},
 	}
 }
 

@@ -51,14 +51,38 @@ func ValidateID(what, id string) error {
 	return nil
 }
 
+// MaxCustomText is the longest custom status text, in characters.
+const MaxCustomText = 100
+
+// ValidateCustomText checks the text of a custom status: valid UTF-8, at
+// most MaxCustomText characters, no control characters.
+func ValidateCustomText(text string) error {
+	if !utf8.ValidString(text) {
+		return fmt.Errorf("%w custom status text: not valid UTF-8", ErrInvalid)
+	}
+	if n := utf8.RuneCountInString(text); n > MaxCustomText {
+		return fmt.Errorf("%w custom status text: %d characters, at most %d are allowed", ErrInvalid, n, MaxCustomText)
+	}
+	for _, r := range text {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w custom status text: control characters are not allowed", ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // ValidateSessionEvent checks everything a processor relies on in a
 // SessionEvent.
 func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
-	if ev.GetType() != presencepb.EventType_EVENT_TYPE_CONNECT && ev.GetType() != presencepb.EventType_EVENT_TYPE_DISCONNECT {
-		return fmt.Errorf("%w event type %v", ErrInvalid, ev.GetType())
-	}
 	if err := ValidateApp(ev.GetApp()); err != nil {
 		return err
+	}
+	switch ev.GetType() {
+	case presencepb.EventType_EVENT_TYPE_CONNECT, presencepb.EventType_EVENT_TYPE_DISCONNECT:
+	case presencepb.EventType_EVENT_TYPE_CUSTOM_STATUS:
+		return validateCustomStatus(ev)
+	default:
+		return fmt.Errorf("%w event type %v", ErrInvalid, ev.GetType())
 	}
 	ids := []struct{ what, id string }{
 		{"user", ev.GetUser()},
@@ -79,8 +103,55 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 			return err
 		}
 	}
-	if ev.GetTimestampMs() <= 0 {
-		return fmt.Errorf("%w event timestamp %d", ErrInvalid, ev.GetTimestampMs())
+	return validateTimestamp(ev.GetTimestampMs())
+}
+
+func validateCustomStatus(ev *presencepb.SessionEvent) error {
+	if err := ValidateID("user", ev.GetUser()); err != nil {
+		return err
+	}
+	if ev.GetSession() != "" || ev.GetGateway() != "" {
+		return fmt.Errorf("%w custom status: has a session or gateway", ErrInvalid)
+	}
+	if ev.GetCustom() == nil {
+		return fmt.Errorf("%w custom status: no status", ErrInvalid)
+	}
+	if err := ValidateCustomText(ev.GetCustom().GetText()); err != nil {
+		return err
+	}
+	return validateTimestamp(ev.GetTimestampMs())
+}
+
+func validateTimestamp(ms int64) error {
+	if ms <= 0 {
+		return fmt.Errorf("%w timestamp %d", ErrInvalid, ms)
 	}
 	return nil
+}
+
+// ValidateFriendEdge checks a FriendEdge: valid ids, not a friend of
+// oneself.
+func ValidateFriendEdge(e *presencepb.FriendEdge) error {
+	if err := errors.Join(ValidateApp(e.GetApp()), ValidateID("user", e.GetUser()), ValidateID("friend", e.GetFriend())); err != nil {
+		return err
+	}
+	if e.GetUser() == e.GetFriend() {
+		return fmt.Errorf("%w friendship: user %q cannot be their own friend", ErrInvalid, e.GetUser())
+	}
+	return validateTimestamp(e.GetTimestampMs())
+}
+
+// ValidateSubscription checks a Subscription: valid ids, not a
+// subscription to oneself, an expiry.
+func ValidateSubscription(s *presencepb.Subscription) error {
+	if err := errors.Join(ValidateApp(s.GetApp()), ValidateID("user", s.GetUser()), ValidateID("subscriber", s.GetSubscriber())); err != nil {
+		return err
+	}
+	if s.GetUser() == s.GetSubscriber() {
+		return fmt.Errorf("%w subscription: user %q cannot watch themselves", ErrInvalid, s.GetUser())
+	}
+	if s.GetExpiresAtMs() <= 0 {
+		return fmt.Errorf("%w subscription: expiry %d", ErrInvalid, s.GetExpiresAtMs())
+	}
+	return validateTimestamp(s.GetTimestampMs())
 }

@@ -30,6 +30,8 @@ const (
 	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
 	EventType_EVENT_TYPE_CONNECT     EventType = 1
 	EventType_EVENT_TYPE_DISCONNECT  EventType = 2
+	// The user set a custom status; session, device and gateway are empty.
+	EventType_EVENT_TYPE_CUSTOM_STATUS EventType = 3
 )
 
 // Enum value maps for EventType.
@@ -38,11 +40,13 @@ var (
 		0: "EVENT_TYPE_UNSPECIFIED",
 		1: "EVENT_TYPE_CONNECT",
 		2: "EVENT_TYPE_DISCONNECT",
+		3: "EVENT_TYPE_CUSTOM_STATUS",
 	}
 	EventType_value = map[string]int32{
-		"EVENT_TYPE_UNSPECIFIED": 0,
-		"EVENT_TYPE_CONNECT":     1,
-		"EVENT_TYPE_DISCONNECT":  2,
+		"EVENT_TYPE_UNSPECIFIED":   0,
+		"EVENT_TYPE_CONNECT":       1,
+		"EVENT_TYPE_DISCONNECT":    2,
+		"EVENT_TYPE_CUSTOM_STATUS": 3,
 	}
 )
 
@@ -133,9 +137,63 @@ func (DisconnectReason) EnumDescriptor() ([]byte, []int) {
 	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
 }
 
-// SessionEvent is the value of a record on the presence.sessions topic.
-// Key: "<app>/<user>/<session>" (escaped, see README). A record whose value
-// is empty (a tombstone) removes the session from the compacted topic.
+type NotificationType int32
+
+const (
+	NotificationType_NOTIFICATION_TYPE_UNSPECIFIED NotificationType = 0
+	// A friend or a watched user changed.
+	NotificationType_NOTIFICATION_TYPE_PRESENCE NotificationType = 1
+	// The recipient's own user changed, on another session.
+	NotificationType_NOTIFICATION_TYPE_SYNC NotificationType = 2
+)
+
+// Enum value maps for NotificationType.
+var (
+	NotificationType_name = map[int32]string{
+		0: "NOTIFICATION_TYPE_UNSPECIFIED",
+		1: "NOTIFICATION_TYPE_PRESENCE",
+		2: "NOTIFICATION_TYPE_SYNC",
+	}
+	NotificationType_value = map[string]int32{
+		"NOTIFICATION_TYPE_UNSPECIFIED": 0,
+		"NOTIFICATION_TYPE_PRESENCE":    1,
+		"NOTIFICATION_TYPE_SYNC":        2,
+	}
+)
+
+func (x NotificationType) Enum() *NotificationType {
+	p := new(NotificationType)
+	*p = x
+	return p
+}
+
+func (x NotificationType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NotificationType) Descriptor() protoreflect.EnumDescriptor {
+	return file_presence_v1_presence_proto_enumTypes[2].Descriptor()
+}
+
+func (NotificationType) Type() protoreflect.EnumType {
+	return &file_presence_v1_presence_proto_enumTypes[2]
+}
+
+func (x NotificationType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NotificationType.Descriptor instead.
+func (NotificationType) EnumDescriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
+}
+
+// SessionEvent is the value of a record on the presence.sessions topic:
+// everything a user shows to others. A connect or disconnect has the key
+// "<app>/<user>/<session>" (escaped, see README); a custom status has the
+// key "<app>/<user>". A record whose value is empty (a tombstone) removes its
+// key from the compacted topic; on a "<app>/<user>" key it clears the user's
+// custom status.
 type SessionEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  EventType              `protobuf:"varint,1,opt,name=type,proto3,enum=presence.v1.EventType" json:"type,omitempty"`
@@ -155,7 +213,9 @@ type SessionEvent struct {
 	// sequence increases by one per event published by one gateway epoch;
 	// (gateway, gateway_epoch, sequence) identifies an event, so a consumer can
 	// drop a copy re-sent by a retrying client.
-	Sequence      uint64 `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Sequence uint64 `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// custom is the user's custom status (EVENT_TYPE_CUSTOM_STATUS only).
+	Custom        *CustomStatus `protobuf:"bytes,11,opt,name=custom,proto3" json:"custom,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,6 +320,67 @@ func (x *SessionEvent) GetSequence() uint64 {
 	return 0
 }
 
+func (x *SessionEvent) GetCustom() *CustomStatus {
+	if x != nil {
+		return x.Custom
+	}
+	return nil
+}
+
+// CustomStatus is a status a user sets: a code the app defines and a text.
+type CustomStatus struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// text is at most 100 characters.
+	Text          string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomStatus) Reset() {
+	*x = CustomStatus{}
+	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomStatus) ProtoMessage() {}
+
+func (x *CustomStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomStatus.ProtoReflect.Descriptor instead.
+func (*CustomStatus) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CustomStatus) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *CustomStatus) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type Device struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// type is the kind of client: "ios", "android", "web", "desktop", ...
@@ -272,7 +393,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	mi := &file_presence_v1_presence_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +405,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	mi := &file_presence_v1_presence_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +418,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Device) GetType() string {
@@ -329,7 +450,7 @@ type GatewayHeartbeat struct {
 
 func (x *GatewayHeartbeat) Reset() {
 	*x = GatewayHeartbeat{}
-	mi := &file_presence_v1_presence_proto_msgTypes[2]
+	mi := &file_presence_v1_presence_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +462,7 @@ func (x *GatewayHeartbeat) String() string {
 func (*GatewayHeartbeat) ProtoMessage() {}
 
 func (x *GatewayHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[2]
+	mi := &file_presence_v1_presence_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +475,7 @@ func (x *GatewayHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayHeartbeat.ProtoReflect.Descriptor instead.
 func (*GatewayHeartbeat) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GatewayHeartbeat) GetGateway() string {
@@ -385,11 +506,465 @@ func (x *GatewayHeartbeat) GetTimestampMs() int64 {
 	return 0
 }
 
+// FriendEdge is the value of a record on the presence.friends topic.
+// Key: "<app>/<user>/<friend>". Friendship is symmetric and written as two
+// records, one in each user's partition; a tombstone ends the half of the
+// friendship its key names.
+type FriendEdge struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	App           string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Friend        string                 `protobuf:"bytes,3,opt,name=friend,proto3" json:"friend,omitempty"`
+	TimestampMs   int64                  `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FriendEdge) Reset() {
+	*x = FriendEdge{}
+	mi := &file_presence_v1_presence_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FriendEdge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FriendEdge) ProtoMessage() {}
+
+func (x *FriendEdge) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FriendEdge.ProtoReflect.Descriptor instead.
+func (*FriendEdge) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *FriendEdge) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *FriendEdge) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *FriendEdge) GetFriend() string {
+	if x != nil {
+		return x.Friend
+	}
+	return ""
+}
+
+func (x *FriendEdge) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// Subscription is the value of a record on the presence.subscriptions topic:
+// subscriber watches user until expires_at_ms. Key: "<app>/<user>/<subscriber>",
+// so it lands in the watched user's partition. A tombstone ends it.
+type Subscription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	App   string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	// user is the watched user.
+	User          string `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Subscriber    string `protobuf:"bytes,3,opt,name=subscriber,proto3" json:"subscriber,omitempty"`
+	ExpiresAtMs   int64  `protobuf:"varint,4,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	TimestampMs   int64  `protobuf:"varint,5,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subscription) Reset() {
+	*x = Subscription{}
+	mi := &file_presence_v1_presence_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subscription) ProtoMessage() {}
+
+func (x *Subscription) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
+func (*Subscription) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Subscription) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Subscription) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Subscription) GetSubscriber() string {
+	if x != nil {
+		return x.Subscriber
+	}
+	return ""
+}
+
+func (x *Subscription) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *Subscription) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// Notification is the value of a record on the presence.notify topic: a
+// change of one user's visible state, for sessions held by one gateway.
+// Key: "<gateway>" (escaped); a gateway reads the one partition its id
+// hashes to and keeps the records keyed by its id (see README).
+type Notification struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  NotificationType       `protobuf:"varint,1,opt,name=type,proto3,enum=presence.v1.NotificationType" json:"type,omitempty"`
+	App   string                 `protobuf:"bytes,2,opt,name=app,proto3" json:"app,omitempty"`
+	// subject is the user whose state changed, as it is now.
+	Subject *UserStatus `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// gateway holds every recipient session.
+	Gateway    string       `protobuf:"bytes,4,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Recipients []*Recipient `protobuf:"bytes,5,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	// timestamp_ms is when the processor emitted it, Unix milliseconds.
+	TimestampMs   int64 `protobuf:"varint,6,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Notification) Reset() {
+	*x = Notification{}
+	mi := &file_presence_v1_presence_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Notification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Notification) ProtoMessage() {}
+
+func (x *Notification) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Notification.ProtoReflect.Descriptor instead.
+func (*Notification) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Notification) GetType() NotificationType {
+	if x != nil {
+		return x.Type
+	}
+	return NotificationType_NOTIFICATION_TYPE_UNSPECIFIED
+}
+
+func (x *Notification) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *Notification) GetSubject() *UserStatus {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *Notification) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Notification) GetRecipients() []*Recipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+func (x *Notification) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+// Recipient is one session to tell; its user is in the notification's app.
+type Recipient struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Recipient) Reset() {
+	*x = Recipient{}
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Recipient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Recipient) ProtoMessage() {}
+
+func (x *Recipient) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
+func (*Recipient) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Recipient) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Recipient) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+// UserStatus is what the query API answers for one user.
+type UserStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	User     string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Online   bool                   `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
+	Sessions []*Session             `protobuf:"bytes,3,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// custom is unset when the user has none.
+	Custom *CustomStatus `protobuf:"bytes,4,opt,name=custom,proto3" json:"custom,omitempty"`
+	// last_seen_ms is when the last session ended; 0 while online.
+	LastSeenMs int64 `protobuf:"varint,5,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
+	// version orders the statuses of one user: drop one whose version is not
+	// above the last you applied.
+	Version       int64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserStatus) Reset() {
+	*x = UserStatus{}
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserStatus) ProtoMessage() {}
+
+func (x *UserStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserStatus.ProtoReflect.Descriptor instead.
+func (*UserStatus) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UserStatus) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *UserStatus) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *UserStatus) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *UserStatus) GetCustom() *CustomStatus {
+	if x != nil {
+		return x.Custom
+	}
+	return nil
+}
+
+func (x *UserStatus) GetLastSeenMs() int64 {
+	if x != nil {
+		return x.LastSeenMs
+	}
+	return 0
+}
+
+func (x *UserStatus) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// Session is one live connection of a user.
+type Session struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Device        *Device                `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	ConnectedAtMs int64                  `protobuf:"varint,4,opt,name=connected_at_ms,json=connectedAtMs,proto3" json:"connected_at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Session) Reset() {
+	*x = Session{}
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Session) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Session) ProtoMessage() {}
+
+func (x *Session) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Session.ProtoReflect.Descriptor instead.
+func (*Session) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Session) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *Session) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+func (x *Session) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Session) GetConnectedAtMs() int64 {
+	if x != nil {
+		return x.ConnectedAtMs
+	}
+	return 0
+}
+
 var File_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
-	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\xdc\x02\n" +
+	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\x8f\x03\n" +
 	"\fSessionEvent\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.presence.v1.EventTypeR\x04type\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -401,7 +976,11 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\ftimestamp_ms\x18\b \x01(\x03R\vtimestampMs\x125\n" +
 	"\x06reason\x18\t \x01(\x0e2\x1d.presence.v1.DisconnectReasonR\x06reason\x12\x1a\n" +
 	"\bsequence\x18\n" +
-	" \x01(\x04R\bsequence\",\n" +
+	" \x01(\x04R\bsequence\x121\n" +
+	"\x06custom\x18\v \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\":\n" +
+	"\fCustomStatus\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\",\n" +
 	"\x06Device\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x80\x01\n" +
@@ -409,17 +988,62 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x19\n" +
 	"\blease_ms\x18\x03 \x01(\x03R\aleaseMs\x12!\n" +
-	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs*Z\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"m\n" +
+	"\n" +
+	"FriendEdge\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
+	"\x06friend\x18\x03 \x01(\tR\x06friend\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\"\x9b\x01\n" +
+	"\fSubscription\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x1e\n" +
+	"\n" +
+	"subscriber\x18\x03 \x01(\tR\n" +
+	"subscriber\x12\"\n" +
+	"\rexpires_at_ms\x18\x04 \x01(\x03R\vexpiresAtMs\x12!\n" +
+	"\ftimestamp_ms\x18\x05 \x01(\x03R\vtimestampMs\"\xfb\x01\n" +
+	"\fNotification\x121\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1d.presence.v1.NotificationTypeR\x04type\x12\x10\n" +
+	"\x03app\x18\x02 \x01(\tR\x03app\x121\n" +
+	"\asubject\x18\x03 \x01(\v2\x17.presence.v1.UserStatusR\asubject\x12\x18\n" +
+	"\agateway\x18\x04 \x01(\tR\agateway\x126\n" +
+	"\n" +
+	"recipients\x18\x05 \x03(\v2\x16.presence.v1.RecipientR\n" +
+	"recipients\x12!\n" +
+	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\"9\n" +
+	"\tRecipient\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\"\xd9\x01\n" +
+	"\n" +
+	"UserStatus\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
+	"\x06online\x18\x02 \x01(\bR\x06online\x120\n" +
+	"\bsessions\x18\x03 \x03(\v2\x14.presence.v1.SessionR\bsessions\x121\n" +
+	"\x06custom\x18\x04 \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\x12 \n" +
+	"\flast_seen_ms\x18\x05 \x01(\x03R\n" +
+	"lastSeenMs\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x03R\aversion\"\x92\x01\n" +
+	"\aSession\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12+\n" +
+	"\x06device\x18\x02 \x01(\v2\x13.presence.v1.DeviceR\x06device\x12\x18\n" +
+	"\agateway\x18\x03 \x01(\tR\agateway\x12&\n" +
+	"\x0fconnected_at_ms\x18\x04 \x01(\x03R\rconnectedAtMs*x\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_CONNECT\x10\x01\x12\x19\n" +
-	"\x15EVENT_TYPE_DISCONNECT\x10\x02*\xc5\x01\n" +
+	"\x15EVENT_TYPE_DISCONNECT\x10\x02\x12\x1c\n" +
+	"\x18EVENT_TYPE_CUSTOM_STATUS\x10\x03*\xc5\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDISCONNECT_REASON_CLIENT_CLOSED\x10\x01\x12&\n" +
 	"\"DISCONNECT_REASON_GATEWAY_SHUTDOWN\x10\x02\x12\"\n" +
 	"\x1eDISCONNECT_REASON_GATEWAY_LOST\x10\x03\x12\x1d\n" +
-	"\x19DISCONNECT_REASON_TIMEOUT\x10\x04BN\n" +
+	"\x19DISCONNECT_REASON_TIMEOUT\x10\x04*q\n" +
+	"\x10NotificationType\x12!\n" +
+	"\x1dNOTIFICATION_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aNOTIFICATION_TYPE_PRESENCE\x10\x01\x12\x1a\n" +
+	"\x16NOTIFICATION_TYPE_SYNC\x10\x02BN\n" +
 	"\x16im.presence.schemas.v1P\x01Z2github.com/presence-im/presence/schemas/presencepbb\x06proto3"
 
 var (
@@ -434,24 +1058,39 @@ func file_presence_v1_presence_proto_rawDescGZIP() []byte {
 	return file_presence_v1_presence_proto_rawDescData
 }
 
-var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_presence_v1_presence_proto_goTypes = []any{
 	(EventType)(0),           // 0: presence.v1.EventType
 	(DisconnectReason)(0),    // 1: presence.v1.DisconnectReason
-	(*SessionEvent)(nil),     // 2: presence.v1.SessionEvent
-	(*Device)(nil),           // 3: presence.v1.Device
-	(*GatewayHeartbeat)(nil), // 4: presence.v1.GatewayHeartbeat
+	(NotificationType)(0),    // 2: presence.v1.NotificationType
+	(*SessionEvent)(nil),     // 3: presence.v1.SessionEvent
+	(*CustomStatus)(nil),     // 4: presence.v1.CustomStatus
+	(*Device)(nil),           // 5: presence.v1.Device
+	(*GatewayHeartbeat)(nil), // 6: presence.v1.GatewayHeartbeat
+	(*FriendEdge)(nil),       // 7: presence.v1.FriendEdge
+	(*Subscription)(nil),     // 8: presence.v1.Subscription
+	(*Notification)(nil),     // 9: presence.v1.Notification
+	(*Recipient)(nil),        // 10: presence.v1.Recipient
+	(*UserStatus)(nil),       // 11: presence.v1.UserStatus
+	(*Session)(nil),          // 12: presence.v1.Session
 }
 var file_presence_v1_presence_proto_depIdxs = []int32{
-	0, // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
-	3, // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
-	1, // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
+	5,  // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
+	1,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
+	4,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
+	2,  // 4: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
+	11, // 5: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
+	10, // 6: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
+	12, // 7: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
+	4,  // 8: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
+	5,  // 9: presence.v1.Session.device:type_name -> presence.v1.Device
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_presence_v1_presence_proto_init() }
@@ -464,8 +1103,8 @@ func file_presence_v1_presence_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_presence_v1_presence_proto_rawDesc), len(file_presence_v1_presence_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   3,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
