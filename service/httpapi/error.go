@@ -15,6 +15,7 @@ import (
 const (
 	CodeInvalid     = "invalid"
 	CodeTooMany     = "too_many_users"
+	CodeTooManySubs = "too_many_subscriptions" // over a subscriber's cap
 	CodeNotFound    = "not_found"
 	CodeTooLarge    = "too_large"
 	CodeUnavailable = "unavailable"
@@ -26,6 +27,7 @@ const (
 var statusOf = map[string]int{
 	CodeInvalid:     http.StatusBadRequest,
 	CodeTooMany:     http.StatusBadRequest,
+	CodeTooManySubs: http.StatusBadRequest,
 	CodeNotFound:    http.StatusNotFound,
 	CodeTooLarge:    http.StatusRequestEntityTooLarge,
 	CodeUnavailable: http.StatusServiceUnavailable,
