@@ -10,66 +10,148 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Change is one session record to apply to a user's state.
+// Op is what a Change does.
+type Op uint8
+
+// Ops of a Change.
+const (
+	Connect Op = iota + 1
+	Disconnect
+	SetCustom
+	ClearCustom
+)
+
+var opArg = map[Op]string{Connect: "c", Disconnect: "d", SetCustom: "s", ClearCustom: "x"}
+
+// Change is one record of presence.sessions to apply to a user's state.
 type Change struct {
+	Op                 Op
 	App, User, Session string
-	// Connect is true for a connect, false for a disconnect.
-	Connect bool
 	// Device, DeviceID and Gateway describe a connected session.
 	Device, DeviceID, Gateway string
-	// At is when the gateway saw the event.
+	// Custom is the status a SetCustom sets.
+	Custom Custom
+	// At is when the record was written (a gateway saw the event, the
+	// query API took the custom status).
 	At time.Time
 	// Version is the record's offset in its partition. A change whose
 	// version is not above the user's changes nothing.
 	Version int64
 }
 
-// Apply applies changes in one pipelined round trip, in order, and reports
-// how many of them were newer than the state (the others were duplicates or
-// replays and changed nothing).
-func (s *Store) Apply(ctx context.Context, changes []Change) (applied int, err error) {
-	if len(changes) == 0 {
-		return 0, nil
-	}
-	cmds, err := s.runApply(ctx, changes)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// Redis lost its script cache (a restart or SCRIPT FLUSH):
-		// load it again and re-run; re-applying is harmless.
-		if err := s.apply.Load(ctx, s.rdb).Err(); err != nil {
-			return 0, fmt.Errorf("loading apply script: %w", err)
-		}
-		cmds, err = s.runApply(ctx, changes)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("applying %d changes: %w", len(changes), err)
-	}
-	for _, c := range cmds {
-		if n, _ := c.Int(); n == 1 {
-			applied++
-		}
-	}
-	return applied, nil
+// Announce says what a user's audience must be told after a change.
+type Announce uint8
+
+const (
+	// Nothing: the visible state is what the audience was last told.
+	Nothing Announce = iota
+	// Now: the visible state changed; tell the audience.
+	Now
+	// AfterGrace: the user went offline; tell the audience once the
+	// offline grace period has passed, if the user is still offline.
+	AfterGrace
+)
+
+// Outcome is the result of applying one Change.
+type Outcome struct {
+	// Applied is false when the change was not newer than the state (a
+	// duplicate or a replay) and changed nothing.
+	Applied  bool
+	Announce Announce
+	// Visible is the user's visible state after the change, opaque; pass
+	// it to MarkAnnounced once the audience is told.
+	Visible string
 }
 
-func (s *Store) runApply(ctx context.Context, changes []Change) ([]*redis.Cmd, error) {
+// Apply applies changes in one pipelined round trip, in order. During a
+// rebuild (quiet), the visible state counts as announced and no outcome
+// asks for an announcement: history is not news.
+func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outcome, error) {
 	ttl := strconv.FormatInt(s.offlineTTL.Milliseconds(), 10)
-	cmds := make([]*redis.Cmd, len(changes))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range changes {
-			op, value := "d", ""
-			if c.Connect {
-				op, value = "c", encodeSession(c)
-			}
-			cmds[i] = s.apply.EvalSha(ctx, p, []string{s.userKey(c.App, c.User)},
-				c.Version, op, sessionField(c.Session), value, c.At.UnixMilli(), ttl)
+	q := "0"
+	if quiet {
+		q = "1"
+	}
+	return s.runScript(ctx, s.apply, len(changes), func(p redis.Pipeliner, i int) *redis.Cmd {
+		c := changes[i]
+		field, value := "", ""
+		switch c.Op {
+		case Connect:
+			field, value = sessionField(c.Session), encodeSession(c)
+		case Disconnect:
+			field = sessionField(c.Session)
+		case SetCustom:
+			value = encodeCustom(c.Custom)
 		}
-		return nil
+		return s.apply.EvalSha(ctx, p, []string{s.userKey(c.App, c.User)},
+			c.Version, opArg[c.Op], field, value, c.At.UnixMilli(), ttl, q)
 	})
-	return cmds, err
+}
+
+// User names one user of one app.
+type User struct{ App, User string }
+
+// Check compares the visible state of users with what their audience was
+// last told, changing nothing: Announce is Now where they differ.
+func (s *Store) Check(ctx context.Context, users []User) ([]Outcome, error) {
+	return s.runScript(ctx, s.apply, len(users), func(p redis.Pipeliner, i int) *redis.Cmd {
+		return s.apply.EvalSha(ctx, p, []string{s.userKey(users[i].App, users[i].User)}, 0, "k", "", "", 0, 0, "0")
+	})
+}
+
+// MarkAnnounced records that the audience of each user was told the
+// visible state in visible (from an Outcome).
+func (s *Store) MarkAnnounced(ctx context.Context, users []User, visible []string) error {
+	_, err := s.runScript(ctx, s.announced, len(users), func(p redis.Pipeliner, i int) *redis.Cmd {
+		return s.announced.EvalSha(ctx, p, []string{s.userKey(users[i].App, users[i].User)}, visible[i])
+	})
+	return err
+}
+
+// runScript runs n calls of script in one pipeline, reloading the script
+// when Redis lost its script cache (a restart or SCRIPT FLUSH): re-running
+// is harmless, since every script here is idempotent.
+func (s *Store) runScript(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]Outcome, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.Cmd, n)
+	run := func() error {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range n {
+				cmds[i] = call(p, i)
+			}
+			return nil
+		})
+		return err
+	}
+	err := run()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := script.Load(ctx, s.rdb).Err(); err != nil {
+			return nil, fmt.Errorf("loading script: %w", err)
+		}
+		err = run()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("running %d scripts: %w", n, err)
+	}
+	out := make([]Outcome, n)
+	for i, c := range cmds {
+		res, _ := c.Slice()
+		if len(res) != 3 {
+			continue
+		}
+		applied, _ := res[0].(int64)
+		announce, _ := res[1].(int64)
+		visible, _ := res[2].(string)
+		out[i] = Outcome{Applied: applied == 1, Announce: Announce(announce), Visible: visible}
+	}
+	return out, nil
 }
 
 // A session's value is its device, device id, gateway and connect time,
-// separated by the unit separator, which no valid id contains.
+// separated by the unit separator, which no valid id contains. A custom
+// status is its code and text, separated the same way.
 const sep = "\x1f"
 
 func sessionField(session string) string { return "s" + session }
@@ -94,4 +176,18 @@ func decodeSession(field, value string) (Session, error) {
 		Gateway:     parts[2],
 		ConnectedAt: millis(ms),
 	}, nil
+}
+
+func encodeCustom(c Custom) string { return strconv.Itoa(c.Status) + sep + c.Text }
+
+func decodeCustom(value string) (*Custom, error) {
+	code, text, ok := strings.Cut(value, sep)
+	if !ok {
+		return nil, fmt.Errorf("decoding custom status %q: no separator", value)
+	}
+	status, err := strconv.Atoi(code)
+	if err != nil {
+		return nil, fmt.Errorf("decoding custom status %q: %w", value, err)
+	}
+	return &Custom{Status: status, Text: text}, nil
 }

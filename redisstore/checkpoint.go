@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -95,10 +96,31 @@ func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]in
 	return nil
 }
 
+// topicKeys are the suffixes of the user keys materialized from each
+// topic (see store.go and graph.go). The mirror P:{U}:s of subscriptions
+// is not reset with its topic: it lives in the subscriber's slot, and
+// what a rebuild leaves there expires with the subscriptions it mirrors.
+var topicKeys = map[string][]string{
+	schemas.SessionsTopic:      {""},
+	schemas.FriendsTopic:       {":f"},
+	schemas.SubscriptionsTopic: {":w"},
+}
+
+// userOf returns the user key U and the suffix of a key P:{U}<suffix>.
+func (s *Store) userOf(key string) (user, suffix string) {
+	rest := strings.TrimPrefix(key, s.prefix+":{")
+	end := strings.LastIndexByte(rest, '}')
+	if end < 0 {
+		return "", ""
+	}
+	return rest[:end], rest[end+1:]
+}
+
 // Reset empties the state of the given partitions of topic, a topic with
-// id topicID and n partitions: it deletes every user whose records fall in
-// one of them, then starts their checkpoints at offset 0. It reads every
-// key of the store once, so it is meant for rebuilds, not the hot path.
+// id topicID and n partitions: it deletes what was materialized from the
+// records of those partitions, then starts their checkpoints at offset 0.
+// It reads every key of the store once, so it is meant for rebuilds, not
+// the hot path.
 func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partitions []int32) error {
 	if len(partitions) == 0 {
 		return nil
@@ -107,13 +129,14 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partiti
 	for _, p := range partitions {
 		reset[int(p)] = true
 	}
+	suffixes := topicKeys[topic]
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", 1000).Iterator()
 		var doomed []string
 		for iter.Next(ctx) {
 			key := iter.Val()
-			user := strings.TrimSuffix(strings.TrimPrefix(key, s.prefix+":{"), "}")
-			if reset[schemas.Partition([]byte(user), n)] {
+			user, suffix := s.userOf(key)
+			if slices.Contains(suffixes, suffix) && reset[schemas.Partition([]byte(user), n)] {
 				doomed = append(doomed, key)
 			}
 			if len(doomed) == 1000 {
@@ -139,6 +162,13 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partiti
 		err = c.ForEachMaster(ctx, scan)
 	default:
 		err = fmt.Errorf("unsupported redis client %T", s.rdb)
+	}
+	if err == nil && topic == schemas.SessionsTopic {
+		for _, p := range partitions {
+			if err = s.rdb.Unlink(ctx, s.graceKey(p)).Err(); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("deleting the state of %d partitions of %s: %w", len(partitions), topic, err)

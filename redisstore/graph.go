@@ -60,3 +60,111 @@ func (s *Store) liveMembers(ctx context.Context, key string, now time.Time) (map
 	}
 	return out, nil
 }
+
+// FriendChange is one record of presence.friends: User's half of a
+// friendship, added or removed.
+type FriendChange struct {
+	App, User, Friend string
+	Remove            bool
+}
+
+// ApplyFriends applies changes in one pipelined round trip, in order.
+// Adding and removing set members is idempotent, so applying a change
+// twice, or re-applying a suffix of a partition in order, ends in the same
+// sets.
+func (s *Store) ApplyFriends(ctx context.Context, changes []FriendChange) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range changes {
+			key := s.friendsKey(c.App, c.User)
+			if c.Remove {
+				p.SRem(ctx, key, c.Friend)
+			} else {
+				p.SAdd(ctx, key, c.Friend)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("applying %d friendship changes: %w", len(changes), err)
+	}
+	return nil
+}
+
+// SubscriptionChange is one record of presence.subscriptions: Subscriber
+// watches User until ExpiresAt, or stops watching.
+type SubscriptionChange struct {
+	App, User, Subscriber string
+	ExpiresAt             time.Time
+	Remove                bool
+}
+
+// ApplySubscriptions applies changes in one pipelined round trip, in
+// order, at now: a subscription already expired is removed rather than
+// added, and the expired members of every set it touches are pruned.
+func (s *Store) ApplySubscriptions(ctx context.Context, changes []SubscriptionChange, now time.Time) error {
+	past := strconv.FormatInt(now.UnixMilli(), 10)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, c := range changes {
+			watchers, watching := s.watchersKey(c.App, c.User), s.watchingKey(c.App, c.Subscriber)
+			if c.Remove || !c.ExpiresAt.After(now) {
+				p.ZRem(ctx, watchers, c.Subscriber)
+				p.ZRem(ctx, watching, c.User)
+			} else {
+				expiry := float64(c.ExpiresAt.UnixMilli())
+				p.ZAdd(ctx, watchers, redis.Z{Score: expiry, Member: c.Subscriber})
+				p.ZAdd(ctx, watching, redis.Z{Score: expiry, Member: c.User})
+			}
+			p.ZRemRangeByScore(ctx, watchers, "-inf", past)
+			p.ZRemRangeByScore(ctx, watching, "-inf", past)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("applying %d subscription changes: %w", len(changes), err)
+	}
+	return nil
+}
+
+// Audience is a user as it is now and who may have to hear of it.
+type Audience struct {
+	// Status is nil when the user is not known (any more).
+	Status   *Status
+	Friends  []string
+	Watchers []string
+}
+
+// Audiences reads the status, friends and live watchers of users, in one
+// pipelined round trip, pruning the expired watchers it meets.
+func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]Audience, error) {
+	type reads struct {
+		status   *redis.MapStringStringCmd
+		friends  *redis.StringSliceCmd
+		watchers *redis.StringSliceCmd
+	}
+	rs := make([]reads, len(users))
+	past := strconv.FormatInt(now.UnixMilli(), 10)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			watchers := s.watchersKey(u.App, u.User)
+			p.ZRemRangeByScore(ctx, watchers, "-inf", past)
+			rs[i] = reads{
+				status:   p.HGetAll(ctx, s.userKey(u.App, u.User)),
+				friends:  p.SMembers(ctx, s.friendsKey(u.App, u.User)),
+				watchers: p.ZRangeByScore(ctx, watchers, &redis.ZRangeBy{Min: "(" + past, Max: "+inf"}),
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the audience of %d users: %w", len(users), err)
+	}
+	out := make([]Audience, len(users))
+	for i, r := range rs {
+		st, err := decodeStatus(users[i].User, r.status.Val())
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Audience{Status: st, Friends: r.friends.Val(), Watchers: r.watchers.Val()}
+	}
+	return out, nil
+}

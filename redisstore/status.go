@@ -102,6 +102,12 @@ func decodeStatus(user string, h map[string]string) (*Status, error) {
 				return nil, fmt.Errorf("decoding version of %q: %w", user, err)
 			}
 			st.Version = v
+		case field == "c":
+			custom, err := decodeCustom(value)
+			if err != nil {
+				return nil, fmt.Errorf("user %q: %w", user, err)
+			}
+			st.Custom = custom
 		case field == "l":
 			ms, err := strconv.ParseInt(value, 10, 64)
 			if err != nil {

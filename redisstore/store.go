@@ -6,7 +6,12 @@
 // Layout (P is the configured prefix, U is schemas.UserKey(app, user)):
 //
 //	P:{U}                hash: "v" version, "s<session>" one field per live
-//	                     session, "l" last seen (Unix ms) while offline
+//	                     session, "c" custom status, "l" last seen (Unix
+//	                     ms) while offline, "a" the visible state last
+//	                     announced (see apply.lua)
+//	P:{U}:f, :w, :s      friends and subscriptions (see graph.go)
+//	P:grace:<partition>  users whose going offline is announced once the
+//	                     grace period has passed (see grace.go)
 //	P:checkpoint:<topic> hash: partition -> next offset to apply, and the
 //	                     id and partition count of the topic the state
 //	                     was built from (see checkpoint.go)
@@ -26,8 +31,12 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
-//go:embed apply.lua
-var applySource string
+var (
+	//go:embed apply.lua
+	applySource string
+	//go:embed announced.lua
+	announcedSource string
+)
 
 // DefaultPrefix starts every key unless Options.Prefix says otherwise.
 const DefaultPrefix = "presence"
@@ -50,6 +59,7 @@ type Store struct {
 	prefix     string
 	offlineTTL time.Duration
 	apply      *redis.Script
+	announced  *redis.Script
 	advance    *redis.Script
 }
 
@@ -61,7 +71,8 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.OfflineTTL <= 0 {
 		opts.OfflineTTL = DefaultOfflineTTL
 	}
-	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource), advance: redis.NewScript(advanceSource)}
+	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
+		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource)}
 }
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db)

@@ -25,19 +25,25 @@ func newStore(t *testing.T, ttl time.Duration) *redisstore.Store {
 var base = time.Now().Truncate(time.Millisecond).Add(-time.Minute)
 
 func connect(user, session string, version int64, at time.Time) redisstore.Change {
-	return redisstore.Change{App: "chat", User: user, Session: session, Connect: true,
+	return redisstore.Change{Op: redisstore.Connect, App: "chat", User: user, Session: session,
 		Device: "ios", DeviceID: "dev-" + session, Gateway: "gw-1", At: at, Version: version}
 }
 
 func disconnect(user, session string, version int64, at time.Time) redisstore.Change {
-	return redisstore.Change{App: "chat", User: user, Session: session, At: at, Version: version}
+	return redisstore.Change{Op: redisstore.Disconnect, App: "chat", User: user, Session: session, At: at, Version: version}
 }
 
 func apply(t *testing.T, s *redisstore.Store, changes ...redisstore.Change) int {
 	t.Helper()
-	n, err := s.Apply(context.Background(), changes)
+	out, err := s.Apply(context.Background(), changes, false)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
+	}
+	n := 0
+	for _, o := range out {
+		if o.Applied {
+			n++
+		}
 	}
 	return n
 }
@@ -227,7 +233,7 @@ func TestReset(t *testing.T) {
 	if len(byPartition[1]) == 0 || len(byPartition[2]) == 0 {
 		t.Fatalf("test users do not cover partitions 1 and 2: %v", byPartition)
 	}
-	if err := s.Reset(ctx, "topic", "id", n, []int32{1}); err != nil {
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", n, []int32{1}); err != nil {
 		t.Fatal(err)
 	}
 	for p, users := range byPartition {

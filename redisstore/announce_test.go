@@ -1,0 +1,190 @@
+package redisstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+)
+
+func outcomes(t *testing.T, s *redisstore.Store, quiet bool, changes ...redisstore.Change) []redisstore.Outcome {
+	t.Helper()
+	out, err := s.Apply(context.Background(), changes, quiet)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return out
+}
+
+func markAnnounced(t *testing.T, s *redisstore.Store, user string, o redisstore.Outcome) {
+	t.Helper()
+	err := s.MarkAnnounced(context.Background(), []redisstore.User{{App: "chat", User: user}}, []string{o.Visible})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func custom(user string, status int, text string, version int64, at time.Time) redisstore.Change {
+	return redisstore.Change{Op: redisstore.SetCustom, App: "chat", User: user, Custom: redisstore.Custom{Status: status, Text: text}, At: at, Version: version}
+}
+
+// What the audience must be told follows the visible state (devices and
+// custom status), not session ids or versions.
+func TestAnnounce(t *testing.T) {
+	s := newStore(t, time.Hour)
+	steps := []struct {
+		name   string
+		change redisstore.Change
+		want   redisstore.Announce
+	}{
+		{"first connect", connect("ann", "s1", 1, base), redisstore.Now},
+		{"second device", redisstore.Change{Op: redisstore.Connect, App: "chat", User: "ann", Session: "s2", Device: "web", Gateway: "gw-1", At: base, Version: 2}, redisstore.Now},
+		{"custom status", custom("ann", 2, "busy", 3, base), redisstore.Now},
+		{"same custom status again", custom("ann", 2, "busy", 4, base), redisstore.Nothing},
+		{"second device leaves", disconnect("ann", "s2", 5, base), redisstore.Now},
+		{"last device leaves", disconnect("ann", "s1", 6, base), redisstore.AfterGrace},
+	}
+	for _, step := range steps {
+		o := outcomes(t, s, false, step.change)[0]
+		if !o.Applied || o.Announce != step.want {
+			t.Fatalf("%s: %+v, want applied and announce %d", step.name, o, step.want)
+		}
+		if o.Announce == redisstore.Now {
+			markAnnounced(t, s, "ann", o)
+		}
+	}
+	// The same device comes back within the grace period: no news.
+	again := connect("ann", "s3", 7, base)
+	again.DeviceID = "dev-s1"
+	o := outcomes(t, s, false, again)[0]
+	if o.Announce != redisstore.Nothing {
+		t.Fatalf("reconnect of the same device: %+v, want nothing to announce", o)
+	}
+	// A duplicate changes nothing and has nothing to announce.
+	if o := outcomes(t, s, false, again)[0]; o.Applied || o.Announce != redisstore.Nothing {
+		t.Fatalf("duplicate: %+v", o)
+	}
+	// Gone for good: the check after the grace period says announce.
+	outcomes(t, s, false, disconnect("ann", "s3", 8, base))
+	got, err := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "ann"}})
+	if err != nil || got[0].Announce != redisstore.Now {
+		t.Fatalf("check after going offline: %+v, %v", got, err)
+	}
+}
+
+// A rebuild records the state as announced and asks for nothing.
+func TestQuietApply(t *testing.T) {
+	s := newStore(t, time.Hour)
+	for _, o := range outcomes(t, s, true, connect("qa", "s1", 1, base), custom("qa", 1, "hi", 2, base)) {
+		if o.Announce != redisstore.Nothing {
+			t.Fatalf("rebuild asked to announce: %+v", o)
+		}
+	}
+	if o := outcomes(t, s, false, custom("qa", 1, "hi", 3, base))[0]; o.Announce != redisstore.Nothing {
+		t.Fatalf("after a rebuild, an unchanged state is news: %+v", o)
+	}
+}
+
+func TestCustomStatus(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s, custom("cs", 3, "on holiday ☀", 1, base))
+	st := status(t, s, "cs")
+	if st == nil || st.State != redisstore.Offline || st.Custom == nil || *st.Custom != (redisstore.Custom{Status: 3, Text: "on holiday ☀"}) || st.LastSeen != nil {
+		t.Fatalf("custom status of a user never connected: %+v", st)
+	}
+	apply(t, s, connect("cs", "s1", 2, base))
+	if st := status(t, s, "cs"); st.State != redisstore.Online || st.Custom == nil || st.Custom.Text != "on holiday ☀" {
+		t.Fatalf("custom status kept when online: %+v", st)
+	}
+	apply(t, s, redisstore.Change{Op: redisstore.ClearCustom, App: "chat", User: "cs", At: base, Version: 3})
+	if st := status(t, s, "cs"); st.Custom != nil {
+		t.Fatalf("custom status after clearing: %+v", st.Custom)
+	}
+	// Cleared on a user that never connected: nothing is left to show.
+	apply(t, s, custom("cs2", 1, "x", 1, base), redisstore.Change{Op: redisstore.ClearCustom, App: "chat", User: "cs2", At: base, Version: 2})
+	if st := status(t, s, "cs2"); st != nil {
+		t.Fatalf("user with only a cleared custom status: %+v, want nil", st)
+	}
+	// A custom status set while offline expires with the user.
+	old := time.Now().Add(-2 * time.Hour)
+	apply(t, s, custom("cs3", 1, "x", 1, old))
+	if st := status(t, s, "cs3"); st != nil {
+		t.Fatalf("custom status older than the offline TTL: %+v, want nil", st)
+	}
+}
+
+func TestFriendsAndSubscriptions(t *testing.T) {
+	s := newStore(t, time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	err := s.ApplyFriends(ctx, []redisstore.FriendChange{
+		{App: "chat", User: "fa", Friend: "fb"}, {App: "chat", User: "fa", Friend: "fc"},
+		{App: "chat", User: "fa", Friend: "fc", Remove: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.ApplySubscriptions(ctx, []redisstore.SubscriptionChange{
+		{App: "chat", User: "fa", Subscriber: "w1", ExpiresAt: now.Add(time.Hour)},
+		{App: "chat", User: "fa", Subscriber: "w2", ExpiresAt: now.Add(time.Hour)},
+		{App: "chat", User: "fa", Subscriber: "w2", Remove: true},
+		{App: "chat", User: "fa", Subscriber: "w3", ExpiresAt: now.Add(-time.Second)},
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, connect("fa", "s1", 1, base))
+	aud, err := s.Audiences(ctx, []redisstore.User{{App: "chat", User: "fa"}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := aud[0]; a.Status == nil || a.Status.State != redisstore.Online || len(a.Friends) != 1 || a.Friends[0] != "fb" || len(a.Watchers) != 1 || a.Watchers[0] != "w1" {
+		t.Fatalf("audience: %+v", a)
+	}
+	watching, err := s.Watching(ctx, "chat", "w1", now)
+	if err != nil || len(watching) != 1 || watching["fa"].UnixMilli() != now.Add(time.Hour).UnixMilli() {
+		t.Fatalf("w1 watches %v, %v", watching, err)
+	}
+	// Later, the subscription has expired: it is neither an audience nor
+	// counted for its subscriber.
+	later := now.Add(2 * time.Hour)
+	aud, _ = s.Audiences(ctx, []redisstore.User{{App: "chat", User: "fa"}}, later)
+	watching, _ = s.Watching(ctx, "chat", "w1", later)
+	if len(aud[0].Watchers) != 0 || len(watching) != 0 {
+		t.Fatalf("expired subscription still live: watchers %v, watching %v", aud[0].Watchers, watching)
+	}
+
+	// Resetting the friends topic leaves sessions alone, and the other way.
+	p := int32(schemas.Partition([]byte(schemas.UserKey("chat", "fa")), 4))
+	if err := s.Reset(ctx, schemas.FriendsTopic, "id", 4, []int32{p}); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := s.Friends(ctx, "chat", "fa"); len(f) != 0 || status(t, s, "fa") == nil {
+		t.Fatalf("after resetting friends: friends %v, status %+v", f, status(t, s, "fa"))
+	}
+}
+
+func TestGraceSchedule(t *testing.T) {
+	s := newStore(t, time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	users := []redisstore.User{{App: "chat", User: "a/b"}, {App: "chat", User: "c"}}
+	if err := s.DelayAnnounce(ctx, 3, users[:1], now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DelayAnnounce(ctx, 3, users[1:], now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.DueAnnounces(ctx, 3, now, 100)
+	if err != nil || len(due) != 1 || due[0] != users[0] {
+		t.Fatalf("due now: %v, %v", due, err)
+	}
+	if err := s.DoneAnnounces(ctx, 3, due); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.DueAnnounces(ctx, 3, now.Add(time.Hour), 100); len(due) != 1 || due[0] != users[1] {
+		t.Fatalf("due in an hour: %v", due)
+	}
+}

@@ -1,0 +1,70 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// The offline grace period: a user who goes offline is announced only once
+// the period has passed, and only if still offline, so that a flapping
+// mobile link makes no offline/online pair. Pending announcements are kept
+// per partition of presence.sessions, in a sorted set of user keys scored
+// by when they are due, so they survive a restart of the processor and
+// move with their partition.
+
+func (s *Store) graceKey(partition int32) string {
+	return s.prefix + ":grace:" + strconv.Itoa(int(partition))
+}
+
+// DelayAnnounce schedules the users of a partition to be checked at due.
+func (s *Store) DelayAnnounce(ctx context.Context, partition int32, users []User, due time.Time) error {
+	if len(users) == 0 {
+		return nil
+	}
+	zs := make([]redis.Z, len(users))
+	for i, u := range users {
+		zs[i] = redis.Z{Score: float64(due.UnixMilli()), Member: schemas.UserKey(u.App, u.User)}
+	}
+	if err := s.rdb.ZAdd(ctx, s.graceKey(partition), zs...).Err(); err != nil {
+		return fmt.Errorf("scheduling %d offline announcements: %w", len(users), err)
+	}
+	return nil
+}
+
+// DueAnnounces returns up to limit users of a partition due at now.
+func (s *Store) DueAnnounces(ctx context.Context, partition int32, now time.Time, limit int) ([]User, error) {
+	keys, err := s.rdb.ZRangeByScore(ctx, s.graceKey(partition), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading due offline announcements: %w", err)
+	}
+	users := make([]User, 0, len(keys))
+	for _, k := range keys {
+		if parts := schemas.SplitKey([]byte(k)); len(parts) == 2 {
+			users = append(users, User{App: parts[0], User: parts[1]})
+		}
+	}
+	return users, nil
+}
+
+// DoneAnnounces removes users of a partition from the schedule.
+func (s *Store) DoneAnnounces(ctx context.Context, partition int32, users []User) error {
+	if len(users) == 0 {
+		return nil
+	}
+	keys := make([]any, len(users))
+	for i, u := range users {
+		keys[i] = schemas.UserKey(u.App, u.User)
+	}
+	if err := s.rdb.ZRem(ctx, s.graceKey(partition), keys...).Err(); err != nil {
+		return fmt.Errorf("removing %d offline announcements: %w", len(users), err)
+	}
+	return nil
+}
