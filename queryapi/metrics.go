@@ -15,6 +15,7 @@ type metrics struct {
 	requests                 *prometheus.CounterVec
 	seconds                  *prometheus.HistogramVec
 	online, offline, unknown prometheus.Counter
+	writes                   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -35,8 +36,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		online:  lookups.WithLabelValues("online"),
 		offline: lookups.WithLabelValues("offline"),
 		unknown: lookups.WithLabelValues("unknown"),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "presence", Subsystem: "queryapi", Name: "writes_total",
+			Help: "Records written to Kafka, by kind (custom_status, friend, subscription) and result (ok, failed).",
+		}, []string{"kind", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.seconds, lookups} {
+	for _, c := range []prometheus.Collector{m.requests, m.seconds, lookups, m.writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -61,6 +66,12 @@ func (m *metrics) count(results []*redisstore.Status) {
 	m.unknown.Add(float64(unknown))
 }
 
+// written counts the records of one write of kind.
+func (m *metrics) written(kind string, ok, failed int) {
+	m.writes.WithLabelValues(kind, "ok").Add(float64(ok))
+	m.writes.WithLabelValues(kind, "failed").Add(float64(failed))
+}
+
 // statusWriter remembers the status code written.
 type statusWriter struct {
 	http.ResponseWriter
@@ -78,11 +89,7 @@ func (s *Server) instrument(route string, h func(http.ResponseWriter, *http.Requ
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		err := s.open(r)
-		if err == nil {
-			err = h(sw, r)
-		}
-		if err != nil {
+		if err := h(sw, r); err != nil {
 			httpapi.WriteError(sw, r, s.log, err)
 		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()

@@ -1,6 +1,9 @@
-// Package queryapi serves the lookups of Presence over HTTP: batch status
-// queries and single-user status, read from Redis in one pipelined round
-// trip per request.
+// Package queryapi serves Presence over HTTP: batch status queries,
+// single-user status and the statuses of a user's friends, read from Redis
+// in one pipelined round trip per request; and the writes of custom status,
+// friendships and subscriptions, which are records produced to the
+// compacted Kafka topics (never written to Redis here: the processor
+// materializes them, so replaying the topics rebuilds them).
 //
 // Metrics (namespace presence, subsystem queryapi):
 //
@@ -8,29 +11,55 @@
 //	presence_queryapi_request_seconds{route}      time to answer
 //	presence_queryapi_lookups_total{result}       users looked up, by result:
 //	                                              online, offline, unknown
+//	presence_queryapi_writes_total{kind,result}   records written to Kafka, by
+//	                                              kind (custom_status, friend,
+//	                                              subscription) and result
+//	                                              (ok, failed)
 package queryapi
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-// MaxBatch is the most users one status query may ask for.
+// MaxBatch is the most users one status query, or one subscription
+// request, may name.
 const MaxBatch = 500
+
+// DefaultMaxSubscriptions is the default of Config.MaxSubscriptions.
+const DefaultMaxSubscriptions = 1000
 
 // Config configures a Server. Zero values mean the documented defaults.
 type Config struct {
 	// Store is where statuses are read. Required.
 	Store *redisstore.Store
+	// Brokers are the Kafka seed brokers the writes go to. Required.
+	Brokers []string
+	// KafkaOpts add franz-go options to the producer: TLS, SASL, hooks.
+	KafkaOpts []kgo.Opt
+	// WriteTimeout bounds how long a write waits for Kafka before it
+	// answers 503 (DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	// MaxSubscriptions is the most users one subscriber may watch at once
+	// (DefaultMaxSubscriptions). It is checked against the subscriptions
+	// the processor has applied, so concurrent requests of one subscriber
+	// can overshoot it by at most one request's worth.
+	MaxSubscriptions int
+	// Now is the clock of record timestamps and subscription expiries
+	// (time.Now).
+	Now func() time.Time
 	// Logger receives the server's logs (slog.Default()).
 	Logger *slog.Logger
 	// Registry receives the server's metrics and is served on /metrics
@@ -40,24 +69,42 @@ type Config struct {
 	Probes []httpapi.Probe
 	// Gate, when set, is checked before each lookup; while it fails (the
 	// state is being rebuilt) lookups answer 503 not_ready rather than
-	// answers that may be wrong.
+	// answers that may be wrong. Writes go to Kafka and are not gated.
 	Gate httpapi.Probe
 }
 
-// Server is the query API.
+// Server is the query API. Close it when done.
 type Server struct {
-	gate    httpapi.Probe
-	store   *redisstore.Store
-	log     *slog.Logger
-	metrics *metrics
-	handler http.Handler
+	gate         httpapi.Probe
+	store        *redisstore.Store
+	kafka        *kgo.Client
+	writeTimeout time.Duration
+	maxSubs      int
+	now          func() time.Time
+	log          *slog.Logger
+	metrics      *metrics
+	handler      http.Handler
 }
 
 // New returns a Server; its Handler serves the API, /healthz, /readyz and
 // /metrics.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil {
+	switch {
+	case cfg.Store == nil:
 		return nil, errors.New("queryapi: no store")
+	case len(cfg.Brokers) == 0:
+		return nil, errors.New("queryapi: no kafka brokers")
+	case cfg.MaxSubscriptions < 0 || cfg.WriteTimeout < 0:
+		return nil, fmt.Errorf("queryapi: negative max subscriptions (%d) or write timeout (%s)", cfg.MaxSubscriptions, cfg.WriteTimeout)
+	}
+	if cfg.MaxSubscriptions == 0 {
+		cfg.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -69,11 +116,26 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{gate: cfg.Gate, store: cfg.Store, log: cfg.Logger.With("component", "queryapi"), metrics: m}
+	cl, err := kgo.NewClient(append(ProducerOpts(cfg.Brokers), cfg.KafkaOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("queryapi: creating kafka client: %w", err)
+	}
+	s := &Server{
+		gate: cfg.Gate, store: cfg.Store, kafka: cl,
+		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
+		log: cfg.Logger.With("component", "queryapi"), metrics: m,
+	}
 
 	r := chi.NewRouter()
-	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.queryStatuses))
-	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.userStatus))
+	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.gated(s.queryStatuses)))
+	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.gated(s.userStatus)))
+	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.setCustomStatus))
+	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.clearCustomStatus))
+	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.gated(s.friendsStatus)))
+	r.Put("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_add", s.addFriend))
+	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.removeFriend))
+	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.gated(s.subscribe)))
+	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.unsubscribe))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))
 	})
@@ -87,6 +149,10 @@ func New(cfg Config) (*Server, error) {
 
 // Handler serves the API.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close closes the Kafka client. Stop serving first: a write still waiting
+// for Kafka fails.
+func (s *Server) Close() { s.kafka.Close() }
 
 // pathParam returns a path parameter, unescaped: ids may hold '/' or '%'
 // when the client escapes them.
@@ -112,4 +178,36 @@ func appParam(r *http.Request) (string, error) {
 		return "", httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}
 	return app, nil
+}
+
+// idParam returns the id in path parameter name (user, friend), checked.
+func idParam(r *http.Request, name string) (string, error) {
+	id, err := pathParam(r, name)
+	if err != nil {
+		return "", err
+	}
+	if err := schemas.ValidateID(name, id); err != nil {
+		return "", httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	return id, nil
+}
+
+// appUser returns the app and user of the path, checked.
+func appUser(r *http.Request) (app, user string, err error) {
+	if app, err = appParam(r); err != nil {
+		return "", "", err
+	}
+	if user, err = idParam(r, "user"); err != nil {
+		return "", "", err
+	}
+	return app, user, nil
+}
+
+// badRequest answers a validation error (one wrapping schemas.ErrInvalid)
+// as 400 invalid; any other error stays internal.
+func badRequest(err error) error {
+	if errors.Is(err, schemas.ErrInvalid) {
+		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	return err
 }

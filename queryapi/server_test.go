@@ -7,43 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/presence-im/presence/queryapi"
-	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/redisstore/redistest"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
-
-// newServer serves the query API over a store holding: alice online with
-// one session, bob offline.
-func newServer(t *testing.T) *httptest.Server {
-	t.Helper()
-	store := redisstore.New(redistest.Client(t), redisstore.Options{Prefix: redistest.Prefix(t)})
-	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
-	_, err := store.Apply(context.Background(), []redisstore.Change{
-		{App: "chat", User: "alice", Session: "s1", Connect: true, Device: "ios", DeviceID: "d1", Gateway: "gw", At: at, Version: 1},
-		{App: "chat", User: "bob", Session: "s2", Connect: true, Device: "web", Gateway: "gw", At: at, Version: 2},
-		{App: "chat", User: "bob", Session: "s2", At: at.Add(time.Second), Version: 3},
-		{App: "chat", User: "a/b%c", Session: "s3", Connect: true, Device: "web", Gateway: "gw", At: at, Version: 4},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := queryapi.New(queryapi.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return srv
-}
+// newServer serves the query API over the harness's state.
+func newServer(t *testing.T) *httptest.Server { return newHarness(t).srv }
 
 type statusJSON struct {
 	User     string `json:"user"`
@@ -222,24 +197,30 @@ func TestOps(t *testing.T) {
 }
 
 // While the state is rebuilt, lookups answer 503 not_ready, not answers
-// that may be wrong.
+// that may be wrong; writes go to Kafka and are not held back.
 func TestGate(t *testing.T) {
-	store := redisstore.New(redistest.Client(t), redisstore.Options{Prefix: redistest.Prefix(t)})
 	rebuilding := errors.New("3 partitions behind")
-	var gate error = rebuilding
-	s, err := queryapi.New(queryapi.Config{Store: store, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Gate: func(context.Context) error { return gate }})
-	if err != nil {
-		t.Fatal(err)
+	var gate atomic.Pointer[error]
+	gate.Store(&rebuilding)
+	h := newHarness(t, func(c *queryapi.Config) {
+		c.Gate = func(context.Context) error { return *gate.Load() }
+	})
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`},
+		{"GET", "/v1/apps/chat/users/alice/status", ""},
+		{"GET", "/v1/apps/chat/users/alice/friends/status", ""},
+		{"POST", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob"],"ttl_seconds":60}`},
+	} {
+		code, body := h.do(c.method, c.path, c.body)
+		wantError(t, code, body, http.StatusServiceUnavailable, "not_ready")
 	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-	code, body := post(t, srv.URL+"/v1/apps/chat/status/query", `{"users":["alice"]}`)
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"not_ready"`) {
-		t.Fatalf("while rebuilding: %d %s", code, body)
+	h.empty()
+	if code, body := h.do("PUT", "/v1/apps/chat/users/alice/custom-status", `{"status":1}`); code != http.StatusAccepted {
+		t.Errorf("custom status while rebuilding: %d %s, want 202", code, body)
 	}
-	gate = nil
-	if code, body := post(t, srv.URL+"/v1/apps/chat/status/query", `{"users":["alice"]}`); code != http.StatusOK {
+	var open error
+	gate.Store(&open)
+	if code, body := h.do("POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`); code != http.StatusOK {
 		t.Fatalf("after the rebuild: %d %s", code, body)
 	}
 }

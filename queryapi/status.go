@@ -28,16 +28,8 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.Users == nil {
-		return httpapi.Errorf(httpapi.CodeInvalid, `"users" is required: a list of user ids`)
-	}
-	if len(req.Users) > MaxBatch {
-		return httpapi.Errorf(httpapi.CodeTooMany, fmt.Sprintf("%d users asked, at most %d per query", len(req.Users), MaxBatch))
-	}
-	for i, u := range req.Users {
-		if err := schemas.ValidateID("user", u); err != nil {
-			return httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("users[%d]: %v", i, err))
-		}
+	if err := checkUsers(req.Users); err != nil {
+		return err
 	}
 	results, err := s.store.Statuses(r.Context(), app, req.Users)
 	if err != nil {
@@ -50,16 +42,9 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 
 // userStatus answers GET /v1/apps/{app}/users/{user}/status.
 func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
-	app, err := appParam(r)
+	app, user, err := appUser(r)
 	if err != nil {
 		return err
-	}
-	user, err := pathParam(r, "user")
-	if err != nil {
-		return err
-	}
-	if err := schemas.ValidateID("user", user); err != nil {
-		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}
 	st, err := s.store.Status(r.Context(), app, user)
 	if err != nil {
@@ -71,6 +56,34 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// checkUsers checks the "users" list of a request as every batch endpoint
+// does: present, at most MaxBatch ids, each valid.
+func checkUsers(users []string) error {
+	if users == nil {
+		return httpapi.Errorf(httpapi.CodeInvalid, `"users" is required: a list of user ids`)
+	}
+	if len(users) > MaxBatch {
+		return httpapi.Errorf(httpapi.CodeTooMany, fmt.Sprintf("%d users asked, at most %d per request", len(users), MaxBatch))
+	}
+	for i, u := range users {
+		if err := schemas.ValidateID("user", u); err != nil {
+			return httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("users[%d]: %v", i, err))
+		}
+	}
+	return nil
+}
+
+// gated makes h answer 503 not_ready while the gate fails: for handlers
+// that read state from Redis, which may be incomplete while it is rebuilt.
+func (s *Server) gated(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.open(r); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
 }
 
 // open reports whether lookups may be answered now.

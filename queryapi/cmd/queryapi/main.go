@@ -1,11 +1,14 @@
-// Command queryapi serves Presence lookups over HTTP.
+// Command queryapi serves Presence lookups over HTTP, and writes custom
+// status, friendships and subscriptions to Kafka.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
@@ -21,9 +24,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
 	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	addr := fs.String("addr", ":8080", "HTTP listen address")
-	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP")
+	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
+	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
+	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
+	}
+	if *brokers == "" {
+		return errors.New("--brokers is required: the Kafka the writes go to")
+	}
+	if *maxSubs <= 0 {
+		return errors.New("--max-subscriptions must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
@@ -32,10 +43,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer store.Close()
-	s, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: httpapi.NewRegistry()})
+	s, err := queryapi.New(queryapi.Config{
+		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
+		Logger: log, Registry: httpapi.NewRegistry(),
+	})
 	if err != nil {
 		return err
 	}
+	defer s.Close()
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err

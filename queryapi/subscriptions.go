@@ -1,0 +1,178 @@
+package queryapi
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+// A subscription is a record on presence.subscriptions keyed by
+// schemas.SubscriptionKey(app, watched, subscriber), in the watched user's
+// partition, holding its expiry. Subscribing again renews it; ending it is
+// a tombstone on the same key.
+
+// MaxSubscriptionTTL is the longest a subscription lasts before it must be
+// renewed.
+const MaxSubscriptionTTL = 7 * 24 * time.Hour
+
+type subscribeRequest struct {
+	Users []string `json:"users"`
+	// TTLSeconds is required; a pointer tells a missing one from 0.
+	TTLSeconds *int64 `json:"ttl_seconds"`
+}
+
+type subscribeResponse struct {
+	Results   []*redisstore.Status `json:"results"`
+	ExpiresAt redisstore.Time      `json:"expires_at"`
+}
+
+// subscribe answers POST /v1/apps/{app}/users/{user}/subscriptions
+// {"users":[…],"ttl_seconds":int}: user watches each of users for
+// ttl_seconds, and the answer holds their current statuses, ordered like
+// a status query's.
+//
+// The cap on live subscriptions is checked against the subscriptions the
+// processor has applied to Redis. Two requests of one subscriber racing
+// each other both see the same count, so together they can overshoot the
+// cap by at most one request (MaxBatch users).
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
+	app, subscriber, err := appUser(r)
+	if err != nil {
+		return err
+	}
+	var req subscribeRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	watched, err := checkWatched(subscriber, req.Users)
+	if err != nil {
+		return err
+	}
+	ttl, err := checkTTL(req.TTLSeconds)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	if err := s.checkCap(r, app, subscriber, watched, now); err != nil {
+		return err
+	}
+	expires := time.UnixMilli(now.Add(ttl).UnixMilli())
+	recs := make([]*kgo.Record, len(watched))
+	for i, u := range watched {
+		if recs[i], err = subscriptionRecord(app, u, subscriber, expires, now); err != nil {
+			return badRequest(err)
+		}
+	}
+	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
+		return err
+	}
+	results, err := s.store.Statuses(r.Context(), app, req.Users)
+	if err != nil {
+		return unavailable(err)
+	}
+	s.metrics.count(results)
+	httpapi.WriteJSON(w, http.StatusOK, subscribeResponse{Results: results, ExpiresAt: redisstore.Time{Time: expires}})
+	return nil
+}
+
+type unsubscribeRequest struct {
+	Users []string `json:"users"`
+}
+
+type unsubscribeResponse struct {
+	// Ended counts the distinct users named, whether or not a
+	// subscription to them was live.
+	Ended int `json:"ended"`
+}
+
+// unsubscribe answers DELETE /v1/apps/{app}/users/{user}/subscriptions
+// {"users":[…]} with 202 once a tombstone per user named is in Kafka.
+func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) error {
+	app, subscriber, err := appUser(r)
+	if err != nil {
+		return err
+	}
+	var req unsubscribeRequest
+	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	watched, err := checkWatched(subscriber, req.Users)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	recs := make([]*kgo.Record, len(watched))
+	for i, u := range watched {
+		if recs[i], err = subscriptionRecord(app, u, subscriber, time.Time{}, now); err != nil {
+			return badRequest(err)
+		}
+	}
+	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusAccepted, unsubscribeResponse{Ended: len(watched)})
+	return nil
+}
+
+// checkWatched checks the users a subscriber names, as a status query
+// checks its users, and that there is at least one and none is the
+// subscriber. It returns them without duplicates, in first-seen order.
+func checkWatched(subscriber string, users []string) ([]string, error) {
+	if err := checkUsers(users); err != nil {
+		return nil, err
+	}
+	if len(users) == 0 {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, `"users" is empty: name at least one user`)
+	}
+	seen := make(map[string]bool, len(users))
+	distinct := make([]string, 0, len(users))
+	for i, u := range users {
+		if u == subscriber {
+			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("users[%d]: %q cannot watch themselves", i, u))
+		}
+		if !seen[u] {
+			seen[u] = true
+			distinct = append(distinct, u)
+		}
+	}
+	return distinct, nil
+}
+
+// checkTTL checks ttl_seconds: present, 1 second to MaxSubscriptionTTL.
+func checkTTL(seconds *int64) (time.Duration, error) {
+	limit := int64(MaxSubscriptionTTL / time.Second)
+	switch {
+	case seconds == nil:
+		return 0, httpapi.Errorf(httpapi.CodeInvalid, `"ttl_seconds" is required: how long the subscription lasts, in seconds`)
+	case *seconds < 1 || *seconds > limit:
+		return 0, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf(`"ttl_seconds" %d is out of range: 1 to %d (7 days)`, *seconds, limit))
+	}
+	return time.Duration(*seconds) * time.Second, nil
+}
+
+// checkCap refuses a request that would leave subscriber watching more
+// than the cap of users live at now. Renewing a live subscription does not
+// count twice.
+func (s *Server) checkCap(r *http.Request, app, subscriber string, watched []string, now time.Time) error {
+	live, err := s.store.Watching(r.Context(), app, subscriber, now)
+	if err != nil {
+		return unavailable(err)
+	}
+	added := 0
+	for _, u := range watched {
+		if _, ok := live[u]; !ok {
+			added++
+		}
+	}
+	if len(live)+added > s.maxSubs {
+		return httpapi.Errorf(httpapi.CodeTooManySubs, fmt.Sprintf(
+			"subscriber %q has %d live subscriptions and this request adds %d, over the cap of %d: end some or let them expire",
+			subscriber, len(live), added, s.maxSubs))
+	}
+	return nil
+}
