@@ -119,11 +119,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	query, err := queryapi.New(queryapi.Config{Store: store, Logger: log, Registry: reg,
+	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, Logger: log, Registry: reg,
 		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp})
 	if err != nil {
 		return err
 	}
+	defer query.Close()
 	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease))
 	if err != nil {
 		return err
