@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -20,21 +21,30 @@ import (
 )
 
 // caughtUp notes that the partition is applied up to next.
-func (p *Processor) caughtUp(partition int32, next int64) {
+func (p *Processor) caughtUp(tp topicPartition, next int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if target, ok := p.behind[partition]; ok && next >= target {
-		delete(p.behind, partition)
+	if target, ok := p.behind[tp]; ok && next >= target {
+		delete(p.behind, tp)
 	}
 }
 
 // startAtCheckpoints starts each assigned partition at its checkpoint in
-// Redis. A partition Redis has no checkpoint for is first reset (its users
-// deleted, its checkpoint set to 0) and read from its beginning. It also
-// notes how far behind each partition is, for readiness.
+// Redis. A partition Redis has no checkpoint for is first reset (what was
+// materialized from it deleted, its checkpoint set to 0) and read from its
+// beginning. It also notes how far behind each partition is, for
+// readiness, and which sessions partitions are rebuilt, for quiet.
 func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	topic := schemas.SessionsTopic
-	partitions := assigned[topic]
+	for topic, partitions := range assigned {
+		if err := p.startTopic(ctx, topic, partitions); err != nil {
+			return nil, err
+		}
+	}
+	return assigned, nil
+}
+
+// startTopic sets the start offset of each assigned partition of topic.
+func (p *Processor) startTopic(ctx context.Context, topic string, partitions map[int32]kgo.Offset) error {
 	var (
 		cp      redisstore.Checkpoint
 		layout  kadm.TopicDetail
@@ -49,10 +59,10 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 		if err == nil {
 			break
 		}
-		p.log.Warn("reading checkpoints and topic failed; retrying", "backoff", backoff, "err", err)
+		p.log.Warn("reading checkpoints and topic failed; retrying", "topic", topic, "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
@@ -63,7 +73,7 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 			ErrOtherTopic, topic, cp.TopicID, cp.Partitions, id, n)
 		p.log.Error("stopping: redis holds another topic's state", "err", err)
 		p.stop(err)
-		return nil, err
+		return err
 	}
 	var fresh []int32
 	for partition := range partitions {
@@ -72,25 +82,32 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 		}
 	}
 	if err := p.cfg.Store.Reset(ctx, topic, id, n, fresh); err != nil {
-		return nil, err
+		return err
 	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.checkpoints == nil {
-		p.checkpoints = map[int32]int64{}
+	if p.checkpoints[topic] == nil {
+		p.checkpoints[topic] = map[int32]int64{}
 	}
+	behind := 0
 	for partition := range partitions {
 		next := cp.Next[partition] // 0 for a fresh partition
 		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
-		p.checkpoints[partition] = next
-		delete(p.behind, partition)
-		if end, ok := ends.Lookup(topic, partition); ok && end.Offset > next {
-			p.behind[partition] = end.Offset
+		p.checkpoints[topic][partition] = next
+		tp := topicPartition{topic, partition}
+		delete(p.behind, tp)
+		end, ok := ends.Lookup(topic, partition)
+		if ok && end.Offset > next {
+			p.behind[tp] = end.Offset
+			behind++
+		}
+		if ok && topic == schemas.SessionsTopic && slices.Contains(fresh, partition) {
+			p.rebuilding[partition] = end.Offset
 		}
 	}
-	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", len(p.behind))
-	return assigned, nil
+	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", behind)
+	return nil
 }
 
 // describe returns the topic's id and partitions, and the end offsets of
@@ -122,12 +139,9 @@ func (p *Processor) describe(ctx context.Context, topic string, partitions map[i
 func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.behind == nil {
-		p.behind = map[int32]int64{}
-	}
-	for _, partitions := range assigned {
+	for topic, partitions := range assigned {
 		for _, partition := range partitions {
-			p.behind[partition] = math.MaxInt64
+			p.behind[topicPartition{topic, partition}] = math.MaxInt64
 		}
 	}
 	p.joined.Store(true)
@@ -137,10 +151,13 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[stri
 func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, partitions := range lost {
+	for topic, partitions := range lost {
 		for _, partition := range partitions {
-			delete(p.behind, partition)
-			delete(p.checkpoints, partition)
+			delete(p.behind, topicPartition{topic, partition})
+			delete(p.checkpoints[topic], partition)
+			if topic == schemas.SessionsTopic {
+				delete(p.rebuilding, partition)
+			}
 		}
 	}
 }

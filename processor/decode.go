@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,29 +13,144 @@ import (
 	pb "github.com/presence-im/presence/schemas/presencepb"
 )
 
-// decode turns a sessions record into the change it makes. A tombstone
-// (empty value) makes none: ok is false and err nil.
-func decode(r *kgo.Record) (c redisstore.Change, ok bool, err error) {
+// A batch is the changes one partition's records make, by topic.
+type batch struct {
+	sessions      []redisstore.Change
+	friends       []redisstore.FriendChange
+	subscriptions []redisstore.SubscriptionChange
+}
+
+func (b *batch) len() int { return len(b.sessions) + len(b.friends) + len(b.subscriptions) }
+
+// add decodes r and adds the change it makes to b. A tombstone of a
+// session makes none.
+func (b *batch) add(r *kgo.Record) error {
+	var err error
+	switch r.Topic {
+	case schemas.SessionsTopic:
+		err = b.addSession(r)
+	case schemas.FriendsTopic:
+		err = b.addFriend(r)
+	case schemas.SubscriptionsTopic:
+		err = b.addSubscription(r)
+	default:
+		err = fmt.Errorf("unexpected topic %s", r.Topic)
+	}
+	if err != nil {
+		return fmt.Errorf("record %s/%d at offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	return nil
+}
+
+func (b *batch) addSession(r *kgo.Record) error {
 	if len(r.Value) == 0 {
-		return c, false, nil
+		ids, err := tombstone(r, 2, 3)
+		if err != nil || len(ids) == 3 {
+			return err // a session's tombstone: its last record said all
+		}
+		b.sessions = append(b.sessions, redisstore.Change{
+			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: r.Timestamp, Version: r.Offset,
+		})
+		return nil
 	}
 	var ev pb.SessionEvent
 	if err := proto.Unmarshal(r.Value, &ev); err != nil {
-		return c, false, fmt.Errorf("decoding record at offset %d: %w", r.Offset, err)
+		return fmt.Errorf("decoding: %w", err)
 	}
 	if err := schemas.ValidateSessionEvent(&ev); err != nil {
-		return c, false, fmt.Errorf("record at offset %d: %w", r.Offset, err)
+		return err
 	}
-	if key := schemas.SessionKey(ev.App, ev.User, ev.Session); key != string(r.Key) {
-		return c, false, fmt.Errorf("record at offset %d: key %q does not match its value's %q", r.Offset, r.Key, key)
-	}
-	return redisstore.Change{
+	c := redisstore.Change{
 		App: ev.App, User: ev.User, Session: ev.Session,
-		Connect:  ev.Type == pb.EventType_EVENT_TYPE_CONNECT,
 		Device:   ev.GetDevice().GetType(),
 		DeviceID: ev.GetDevice().GetId(),
 		Gateway:  ev.Gateway,
 		At:       time.UnixMilli(ev.TimestampMs),
 		Version:  r.Offset,
-	}, true, nil
+	}
+	key := schemas.SessionKey(ev.App, ev.User, ev.Session)
+	switch ev.Type {
+	case pb.EventType_EVENT_TYPE_CONNECT:
+		c.Op = redisstore.Connect
+	case pb.EventType_EVENT_TYPE_DISCONNECT:
+		c.Op = redisstore.Disconnect
+	case pb.EventType_EVENT_TYPE_CUSTOM_STATUS:
+		c.Op = redisstore.SetCustom
+		c.Custom = redisstore.Custom{Status: int(ev.Custom.Status), Text: ev.Custom.Text}
+		key = schemas.CustomStatusKey(ev.App, ev.User)
+	}
+	if key != string(r.Key) {
+		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
+	}
+	b.sessions = append(b.sessions, c)
+	return nil
+}
+
+func (b *batch) addFriend(r *kgo.Record) error {
+	if len(r.Value) == 0 {
+		ids, err := tombstone(r, 3)
+		if err != nil {
+			return err
+		}
+		b.friends = append(b.friends, redisstore.FriendChange{App: ids[0], User: ids[1], Friend: ids[2], Remove: true})
+		return nil
+	}
+	var e pb.FriendEdge
+	if err := proto.Unmarshal(r.Value, &e); err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	if err := schemas.ValidateFriendEdge(&e); err != nil {
+		return err
+	}
+	if key := schemas.FriendKey(e.App, e.User, e.Friend); key != string(r.Key) {
+		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
+	}
+	b.friends = append(b.friends, redisstore.FriendChange{App: e.App, User: e.User, Friend: e.Friend})
+	return nil
+}
+
+func (b *batch) addSubscription(r *kgo.Record) error {
+	if len(r.Value) == 0 {
+		ids, err := tombstone(r, 3)
+		if err != nil {
+			return err
+		}
+		b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{App: ids[0], User: ids[1], Subscriber: ids[2], Remove: true})
+		return nil
+	}
+	var s pb.Subscription
+	if err := proto.Unmarshal(r.Value, &s); err != nil {
+		return fmt.Errorf("decoding: %w", err)
+	}
+	if err := schemas.ValidateSubscription(&s); err != nil {
+		return err
+	}
+	if key := schemas.SubscriptionKey(s.App, s.User, s.Subscriber); key != string(r.Key) {
+		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
+	}
+	b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{
+		App: s.App, User: s.User, Subscriber: s.Subscriber, ExpiresAt: time.UnixMilli(s.ExpiresAtMs),
+	})
+	return nil
+}
+
+// tombstone returns the ids of a tombstone's key, checked: an app, then
+// user ids; the key must have one of the given numbers of components.
+func tombstone(r *kgo.Record, components ...int) ([]string, error) {
+	ids := schemas.SplitKey(r.Key)
+	ok := false
+	for _, n := range components {
+		ok = ok || len(ids) == n
+	}
+	if !ok {
+		return nil, fmt.Errorf("tombstone key %q: %d components, want %v", r.Key, len(ids), components)
+	}
+	errs := []error{schemas.ValidateApp(ids[0])}
+	for _, id := range ids[1:] {
+		errs = append(errs, schemas.ValidateID("key", id))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("tombstone key %q: %w", r.Key, err)
+	}
+	return ids, nil
 }

@@ -7,40 +7,69 @@ import "github.com/prometheus/client_golang/prometheus"
 //	presence_processor_records_total{result}  records read, by result:
 //	                                          applied, duplicate, invalid
 //	presence_processor_apply_seconds          time to apply one partition's
-//	                                          batch to Redis
-//	presence_processor_apply_errors_total     failed Redis applies (retried)
-//	presence_processor_consumer_lag{partition} records not yet applied
+//	                                          batch to Redis, announcements
+//	                                          included
+//	presence_processor_apply_errors_total     failed Redis or Kafka steps
+//	                                          (retried)
+//	presence_processor_consumer_lag{topic,partition}
+//	                                          records not yet applied
+//	presence_processor_announcements_total{result}
+//	                                          changes of a user's visible
+//	                                          state: announced, delayed
+//	                                          (went offline: wait for the
+//	                                          grace period), absorbed (back
+//	                                          within it: no news)
+//	presence_processor_notifications_total{type}
+//	                                          recipient sessions notified:
+//	                                          presence, sync
+//	presence_processor_fanout_recipients      recipient sessions per
+//	                                          announcement
+//	presence_processor_announce_seconds       time to read the audiences of
+//	                                          a batch and emit its
+//	                                          notifications
 type metrics struct {
-	records     *prometheus.CounterVec
-	applied     prometheus.Counter
-	duplicate   prometheus.Counter
-	invalid     prometheus.Counter
-	applyTime   prometheus.Histogram
-	applyErrors prometheus.Counter
-	lag         *prometheus.GaugeVec
+	records       *prometheus.CounterVec
+	applied       prometheus.Counter
+	duplicate     prometheus.Counter
+	invalid       prometheus.Counter
+	applyTime     prometheus.Histogram
+	applyErrors   prometheus.Counter
+	lag           *prometheus.GaugeVec
+	announcements *prometheus.CounterVec
+	announced     prometheus.Counter
+	delayed       prometheus.Counter
+	absorbed      prometheus.Counter
+	notifications *prometheus.CounterVec
+	fanout        prometheus.Histogram
+	announceTime  prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "presence", Subsystem: "processor", Name: "records_total",
-			Help: "Records read from the sessions topic, by result: applied, duplicate (already in Redis), invalid (skipped).",
-		}, []string{"result"}),
-		applyTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "presence", Subsystem: "processor", Name: "apply_seconds",
-			Help:    "Time to apply one partition's batch of records to Redis.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
-		applyErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "presence", Subsystem: "processor", Name: "apply_errors_total",
-			Help: "Batches whose apply to Redis failed and was retried.",
-		}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "presence", Subsystem: "processor", Name: "consumer_lag",
-			Help: "Records of a partition not yet applied, as of the last fetch.",
-		}, []string{"partition"}),
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "presence", Subsystem: "processor", Name: name, Help: help}
 	}
-	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag} {
+	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "presence", Subsystem: "processor", Name: name, Help: help, Buckets: buckets})
+	}
+	m := &metrics{
+		records: prometheus.NewCounterVec(prometheus.CounterOpts(opts("records_total",
+			"Records read from the state topics, by result: applied, duplicate (already in Redis), invalid (skipped).")), []string{"result"}),
+		applyTime: histogram("apply_seconds", "Time to apply one partition's batch of records to Redis, announcements included.",
+			prometheus.ExponentialBuckets(0.0005, 2, 14)),
+		applyErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("apply_errors_total",
+			"Redis or Kafka steps of a batch that failed and were retried."))),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_lag",
+			"Records of a partition not yet applied, as of the last fetch.")), []string{"topic", "partition"}),
+		announcements: prometheus.NewCounterVec(prometheus.CounterOpts(opts("announcements_total",
+			"Changes of a user's visible state, by result: announced, delayed (went offline: wait for the grace period), absorbed (back within it).")), []string{"result"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_total",
+			"Recipient sessions notified, by type: presence (friends, subscribers), sync (the user's own other sessions).")), []string{"type"}),
+		fanout: histogram("fanout_recipients", "Recipient sessions per announcement.",
+			prometheus.ExponentialBuckets(1, 4, 10)),
+		announceTime: histogram("announce_seconds", "Time to read the audiences of a batch of announcements and emit its notifications.",
+			prometheus.ExponentialBuckets(0.0005, 2, 16)),
+	}
+	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag, m.announcements, m.notifications, m.fanout, m.announceTime} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -48,5 +77,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.applied = m.records.WithLabelValues("applied")
 	m.duplicate = m.records.WithLabelValues("duplicate")
 	m.invalid = m.records.WithLabelValues("invalid")
+	m.announced = m.announcements.WithLabelValues("announced")
+	m.delayed = m.announcements.WithLabelValues("delayed")
+	m.absorbed = m.announcements.WithLabelValues("absorbed")
 	return m, nil
 }

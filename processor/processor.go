@@ -1,17 +1,21 @@
-// Package processor materializes the sessions topic into Redis.
+// Package processor materializes the Presence topics into Redis and tells
+// each change of a user's visible state to those it concerns.
 //
-// It consumes presence.sessions in a consumer group. Each poll's records
-// are applied with one goroutine per partition, so one user's records are
+// It consumes the compacted topics presence.sessions, presence.friends and
+// presence.subscriptions in a consumer group. Each poll's records are
+// applied with one goroutine per partition, so one user's records are
 // applied in order, while partitions proceed side by side. A batch counts
-// as done only when Redis holds it; then the processor writes the
-// partition's checkpoint to Redis and commits the offsets to Kafka.
+// as done only when Redis holds it and its notifications are in Kafka;
+// then the processor writes the partition's checkpoint to Redis and
+// commits the offsets to Kafka.
 //
 // Where a partition starts is decided by the checkpoint in Redis, not by
 // the group's committed offset: a partition Redis holds nothing of (a new
 // Redis, or one that lost its data) is emptied of any debris and rebuilt
 // from the beginning of the compacted topic, and one Redis holds a prefix
-// of resumes after it. Applying is versioned by offset, so records applied
-// twice change nothing.
+// of resumes after it. Applying sessions is versioned by offset, so
+// records applied twice change nothing; friends and subscriptions are set
+// operations, which converge when a suffix is applied again in order.
 //
 // Checkpoints are fenced: the processor moves a checkpoint only from the
 // value it last read or wrote. Finding another value means Redis lost
@@ -21,15 +25,20 @@
 // also records the id and partition count of the topic its state was built
 // from, and a processor refuses (ErrOtherTopic) to apply another topic's
 // records on top of it.
+//
+// Notifications (see notify.go) go to presence.notify, one record per
+// gateway holding recipients. A rebuild sends none for history.
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,6 +64,10 @@ var (
 // DefaultGroup is the consumer group of processors.
 const DefaultGroup = "presence-processor"
 
+// DefaultOfflineGrace is how long a user must stay offline before their
+// audience is told.
+const DefaultOfflineGrace = 5 * time.Second
+
 // Config configures a Processor. Zero values mean the documented defaults.
 type Config struct {
 	// Brokers are the Kafka seed brokers. Required.
@@ -66,6 +79,12 @@ type Config struct {
 	// Partitions is the partition count of topics the processor creates
 	// when they are missing (schemas.DefaultPartitions).
 	Partitions int32
+	// OfflineGrace is how long a user must stay offline before friends
+	// and subscribers are told (DefaultOfflineGrace); a reconnect within
+	// it is no news.
+	OfflineGrace time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
 	// Logger receives the processor's logs (slog.Default()).
 	Logger *slog.Logger
 	// Registerer receives the processor's metrics (none when nil).
@@ -74,7 +93,13 @@ type Config struct {
 	KafkaOpts []kgo.Opt
 }
 
-// Processor consumes the sessions topic into Redis.
+// topicPartition names one partition of one topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// Processor consumes the state topics into Redis.
 type Processor struct {
 	cfg     Config
 	log     *slog.Logger
@@ -86,10 +111,13 @@ type Processor struct {
 	mu sync.Mutex
 	// behind holds, per assigned partition not yet caught up, the end
 	// offset it must reach: the partition's end when it was assigned.
-	behind map[int32]int64
-	// checkpoints holds, per assigned partition, its checkpoint as this
-	// processor last read or wrote it.
-	checkpoints map[int32]int64
+	behind map[topicPartition]int64
+	// checkpoints holds, per topic and assigned partition, its checkpoint
+	// as this processor last read or wrote it.
+	checkpoints map[string]map[int32]int64
+	// rebuilding holds, per sessions partition rebuilt from nothing, the
+	// end offset of its history: records before it are applied quietly.
+	rebuilding map[int32]int64
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -100,8 +128,10 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("processor: no store")
 	}
-	if cfg.Group == "" {
-		cfg.Group = DefaultGroup
+	cfg.Group = cmp.Or(cfg.Group, DefaultGroup)
+	cfg.OfflineGrace = cmp.Or(cfg.OfflineGrace, DefaultOfflineGrace)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,7 +143,10 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor: registering metrics: %w", err)
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
+	return &Processor{
+		cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m,
+		behind: map[topicPartition]int64{}, checkpoints: map[string]map[int32]int64{}, rebuilding: map[int32]int64{},
+	}, nil
 }
 
 // CaughtUp reports whether the processor has joined its group and caught
@@ -140,6 +173,10 @@ func (p *Processor) Ready(ctx context.Context) error {
 	return p.cfg.Store.Ping(ctx)
 }
 
+// sweepEvery is how often pending offline announcements are looked at
+// when no records arrive.
+const sweepEvery = 250 * time.Millisecond
+
 // Run creates missing topics, then consumes until ctx ends (and returns
 // nil) or the state in Redis cannot be trusted (and returns an error
 // wrapping ErrStateLost or ErrOtherTopic). Records fetched but not yet in
@@ -159,7 +196,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(schemas.SessionsTopic),
+		kgo.ConsumeTopics(schemas.StateTopics...),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -167,6 +204,10 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
+		})),
 	}, p.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -179,16 +220,21 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	if err := EnsureTopics(ctx, cl, p.cfg.Partitions); err != nil {
 		return err
 	}
-	p.log.Info("consuming", "topic", schemas.SessionsTopic, "group", p.cfg.Group)
+	p.log.Info("consuming", "topics", schemas.StateTopics, "group", p.cfg.Group)
 	for {
-		fetches := cl.PollRecords(ctx, 10000)
+		poll, cancel := context.WithTimeout(ctx, sweepEvery)
+		fetches := cl.PollRecords(poll, 10000)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
-			p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
+			}
 		})
 		p.applyFetches(ctx, cl, fetches)
+		p.sweepGrace(ctx, cl)
 		cl.AllowRebalance()
 	}
 }
@@ -199,54 +245,64 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
-		done = map[int32]int64{}
-		last []*kgo.Record
+		done = map[string]map[int32]int64{}
+		last = map[string][]*kgo.Record{}
 	)
 	p.mu.Lock()
-	from := maps.Clone(p.checkpoints)
+	from := map[string]map[int32]int64{}
+	for topic, cps := range p.checkpoints {
+		from[topic] = maps.Clone(cps)
+	}
 	p.mu.Unlock()
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 		if len(fp.Records) == 0 {
 			return
 		}
 		wg.Go(func() {
-			if err := p.applyPartition(ctx, fp.Records); err != nil {
+			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
 				return
 			}
 			end := fp.Records[len(fp.Records)-1]
-			p.caughtUp(fp.Partition, end.Offset+1)
-			p.metrics.lag.WithLabelValues(strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
+			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1)
+			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
 			mu.Lock()
-			done[fp.Partition] = end.Offset + 1
-			last = append(last, end)
+			if done[fp.Topic] == nil {
+				done[fp.Topic] = map[int32]int64{}
+			}
+			done[fp.Topic][fp.Partition] = end.Offset + 1
+			last[fp.Topic] = append(last[fp.Topic], end)
 			mu.Unlock()
 		})
 	})
 	wg.Wait()
-	if len(done) == 0 {
-		return
-	}
 	// Records are applied; what follows only saves work on a restart, so
 	// it is finished even when ctx has ended.
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := p.cfg.Store.Advance(finish, schemas.SessionsTopic, from, done); err != nil {
-		if errors.Is(err, redisstore.ErrCheckpointMoved) {
-			p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
-			p.stop(fmt.Errorf("%w: %w", ErrStateLost, err))
-			return
+	var commit []*kgo.Record
+	for topic, to := range done {
+		if err := p.cfg.Store.Advance(finish, topic, from[topic], to); err != nil {
+			if errors.Is(err, redisstore.ErrCheckpointMoved) {
+				p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
+				p.stop(fmt.Errorf("%w: %w", ErrStateLost, err))
+				return
+			}
+			p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "topic", topic, "err", err)
+			continue
 		}
-		p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "err", err)
+		p.mu.Lock()
+		for partition, next := range to {
+			if _, owned := p.checkpoints[topic][partition]; owned {
+				p.checkpoints[topic][partition] = next
+			}
+		}
+		p.mu.Unlock()
+		commit = append(commit, last[topic]...)
+	}
+	if len(commit) == 0 {
 		return
 	}
-	p.mu.Lock()
-	for partition, next := range done {
-		if _, owned := p.checkpoints[partition]; owned {
-			p.checkpoints[partition] = next
-		}
-	}
-	p.mu.Unlock()
-	if err := cl.CommitRecords(finish, last...); err != nil {
+	if err := cl.CommitRecords(finish, commit...); err != nil {
 		p.log.Warn("commit failed", "err", err)
 	}
 }
@@ -256,45 +312,87 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 const maxChunk = 1000
 
 // applyPartition applies one partition's records to Redis, in order, in
-// chunks of at most maxChunk, each retried with backoff until Redis takes
-// it or ctx ends. An attempt under way when ctx ends is given a few
-// seconds to finish.
-func (p *Processor) applyPartition(ctx context.Context, recs []*kgo.Record) error {
-	changes := make([]redisstore.Change, 0, len(recs))
+// chunks of at most maxChunk, and announces the changes they make. Each
+// step is retried with backoff until it succeeds or ctx ends.
+func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
+	var b batch
 	for _, r := range recs {
-		c, ok, err := decode(r)
-		if err != nil {
+		if err := b.add(r); err != nil {
 			p.metrics.invalid.Inc()
-			p.log.Warn("skipping invalid record", "partition", r.Partition, "offset", r.Offset, "err", err)
-			continue
-		}
-		if ok {
-			changes = append(changes, c)
+			p.log.Warn("skipping invalid record", "err", err)
 		}
 	}
-	for chunk := range slices.Chunk(changes, maxChunk) {
-		if err := p.applyChunk(ctx, chunk); err != nil {
+	start := time.Now()
+	for chunk := range slices.Chunk(b.friends, maxChunk) {
+		if err := p.retry(ctx, "applying friendships", func(ctx context.Context) error {
+			return p.cfg.Store.ApplyFriends(ctx, chunk)
+		}); err != nil {
 			return err
 		}
+	}
+	for chunk := range slices.Chunk(b.subscriptions, maxChunk) {
+		if err := p.retry(ctx, "applying subscriptions", func(ctx context.Context) error {
+			return p.cfg.Store.ApplySubscriptions(ctx, chunk, p.cfg.Now())
+		}); err != nil {
+			return err
+		}
+	}
+	p.metrics.applied.Add(float64(len(b.friends) + len(b.subscriptions)))
+	for chunk := range slices.Chunk(b.sessions, maxChunk) {
+		if err := p.applySessions(ctx, cl, partition, chunk); err != nil {
+			return err
+		}
+	}
+	if b.len() > 0 {
+		p.metrics.applyTime.Observe(time.Since(start).Seconds())
 	}
 	return nil
 }
 
-func (p *Processor) applyChunk(ctx context.Context, changes []redisstore.Change) error {
+// applySessions applies session changes, quietly for the history of a
+// partition being rebuilt, then announces what changed.
+func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change) error {
+	p.mu.Lock()
+	history := p.rebuilding[partition]
+	p.mu.Unlock()
+	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
+	outcomes := make([]redisstore.Outcome, 0, len(changes))
+	for i, part := range [][]redisstore.Change{changes[:split], changes[split:]} {
+		if len(part) == 0 {
+			continue
+		}
+		var out []redisstore.Outcome
+		if err := p.retry(ctx, "applying sessions", func(ctx context.Context) (err error) {
+			out, err = p.cfg.Store.Apply(ctx, part, i == 0)
+			return err
+		}); err != nil {
+			return err
+		}
+		outcomes = append(outcomes, out...)
+	}
+	for _, o := range outcomes {
+		if o.Applied {
+			p.metrics.applied.Inc()
+		} else {
+			p.metrics.duplicate.Inc()
+		}
+	}
+	return p.announceChanges(ctx, cl, partition, changes, outcomes)
+}
+
+// retry runs fn until it succeeds or ctx ends, with backoff. An attempt
+// under way when ctx ends is given a few seconds to finish.
+func (p *Processor) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		start := time.Now()
 		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		applied, err := p.cfg.Store.Apply(attempt, changes)
+		err := fn(attempt)
 		cancel()
 		if err == nil {
-			p.metrics.applyTime.Observe(time.Since(start).Seconds())
-			p.metrics.applied.Add(float64(applied))
-			p.metrics.duplicate.Add(float64(len(changes) - applied))
 			return nil
 		}
 		p.metrics.applyErrors.Inc()
-		p.log.Warn("applying to redis failed; retrying", "records", len(changes), "backoff", backoff, "err", err)
+		p.log.Warn(what+" failed; retrying", "backoff", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -19,10 +19,10 @@ import (
 // live, and a replay would lose them.
 var ErrNotCompacted = errors.New("topic is not compacted")
 
-// EnsureTopics creates the Presence topics that are missing, compacted as
+// EnsureTopics creates the Presence topics that are missing, configured as
 // schemas.Topics says, with partitions partitions each (the schemas
 // default when not positive). Existing topics are left as they are, but
-// must be compacted.
+// those meant to be compacted must be.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32) error {
 	adm := kadm.NewClient(cl)
 	topics := schemas.Topics(partitions)
@@ -39,9 +39,11 @@ func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32) error {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
 		}
 	}
-	names := make([]string, len(topics))
-	for i, t := range topics {
-		names[i] = t.Name
+	var names []string
+	for _, t := range topics {
+		if t.Configs["cleanup.policy"] == "compact" {
+			names = append(names, t.Name)
+		}
 	}
 	described, err := adm.DescribeTopicConfigs(ctx, names...)
 	if err != nil {

@@ -1,0 +1,254 @@
+package processor
+
+// Announcing: telling a user's audience that the user's visible state
+// changed. The audience is the user's own other sessions (sync), the
+// user's friends and the user's live subscribers (presence), of whom only
+// the sessions online now are told. Notifications are routed by gateway:
+// one record on presence.notify per gateway holding recipients, keyed by
+// the gateway's id, so that each gateway reads only its own partition.
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+	pb "github.com/presence-im/presence/schemas/presencepb"
+)
+
+// maxRecipients is the most recipients one notification record lists, and
+// the most recipients whose sessions are read in one round trip.
+const maxRecipients = 1000
+
+// subject is a user whose visible state must be announced.
+type subject struct {
+	redisstore.User
+	// visible is the state announced, to be marked as told.
+	visible string
+	// except are the user's sessions that made the change: they know it.
+	except []string
+}
+
+// announceChanges announces the users whose visible state the changes
+// changed, and schedules the check of those who went offline for when the
+// grace period has passed. Only a user's latest outcome counts: a user
+// who went offline and came back within the changes is no news.
+func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change, outcomes []redisstore.Outcome) error {
+	latest := map[redisstore.User]int{}
+	except := map[redisstore.User][]string{}
+	var order []redisstore.User
+	for i, c := range changes {
+		u := redisstore.User{App: c.App, User: c.User}
+		if _, seen := latest[u]; !seen {
+			order = append(order, u)
+		}
+		latest[u] = i
+		if c.Session != "" {
+			except[u] = append(except[u], c.Session)
+		}
+	}
+	var now []subject
+	var later []redisstore.User
+	for _, u := range order {
+		switch o := outcomes[latest[u]]; o.Announce {
+		case redisstore.Now:
+			now = append(now, subject{User: u, visible: o.Visible, except: except[u]})
+		case redisstore.AfterGrace:
+			later = append(later, u)
+		}
+	}
+	if len(later) > 0 {
+		due := p.cfg.Now().Add(p.cfg.OfflineGrace)
+		if err := p.retry(ctx, "scheduling offline announcements", func(ctx context.Context) error {
+			return p.cfg.Store.DelayAnnounce(ctx, partition, later, due)
+		}); err != nil {
+			return err
+		}
+		p.metrics.delayed.Add(float64(len(later)))
+	}
+	return p.retry(ctx, "announcing", func(ctx context.Context) error {
+		return p.announce(ctx, cl, now)
+	})
+}
+
+// sweepGrace announces the users of this processor's sessions partitions
+// whose grace period has passed and who are still offline. One that fails
+// is tried again at the next sweep.
+func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
+	p.mu.Lock()
+	var partitions []int32
+	for partition := range p.checkpoints[schemas.SessionsTopic] {
+		partitions = append(partitions, partition)
+	}
+	p.mu.Unlock()
+	now := p.cfg.Now()
+	store := p.cfg.Store
+	for _, partition := range partitions {
+		due, err := store.DueAnnounces(ctx, partition, now, maxRecipients)
+		if err != nil || len(due) == 0 {
+			continue
+		}
+		outcomes, err := store.Check(ctx, due)
+		if err != nil {
+			continue
+		}
+		var subjects []subject
+		for i, o := range outcomes {
+			if o.Announce == redisstore.Now {
+				subjects = append(subjects, subject{User: due[i], visible: o.Visible})
+			}
+		}
+		if err := p.announce(ctx, cl, subjects); err != nil {
+			p.log.Warn("announcing offline users failed; retrying at the next sweep", "err", err)
+			continue
+		}
+		p.metrics.absorbed.Add(float64(len(due) - len(subjects)))
+		if err := store.DoneAnnounces(ctx, partition, due); err != nil {
+			p.log.Warn("clearing offline announcements failed", "err", err)
+		}
+	}
+}
+
+// announce tells the audience of each subject its visible state now, then
+// marks it as told. Telling twice is possible (a crash between the two);
+// each notification carries the subject's version, so a client drops what
+// it already has.
+func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []subject) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	start := time.Now()
+	store := p.cfg.Store
+	users := make([]redisstore.User, len(subjects))
+	visible := make([]string, len(subjects))
+	for i, s := range subjects {
+		users[i], visible[i] = s.User, s.visible
+	}
+	audiences, err := store.Audiences(ctx, users, p.cfg.Now())
+	if err != nil {
+		return err
+	}
+	online, err := p.onlineSessions(ctx, subjects, audiences)
+	if err != nil {
+		return err
+	}
+	var recs []*kgo.Record
+	counts := map[pb.NotificationType]int{}
+	for i, s := range subjects {
+		a := audiences[i]
+		status := statusProto(s.User.User, a.Status)
+		byGateway := map[pb.NotificationType]map[string][]*pb.Recipient{
+			pb.NotificationType_NOTIFICATION_TYPE_SYNC:     {},
+			pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: {},
+		}
+		if a.Status != nil {
+			for _, sess := range a.Status.Sessions {
+				if !slices.Contains(s.except, sess.Session) {
+					sync := byGateway[pb.NotificationType_NOTIFICATION_TYPE_SYNC]
+					sync[sess.Gateway] = append(sync[sess.Gateway], &pb.Recipient{User: s.User.User, Session: sess.Session})
+				}
+			}
+		}
+		presence := byGateway[pb.NotificationType_NOTIFICATION_TYPE_PRESENCE]
+		for _, r := range audienceOf(s.User.User, a) {
+			for _, sess := range online[redisstore.User{App: s.App, User: r}] {
+				presence[sess.Gateway] = append(presence[sess.Gateway], &pb.Recipient{User: r, Session: sess.Session})
+			}
+		}
+		n := 0
+		for typ, gateways := range byGateway {
+			for gw, recipients := range gateways {
+				counts[typ] += len(recipients)
+				n += len(recipients)
+				for chunk := range slices.Chunk(recipients, maxRecipients) {
+					value, err := proto.Marshal(&pb.Notification{
+						Type: typ, App: s.App, Subject: status, Gateway: gw,
+						Recipients: chunk, TimestampMs: p.cfg.Now().UnixMilli(),
+					})
+					if err != nil {
+						return err
+					}
+					recs = append(recs, &kgo.Record{Topic: schemas.NotifyTopic, Key: []byte(schemas.NotifyKey(gw)), Value: value})
+				}
+			}
+		}
+		p.metrics.fanout.Observe(float64(n))
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return err
+	}
+	for typ, n := range counts {
+		p.metrics.notifications.WithLabelValues(typeLabel[typ]).Add(float64(n))
+	}
+	p.metrics.announced.Add(float64(len(subjects)))
+	p.metrics.announceTime.Observe(time.Since(start).Seconds())
+	return store.MarkAnnounced(ctx, users, visible)
+}
+
+var typeLabel = map[pb.NotificationType]string{
+	pb.NotificationType_NOTIFICATION_TYPE_SYNC:     "sync",
+	pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: "presence",
+}
+
+// audienceOf returns the friends and watchers of a user, each once,
+// without the user.
+func audienceOf(user string, a redisstore.Audience) []string {
+	all := append(slices.Clone(a.Friends), a.Watchers...)
+	slices.Sort(all)
+	all = slices.Compact(all)
+	return slices.DeleteFunc(all, func(r string) bool { return r == user })
+}
+
+// onlineSessions reads the live sessions of every member of the subjects'
+// audiences, maxRecipients users per round trip.
+func (p *Processor) onlineSessions(ctx context.Context, subjects []subject, audiences []redisstore.Audience) (map[redisstore.User][]redisstore.Session, error) {
+	byApp := map[string][]string{}
+	for i, s := range subjects {
+		byApp[s.App] = append(byApp[s.App], audienceOf(s.User.User, audiences[i])...)
+	}
+	online := map[redisstore.User][]redisstore.Session{}
+	for app, users := range byApp {
+		slices.Sort(users)
+		users = slices.Compact(users)
+		for chunk := range slices.Chunk(users, maxRecipients) {
+			statuses, err := p.cfg.Store.Statuses(ctx, app, chunk)
+			if err != nil {
+				return nil, err
+			}
+			for i, st := range statuses {
+				if st != nil && len(st.Sessions) > 0 {
+					online[redisstore.User{App: app, User: chunk[i]}] = st.Sessions
+				}
+			}
+		}
+	}
+	return online, nil
+}
+
+// statusProto is a status as notifications carry it; a user Presence no
+// longer knows is offline.
+func statusProto(user string, st *redisstore.Status) *pb.UserStatus {
+	out := &pb.UserStatus{User: user}
+	if st == nil {
+		return out
+	}
+	out.Online = st.State == redisstore.Online
+	out.Version = st.Version
+	if st.LastSeen != nil {
+		out.LastSeenMs = st.LastSeen.UnixMilli()
+	}
+	if st.Custom != nil {
+		out.Custom = &pb.CustomStatus{Status: int32(st.Custom.Status), Text: st.Custom.Text}
+	}
+	for _, s := range st.Sessions {
+		out.Sessions = append(out.Sessions, &pb.Session{
+			Session: s.Session, Device: &pb.Device{Type: s.Device, Id: s.DeviceID},
+			Gateway: s.Gateway, ConnectedAtMs: s.ConnectedAt.UnixMilli(),
+		})
+	}
+	return out
+}
