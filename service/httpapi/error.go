@@ -22,6 +22,8 @@ const (
 	CodeInternal    = "internal"
 	CodeMethod      = "method_not_allowed"
 	CodeNotReady    = "not_ready"
+	// A session id already open on this gateway, for the same user.
+	CodeSessionExists = "session_exists"
 )
 
 var statusOf = map[string]int{
@@ -34,6 +36,8 @@ var statusOf = map[string]int{
 	CodeInternal:    http.StatusInternalServerError,
 	CodeMethod:      http.StatusMethodNotAllowed,
 	CodeNotReady:    http.StatusServiceUnavailable,
+
+	CodeSessionExists: http.StatusConflict,
 }
 
 // Error is an error a client can act on: a code from the table above and a
