@@ -65,10 +65,15 @@ type running struct {
 
 func start(t *testing.T, c *kfake.Cluster, store *redisstore.Store, group string) *running {
 	t.Helper()
-	p, err := processor.New(processor.Config{
-		Brokers: c.ListenAddrs(), Group: group, Store: store, Partitions: partitions,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	return startWith(t, c, processor.Config{Store: store, Group: group})
+}
+
+// startWith starts a processor configured by cfg, on cluster c.
+func startWith(t *testing.T, c *kfake.Cluster, cfg processor.Config) *running {
+	t.Helper()
+	cfg.Brokers, cfg.Partitions = c.ListenAddrs(), partitions
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := processor.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,17 +216,24 @@ func model(evs []event) map[string]*redisstore.Status {
 }
 
 // waitCaughtUp waits until the store's checkpoints reach the end of every
-// partition of the sessions topic.
+// partition of the state topics.
 func waitCaughtUp(t *testing.T, cl *kgo.Client, store *redisstore.Store) {
 	t.Helper()
+	for _, topic := range schemas.StateTopics {
+		waitTopicCaughtUp(t, cl, store, topic)
+	}
+}
+
+func waitTopicCaughtUp(t *testing.T, cl *kgo.Client, store *redisstore.Store, topic string) {
+	t.Helper()
 	ctx := context.Background()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.SessionsTopic)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		cp, err := store.Checkpoint(ctx, schemas.SessionsTopic)
+		cp, err := store.Checkpoint(ctx, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

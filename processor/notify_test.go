@@ -1,0 +1,249 @@
+package processor_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+	pb "github.com/presence-im/presence/schemas/presencepb"
+)
+
+func produceRecords(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatalf("producing: %v", err)
+	}
+}
+
+func friendRecords(a, b string) []*kgo.Record {
+	var recs []*kgo.Record
+	for _, pair := range [][2]string{{a, b}, {b, a}} {
+		value, _ := proto.Marshal(&pb.FriendEdge{App: "chat", User: pair[0], Friend: pair[1], TimestampMs: time.Now().UnixMilli()})
+		recs = append(recs, &kgo.Record{Topic: schemas.FriendsTopic, Key: []byte(schemas.FriendKey("chat", pair[0], pair[1])), Value: value})
+	}
+	return recs
+}
+
+func subscriptionRecord(user, subscriber string, expires time.Time) *kgo.Record {
+	value, _ := proto.Marshal(&pb.Subscription{App: "chat", User: user, Subscriber: subscriber,
+		ExpiresAtMs: expires.UnixMilli(), TimestampMs: time.Now().UnixMilli()})
+	return &kgo.Record{Topic: schemas.SubscriptionsTopic, Key: []byte(schemas.SubscriptionKey("chat", user, subscriber)), Value: value}
+}
+
+func customRecord(user string, status int32, text string) *kgo.Record {
+	value, _ := proto.Marshal(&pb.SessionEvent{Type: pb.EventType_EVENT_TYPE_CUSTOM_STATUS, App: "chat", User: user,
+		Custom: &pb.CustomStatus{Status: status, Text: text}, TimestampMs: time.Now().UnixMilli()})
+	return &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.CustomStatusKey("chat", user)), Value: value}
+}
+
+func on(gateway string, ev *pb.SessionEvent) *pb.SessionEvent {
+	ev.Gateway = gateway
+	ev.TimestampMs = time.Now().UnixMilli()
+	return ev
+}
+
+// notifications reads presence.notify from where it ends now.
+type notifications struct {
+	cl *kgo.Client
+}
+
+func readNotifications(t *testing.T, c *kfake.Cluster, cl *kgo.Client) *notifications {
+	t.Helper()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(context.Background(), schemas.NotifyTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) { offsets[o.Partition] = kgo.NewOffset().At(o.Offset) })
+	reader, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.NotifyTopic: offsets}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reader.Close)
+	return &notifications{cl: reader}
+}
+
+// describe is a notification in one line: type, gateway, recipients, and
+// the subject's state, devices and custom status.
+func describe(n *pb.Notification) string {
+	var recipients, devices []string
+	for _, r := range n.Recipients {
+		recipients = append(recipients, r.User+"/"+r.Session)
+	}
+	for _, s := range n.Subject.Sessions {
+		devices = append(devices, s.Device.Type)
+	}
+	slices.Sort(recipients)
+	slices.Sort(devices)
+	state := "offline"
+	if n.Subject.Online {
+		state = "online"
+	}
+	custom := "-"
+	if c := n.Subject.Custom; c != nil {
+		custom = fmt.Sprintf("%d:%s", c.Status, c.Text)
+	}
+	typ := strings.ToLower(strings.TrimPrefix(n.Type.String(), "NOTIFICATION_TYPE_"))
+	return fmt.Sprintf("%s %s->%s [%s] %s %s [%s]", typ, n.Subject.User, n.Gateway, strings.Join(recipients, " "), state, custom, strings.Join(devices, " "))
+}
+
+// expect reads notifications until it has len(want), and compares them,
+// in any order, with want. It returns them.
+func (r *notifications) expect(t *testing.T, want ...string) []*pb.Notification {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got []*pb.Notification
+	var lines []string
+	for len(got) < len(want) {
+		fetches := r.cl.PollRecords(ctx, len(want)-len(got))
+		if ctx.Err() != nil {
+			t.Fatalf("got %d notifications in 20s, want %d:\n got  %q\n want %q", len(got), len(want), lines, want)
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			var n pb.Notification
+			if err := proto.Unmarshal(rec.Value, &n); err != nil {
+				t.Fatalf("decoding notification: %v", err)
+			}
+			if string(rec.Key) != schemas.NotifyKey(n.Gateway) {
+				t.Errorf("notification for %s keyed %q", n.Gateway, rec.Key)
+			}
+			got = append(got, &n)
+			lines = append(lines, describe(&n))
+		})
+	}
+	slices.Sort(lines)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if !slices.Equal(lines, want) {
+		t.Fatalf("notifications:\n got  %q\n want %q", lines, want)
+	}
+	return got
+}
+
+// A friends-and-subscribers world: ann is friends with bob (online on
+// gw-2) and cid (offline), and wes (online on gw-3) watches her.
+func world(t *testing.T, grace time.Duration) (*kfake.Cluster, *kgo.Client, *redisstore.Store) {
+	t.Helper()
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: grace})
+	produceRecords(t, cl, append(friendRecords("ann", "bob"), friendRecords("ann", "cid")...)...)
+	produceRecords(t, cl, subscriptionRecord("ann", "wes", time.Now().Add(time.Hour)))
+	produce(t, cl, on("gw-2", connectEv("bob", "b1", t0)), on("gw-3", connectEv("wes", "w1", t0)))
+	waitCaughtUp(t, cl, store)
+	return c, cl, store
+}
+
+func TestNotifiesFriendsSubscribersAndOtherDevices(t *testing.T) {
+	c, cl, _ := world(t, 200*time.Millisecond)
+	r := readNotifications(t, c, cl)
+
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	first := r.expect(t,
+		"presence ann->gw-2 [bob/b1] online - [android]",
+		"presence ann->gw-3 [wes/w1] online - [android]")
+
+	web := on("gw-1", connectEv("ann", "a2", t0))
+	web.Device.Type = "web"
+	produce(t, cl, web)
+	second := r.expect(t,
+		"presence ann->gw-2 [bob/b1] online - [android web]",
+		"presence ann->gw-3 [wes/w1] online - [android web]",
+		"sync ann->gw-1 [ann/a1] online - [android web]")
+	if second[0].Subject.Version <= first[0].Subject.Version {
+		t.Errorf("versions do not grow: %d then %d", first[0].Subject.Version, second[0].Subject.Version)
+	}
+
+	produceRecords(t, cl, customRecord("ann", 2, "busy"))
+	r.expect(t,
+		"presence ann->gw-2 [bob/b1] online 2:busy [android web]",
+		"presence ann->gw-3 [wes/w1] online 2:busy [android web]",
+		"sync ann->gw-1 [ann/a1 ann/a2] online 2:busy [android web]")
+
+	// Both devices leave: one change, then offline once the grace passed.
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a2", t0)))
+	r.expect(t,
+		"presence ann->gw-2 [bob/b1] online 2:busy [android]",
+		"presence ann->gw-3 [wes/w1] online 2:busy [android]",
+		"sync ann->gw-1 [ann/a1] online 2:busy [android]")
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	offline := r.expect(t,
+		"presence ann->gw-2 [bob/b1] offline 2:busy []",
+		"presence ann->gw-3 [wes/w1] offline 2:busy []")
+	if offline[0].Subject.LastSeenMs == 0 {
+		t.Error("offline notification without last seen")
+	}
+}
+
+// A reconnect within the grace period is no news; the next change is.
+func TestGraceAbsorbsReconnect(t *testing.T) {
+	c, cl, _ := world(t, 3*time.Second)
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online - [android]", "presence ann->gw-3 [wes/w1] online - [android]")
+
+	back := on("gw-1", connectEv("ann", "a1-again", t0))
+	back.Device.Id = "dev-a1" // the same phone
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)), back)
+	// The next notifications are those of this change, not an
+	// offline/online pair.
+	produceRecords(t, cl, customRecord("ann", 1, "back"))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online 1:back [android]", "presence ann->gw-3 [wes/w1] online 1:back [android]",
+		"sync ann->gw-1 [ann/a1-again] online 1:back [android]")
+}
+
+// Expired subscriptions are not told; removed friends are not told.
+func TestExpiredAndRemovedAudience(t *testing.T) {
+	c, cl, store := world(t, time.Second)
+	produceRecords(t, cl, &kgo.Record{Topic: schemas.FriendsTopic, Key: []byte(schemas.FriendKey("chat", "ann", "bob"))})
+	produceRecords(t, cl, subscriptionRecord("ann", "wes", time.Now().Add(-time.Second)))
+	waitCaughtUp(t, cl, store)
+	// bob's half of the friendship remains: bob is told of ann only once
+	// both halves are gone, but ann's audience is hers.
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	produceRecords(t, cl, customRecord("ann", 1, "fence"))
+	produce(t, cl, on("gw-4", connectEv("cid", "c1", t0)))
+	r.expect(t, "sync ann->gw-1 [ann/a1] online 1:fence [android]", "presence cid->gw-1 [ann/a1] online - [android]")
+}
+
+// A rebuild into an empty Redis announces nothing of history.
+func TestRebuildIsQuiet(t *testing.T) {
+	c, cl, _ := world(t, time.Second)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	produceRecords(t, cl, customRecord("ann", 3, "before"))
+	r := readNotifications(t, c, cl)
+
+	fresh := newStore(t)
+	startWith(t, c, processor.Config{Store: fresh, Group: "rebuild", OfflineGrace: time.Second})
+	waitCaughtUp(t, cl, fresh)
+	if st, _ := fresh.Status(context.Background(), "chat", "ann"); st == nil || st.Custom == nil || st.Custom.Text != "before" {
+		t.Fatalf("rebuilt ann: %+v", st)
+	}
+	// The first notifications after the rebuild are those of a new change
+	// (from both processors, each with its own Redis).
+	r2 := readNotifications(t, c, cl)
+	produceRecords(t, cl, customRecord("ann", 4, "after"))
+	after := []string{"presence ann->gw-2 [bob/b1] online 4:after [android]", "presence ann->gw-3 [wes/w1] online 4:after [android]",
+		"sync ann->gw-1 [ann/a1] online 4:after [android]"}
+	r2.expect(t, append(after, after...)...)
+	// Before it: only what the first processor announced live.
+	r.expect(t, append([]string{
+		"presence ann->gw-2 [bob/b1] online - [android]", "presence ann->gw-3 [wes/w1] online - [android]",
+		"presence ann->gw-2 [bob/b1] online 3:before [android]", "presence ann->gw-3 [wes/w1] online 3:before [android]",
+		"sync ann->gw-1 [ann/a1] online 3:before [android]",
+	}, append(after, after...)...)...)
+}
