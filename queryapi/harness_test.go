@@ -186,11 +186,12 @@ func (h *harness) count(ctx context.Context, cl *kgo.Client, topic string) int64
 	return total
 }
 
-// byKey indexes records by key.
-func byKey(recs []*kgo.Record) map[string]*kgo.Record {
-	out := make(map[string]*kgo.Record, len(recs))
+// byKey groups records by key, each key's in the order written (records
+// of one key share a partition, which is read in offset order).
+func byKey(recs []*kgo.Record) map[string][]*kgo.Record {
+	out := make(map[string][]*kgo.Record, len(recs))
 	for _, r := range recs {
-		out[string(r.Key)] = r
+		out[string(r.Key)] = append(out[string(r.Key)], r)
 	}
 	return out
 }
