@@ -34,9 +34,6 @@ import (
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-// DefaultOfflineGrace is the default of Config.OfflineGrace.
-const DefaultOfflineGrace = 5 * time.Second
-
 // Config configures Run. Zero values mean the defaults of `presence dev`.
 type Config struct {
 	DataDir     string   // "./.presence"
@@ -46,8 +43,8 @@ type Config struct {
 	QueryAddr   string   // "127.0.0.1:8080"
 	GatewayAddr string   // "127.0.0.1:8090"
 	OfflineTTL  time.Duration
-	// OfflineGrace is accepted for the notification pipeline, which does
-	// not exist yet; it changes nothing today.
+	// OfflineGrace is how long a user must stay offline before friends
+	// and subscribers are told (processor.DefaultOfflineGrace).
 	OfflineGrace time.Duration
 	GatewayLease time.Duration
 	Logger       *slog.Logger
@@ -115,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 
 	reg := httpapi.NewRegistry()
-	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store, Logger: log, Registerer: reg})
+	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store, OfflineGrace: cfg.OfflineGrace, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

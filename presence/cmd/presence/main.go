@@ -13,6 +13,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/presence/dev"
+	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
 )
@@ -55,7 +56,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.StringVar(&cfg.QueryAddr, "query-addr", "127.0.0.1:8080", "listen address of the query API")
 	fs.StringVar(&cfg.GatewayAddr, "gateway-addr", "127.0.0.1:8090", "listen address of the gateway server")
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
-	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", dev.DefaultOfflineGrace, "delay before announcing offline (for notifications, not built yet)")
+	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
