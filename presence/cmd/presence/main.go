@@ -1,5 +1,6 @@
 // Command presence is the all-in-one Presence command. `presence dev` runs
-// the whole pipeline in one process on embedded defaults.
+// the whole pipeline in one process on embedded defaults; `presence
+// import-friends` loads an existing friend graph into Kafka.
 package main
 
 import (
@@ -21,7 +22,8 @@ import (
 const usage = `usage: presence <command> [flags]
 
 commands:
-  dev    run the whole pipeline in one process (embedded Kafka and Redis)
+  dev             run the whole pipeline in one process (embedded Kafka and Redis)
+  import-friends  load a friend graph (CSV lines "user,friend") into Kafka
 
 Run 'presence <command> --help' for its flags.`
 
@@ -35,6 +37,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch args[0] {
 	case "dev":
 		return runDev(ctx, args[1:], getenv, stdout, stderr)
+	case "import-friends":
+		return runImportFriends(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
