@@ -63,9 +63,6 @@ func Read(r io.Reader, app string) (*Input, error) {
 	return in, nil
 }
 
-// App is the app of the friend list.
-func (in *Input) App() string { return in.app }
-
 // Edges is how many friendships the list holds (lines, less the header);
 // each becomes two records.
 func (in *Input) Edges() int { return in.edges }
