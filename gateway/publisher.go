@@ -1,7 +1,9 @@
 // Package gateway is the library an IM gateway embeds to publish its
 // clients' connects and disconnects, and its own heartbeats, to the Presence
-// topics. It depends on franz-go and the schemas only; metrics and logging
-// plug in through franz-go hooks (KafkaOpts).
+// topics, and to read the notifications the processor addresses to its
+// clients (Notifications). It depends on franz-go and the schemas only;
+// metrics and logging plug in through franz-go hooks (KafkaOpts) and the
+// callbacks of Notifications.
 //
 // Every publish waits until Kafka has acknowledged the records on all
 // in-sync replicas, through an idempotent producer, so a nil error means

@@ -1,0 +1,161 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/coder/websocket"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+// handle serves GET /v1/apps/{app}/ws?user=…&session=…&device=…[&device_id=…].
+// Everything that can be refused is refused before the upgrade, in the
+// JSON error envelope: invalid ids, a session id open here already, a
+// connect Kafka did not acknowledge. The connect is in Kafka before the
+// socket opens, and the disconnect is in Kafka before it closes.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+	c, err := s.parse(r)
+	if err != nil {
+		s.reject(w, r, connectInvalid, err)
+		return
+	}
+	if err := s.reserve(r.Context(), c); err != nil {
+		result := connectUnavailable
+		if codeOf(err) == httpapi.CodeSessionExists {
+			result = connectDuplicate
+		}
+		s.reject(w, r, result, err)
+		return
+	}
+	defer s.forget(c)
+
+	if err := s.connect(c); err != nil {
+		c.end(ending{reason: gateway.ClientClosed})
+		s.reject(w, r, connectUnavailable, err)
+		// Answer now: the disconnect below may take as long again.
+		_ = http.NewResponseController(w).Flush()
+		// The connect may be in Kafka all the same.
+		s.finish(c)
+		return
+	}
+	// Any origin is accepted: authentication (per-app secrets, user
+	// tokens) is layered onto this path later, and checks the user.
+	ws, err := websocket.Accept(recorder{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil { // Accept has answered the client
+		s.metrics.connects.WithLabelValues(connectNotUpgraded).Inc()
+		s.log.Warn("upgrading to a websocket", "app", c.app, "user", c.user, "session", c.session, "err", err)
+		c.end(ending{reason: gateway.ClientClosed})
+		s.finish(c)
+		return
+	}
+	s.metrics.connects.WithLabelValues(connectOpened).Inc()
+	s.serve(c, ws)
+}
+
+// parse reads a session from the request and checks it.
+func (s *Server) parse(r *http.Request) (*conn, error) {
+	q := r.URL.Query()
+	ev := gateway.Event{Type: gateway.Connect, App: r.PathValue("app"),
+		User: q.Get("user"), Session: q.Get("session"), Device: q.Get("device"), DeviceID: q.Get("device_id")}
+	if err := ev.Validate(); err != nil {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	if !isHandshake(r) {
+		return nil, httpapi.Errorf(httpapi.CodeInvalid, "not a WebSocket handshake: send Connection: Upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
+	}
+	return newConn(key{ev.App, ev.User, ev.Session}, ev.Device, ev.DeviceID, s.sendBuffer), nil
+}
+
+// isHandshake reports whether r asks for a WebSocket, so that a plain
+// request is refused before anything is published.
+func isHandshake(r *http.Request) bool {
+	return hasToken(r.Header, "Connection", "upgrade") && hasToken(r.Header, "Upgrade", "websocket") &&
+		r.Header.Get("Sec-WebSocket-Version") == "13" && r.Header.Get("Sec-WebSocket-Key") != ""
+}
+
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// reserve takes the session id of c on this gateway. A session with the
+// same id that is ending here is waited for, so that the new connect is
+// written after its disconnect.
+func (s *Server) reserve(ctx context.Context, c *conn) error {
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return httpapi.Errorf(httpapi.CodeUnavailable, "the gateway is shutting down: connect to another one")
+		}
+		old := s.conns[c.key]
+		if old == nil {
+			s.conns[c.key] = c
+			s.live[c] = struct{}{}
+			s.handlers.Add(1)
+			s.mu.Unlock()
+			return nil
+		}
+		s.mu.Unlock()
+		if !old.ended() {
+			return httpapi.Errorf(httpapi.CodeSessionExists, fmt.Sprintf("session %q of user %q is already open on this gateway", c.session, c.user))
+		}
+		select {
+		case <-old.released:
+		case <-ctx.Done():
+			return httpapi.Errorf(httpapi.CodeUnavailable, "gave up waiting for the previous connection of this session to close")
+		}
+	}
+}
+
+// forget is the end of a session's handler.
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.live, c)
+	s.mu.Unlock()
+	s.handlers.Done()
+}
+
+// connect publishes the connect of c and marks it open, unless Shutdown
+// ended it meanwhile.
+func (s *Server) connect(c *conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), PublishTimeout)
+	defer cancel()
+	err := s.pub.Publish(ctx, gateway.Event{Type: gateway.Connect,
+		App: c.app, User: c.user, Session: c.session, Device: c.device, DeviceID: c.deviceID})
+	if err != nil {
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the connect; retry"), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.ended() {
+		return httpapi.Errorf(httpapi.CodeUnavailable, "the gateway is shutting down: connect to another one")
+	}
+	c.open = true
+	return nil
+}
+
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, result string, err error) {
+	s.metrics.connects.WithLabelValues(result).Inc()
+	httpapi.WriteError(w, r, s.log, err)
+}
+
+// codeOf is the code of an *httpapi.Error in err.
+func codeOf(err error) string {
+	var e *httpapi.Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
