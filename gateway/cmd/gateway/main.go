@@ -1,6 +1,7 @@
-// Command gateway is the reference gateway server: it publishes the
-// connects, disconnects and heartbeats that external IM gateways post over
-// HTTP.
+// Command gateway is the reference gateway server: it holds WebSocket
+// clients, publishing their connects and disconnects and delivering their
+// notifications, and publishes the connects, disconnects and heartbeats
+// that external IM gateways post over HTTP.
 package main
 
 import (
@@ -13,8 +14,11 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
@@ -30,12 +34,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	id := fs.String("id", hostname, "this gateway's id, stable across restarts")
 	epoch := fs.String("epoch", "", "this gateway's boot epoch (random when empty)")
 	lease := fs.Duration("gateway-lease", gateway.DefaultLease, "how long a heartbeat keeps a gateway's sessions alive")
-	cli.Usage(fs, "gateway: publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
+	ping := fs.Duration("ping-interval", socket.DefaultPingInterval, "how often WebSocket clients are pinged, and how long they have to answer")
+	sendBuffer := fs.Int("send-buffer", socket.DefaultSendBuffer, "notifications that may wait for a WebSocket client before it is closed as too slow")
+	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *lease <= 0 {
+	switch {
+	case *lease <= 0:
 		return errors.New("--gateway-lease must be positive")
+	case *ping <= 0:
+		return errors.New("--ping-interval must be positive")
+	case *sendBuffer <= 0:
+		return errors.New("--send-buffer must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
@@ -50,13 +61,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
+	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
+		PingInterval: *ping, SendBuffer: *sendBuffer})
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	h.Register(mux)
-	httpapi.Ops(mux, reg, pub.Ping)
+	sock.Register(mux)
+	httpapi.Ops(mux, reg, pub.Ping, sock.Ready)
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
 	}
 	log.Info("gateway ready", "addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch())
-	return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log) })
+	g.Go(func() error { return sock.Run(ctx) })
+	g.Go(func() error {
+		return pub.KeepLease(ctx, func(err error) { log.Warn("renewing the gateway's lease", "err", err) })
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		// The sockets' disconnects are published before the deferred
+		// Close of the publisher.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpapi.ShutdownTimeout)
+		defer cancel()
+		return sock.Shutdown(sctx)
+	})
+	return g.Wait()
 }
