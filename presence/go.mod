@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
+	github.com/coder/websocket v1.8.15
 	github.com/presence-im/presence/gateway v0.0.0
 	github.com/presence-im/presence/processor v0.0.0
 	github.com/presence-im/presence/queryapi v0.0.0

@@ -1,7 +1,8 @@
 // Package dev runs the whole Presence pipeline in one process: an embedded
 // Kafka (kfake, persisted to the data directory) unless external brokers
 // are given, an embedded Redis unless a Redis URL is given, the gateway
-// server, the processor and the query API.
+// server (HTTP ingestion and WebSocket clients), the processor and the
+// query API.
 //
 // The embedded Redis lives in memory only; on every start the processor
 // finds it empty and rebuilds it from the persisted topics, which is what
@@ -28,6 +29,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
@@ -131,9 +133,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	gwMux := http.NewServeMux()
 	ing.Register(gwMux)
-	httpapi.Ops(gwMux, reg, pub.Ping)
+	sock.Register(gwMux)
+	httpapi.Ops(gwMux, reg, pub.Ping, sock.Ready)
 
 	queryL, err := httpapi.Listen(cfg.QueryAddr)
 	if err != nil {
@@ -150,8 +157,22 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return proc.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
 	g.Go(func() error { return httpapi.Serve(ctx, gwL, httpapi.Envelope(gwMux, log), log) })
+	g.Go(func() error { return sock.Run(ctx) })
 	g.Go(func() error {
-		if err := waitReady(ctx, proc.Ready); err != nil {
+		return pub.KeepLease(ctx, func(err error) { log.Warn("renewing the gateway's lease", "err", err) })
+	})
+	g.Go(func() error {
+		// Sockets are closed, and their disconnects published, before
+		// the publisher closes (deferred above).
+		<-ctx.Done()
+		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), httpapi.ShutdownTimeout)
+		defer cancel()
+		return sock.Shutdown(stop)
+	})
+	g.Go(func() error {
+		// Ready once the processor has caught up and the gateway reads
+		// notifications: nothing announced after that is missed.
+		if err := waitReady(ctx, proc.Ready, sock.Ready); err != nil {
 			return nil // stopping before ready is not an error
 		}
 		cfg.Ready(addrs)
@@ -181,7 +202,16 @@ func runClock(mr *miniredis.Miniredis) (stop func()) {
 	return func() { t.Stop(); close(done) }
 }
 
-func waitReady(ctx context.Context, ready httpapi.Probe) error {
+func waitReady(ctx context.Context, probes ...httpapi.Probe) error {
+	for _, ready := range probes {
+		if err := waitProbe(ctx, ready); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitProbe(ctx context.Context, ready httpapi.Probe) error {
 	for {
 		if err := ready(ctx); err == nil {
 			return nil

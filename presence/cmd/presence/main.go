@@ -24,6 +24,7 @@ const usage = `usage: presence <command> [flags]
 commands:
   dev             run the whole pipeline in one process (embedded Kafka and Redis)
   import-friends  load a friend graph (CSV lines "user,friend") into Kafka
+  connect         open a session over WebSocket and print its notifications
 
 Run 'presence <command> --help' for its flags.`
 
@@ -39,6 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDev(ctx, args[1:], getenv, stdout, stderr)
 	case "import-friends":
 		return runImportFriends(ctx, args[1:], getenv, stdout, stderr)
+	case "connect":
+		return runConnect(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
