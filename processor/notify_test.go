@@ -247,3 +247,59 @@ func TestRebuildIsQuiet(t *testing.T) {
 		"sync ann->gw-1 [ann/a1] online 3:before [android]",
 	}, append(after, after...)...)...)
 }
+
+// A user with a very large audience: every online member is told, in
+// records of at most 1000 recipients. The cost is logged (and exported as
+// presence_processor_announce_seconds and _fanout_recipients), not
+// asserted.
+func TestLargeFanout(t *testing.T) {
+	const friends, online = 20000, 4000
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: time.Second})
+	var recs []*kgo.Record
+	var evs []*pb.SessionEvent
+	for i := range friends {
+		f := fmt.Sprintf("fan-%d", i)
+		recs = append(recs, friendRecords("star", f)...)
+		if i < online {
+			evs = append(evs, on(fmt.Sprintf("gw-%d", i%4), connectEv(f, f+"-s", t0)))
+		}
+	}
+	produceRecords(t, cl, recs...)
+	produce(t, cl, evs...)
+	waitCaughtUp(t, cl, store)
+
+	r := readNotifications(t, c, cl)
+	start := time.Now()
+	produce(t, cl, on("gw-0", connectEv("star", "star-s", t0)))
+	records := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	told := map[string]bool{}
+	for len(told) < online {
+		fetches := r.cl.PollRecords(ctx, 100)
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d online friends told in 30s", len(told), online)
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			var n pb.Notification
+			if err := proto.Unmarshal(rec.Value, &n); err != nil {
+				t.Fatal(err)
+			}
+			if len(n.Recipients) > maxPerRecord {
+				t.Errorf("a record with %d recipients", len(n.Recipients))
+			}
+			for _, rc := range n.Recipients {
+				if told[rc.User] {
+					t.Errorf("%s told twice", rc.User)
+				}
+				told[rc.User] = true
+			}
+			records++
+		})
+	}
+	t.Logf("a change of a user with %d friends, %d online: told in %d records, %s end to end", friends, online, records, time.Since(start))
+}
+
+const maxPerRecord = 1000
