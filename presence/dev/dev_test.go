@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,27 +31,7 @@ type pipeline struct {
 // its ready signal.
 func startDev(t *testing.T, dataDir, redisURL string) *pipeline {
 	t.Helper()
-	ready := make(chan dev.Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{stop: cancel, done: make(chan error, 1)}
-	go func() {
-		p.done <- dev.Run(ctx, dev.Config{
-			DataDir: dataDir, KafkaAddr: "127.0.0.1:0", RedisURL: redisURL,
-			QueryAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0",
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			Ready:  func(a dev.Addrs) { ready <- a },
-		})
-	}()
-	select {
-	case p.Addrs = <-ready:
-	case err := <-p.done:
-		t.Fatalf("presence dev stopped before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("presence dev not ready after 60s")
-	}
-	t.Cleanup(func() { p.Stop(t) })
-	return p
+	return startDevWith(t, dev.Config{DataDir: dataDir, RedisURL: redisURL})
 }
 
 // Stop stops the pipeline as SIGINT does and checks it ends cleanly.

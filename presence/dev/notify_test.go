@@ -17,7 +17,8 @@ import (
 	"github.com/presence-im/presence/presence/dev"
 )
 
-// startDevWith runs the real dev wiring with cfg on free loopback ports.
+// startDevWith runs the real dev wiring with cfg on free loopback ports
+// and waits for its ready signal.
 func startDevWith(t *testing.T, cfg dev.Config) *pipeline {
 	t.Helper()
 	ready := make(chan dev.Addrs, 1)
