@@ -36,18 +36,7 @@ func (s *Store) Friends(ctx context.Context, app, user string) ([]string, error)
 // Watching returns the users subscriber watches at now, each with the
 // expiry of its subscription.
 func (s *Store) Watching(ctx context.Context, app, subscriber string, now time.Time) (map[string]time.Time, error) {
-	return s.liveMembers(ctx, s.watchingKey(app, subscriber), now)
-}
-
-// Watchers returns who watches user at now, each with the expiry of its
-// subscription.
-func (s *Store) Watchers(ctx context.Context, app, user string, now time.Time) (map[string]time.Time, error) {
-	return s.liveMembers(ctx, s.watchersKey(app, user), now)
-}
-
-// liveMembers reads the members of a sorted set scored by expiry that have
-// not expired at now.
-func (s *Store) liveMembers(ctx context.Context, key string, now time.Time) (map[string]time.Time, error) {
+	key := s.watchingKey(app, subscriber)
 	zs, err := s.rdb.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(now.UnixMilli(), 10), Max: "+inf",
 	}).Result()
