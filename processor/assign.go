@@ -10,30 +10,29 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/schemas"
 )
 
 // caughtUp notes that the partition is applied up to next.
 func (p *Processor) caughtUp(tp topicPartition, next int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if target, ok := p.behind[tp]; ok && next >= target {
-		delete(p.behind, tp)
+	if s, ok := p.spans[tp]; ok {
+		s.next = max(s.next, next)
 	}
 }
 
 // startAtCheckpoints starts each assigned partition at its checkpoint in
 // Redis. A partition Redis has no checkpoint for is first reset (what was
 // materialized from it deleted, its checkpoint set to 0) and read from its
-// beginning. It also notes how far behind each partition is, for
-// readiness, and which sessions partitions are rebuilt, for quiet.
+// beginning. Redis built from another topic (or partition count) is
+// rebuilt whole. It also notes how far behind each partition is, for
+// readiness, and which partitions are rebuilt, for quiet.
 func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	for topic, partitions := range assigned {
 		if err := p.startTopic(ctx, topic, partitions); err != nil {
@@ -69,16 +68,18 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	}
 	id, n := layout.ID.String(), len(layout.Partitions)
 	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
-		err := fmt.Errorf("%w: redis holds %s as topic id %s with %d partitions, kafka has id %s with %d; rebuild into an empty redis (or another --key-prefix)",
-			ErrOtherTopic, topic, cp.TopicID, cp.Partitions, id, n)
-		p.log.Error("stopping: redis holds another topic's state", "err", err)
-		p.stop(err)
-		return err
+		p.log.Warn("redis holds state built from another topic or partition count; rebuilding it",
+			"topic", topic, "redis_topic_id", cp.TopicID, "redis_partitions", cp.Partitions, "topic_id", id, "partitions", n)
+		if err := p.cfg.Store.Forget(ctx, topic); err != nil {
+			return err
+		}
+		cp = redisstore.Checkpoint{}
 	}
-	var fresh []int32
+	fresh := map[int32]int64{}
 	for partition := range partitions {
 		if _, ok := cp.Next[partition]; !ok {
-			fresh = append(fresh, partition)
+			end, _ := ends.Lookup(topic, partition)
+			fresh[partition] = end.Offset
 		}
 	}
 	if err := p.cfg.Store.Reset(ctx, topic, id, n, fresh); err != nil {
@@ -96,14 +97,18 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
 		p.checkpoints[topic][partition] = next
 		tp := topicPartition{topic, partition}
-		delete(p.behind, tp)
-		end, ok := ends.Lookup(topic, partition)
-		if ok && end.Offset > next {
-			p.behind[tp] = end.Offset
+		end, _ := ends.Lookup(topic, partition)
+		p.spans[tp] = &span{from: next, end: end.Offset, next: next}
+		if end.Offset > next {
 			behind++
 		}
-		if ok && topic == schemas.SessionsTopic && slices.Contains(fresh, partition) {
-			p.rebuilding[partition] = end.Offset
+		// The history of a partition being rebuilt is applied quietly.
+		target, rebuilding := fresh[partition]
+		if !rebuilding {
+			target, rebuilding = cp.Rebuild[partition]
+		}
+		if rebuilding {
+			p.rebuilding[tp] = target
 		}
 	}
 	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", behind)
@@ -141,7 +146,7 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[stri
 	defer p.mu.Unlock()
 	for topic, partitions := range assigned {
 		for _, partition := range partitions {
-			p.behind[topicPartition{topic, partition}] = math.MaxInt64
+			p.spans[topicPartition{topic, partition}] = &span{end: math.MaxInt64}
 		}
 	}
 	p.joined.Store(true)
@@ -153,11 +158,9 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]
 	defer p.mu.Unlock()
 	for topic, partitions := range lost {
 		for _, partition := range partitions {
-			delete(p.behind, topicPartition{topic, partition})
+			delete(p.spans, topicPartition{topic, partition})
 			delete(p.checkpoints[topic], partition)
-			if topic == schemas.SessionsTopic {
-				delete(p.rebuilding, partition)
-			}
+			delete(p.rebuilding, topicPartition{topic, partition})
 		}
 	}
 }

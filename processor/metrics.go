@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 //
 //	presence_processor_records_total{result}  records read, by result:
 //	                                          applied, duplicate, invalid
+//	                                          (sent to presence.deadletter)
 //	presence_processor_apply_seconds          time to apply one partition's
 //	                                          batch to Redis, announcements
 //	                                          included
@@ -27,6 +28,20 @@ import "github.com/prometheus/client_golang/prometheus"
 //	presence_processor_announce_seconds       time to read the audiences of
 //	                                          a batch and emit its
 //	                                          notifications
+//	presence_processor_state_lost_total       times Redis lost what the
+//	                                          processor wrote and it
+//	                                          rejoined to rebuild
+//	presence_processor_gateways_lost_total    gateway leases that lapsed
+//	                                          or were replaced by a new
+//	                                          epoch
+//	presence_processor_tombstones_total{topic}
+//	                                          tombstones written for ended
+//	                                          sessions past the offline
+//	                                          TTL and expired
+//	                                          subscriptions
+//	presence_processor_disconnects_written_total
+//	                                          gateway_lost disconnects the
+//	                                          processor wrote
 type metrics struct {
 	records       *prometheus.CounterVec
 	applied       prometheus.Counter
@@ -42,6 +57,10 @@ type metrics struct {
 	notifications *prometheus.CounterVec
 	fanout        prometheus.Histogram
 	announceTime  prometheus.Histogram
+	stateLost     prometheus.Counter
+	gatewaysLost  prometheus.Counter
+	disconnects   prometheus.Counter
+	tombstones    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	m := &metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts(opts("records_total",
-			"Records read from the state topics, by result: applied, duplicate (already in Redis), invalid (skipped).")), []string{"result"}),
+			"Records read from the state topics, by result: applied, duplicate (already in Redis), invalid (sent to presence.deadletter).")), []string{"result"}),
 		applyTime: histogram("apply_seconds", "Time to apply one partition's batch of records to Redis, announcements included.",
 			prometheus.ExponentialBuckets(0.0005, 2, 14)),
 		applyErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("apply_errors_total",
@@ -68,8 +87,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			prometheus.ExponentialBuckets(1, 4, 10)),
 		announceTime: histogram("announce_seconds", "Time to read the audiences of a batch of announcements and emit its notifications.",
 			prometheus.ExponentialBuckets(0.0005, 2, 16)),
+		stateLost: prometheus.NewCounter(prometheus.CounterOpts(opts("state_lost_total",
+			"Times Redis lost what the processor wrote (a restart without persistence, a flush) and the processor rejoined its group to rebuild."))),
+		gatewaysLost: prometheus.NewCounter(prometheus.CounterOpts(opts("gateways_lost_total",
+			"Gateway epochs whose lease lapsed or that a new epoch replaced, and whose sessions were ended."))),
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts(opts("disconnects_written_total",
+			"Disconnects with reason gateway_lost the processor wrote for sessions of lost gateways."))),
+		tombstones: prometheus.NewCounterVec(prometheus.CounterOpts(opts("tombstones_total",
+			"Tombstones written to keep the compacted topics bounded, by topic.")), []string{"topic"}),
 	}
-	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag, m.announcements, m.notifications, m.fanout, m.announceTime} {
+	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag, m.announcements, m.notifications,
+		m.fanout, m.announceTime, m.stateLost, m.gatewaysLost, m.disconnects, m.tombstones} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -21,13 +21,18 @@
 // value it last read or wrote. Finding another value means Redis lost
 // state while the processor ran (a restart without persistence, a flush, a
 // failover) or another processor owns the partition; the processor then
-// stops with ErrStateLost, and its restart rebuilds what was lost. Redis
-// also records the id and partition count of the topic its state was built
-// from, and a processor refuses (ErrOtherTopic) to apply another topic's
-// records on top of it.
+// leaves the group and joins it again, which rebuilds what was lost.
+// Redis also records the id and partition count of the topic its state
+// was built from; state built from another topic is rebuilt whole.
+//
+// A rebuild is a mode: the checkpoint of each partition being rebuilt
+// holds its target, the end of the history to apply, so that readiness,
+// the query API (redisstore.Store.Rebuilding) and a processor that takes
+// the partition over all know the state is incomplete, and no
+// notification is sent for history.
 //
 // Notifications (see notify.go) go to presence.notify, one record per
-// gateway holding recipients. A rebuild sends none for history.
+// gateway holding recipients.
 package processor
 
 import (
@@ -51,15 +56,8 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
-// Errors that stop a processor.
-var (
-	// ErrStateLost: Redis no longer holds what the processor wrote.
-	ErrStateLost = errors.New("redis lost state under the processor; restart it to rebuild")
-	// ErrOtherTopic: Redis holds state built from another topic, or from
-	// the same topic with another partition count (which moves users
-	// between partitions and invalidates versions).
-	ErrOtherTopic = errors.New("redis holds state built from another topic or partition count")
-)
+// errStateLost: Redis no longer holds what the processor wrote.
+var errStateLost = errors.New("redis lost state under the processor")
 
 // DefaultGroup is the consumer group of processors.
 const DefaultGroup = "presence-processor"
@@ -99,6 +97,10 @@ type topicPartition struct {
 	partition int32
 }
 
+// span is how far an assigned partition has to go: from its checkpoint
+// when assigned to its end then; next is the offset applied up to.
+type span struct{ from, end, next int64 }
+
 // Processor consumes the state topics into Redis.
 type Processor struct {
 	cfg     Config
@@ -109,15 +111,15 @@ type Processor struct {
 	stop    context.CancelCauseFunc
 
 	mu sync.Mutex
-	// behind holds, per assigned partition not yet caught up, the end
-	// offset it must reach: the partition's end when it was assigned.
-	behind map[topicPartition]int64
+	// spans holds, per assigned partition, how far it has to go to catch
+	// up with the end it had when assigned.
+	spans map[topicPartition]*span
 	// checkpoints holds, per topic and assigned partition, its checkpoint
 	// as this processor last read or wrote it.
 	checkpoints map[string]map[int32]int64
-	// rebuilding holds, per sessions partition rebuilt from nothing, the
-	// end offset of its history: records before it are applied quietly.
-	rebuilding map[int32]int64
+	// rebuilding holds, per partition being rebuilt, the end offset of its
+	// history: records before it are applied quietly.
+	rebuilding map[topicPartition]int64
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -143,24 +145,50 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor: registering metrics: %w", err)
 	}
-	return &Processor{
-		cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m,
-		behind: map[topicPartition]int64{}, checkpoints: map[string]map[int32]int64{}, rebuilding: map[int32]int64{},
-	}, nil
+	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
+}
+
+// Progress is how far the processor is from having caught up with the
+// records its partitions held when they were assigned.
+type Progress struct {
+	// Done and Total count records.
+	Done, Total int64
+	// Behind counts partitions not caught up; Rebuilding, those of them
+	// being rebuilt.
+	Behind, Rebuilding int
+}
+
+// Progress returns how far the processor is from having caught up.
+func (p *Processor) Progress() Progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pr Progress
+	for tp, s := range p.spans {
+		pr.Total += max(s.end-s.from, 0)
+		pr.Done += max(min(s.next, s.end)-s.from, 0)
+		if s.next < s.end {
+			pr.Behind++
+			if _, ok := p.rebuilding[tp]; ok {
+				pr.Rebuilding++
+			}
+		}
+	}
+	return pr
 }
 
 // CaughtUp reports whether the processor has joined its group and caught
 // up with the records its partitions held when they were assigned: until
-// then Redis answers for only part of them (a rebuild is under way).
+// then Redis answers for only part of them.
 func (p *Processor) CaughtUp(context.Context) error {
 	if !p.joined.Load() {
 		return errors.New("processor has not joined its consumer group yet")
 	}
-	p.mu.Lock()
-	behind := len(p.behind)
-	p.mu.Unlock()
-	if behind > 0 {
-		return fmt.Errorf("processor is catching up: %d partitions behind", behind)
+	switch pr := p.Progress(); {
+	case pr.Rebuilding > 0:
+		return fmt.Errorf("processor is rebuilding redis from the topics: %d partitions to go, %d of %d records applied",
+			pr.Behind, pr.Done, pr.Total)
+	case pr.Behind > 0:
+		return fmt.Errorf("processor is catching up: %d partitions behind, %d of %d records applied", pr.Behind, pr.Done, pr.Total)
 	}
 	return nil
 }
@@ -177,12 +205,31 @@ func (p *Processor) Ready(ctx context.Context) error {
 // when no records arrive.
 const sweepEvery = 250 * time.Millisecond
 
-// Run creates missing topics, then consumes until ctx ends (and returns
-// nil) or the state in Redis cannot be trusted (and returns an error
-// wrapping ErrStateLost or ErrOtherTopic). Records fetched but not yet in
-// Redis when it stops are read again by whichever processor owns their
-// partition next.
-func (p *Processor) Run(ctx context.Context) (err error) {
+// Run creates missing topics, then consumes until ctx ends. When Redis
+// loses what the processor wrote, it leaves its group and joins again,
+// which rebuilds what was lost. Records fetched but not yet in Redis when
+// it stops are read again by whichever processor owns their partition
+// next.
+func (p *Processor) Run(ctx context.Context) error {
+	for {
+		err := p.consume(ctx)
+		if !errors.Is(err, errStateLost) {
+			return err
+		}
+		p.metrics.stateLost.Inc()
+		p.log.Warn("redis lost state; joining the group again to rebuild it", "err", err)
+	}
+}
+
+// consume runs one membership of the group, until ctx ends (it returns
+// nil) or Redis lost state (it returns errStateLost).
+func (p *Processor) consume(ctx context.Context) (err error) {
+	p.joined.Store(false)
+	p.mu.Lock()
+	p.spans = map[topicPartition]*span{}
+	p.checkpoints = map[string]map[int32]int64{}
+	p.rebuilding = map[topicPartition]int64{}
+	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
 	defer func() {
 		switch cause := context.Cause(ctx); {
@@ -284,7 +331,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		if err := p.cfg.Store.Advance(finish, topic, from[topic], to); err != nil {
 			if errors.Is(err, redisstore.ErrCheckpointMoved) {
 				p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
-				p.stop(fmt.Errorf("%w: %w", ErrStateLost, err))
+				p.stop(fmt.Errorf("%w: %w", errStateLost, err))
 				return
 			}
 			p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "topic", topic, "err", err)
@@ -316,11 +363,16 @@ const maxChunk = 1000
 // step is retried with backoff until it succeeds or ctx ends.
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
 	var b batch
+	var dead []*kgo.Record
 	for _, r := range recs {
 		if err := b.add(r); err != nil {
 			p.metrics.invalid.Inc()
-			p.log.Warn("skipping invalid record", "err", err)
+			p.log.Warn("invalid record sent to "+schemas.DeadLetterTopic, "err", err)
+			dead = append(dead, deadLetter(r, err))
 		}
+	}
+	if err := p.sendDeadLetters(ctx, cl, dead); err != nil {
+		return err
 	}
 	start := time.Now()
 	for chunk := range slices.Chunk(b.friends, maxChunk) {
@@ -353,7 +405,7 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 // partition being rebuilt, then announces what changed.
 func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change) error {
 	p.mu.Lock()
-	history := p.rebuilding[partition]
+	history := p.rebuilding[topicPartition{schemas.SessionsTopic, partition}]
 	p.mu.Unlock()
 	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
 	outcomes := make([]redisstore.Outcome, 0, len(changes))

@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -48,21 +49,61 @@ func TestMultiDevice(t *testing.T) {
 	}
 }
 
-// Invalid records are skipped; the records around them are applied.
-func TestInvalidRecordsAreSkipped(t *testing.T) {
+// A poison record (one that does not decode, or is invalid) goes to the
+// dead-letter topic as it was, with the reason and where it came from; the
+// records around it are applied.
+func TestPoisonRecordsGoToDeadLetters(t *testing.T) {
 	c, cl := newCluster(t)
 	store := newStore(t)
 	start(t, c, store, "g")
 
 	good := produce(t, cl, connectEv("bob", "s1", t0))
-	bad := record(connectEv("bob", "s2", t0))
-	bad.Value = []byte("not protobuf \xff\xff")
-	if err := cl.ProduceSync(context.Background(), bad).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	good = append(good, produce(t, cl, connectEv("bob", "s3", t0.Add(time.Second)))...)
+	garbage := record(connectEv("bob", "s2", t0))
+	garbage.Value = []byte("not protobuf \xff\xff")
+	invalid := record(connectEv("bob", "s3", t0))
+	invalid.Key = []byte(schemas.SessionKey("chat", "bob", "other")) // not its value's key
+	produceRecords(t, cl, garbage, invalid)
+	good = append(good, produce(t, cl, connectEv("bob", "s4", t0.Add(time.Second)))...)
 	waitCaughtUp(t, cl, store)
 	requireState(t, store, model(good))
+
+	dead := readAll(t, c, schemas.DeadLetterTopic, 2)
+	for i, want := range []*kgo.Record{garbage, invalid} {
+		got := dead[i]
+		headers := map[string]string{}
+		for _, h := range got.Headers {
+			headers[h.Key] = string(h.Value)
+		}
+		source := fmt.Sprintf("%s/%d/%d", schemas.SessionsTopic, want.Partition, want.Offset)
+		if string(got.Key) != string(want.Key) || string(got.Value) != string(want.Value) ||
+			headers[schemas.DeadLetterSource] != source || headers[schemas.DeadLetterReason] == "" {
+			t.Errorf("dead letter %d: key %q, source %q, reason %q; want key %q, source %q and a reason",
+				i, got.Key, headers[schemas.DeadLetterSource], headers[schemas.DeadLetterReason], want.Key, source)
+		}
+	}
+}
+
+// readAll reads n records of topic from its beginning, in offset order
+// within each partition.
+func readAll(t *testing.T, c *kfake.Cluster, topic string, n int) []*kgo.Record {
+	t.Helper()
+	reader, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < n {
+		fetches := reader.PollRecords(ctx, n-len(recs))
+		if ctx.Err() != nil {
+			t.Fatalf("read %d records of %s in 20s, want %d", len(recs), topic, n)
+		}
+		recs = append(recs, fetches.Records()...)
+	}
+	return recs
 }
 
 // A processor stopped mid-stream and started again ends with the state of
@@ -190,31 +231,33 @@ func TestEnsureTopicsRefusesUncompactedTopic(t *testing.T) {
 
 // Redis loses everything while the processor runs (a restart without
 // persistence, a flush). The processor applies the next batch on top of
-// the gap, finds its checkpoint gone, and stops; restarted, it deletes the
-// debris, rebuilds from the topic, and ends equal to the model.
+// the gap, finds its checkpoint gone, rejoins its group, deletes the
+// debris and rebuilds from the topics: it ends equal to the model, and
+// tells no one about the history it replayed.
 func TestRedisLosesStateWhileRunning(t *testing.T) {
-	c, cl := newCluster(t)
-	rdb := redistest.Client(t)
-	prefix := redistest.Prefix(t)
-	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
-	p := start(t, c, store, "g")
+	c, cl, store := world(t, time.Second)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
 	evs := produce(t, cl, churn(3, 100, 3, 1000)...)
 	waitCaughtUp(t, cl, store)
+	r := readNotifications(t, c, cl)
 
-	deleteAll(t, rdb, prefix)
+	redistest.Flush(t, redistest.URL(t)) // as a restart without persistence would
 	evs = append(evs, produce(t, cl, churn(4, 100, 3, 1000)...)...)
-	if err := p.Failed(t); !errors.Is(err, processor.ErrStateLost) {
-		t.Fatalf("processor on a Redis that lost its state: %v, want ErrStateLost", err)
-	}
-
-	start(t, c, store, "g")
 	waitCaughtUp(t, cl, store)
+	if st, _ := store.Status(context.Background(), "chat", "ann"); st == nil || st.State != redisstore.Online {
+		t.Fatalf("ann after the rebuild: %+v, want online", st)
+	}
 	requireState(t, store, model(evs))
 	requireOnline(t, model(evs), 1)
+	// The first notifications after the flush are those of a new change.
+	produceRecords(t, cl, customRecord("ann", 4, "after"))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online 4:after [android]", "presence ann->gw-3 [wes/w1] online 4:after [android]",
+		"sync ann->gw-1 [ann/a1] online 4:after [android]")
 }
 
-// A Redis built from one topic is not silently mixed with another topic's
-// records (a recreated topic, or a new dev data dir on an old Redis).
+// A Redis built from one topic is rebuilt from another topic it is
+// pointed at (a recreated topic, or a new dev data dir on an old Redis),
+// never mixed with it.
 func TestRedisFromAnotherTopic(t *testing.T) {
 	store := newStore(t)
 	first, cl := newCluster(t)
@@ -223,10 +266,28 @@ func TestRedisFromAnotherTopic(t *testing.T) {
 	waitCaughtUp(t, cl, store)
 	p.Stop(t)
 
-	second, _ := newCluster(t) // same topic name, another topic id
-	err := start(t, second, store, "g").Failed(t)
-	if !errors.Is(err, processor.ErrOtherTopic) {
-		t.Fatalf("processor on another topic's state: %v, want ErrOtherTopic", err)
+	second, cl2 := newCluster(t) // same topic name, another topic id
+	evs := produce(t, cl2, connectEv("bob", "s1", t0))
+	start(t, second, store, "g")
+	// The old checkpoints are at the new topic's ends too: wait for the
+	// new topic's id.
+	md, err := kadm.NewClient(cl2).Metadata(context.Background(), schemas.SessionsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := md.Topics[schemas.SessionsTopic].ID.String()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if cp, _ := store.Checkpoint(context.Background(), schemas.SessionsTopic); cp.TopicID == id {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis was not rebuilt from the second topic within 20s")
+		}
+	}
+	waitCaughtUp(t, cl2, store)
+	requireState(t, store, model(evs))
+	if st, _ := store.Status(context.Background(), "chat", "alice"); st != nil {
+		t.Fatalf("alice, of the first topic, after the rebuild: %+v", st)
 	}
 }
 

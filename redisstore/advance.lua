@@ -1,7 +1,9 @@
 -- Moves checkpoints forward, but only from the values the caller last read
 -- or wrote: a checkpoint that is not what the caller expects means Redis
 -- lost state (a restart without persistence, a flush, a failover) or
--- another processor owns the partition, and the caller must stop.
+-- another processor owns the partition, and the caller must stop. A
+-- partition whose checkpoint reaches its rebuild target is rebuilt: the
+-- target is removed.
 --
 -- KEYS[1]  the checkpoint hash
 -- ARGV     triples: partition, expected offset, new offset
@@ -19,5 +21,9 @@ for i = 1, #ARGV, 3 do
 end
 for i = 1, #ARGV, 3 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 2])
+  local target = redis.call('HGET', key, 'rebuild:' .. ARGV[i])
+  if target and tonumber(ARGV[i + 2]) >= tonumber(target) then
+    redis.call('HDEL', key, 'rebuild:' .. ARGV[i])
+  end
 end
 return ''

@@ -158,7 +158,7 @@ func TestFriendsAndSubscriptions(t *testing.T) {
 
 	// Resetting the friends topic leaves sessions alone, and the other way.
 	p := int32(schemas.Partition([]byte(schemas.UserKey("chat", "fa")), 4))
-	if err := s.Reset(ctx, schemas.FriendsTopic, "id", 4, []int32{p}); err != nil {
+	if err := s.Reset(ctx, schemas.FriendsTopic, "id", 4, map[int32]int64{p: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if f, _ := s.Friends(ctx, "chat", "fa"); len(f) != 0 || status(t, s, "fa") == nil {

@@ -31,6 +31,11 @@ type Checkpoint struct {
 	// does not hold. A partition without an entry holds nothing, and may
 	// hold debris of a lost state: Reset it before applying to it.
 	Next map[int32]int64
+	// Rebuild holds, per partition being rebuilt, the end of the history
+	// the rebuild must apply (the partition's end when it was reset): the
+	// state of that partition is incomplete until Next reaches it, and
+	// its records before it are history, not news.
+	Rebuild map[int32]int64
 }
 
 // globEscaper escapes the characters SCAN's MATCH pattern treats specially.
@@ -39,6 +44,8 @@ var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`
 const (
 	fieldTopicID    = "topic-id"
 	fieldPartitions = "partitions"
+	// fieldRebuild prefixes the partition of a rebuild target.
+	fieldRebuild = "rebuild:"
 )
 
 func (s *Store) checkpointKey(topic string) string {
@@ -51,8 +58,12 @@ func (s *Store) Checkpoint(ctx context.Context, topic string) (Checkpoint, error
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading checkpoint of %s: %w", topic, err)
 	}
-	cp := Checkpoint{TopicID: raw[fieldTopicID], Next: make(map[int32]int64, len(raw))}
+	cp := Checkpoint{TopicID: raw[fieldTopicID], Next: make(map[int32]int64, len(raw)), Rebuild: map[int32]int64{}}
 	for field, value := range raw {
+		offsets := cp.Next
+		if p, ok := strings.CutPrefix(field, fieldRebuild); ok {
+			field, offsets = p, cp.Rebuild
+		}
 		switch field {
 		case fieldTopicID:
 		case fieldPartitions:
@@ -60,7 +71,7 @@ func (s *Store) Checkpoint(ctx context.Context, topic string) (Checkpoint, error
 		default:
 			var partition int64
 			if partition, err = strconv.ParseInt(field, 10, 32); err == nil {
-				cp.Next[int32(partition)], err = strconv.ParseInt(value, 10, 64)
+				offsets[int32(partition)], err = strconv.ParseInt(value, 10, 64)
 			}
 		}
 		if err != nil {
@@ -73,7 +84,8 @@ func (s *Store) Checkpoint(ctx context.Context, topic string) (Checkpoint, error
 // Advance moves the checkpoints of topic from the offsets in from to those
 // in to, atomically, only if every one is still at its from offset;
 // otherwise it writes nothing and returns ErrCheckpointMoved. Call it only
-// once the records before the new offsets are applied.
+// once the records before the new offsets are applied. A partition that
+// reaches its rebuild target is rebuilt.
 func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64) error {
 	args := make([]any, 0, 3*len(to))
 	for p, next := range to {
@@ -116,17 +128,18 @@ func (s *Store) userOf(key string) (user, suffix string) {
 	return rest[:end], rest[end+1:]
 }
 
-// Reset empties the state of the given partitions of topic, a topic with
-// id topicID and n partitions: it deletes what was materialized from the
-// records of those partitions, then starts their checkpoints at offset 0.
-// It reads every key of the store once, so it is meant for rebuilds, not
-// the hot path.
-func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partitions []int32) error {
-	if len(partitions) == 0 {
+// Reset empties the state of some partitions of topic, a topic with id
+// topicID and n partitions, to rebuild them: it deletes what was
+// materialized from their records, then starts their checkpoints at offset
+// 0, with ends (partition -> end offset now) as their rebuild targets. It
+// reads every key of the store once, so it is meant for rebuilds, not the
+// hot path.
+func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends map[int32]int64) error {
+	if len(ends) == 0 {
 		return nil
 	}
-	reset := make(map[int]bool, len(partitions))
-	for _, p := range partitions {
+	reset := make(map[int]bool, len(ends))
+	for p := range ends {
 		reset[int(p)] = true
 	}
 	suffixes := topicKeys[topic]
@@ -164,21 +177,64 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, partiti
 		err = fmt.Errorf("unsupported redis client %T", s.rdb)
 	}
 	if err == nil && topic == schemas.SessionsTopic {
-		for _, p := range partitions {
+		for p := range ends {
 			if err = s.rdb.Unlink(ctx, s.graceKey(p)).Err(); err != nil {
 				break
 			}
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("deleting the state of %d partitions of %s: %w", len(partitions), topic, err)
+		return fmt.Errorf("deleting the state of %d partitions of %s: %w", len(ends), topic, err)
 	}
 	fields := []any{fieldTopicID, topicID, fieldPartitions, n}
-	for _, p := range partitions {
+	for p, end := range ends {
 		fields = append(fields, strconv.Itoa(int(p)), 0)
+		if end > 0 {
+			fields = append(fields, fieldRebuild+strconv.Itoa(int(p)), end)
+		}
 	}
 	if err := s.rdb.HSet(ctx, s.checkpointKey(topic), fields...).Err(); err != nil {
 		return fmt.Errorf("starting checkpoints of %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Forget deletes the checkpoints of topic, every partition's, so that each
+// processor finds its partitions unbuilt: its next checkpoint fails to
+// advance (ErrCheckpointMoved) and it rebuilds them. It is how a state
+// built from another topic, or another partition count, is replaced.
+func (s *Store) Forget(ctx context.Context, topic string) error {
+	if err := s.rdb.Del(ctx, s.checkpointKey(topic)).Err(); err != nil {
+		return fmt.Errorf("forgetting the checkpoints of %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Rebuilding returns how many partitions of the state topics are not yet
+// built: being rebuilt, or never built because no processor has started
+// on this Redis. While it is above 0 the state is incomplete.
+func (s *Store) Rebuilding(ctx context.Context) (int, error) {
+	cmds := make([]*redis.StringSliceCmd, len(schemas.StateTopics))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, topic := range schemas.StateTopics {
+			cmds[i] = p.HKeys(ctx, s.checkpointKey(topic))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reading checkpoints: %w", err)
+	}
+	pending := 0
+	for _, c := range cmds {
+		fields := c.Val()
+		if len(fields) == 0 {
+			pending++ // never built
+		}
+		for _, f := range fields {
+			if strings.HasPrefix(f, fieldRebuild) {
+				pending++
+			}
+		}
+	}
+	return pending, nil
 }

@@ -191,8 +191,13 @@ func TestCheckpointAdvance(t *testing.T) {
 	if err != nil || cp.TopicID != "" || len(cp.Next) != 0 {
 		t.Fatalf("empty store: %+v, %v", cp, err)
 	}
-	if err := s.Reset(ctx, "topic", "id-1", 4, []int32{0, 1, 2, 3}); err != nil {
+	// Partitions 0 and 3 hold records to rebuild, 1 and 2 are empty.
+	if err := s.Reset(ctx, "topic", "id-1", 4, map[int32]int64{0: 10, 1: 0, 2: 0, 3: 42}); err != nil {
 		t.Fatal(err)
+	}
+	cp, err = s.Checkpoint(ctx, "topic")
+	if err != nil || len(cp.Rebuild) != 2 || cp.Rebuild[0] != 10 || cp.Rebuild[3] != 42 {
+		t.Fatalf("rebuild targets after a reset: %+v, %v", cp, err)
 	}
 	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}); err != nil {
 		t.Fatal(err)
@@ -200,6 +205,10 @@ func TestCheckpointAdvance(t *testing.T) {
 	cp, err = s.Checkpoint(ctx, "topic")
 	if err != nil || cp.TopicID != "id-1" || cp.Partitions != 4 || cp.Next[0] != 7 || cp.Next[3] != 42 || cp.Next[1] != 0 || len(cp.Next) != 4 {
 		t.Fatalf("checkpoint: %+v, %v", cp, err)
+	}
+	// Partition 3 reached its target, partition 0 has not.
+	if len(cp.Rebuild) != 1 || cp.Rebuild[0] != 10 {
+		t.Fatalf("rebuild targets after advancing: %v, want only partition 0's", cp.Rebuild)
 	}
 	// From a value that is no longer there: nothing moves.
 	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50})
@@ -233,8 +242,13 @@ func TestReset(t *testing.T) {
 	if len(byPartition[1]) == 0 || len(byPartition[2]) == 0 {
 		t.Fatalf("test users do not cover partitions 1 and 2: %v", byPartition)
 	}
-	if err := s.Reset(ctx, schemas.SessionsTopic, "id", n, []int32{1}); err != nil {
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", n, map[int32]int64{1: 40}); err != nil {
 		t.Fatal(err)
+	}
+	// Partition 1 of sessions is being rebuilt; friends and subscriptions
+	// were never built.
+	if pending, err := s.Rebuilding(ctx); err != nil || pending != 3 {
+		t.Fatalf("partitions rebuilding after a reset: %d, %v; want 3", pending, err)
 	}
 	for p, users := range byPartition {
 		got, err := s.Statuses(ctx, "chat", users)
@@ -246,6 +260,12 @@ func TestReset(t *testing.T) {
 				t.Errorf("partition %d user %s: deleted=%v", p, users[i], gone)
 			}
 		}
+	}
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{1: 0}, map[int32]int64{1: 40}); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := s.Rebuilding(ctx); err != nil || pending != 2 {
+		t.Fatalf("partitions rebuilding once sessions reached their target: %d, %v; want 2", pending, err)
 	}
 }
 

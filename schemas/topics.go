@@ -1,6 +1,9 @@
 package schemas
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // Topic names.
 const (
@@ -20,7 +23,24 @@ const (
 	// notification matters for seconds, and a gateway reads it from the
 	// end.
 	NotifyTopic = "presence.notify"
+	// DeadLetterTopic holds the records of the state topics the processor
+	// could not apply (they do not decode, or are invalid), as they were,
+	// with headers saying where they came from and why (DeadLetter*
+	// headers). It is kept for DeadLetterRetention.
+	DeadLetterTopic = "presence.deadletter"
 )
+
+// Headers of a record on DeadLetterTopic.
+const (
+	// DeadLetterReason says why the record was not applied.
+	DeadLetterReason = "presence-reason"
+	// DeadLetterSource is "<topic>/<partition>/<offset>" of the record.
+	DeadLetterSource = "presence-source"
+)
+
+// DeadLetterRetention is how long DeadLetterTopic keeps a record: long
+// enough for an operator to look at it after a weekend.
+const DeadLetterRetention = 7 * 24 * time.Hour
 
 // StateTopics are the compacted topics the processor materializes into
 // Redis; replaying them rebuilds all state.
@@ -54,6 +74,10 @@ func Topics(partitions int32) []Topic {
 			"cleanup.policy": "delete",
 			"retention.ms":   strconv.Itoa(60 * 60 * 1000),
 			"segment.ms":     strconv.Itoa(10 * 60 * 1000),
+		}},
+		{Name: DeadLetterTopic, Partitions: partitions, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   strconv.FormatInt(DeadLetterRetention.Milliseconds(), 10),
 		}},
 	}
 }
