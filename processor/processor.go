@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -81,6 +82,10 @@ type Config struct {
 	// and subscribers are told (DefaultOfflineGrace); a reconnect within
 	// it is no news.
 	OfflineGrace time.Duration
+	// Quiet applies records and nothing else: no notifications, no
+	// offline announcements, no gateway leases, no tombstones. It is for
+	// presence replay, which rebuilds a Redis no service reads yet.
+	Quiet bool
 	// Now is the clock (time.Now).
 	Now func() time.Time
 	// Logger receives the processor's logs (slog.Default()).
@@ -281,7 +286,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 			}
 		})
 		p.applyFetches(ctx, cl, fetches)
-		p.sweepGrace(ctx, cl)
+		if !p.cfg.Quiet {
+			p.sweepGrace(ctx, cl)
+		}
 		cl.AllowRebalance()
 	}
 }
@@ -407,6 +414,9 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	p.mu.Lock()
 	history := p.rebuilding[topicPartition{schemas.SessionsTopic, partition}]
 	p.mu.Unlock()
+	if p.cfg.Quiet {
+		history = math.MaxInt64
+	}
 	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
 	outcomes := make([]redisstore.Outcome, 0, len(changes))
 	for i, part := range [][]redisstore.Change{changes[:split], changes[split:]} {
@@ -428,6 +438,9 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 		} else {
 			p.metrics.duplicate.Inc()
 		}
+	}
+	if p.cfg.Quiet {
+		return nil
 	}
 	return p.announceChanges(ctx, cl, partition, changes, outcomes)
 }
