@@ -27,8 +27,9 @@ var opArg = map[Op]string{Connect: "c", Disconnect: "d", SetCustom: "s", ClearCu
 type Change struct {
 	Op                 Op
 	App, User, Session string
-	// Device, DeviceID and Gateway describe a connected session.
-	Device, DeviceID, Gateway string
+	// Device, DeviceID and Gateway describe a connected session; Epoch
+	// is the boot epoch of its gateway.
+	Device, DeviceID, Gateway, Epoch string
 	// Custom is the status a SetCustom sets.
 	Custom Custom
 	// At is when the record was written (a gateway saw the event, the
@@ -37,6 +38,8 @@ type Change struct {
 	// Version is the record's offset in its partition. A change whose
 	// version is not above the user's changes nothing.
 	Version int64
+	// Partition is the record's partition.
+	Partition int32
 }
 
 // Announce says what a user's audience must be told after a change.
@@ -65,7 +68,10 @@ type Outcome struct {
 
 // Apply applies changes in one pipelined round trip, in order. During a
 // rebuild (quiet), the visible state counts as announced and no outcome
-// asks for an announcement: history is not news.
+// asks for an announcement: history is not news. Beside each change it
+// indexes the session by gateway (gateways.go) and schedules the record
+// keys it will make dead (expire.go); both converge when a suffix is
+// applied again.
 func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outcome, error) {
 	ttl := strconv.FormatInt(s.offlineTTL.Milliseconds(), 10)
 	q := "0"
@@ -83,6 +89,8 @@ func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outc
 		case SetCustom:
 			value = encodeCustom(c.Custom)
 		}
+		s.indexSession(ctx, p, c)
+		s.scheduleSession(ctx, p, c)
 		return s.apply.EvalSha(ctx, p, []string{s.userKey(c.App, c.User)},
 			c.Version, opArg[c.Op], field, value, c.At.UnixMilli(), ttl, q)
 	})

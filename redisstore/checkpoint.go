@@ -176,9 +176,16 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 	default:
 		err = fmt.Errorf("unsupported redis client %T", s.rdb)
 	}
-	if err == nil && topic == schemas.SessionsTopic {
-		for p := range ends {
-			if err = s.rdb.Unlink(ctx, s.graceKey(p)).Err(); err != nil {
+	for p := range ends {
+		if err != nil {
+			break
+		}
+		doomed := []string{s.expireKey(topic, p)}
+		if topic == schemas.SessionsTopic {
+			doomed = append(doomed, s.graceKey(p))
+		}
+		for _, key := range doomed { // one by one: they are in different slots
+			if err = s.rdb.Unlink(ctx, key).Err(); err != nil {
 				break
 			}
 		}

@@ -85,6 +85,8 @@ type SubscriptionChange struct {
 	App, User, Subscriber string
 	ExpiresAt             time.Time
 	Remove                bool
+	// Partition is the record's partition.
+	Partition int32
 }
 
 // ApplySubscriptions applies changes in one pipelined round trip, in
@@ -105,6 +107,7 @@ func (s *Store) ApplySubscriptions(ctx context.Context, changes []SubscriptionCh
 			}
 			p.ZRemRangeByScore(ctx, watchers, "-inf", past)
 			p.ZRemRangeByScore(ctx, watching, "-inf", past)
+			s.scheduleSubscription(ctx, p, c)
 		}
 		return nil
 	})

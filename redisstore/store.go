@@ -12,9 +12,15 @@
 //	P:{U}:f, :w, :s      friends and subscriptions (see graph.go)
 //	P:grace:<partition>  users whose going offline is announced once the
 //	                     grace period has passed (see grace.go)
-//	P:checkpoint:<topic> hash: partition -> next offset to apply, and the
-//	                     id and partition count of the topic the state
-//	                     was built from (see checkpoint.go)
+//	P:expire:<topic>:<partition>
+//	                     record keys to tombstone once dead (see
+//	                     expire.go)
+//	P:gw:{<gateway>}     the sessions of a gateway; P:gateways, the
+//	                     gateways (see gateways.go)
+//	P:checkpoint:<topic> hash: partition -> next offset to apply, rebuild
+//	                     targets, and the id and partition count of the
+//	                     topic the state was built from (see
+//	                     checkpoint.go)
 //
 // All keys of one user share the hash tag {U}, so a Redis Cluster keeps them
 // on one node.

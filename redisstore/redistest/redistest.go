@@ -21,48 +21,98 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Server is a redis-server process owned by a test binary.
+// Server is a redis-server process owned by a test binary, or by one test
+// (see NewServer).
 type Server struct {
 	Addr string
+	bin  string
 	dir  string
+	args []string
 	cmd  *exec.Cmd
+}
+
+// Options configure a Server. The zero value keeps nothing on disk.
+type Options struct {
+	// AppendOnly logs every write to an append-only file, synced to disk
+	// before Redis answers (appendonly yes, appendfsync always), so that a
+	// server killed and restarted holds every write it acknowledged.
+	// Without it, a restarted server is empty.
+	AppendOnly bool
 }
 
 // Start starts a redis-server that keeps nothing on disk, listening on a
 // free loopback port.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// StartWith starts a redis-server configured by opts, listening on a free
+// loopback port, with a directory of its own.
+func StartWith(opts Options) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server is not installed (make test installs it): %w", err)
-	}
-	dir, err := os.MkdirTemp("", "redistest")
-	if err != nil {
-		return nil, fmt.Errorf("making redis dir: %w", err)
 	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--maxmemory-policy", "noeviction")
-	s.cmd.SysProcAttr = dieWithParent()
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %w", err)
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		return nil, fmt.Errorf("making redis dir: %w", err)
 	}
-	if err := s.waitReady(10 * time.Second); err != nil {
-		s.Stop()
+	persistence := []string{"--appendonly", "no"}
+	if opts.AppendOnly {
+		persistence = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	s := &Server{
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir,
+		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--dir", dir, "--maxmemory-policy", "noeviction"}, persistence...),
+	}
+	if err := s.start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	return s, nil
 }
 
+// NewServer starts a redis-server of the test's own, beside the test
+// binary's shared one, for a test that kills and restarts it. It is
+// stopped when the test ends.
+func NewServer(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := StartWith(opts)
+	if err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// start runs the server's process and waits until it answers.
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.SysProcAttr = dieWithParent()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting redis-server: %w", err)
+	}
+	s.cmd = cmd
+	if err := s.waitReady(10 * time.Second); err != nil {
+		s.Kill()
+		return err
+	}
+	return nil
+}
+
+// waitReady waits until the server answers PING, its data loaded.
 func (s *Server) waitReady(limit time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
 	deadline := time.Now().Add(limit)
 	for {
-		conn, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
 		if err == nil {
-			conn.Close()
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -72,17 +122,39 @@ func (s *Server) waitReady(limit time.Duration) error {
 	}
 }
 
+// Kill kills the server with SIGKILL, as a crash would, and waits for it
+// to exit. Its port and directory stay for Restart.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts a killed server again, on the same port and directory,
+// and waits until it answers: it holds what it had on disk (every
+// acknowledged write with AppendOnly, nothing otherwise).
+func (s *Server) Restart() error {
+	if s.cmd != nil {
+		return fmt.Errorf("restarting redis-server on %s: it is running", s.Addr)
+	}
+	return s.start()
+}
+
 // URL is the redis:// URL of the server.
 func (s *Server) URL() string { return "redis://" + s.Addr }
 
 // Stop kills the server and removes its directory.
 func (s *Server) Stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
+	s.Kill()
 	os.RemoveAll(s.dir)
 }
+
+// DieWithTest makes cmd, not yet started, be killed when the test binary
+// dies (on Linux), so that a test that crashes leaves no process behind.
+func DieWithTest(cmd *exec.Cmd) { cmd.SysProcAttr = dieWithParent() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
