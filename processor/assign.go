@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
 )
 
 // caughtUp notes that the partition is applied up to next.
@@ -67,6 +68,10 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	id, n := layout.ID.String(), len(layout.Partitions)
+	if topic == schemas.GatewaysTopic {
+		p.startGateways(partitions, n, ends)
+		return nil
+	}
 	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
 		p.log.Warn("redis holds state built from another topic or partition count; rebuilding it",
 			"topic", topic, "redis_topic_id", cp.TopicID, "redis_partitions", cp.Partitions, "topic_id", id, "partitions", n)
@@ -115,6 +120,20 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	return nil
 }
 
+// startGateways starts partitions of presence.gateways at their
+// beginning: the latest heartbeat of each gateway, which compaction
+// keeps, is all there is to know.
+func (p *Processor) startGateways(partitions map[int32]kgo.Offset, n int, ends kadm.ListedOffsets) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gateways.partitions = n
+	for partition := range partitions {
+		partitions[partition] = kgo.NewOffset().AtStart()
+		end, _ := ends.Lookup(schemas.GatewaysTopic, partition)
+		p.spans[topicPartition{schemas.GatewaysTopic, partition}] = &span{end: end.Offset}
+	}
+}
+
 // describe returns the topic's id and partitions, and the end offsets of
 // the given partitions.
 func (p *Processor) describe(ctx context.Context, topic string, partitions map[int32]kgo.Offset) (kadm.TopicDetail, kadm.ListedOffsets, error) {
@@ -161,6 +180,9 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]
 			delete(p.spans, topicPartition{topic, partition})
 			delete(p.checkpoints[topic], partition)
 			delete(p.rebuilding, topicPartition{topic, partition})
+			if topic == schemas.GatewaysTopic {
+				p.forgetGateways(partition)
+			}
 		}
 	}
 }

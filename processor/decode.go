@@ -49,7 +49,7 @@ func (b *batch) addSession(r *kgo.Record) error {
 			return err // a session's tombstone: its last record said all
 		}
 		b.sessions = append(b.sessions, redisstore.Change{
-			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: r.Timestamp, Version: r.Offset,
+			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: r.Timestamp, Version: r.Offset, Partition: r.Partition,
 		})
 		return nil
 	}
@@ -62,11 +62,13 @@ func (b *batch) addSession(r *kgo.Record) error {
 	}
 	c := redisstore.Change{
 		App: ev.App, User: ev.User, Session: ev.Session,
-		Device:   ev.GetDevice().GetType(),
-		DeviceID: ev.GetDevice().GetId(),
-		Gateway:  ev.Gateway,
-		At:       time.UnixMilli(ev.TimestampMs),
-		Version:  r.Offset,
+		Device:    ev.GetDevice().GetType(),
+		DeviceID:  ev.GetDevice().GetId(),
+		Gateway:   ev.Gateway,
+		Epoch:     ev.GatewayEpoch,
+		At:        time.UnixMilli(ev.TimestampMs),
+		Version:   r.Offset,
+		Partition: r.Partition,
 	}
 	key := schemas.SessionKey(ev.App, ev.User, ev.Session)
 	switch ev.Type {
@@ -115,7 +117,9 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 		if err != nil {
 			return err
 		}
-		b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{App: ids[0], User: ids[1], Subscriber: ids[2], Remove: true})
+		b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{
+			App: ids[0], User: ids[1], Subscriber: ids[2], Remove: true, Partition: r.Partition,
+		})
 		return nil
 	}
 	var s pb.Subscription
@@ -129,7 +133,7 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
 	}
 	b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{
-		App: s.App, User: s.User, Subscriber: s.Subscriber, ExpiresAt: time.UnixMilli(s.ExpiresAtMs),
+		App: s.App, User: s.User, Subscriber: s.Subscriber, ExpiresAt: time.UnixMilli(s.ExpiresAtMs), Partition: r.Partition,
 	})
 	return nil
 }

@@ -72,6 +72,8 @@ func start(t *testing.T, c *kfake.Cluster, store *redisstore.Store, group string
 func startWith(t *testing.T, c *kfake.Cluster, cfg processor.Config) *running {
 	t.Helper()
 	cfg.Brokers, cfg.Partitions = c.ListenAddrs(), partitions
+	// Test gateways do not heartbeat unless a test is about leases.
+	cfg.GatewayLease = cmp.Or(cfg.GatewayLease, 1000*time.Hour)
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := processor.New(cfg)
 	if err != nil {
@@ -278,8 +280,14 @@ func requireState(t *testing.T, store *redisstore.Store, want map[string]*rediss
 // counts the records left in it.
 func countRecords(t *testing.T, cl *kgo.Client) int {
 	t.Helper()
+	return len(readTopic(t, cl, schemas.SessionsTopic))
+}
+
+// readTopic reads topic from its beginning to its end.
+func readTopic(t *testing.T, cl *kgo.Client, topic string) []*kgo.Record {
+	t.Helper()
 	ctx := context.Background()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, schemas.SessionsTopic)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,25 +300,25 @@ func countRecords(t *testing.T, cl *kgo.Client) int {
 		}
 	})
 	reader, err := kgo.NewClient(kgo.SeedBrokers(cl.OptValue(kgo.SeedBrokers).([]string)...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.SessionsTopic: offsets}))
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	n := 0
+	var recs []*kgo.Record
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for len(remaining) > 0 {
 		fetches := reader.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading the topic: %v", err)
+			t.Fatalf("reading %s: %v", topic, err)
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			n++
+			recs = append(recs, r)
 			if r.Offset+1 >= remaining[r.Partition] {
 				delete(remaining, r.Partition)
 			}
 		})
 	}
-	return n
+	return recs
 }

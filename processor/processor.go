@@ -82,6 +82,10 @@ type Config struct {
 	// and subscribers are told (DefaultOfflineGrace); a reconnect within
 	// it is no news.
 	OfflineGrace time.Duration
+	// GatewayLease is the lease of a gateway that never heartbeats
+	// (DefaultGatewayLease): its sessions end this long after they
+	// connected. A gateway that heartbeats says its own lease.
+	GatewayLease time.Duration
 	// Quiet applies records and nothing else: no notifications, no
 	// offline announcements, no gateway leases, no tombstones. It is for
 	// presence replay, which rebuilds a Redis no service reads yet.
@@ -125,6 +129,9 @@ type Processor struct {
 	// rebuilding holds, per partition being rebuilt, the end offset of its
 	// history: records before it are applied quietly.
 	rebuilding map[topicPartition]int64
+	// gateways holds the leases of the gateways whose partition of
+	// presence.gateways this processor owns (see lease.go).
+	gateways gateways
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -137,6 +144,7 @@ func New(cfg Config) (*Processor, error) {
 	}
 	cfg.Group = cmp.Or(cfg.Group, DefaultGroup)
 	cfg.OfflineGrace = cmp.Or(cfg.OfflineGrace, DefaultOfflineGrace)
+	cfg.GatewayLease = cmp.Or(cfg.GatewayLease, DefaultGatewayLease)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -234,6 +242,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.spans = map[topicPartition]*span{}
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
+	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, written: map[string]time.Time{}, lost: map[string]bool{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
 	defer func() {
@@ -248,7 +257,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
-		kgo.ConsumeTopics(schemas.StateTopics...),
+		kgo.ConsumeTopics(p.topics()...),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -272,7 +281,8 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	if err := EnsureTopics(ctx, cl, p.cfg.Partitions); err != nil {
 		return err
 	}
-	p.log.Info("consuming", "topics", schemas.StateTopics, "group", p.cfg.Group)
+	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
+	var leasesChecked time.Time
 	for {
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
 		fetches := cl.PollRecords(poll, 10000)
@@ -288,9 +298,22 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		p.applyFetches(ctx, cl, fetches)
 		if !p.cfg.Quiet {
 			p.sweepGrace(ctx, cl)
+			if now := p.cfg.Now(); now.Sub(leasesChecked) >= leaseEvery {
+				p.sweepLeases(ctx, cl)
+				leasesChecked = now
+			}
 		}
 		cl.AllowRebalance()
 	}
+}
+
+// topics are the topics the processor consumes: the state topics, and the
+// gateways' heartbeats unless it is quiet.
+func (p *Processor) topics() []string {
+	if p.cfg.Quiet {
+		return schemas.StateTopics
+	}
+	return append(slices.Clone(schemas.StateTopics), schemas.GatewaysTopic)
 }
 
 // applyFetches applies each partition's records in its own goroutine, then
@@ -312,11 +335,19 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		if len(fp.Records) == 0 {
 			return
 		}
+		end := fp.Records[len(fp.Records)-1]
+		if fp.Topic == schemas.GatewaysTopic {
+			// Heartbeats are kept in memory, read from the start each
+			// time the partition is assigned: nothing to checkpoint.
+			if p.renewLeases(ctx, cl, fp.Records) == nil {
+				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1)
+			}
+			return
+		}
 		wg.Go(func() {
 			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
 				return
 			}
-			end := fp.Records[len(fp.Records)-1]
 			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1)
 			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
 			mu.Lock()

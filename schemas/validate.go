@@ -155,3 +155,15 @@ func ValidateSubscription(s *presencepb.Subscription) error {
 	}
 	return validateTimestamp(s.GetTimestampMs())
 }
+
+// ValidateHeartbeat checks a GatewayHeartbeat: valid ids, a positive
+// lease and time.
+func ValidateHeartbeat(hb *presencepb.GatewayHeartbeat) error {
+	if err := errors.Join(ValidateID("gateway", hb.GetGateway()), ValidateID("epoch", hb.GetEpoch())); err != nil {
+		return err
+	}
+	if hb.GetLeaseMs() <= 0 {
+		return fmt.Errorf("%w heartbeat lease %d ms", ErrInvalid, hb.GetLeaseMs())
+	}
+	return validateTimestamp(hb.GetTimestampMs())
+}
