@@ -19,12 +19,13 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
-// caughtUp notes that the partition is applied up to next.
-func (p *Processor) caughtUp(tp topicPartition, next int64) {
+// caughtUp notes that the partition is applied up to next, and ends at
+// high.
+func (p *Processor) caughtUp(tp topicPartition, next, high int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.spans[tp]; ok {
-		s.next = max(s.next, next)
+		s.next, s.high = max(s.next, next), high
 	}
 }
 

@@ -114,9 +114,6 @@ func (p *Processor) forgetGateways(partition int32) {
 	}
 }
 
-// leaseEvery is how often the gateways due for a check are looked for.
-const leaseEvery = time.Second
-
 // sweepLeases ends the sessions of the lost gateways this processor owns.
 func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	now := p.cfg.Now()

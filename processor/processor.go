@@ -107,8 +107,9 @@ type topicPartition struct {
 }
 
 // span is how far an assigned partition has to go: from its checkpoint
-// when assigned to its end then; next is the offset applied up to.
-type span struct{ from, end, next int64 }
+// when assigned to its end then; next is the offset applied up to, high
+// the partition's end as of the last fetch.
+type span struct{ from, end, next, high int64 }
 
 // Processor consumes the state topics into Redis.
 type Processor struct {
@@ -215,8 +216,12 @@ func (p *Processor) Ready(ctx context.Context) error {
 }
 
 // sweepEvery is how often pending offline announcements are looked at
-// when no records arrive.
-const sweepEvery = 250 * time.Millisecond
+// when no records arrive; sweepSlowEvery, how often lapsed gateway leases
+// and dead keys are.
+const (
+	sweepEvery     = 250 * time.Millisecond
+	sweepSlowEvery = time.Second
+)
 
 // Run creates missing topics, then consumes until ctx ends. When Redis
 // loses what the processor wrote, it leaves its group and joins again,
@@ -282,7 +287,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		return err
 	}
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
-	var leasesChecked time.Time
+	var swept time.Time
 	for {
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
 		fetches := cl.PollRecords(poll, 10000)
@@ -298,9 +303,10 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		p.applyFetches(ctx, cl, fetches)
 		if !p.cfg.Quiet {
 			p.sweepGrace(ctx, cl)
-			if now := p.cfg.Now(); now.Sub(leasesChecked) >= leaseEvery {
+			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
 				p.sweepLeases(ctx, cl)
-				leasesChecked = now
+				p.sweepDeadKeys(ctx, cl)
+				swept = now
 			}
 		}
 		cl.AllowRebalance()
@@ -340,7 +346,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			// Heartbeats are kept in memory, read from the start each
 			// time the partition is assigned: nothing to checkpoint.
 			if p.renewLeases(ctx, cl, fp.Records) == nil {
-				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1)
+				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.HighWatermark)
 			}
 			return
 		}
@@ -348,7 +354,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
 				return
 			}
-			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1)
+			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.HighWatermark)
 			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
 			mu.Lock()
 			if done[fp.Topic] == nil {

@@ -1,0 +1,69 @@
+package processor
+
+// Bounded topics: compaction keeps the latest record of every key forever,
+// so a key whose record no longer shows in the state must be tombstoned
+// for the topic to stay bounded. Applying records schedules such keys in
+// Redis (redisstore.DeadKeys): ended sessions once their user has been
+// offline for the offline TTL, the custom status of a user who expired,
+// subscriptions once they expire. Removed friends and cleared custom
+// statuses are tombstones already, written by the query API.
+//
+// A partition's keys are swept only while it is caught up and not being
+// rebuilt, so that the state they are checked against is the latest the
+// topic says. A write to the same key between the check and the tombstone
+// (a subscription renewed in the very millisecond it is found expired)
+// is undone by the tombstone, in the log and in the state alike.
+
+import (
+	"context"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// boundedTopics are the topics whose dead keys the processor tombstones.
+var boundedTopics = []string{schemas.SessionsTopic, schemas.SubscriptionsTopic}
+
+// sweepDeadKeys tombstones the dead keys of the caught-up partitions this
+// processor owns. One that fails is tried again at the next sweep.
+func (p *Processor) sweepDeadKeys(ctx context.Context, cl *kgo.Client) {
+	now := p.cfg.Now()
+	for _, tp := range p.settled(boundedTopics) {
+		dead, err := p.cfg.Store.DeadKeys(ctx, tp.topic, tp.partition, now, maxChunk)
+		if err != nil || len(dead) == 0 {
+			if err != nil {
+				p.log.Warn("reading dead keys failed; retrying at the next sweep", "topic", tp.topic, "err", err)
+			}
+			continue
+		}
+		recs := make([]*kgo.Record, len(dead))
+		for i, key := range dead {
+			recs[i] = &kgo.Record{Topic: tp.topic, Key: []byte(key)}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			p.log.Warn("writing tombstones failed; retrying at the next sweep", "topic", tp.topic, "err", err)
+			continue
+		}
+		p.metrics.tombstones.WithLabelValues(tp.topic).Add(float64(len(recs)))
+		if err := p.cfg.Store.Buried(ctx, tp.topic, tp.partition, dead); err != nil {
+			p.log.Warn("unscheduling tombstoned keys failed", "topic", tp.topic, "err", err)
+		}
+	}
+}
+
+// settled returns the partitions of topics this processor owns that are
+// caught up with their end as of the last fetch (and so rebuilt, if they
+// were being rebuilt).
+func (p *Processor) settled(topics []string) []topicPartition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []topicPartition
+	for tp, s := range p.spans {
+		if s.next >= s.end && s.next >= s.high && slices.Contains(topics, tp.topic) {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
