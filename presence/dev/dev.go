@@ -48,6 +48,8 @@ type Config struct {
 	// OfflineGrace is how long a user must stay offline before friends
 	// and subscribers are told (processor.DefaultOfflineGrace).
 	OfflineGrace time.Duration
+	// GatewayLease is the lease of the embedded gateway, and of external
+	// gateways that never heartbeat (gateway.DefaultLease).
 	GatewayLease time.Duration
 	Logger       *slog.Logger
 	// Ready is called once everything serves.
@@ -114,7 +116,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer store.Close()
 
 	reg := httpapi.NewRegistry()
-	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store, OfflineGrace: cfg.OfflineGrace, Logger: log, Registerer: reg})
+	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store,
+		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

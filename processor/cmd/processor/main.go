@@ -31,13 +31,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	offlineGrace := fs.Duration("offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
+	gatewayLease := fs.Duration("gateway-lease", processor.DefaultGatewayLease, "lease of a gateway that never heartbeats: its sessions end this long after they connect")
 	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
 	cli.Usage(fs, "processor: materializes the Presence topics into Redis")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 {
-		return errors.New("--offline-ttl, --offline-grace and --partitions must be positive")
+	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 || *gatewayLease <= 0 {
+		return errors.New("--offline-ttl, --offline-grace, --gateway-lease and --partitions must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
@@ -49,7 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
-		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, Logger: log, Registerer: reg,
+		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, GatewayLease: *gatewayLease, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return err
