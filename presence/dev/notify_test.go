@@ -91,10 +91,16 @@ type client struct {
 
 func (p *pipeline) dial(t *testing.T, user, session, device string) *client {
 	t.Helper()
+	return dial(t, p.Gateway, user, session, device)
+}
+
+// dial opens a session of user on the gateway at addr.
+func dial(t *testing.T, addr, user, session, device string) *client {
+	t.Helper()
 	q := url.Values{"user": {user}, "session": {session}, "device": {device}, "device_id": {device + "-of-" + user}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, resp, err := websocket.Dial(ctx, "ws://"+p.Gateway+"/v1/apps/chat/ws?"+q.Encode(), nil)
+	conn, resp, err := websocket.Dial(ctx, "ws://"+addr+"/v1/apps/chat/ws?"+q.Encode(), nil)
 	if err != nil {
 		t.Fatalf("dialing as %s/%s: %v (%v)", user, session, err, resp)
 	}
