@@ -15,15 +15,20 @@ import (
 // DefaultLease is how long a heartbeat keeps a gateway's sessions alive.
 const DefaultLease = 30 * time.Second
 
+// DefaultMaxBuffered is how many records a Publisher holds for Kafka at
+// most, by default.
+const DefaultMaxBuffered = 10_000
+
 // Opt configures a Publisher.
 type Opt func(*config)
 
 type config struct {
-	brokers   []string
-	id, epoch string
-	lease     time.Duration
-	now       func() time.Time
-	kafkaOpts []kgo.Opt
+	brokers     []string
+	id, epoch   string
+	lease       time.Duration
+	maxBuffered int
+	now         func() time.Time
+	kafkaOpts   []kgo.Opt
 }
 
 // Brokers sets the Kafka seed brokers. Required.
@@ -40,6 +45,12 @@ func Epoch(epoch string) Opt { return func(c *config) { c.epoch = epoch } }
 // Lease sets how long each heartbeat keeps the gateway's sessions alive
 // (DefaultLease).
 func Lease(d time.Duration) Opt { return func(c *config) { c.lease = d } }
+
+// MaxBuffered bounds the records the publisher holds that Kafka has not
+// acknowledged yet (DefaultMaxBuffered): while Kafka is unreachable, a
+// Publish that would hold more waits for room until its context ends, and
+// fails. It is franz-go's kgo.MaxBufferedRecords.
+func MaxBuffered(n int) Opt { return func(c *config) { c.maxBuffered = n } }
 
 // Clock sets the source of event times (time.Now).
 func Clock(now func() time.Time) Opt { return func(c *config) { c.now = now } }
@@ -72,6 +83,12 @@ func (c *config) validate() error {
 	}
 	if c.lease == 0 {
 		c.lease = DefaultLease
+	}
+	if c.maxBuffered < 0 {
+		return fmt.Errorf("gateway.MaxBuffered: negative bound %d", c.maxBuffered)
+	}
+	if c.maxBuffered == 0 {
+		c.maxBuffered = DefaultMaxBuffered
 	}
 	if c.now == nil {
 		c.now = time.Now

@@ -8,6 +8,20 @@
 // Every publish waits until Kafka has acknowledged the records on all
 // in-sync replicas, through an idempotent producer, so a nil error means
 // the records are durable and ordered per user.
+//
+// While Kafka is unreachable, a publish fails when its context ends, with
+// the context's error: give it a deadline. The publisher holds at most
+// MaxBuffered records that Kafka has not acknowledged; a publish that
+// finds no room waits for it, within its context, holding only the record
+// it is adding. The records of a publish that failed may or may not be in
+// Kafka: they are the caller's to publish again, which is harmless, since
+// every record is keyed by its session and a repeated connect or
+// disconnect changes nothing (set Event.At so that a retry carries the
+// time of the first attempt) — as long as no later event of the same
+// session was published meanwhile: a connect retried after its session's
+// disconnect puts the session back online. Records fail in partition order: when a
+// publish fails, the records queued behind its own in the same partitions
+// fail too, so publishes running beside it may fail with it.
 package gateway
 
 import (
@@ -83,6 +97,13 @@ func New(opts ...Opt) (*Publisher, error) {
 		kgo.SeedBrokers(cfg.brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(Partitioner()),
+		kgo.MaxBufferedRecords(cfg.maxBuffered),
+		// Without it, records sent to a broker that then stops
+		// answering cannot fail: they keep their room in the buffer
+		// while Kafka is down, and are written once it is back, after
+		// their publish failed. Failing them may write a record twice
+		// when the caller publishes it again, which changes nothing.
+		kgo.AllowIdempotentProduceCancellation(),
 	}, cfg.kafkaOpts...)
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
@@ -113,7 +134,11 @@ func (p *Publisher) Ping(ctx context.Context) error {
 
 // Publish validates every event, then publishes them all and waits for
 // Kafka's acknowledgement. A batch with an invalid event is rejected whole,
-// before anything is written; the error wraps schemas.ErrInvalid.
+// before anything is written; the error wraps schemas.ErrInvalid. Any
+// other error means Kafka did not acknowledge every record, because ctx
+// ended first (the error wraps ctx.Err()) or Kafka refused them: some may
+// be written, and the events are the caller's to publish again (see the
+// package doc).
 func (p *Publisher) Publish(ctx context.Context, events ...Event) error {
 	recs := make([]*kgo.Record, len(events))
 	now := p.cfg.now()
@@ -207,10 +232,27 @@ func (p *Publisher) HeartbeatFor(ctx context.Context, gateway, epoch string) err
 	}})
 }
 
+// produce publishes recs and waits until Kafka has acknowledged them all,
+// or ctx ends. franz-go fails the records of an ended context only when it
+// next looks at their partition, which, while brokers are unreachable, can
+// be seconds later (at the next metadata refresh); until then they count
+// against MaxBuffered, but the caller does not wait for them.
 func (p *Publisher) produce(ctx context.Context, recs []*kgo.Record) error {
+	done := make(chan kgo.ProduceResults, 1)
+	go func() { done <- p.cl.ProduceSync(ctx, recs...) }()
+	var results kgo.ProduceResults
+	select {
+	case results = <-done:
+	case <-ctx.Done():
+		select {
+		case results = <-done:
+		default:
+			return fmt.Errorf("publishing %d records: %w", len(recs), ctx.Err())
+		}
+	}
 	var first error
 	failed := 0
-	for _, r := range p.cl.ProduceSync(ctx, recs...) {
+	for _, r := range results {
 		if r.Err != nil {
 			failed++
 			first = cmp.Or(first, r.Err)

@@ -167,6 +167,7 @@ func TestOptionsAreValidated(t *testing.T) {
 		"no id":          {gateway.Brokers("127.0.0.1:1")},
 		"bad epoch":      {gateway.Brokers("127.0.0.1:1"), gateway.ID("gw"), gateway.Epoch("a\nb")},
 		"negative lease": {gateway.Brokers("127.0.0.1:1"), gateway.ID("gw"), gateway.Lease(-time.Second)},
+		"negative bound": {gateway.Brokers("127.0.0.1:1"), gateway.ID("gw"), gateway.MaxBuffered(-1)},
 	} {
 		if p, err := gateway.New(opts...); err == nil {
 			p.Close()

@@ -137,7 +137,7 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	if err := h.pub.Publish(ctx, events...); err != nil {
 		h.batches.WithLabelValues("failed").Inc()
-		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch in time; some of it may be written"), err)
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch in time; some of it may be written, and posting it again is safe before any later event of its sessions"), err)
 	}
 	h.publish.Observe(time.Since(start).Seconds())
 	h.batches.WithLabelValues("accepted").Inc()

@@ -9,13 +9,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/schemas"
 )
 
 // recorder is a publisher that keeps what it is given, or fails.
@@ -140,4 +146,81 @@ func TestHeartbeatEndpoint(t *testing.T) {
 	if len(rec.heartbeats) != 1 || rec.heartbeats[0] != "gw-9@boot-3" {
 		t.Fatalf("heartbeats %v", rec.heartbeats)
 	}
+}
+
+// With Kafka down, a batch answers 503 unavailable and writes nothing;
+// once Kafka is back, the same batch posted again is accepted, and Kafka
+// holds it once.
+func TestKafkaDown(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, schemas.SessionsTopic, schemas.GatewaysTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	// The delivery timeout fails a batch sooner than PublishTimeout; the
+	// short metadata age lets the publisher see Kafka back sooner.
+	pub, err := gateway.New(gateway.Brokers(c.ListenAddrs()...), gateway.ID("ingest"),
+		gateway.KafkaOpts(kgo.RecordDeliveryTimeout(time.Second), kgo.MetadataMinAge(100*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pub.Close)
+	srv := serve(t, pub)
+	batch := `{"gateway":"gw","epoch":"e","events":[
+		{"type":"connect","user":"alice","session":"s1","device":"ios","at":"2026-11-22T10:00:00Z"},
+		{"type":"connect","user":"bob","session":"s2","device":"web","at":"2026-11-22T10:00:00Z"}]}`
+
+	var down atomic.Bool
+	down.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !down.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		return nil, errors.New("broker down"), true // drops the connection
+	})
+	code, body := post(t, srv.URL+"/v1/apps/chat/events", batch)
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil || code != http.StatusServiceUnavailable || e.Error.Code != "unavailable" {
+		t.Fatalf("events with Kafka down: %d %s, want 503 unavailable", code, body)
+	}
+	if !strings.Contains(e.Error.Message, "posting it again is safe") {
+		t.Errorf("message %q does not say what to do", e.Error.Message)
+	}
+	if code, body := post(t, srv.URL+"/v1/gateways/gw/heartbeat", `{"epoch":"e"}`); code != http.StatusServiceUnavailable {
+		t.Errorf("heartbeat with Kafka down: %d %s, want 503", code, body)
+	}
+
+	down.Store(false)
+	if code, body := post(t, srv.URL+"/v1/apps/chat/events", batch); code != http.StatusAccepted {
+		t.Fatalf("events once Kafka is back: %d %s, want 202", code, body)
+	}
+	if n := records(t, c, schemas.SessionsTopic); n != 2 {
+		t.Fatalf("%s holds %d records, want the 2 of the batch accepted, none of the one refused", schemas.SessionsTopic, n)
+	}
+}
+
+// records counts the records of topic.
+func records(t *testing.T, c *kfake.Cluster, topic string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
 }

@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	lease := fs.Duration("gateway-lease", gateway.DefaultLease, "how long a heartbeat keeps a gateway's sessions alive")
 	ping := fs.Duration("ping-interval", socket.DefaultPingInterval, "how often WebSocket clients are pinged, and how long they have to answer")
 	sendBuffer := fs.Int("send-buffer", socket.DefaultSendBuffer, "notifications that may wait for a WebSocket client before it is closed as too slow")
+	maxBuffered := fs.Int("max-buffered", gateway.DefaultMaxBuffered, "most records held that Kafka has not acknowledged; a publish beyond it waits for room, then fails (503)")
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -47,11 +48,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--ping-interval must be positive")
 	case *sendBuffer <= 0:
 		return errors.New("--send-buffer must be positive")
+	case *maxBuffered <= 0:
+		return errors.New("--max-buffered must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
 	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...),
-		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease))
+		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered))
 	if err != nil {
 		return err
 	}
