@@ -116,30 +116,33 @@ func (s *Store) MarkAnnounced(ctx context.Context, users []User, visible []strin
 	return err
 }
 
-// runScript runs n calls of script in one pipeline, reloading the script
-// when Redis lost its script cache (a restart or SCRIPT FLUSH): re-running
-// is harmless, since every script here is idempotent.
+// runScript runs n calls of script in one pipeline. The pipeline starts
+// by loading the script: if Redis lost its script cache (a restart, a
+// failover, SCRIPT FLUSH), a call that failed with NOSCRIPT while a later
+// one succeeded (loaded meanwhile by another connection) would be re-run
+// after it, and dropped as older. On Redis Cluster, where a keyless
+// command goes to any node, the script is loaded on every node first, and
+// a NOSCRIPT error is returned, to be retried whole, rather than re-run.
 func (s *Store) runScript(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]Outcome, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	cmds := make([]*redis.Cmd, n)
-	run := func() error {
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range n {
-				cmds[i] = call(p, i)
-			}
-			return nil
-		})
-		return err
-	}
-	err := run()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	src, single := s.scripts[script], false
+	if _, single = s.rdb.(*redis.Client); !single {
 		if err := script.Load(ctx, s.rdb).Err(); err != nil {
 			return nil, fmt.Errorf("loading script: %w", err)
 		}
-		err = run()
 	}
+	cmds := make([]*redis.Cmd, n)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if single {
+			p.ScriptLoad(ctx, src)
+		}
+		for i := range n {
+			cmds[i] = call(p, i)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("running %d scripts: %w", n, err)
 	}

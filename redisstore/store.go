@@ -67,6 +67,8 @@ type Store struct {
 	apply      *redis.Script
 	announced  *redis.Script
 	advance    *redis.Script
+	// scripts holds the source of apply and announced.
+	scripts map[*redis.Script]string
 }
 
 // New returns a Store over rdb.
@@ -77,8 +79,10 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.OfflineTTL <= 0 {
 		opts.OfflineTTL = DefaultOfflineTTL
 	}
-	return &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
+	s := &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource)}
+	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource}
+	return s
 }
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db)
