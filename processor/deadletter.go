@@ -32,9 +32,10 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 }
 
 // sendDeadLetters writes recs to presence.deadletter, retrying until Kafka
-// has them or ctx ends.
+// has them or ctx ends. A quiet processor (a replay) writes none: the
+// records are there from when they were first met.
 func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	if len(recs) == 0 {
+	if len(recs) == 0 || p.cfg.Quiet {
 		return nil
 	}
 	return p.retry(ctx, "writing dead letters", func(ctx context.Context) error {

@@ -165,7 +165,8 @@ func New(cfg Config) (*Processor, error) {
 // Progress is how far the processor is from having caught up with the
 // records its partitions held when they were assigned.
 type Progress struct {
-	// Done and Total count records.
+	// Done and Total count offsets (records, and the gaps compaction left)
+	// of the partitions whose start is known.
 	Done, Total int64
 	// Behind counts partitions not caught up; Rebuilding, those of them
 	// being rebuilt.
@@ -178,8 +179,10 @@ func (p *Processor) Progress() Progress {
 	defer p.mu.Unlock()
 	var pr Progress
 	for tp, s := range p.spans {
-		pr.Total += max(s.end-s.from, 0)
-		pr.Done += max(min(s.next, s.end)-s.from, 0)
+		if s.end != math.MaxInt64 { // not yet started: its end is unknown
+			pr.Total += max(s.end-s.from, 0)
+			pr.Done += max(min(s.next, s.end)-s.from, 0)
+		}
 		if s.next < s.end {
 			pr.Behind++
 			if _, ok := p.rebuilding[tp]; ok {

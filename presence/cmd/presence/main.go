@@ -25,6 +25,7 @@ commands:
   dev             run the whole pipeline in one process (embedded Kafka and Redis)
   import-friends  load a friend graph (CSV lines "user,friend") into Kafka
   connect         open a session over WebSocket and print its notifications
+  replay          rebuild Redis from the compacted topics, then exit
 
 Run 'presence <command> --help' for its flags.`
 
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runImportFriends(ctx, args[1:], getenv, stdout, stderr)
 	case "connect":
 		return runConnect(ctx, args[1:], getenv, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/cli"
+)
+
+const replaySummary = `presence replay: rebuild Redis from the compacted topics, then exit
+
+Applies presence.sessions, presence.friends and presence.subscriptions from
+their beginning to the Redis at --redis-url, under --key-prefix, sending no
+notifications, and exits once Redis holds every record the topics held
+when it started. It reads in a consumer group of its own, deleted when it
+ends, so running processors are not disturbed.
+
+The target must hold nothing under the prefix. Either replay into a new
+Redis (or a new --key-prefix) and point the services at it afterwards, or
+stop the processors writing to that Redis and prefix first and pass
+--reset, which deletes every key under the prefix before replaying.
+Stopped early (Ctrl-C), it leaves a partial state marked as rebuilding:
+run it again with --reset, or start a processor on it, to finish.
+Progress goes to stdout every --progress-every.`
+
+// errNotEmpty means the target already holds state under the prefix.
+var errNotEmpty = errors.New("target redis is not empty")
+
+// errInterrupted means the replay was stopped before it caught up.
+var errInterrupted = errors.New("replay interrupted")
+
+// replayStopTimeout bounds how long the replay's processor takes to stop.
+const replayStopTimeout = 30 * time.Second
+
+// replayConfig is what `presence replay` was asked to do.
+type replayConfig struct {
+	brokers          []string
+	redisURL, prefix string
+	offlineTTL       time.Duration
+	partitions       int32
+	reset            bool
+	progressEvery    time.Duration
+}
+
+func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("presence replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the target")
+	prefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
+	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered; the processors' value")
+	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
+	reset := fs.Bool("reset", false, "delete every key under --key-prefix first (stop the processors writing to it before)")
+	progressEvery := fs.Duration("progress-every", time.Second, "how often progress is printed")
+	cli.Usage(fs, replaySummary)
+	if err := cli.Parse(fs, args, getenv); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("presence replay takes no arguments, got %q", fs.Args())
+	case *offlineTTL <= 0 || *partitions <= 0 || *progressEvery <= 0:
+		return errors.New("--offline-ttl, --partitions and --progress-every must be positive")
+	case *prefix == "":
+		return errors.New("--key-prefix must not be empty")
+	}
+	cfg := replayConfig{
+		brokers: strings.Split(*brokers, ","), redisURL: *redisURL, prefix: *prefix, offlineTTL: *offlineTTL,
+		partitions: int32(*partitions), reset: *reset, progressEvery: *progressEvery,
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return replay(ctx, cfg, stdout, log)
+}
+
+// replay checks that the target is empty (or empties it), then runs a
+// quiet processor in a group of its own until it has caught up.
+func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logger) error {
+	ropts, err := redis.ParseURL(cfg.redisURL)
+	if err != nil {
+		return fmt.Errorf("parsing --redis-url: %w", err)
+	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.prefix, OfflineTTL: cfg.offlineTTL})
+	if err := store.Ping(ctx); err != nil {
+		return err
+	}
+	target := fmt.Sprintf("%s prefix %q", redacted(cfg.redisURL), cfg.prefix)
+	held, err := heldState(ctx, store, rdb, cfg.prefix)
+	if err != nil {
+		return fmt.Errorf("looking at %s: %w", target, err)
+	}
+	if held != "" && !cfg.reset {
+		return fmt.Errorf("%w: %s holds %s; nothing was changed. Stop the processors writing to it and run again with --reset, "+
+			"or replay into a new Redis or --key-prefix and point the services at it afterwards", errNotEmpty, target, held)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.brokers...))
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	// Reaching Kafka before deleting anything: a reset must not leave an
+	// empty Redis behind an unreachable Kafka.
+	listed, err := recordsToReplay(ctx, adm)
+	if err != nil {
+		return fmt.Errorf("reading the ends of the topics from kafka %s: %w", strings.Join(cfg.brokers, ","), err)
+	}
+	if cfg.reset {
+		n, err := unlinkAll(ctx, rdb, cfg.prefix)
+		if err != nil {
+			return fmt.Errorf("--reset: deleting the keys of %s: %w (%d deleted; run again to finish)", target, err, n)
+		}
+		fmt.Fprintf(out, "replay: --reset: deleted %d keys of %s\n", n, target)
+	}
+
+	group := fmt.Sprintf("presence-replay-%d", time.Now().UnixNano())
+	p, err := processor.New(processor.Config{
+		Brokers: cfg.brokers, Group: group, Store: store, Partitions: cfg.partitions, Quiet: true, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replay: replaying %s from kafka %s into %s (%d records, consumer group %s)\n",
+		strings.Join(schemas.StateTopics, ", "), strings.Join(cfg.brokers, ","), target, listed, group)
+	start := time.Now()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var runErr error
+	ended := make(chan struct{})
+	go func() { runErr = p.Run(runCtx); close(ended) }()
+	pr, watchErr := watch(ctx, p, ended, listed, cfg.progressEvery, out)
+	stop()
+	select {
+	case <-ended:
+	case <-time.After(replayStopTimeout):
+		return fmt.Errorf("the replay's processor did not stop within %s", replayStopTimeout)
+	}
+	deleteGroup(adm, group, log)
+	elapsed := time.Since(start)
+
+	switch {
+	case errors.Is(watchErr, errInterrupted):
+		fmt.Fprintf(out, "replay: interrupted after %d of %d records: %s holds a partial state, marked as rebuilding; "+
+			"run presence replay --reset again, or start a processor on it, to finish\n", pr.Done, progressTotal(pr, listed), target)
+		return fmt.Errorf("%w after %d of %d records; %s is incomplete", errInterrupted, pr.Done, progressTotal(pr, listed), target)
+	case watchErr != nil || runErr != nil:
+		return fmt.Errorf("replaying: %w; %s may hold a partial state: once this is fixed, run presence replay --reset again",
+			cmp.Or(runErr, watchErr), target)
+	}
+	return summarize(ctx, store, rdb, cfg.prefix, pr.Done, elapsed, out)
+}
+
+// watch prints progress every period until the processor has caught up
+// (nil), ctx ends (errInterrupted) or the processor stops by itself. It
+// returns the progress then: once stopped, the processor has none.
+func watch(ctx context.Context, p *processor.Processor, ended <-chan struct{}, listed int64, period time.Duration, out io.Writer) (processor.Progress, error) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	poll := time.NewTicker(min(period, 50*time.Millisecond))
+	defer poll.Stop()
+	last, lastAt := int64(0), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return p.Progress(), errInterrupted
+		case <-ended:
+			return p.Progress(), errors.New("the processor stopped before it caught up")
+		case <-poll.C:
+			if p.CaughtUp(ctx) == nil {
+				return p.Progress(), nil
+			}
+		case now := <-tick.C:
+			pr := p.Progress()
+			total := progressTotal(pr, listed)
+			rate := float64(pr.Done-last) / now.Sub(lastAt).Seconds()
+			eta := "unknown"
+			if rate > 0 {
+				eta = time.Duration(float64(total-pr.Done) / rate * float64(time.Second)).Round(time.Second).String()
+			}
+			fmt.Fprintf(out, "replay: %d/%d records (%.1f%%), %.0f records/s, ETA %s\n",
+				pr.Done, total, percent(pr.Done, total), rate, eta)
+			last, lastAt = pr.Done, now
+		}
+	}
+}
+
+// summarize prints what the replay built.
+func summarize(ctx context.Context, store *redisstore.Store, rdb *redis.Client, prefix string, records int64, elapsed time.Duration, out io.Writer) error {
+	partitions := 0
+	for _, topic := range schemas.StateTopics {
+		cp, err := store.Checkpoint(ctx, topic)
+		if err != nil {
+			return err
+		}
+		partitions += len(cp.Next)
+	}
+	users, err := countKeys(ctx, rdb, globEscaper.Replace(prefix)+":{*}")
+	if err != nil {
+		return fmt.Errorf("counting users: %w", err)
+	}
+	fmt.Fprintf(out, "replay: replayed %d records of %d partitions in %.1fs, %.0f records/s; redis now holds %d users\n",
+		records, partitions, elapsed.Seconds(), float64(records)/max(elapsed.Seconds(), 1e-9), users)
+	rebuilding, err := store.Rebuilding(ctx)
+	if err != nil {
+		return err
+	}
+	if rebuilding > 0 {
+		fmt.Fprintf(out, "replay: %d partitions did not save their last checkpoint; a processor started on this redis applies their last records again, quietly\n", rebuilding)
+	}
+	return nil
+}
+
+// progressTotal is how many records the replay applies: the total of
+// pr, unless a partition assigned has no known end yet, which Progress
+// counts as endless (its total then overflows, either way); the ends
+// listed when the replay started stand in until then.
+func progressTotal(pr processor.Progress, listed int64) int64 {
+	if pr.Total >= listed && pr.Total < 1<<62 {
+		return pr.Total
+	}
+	return listed
+}
+
+func percent(done, total int64) float64 {
+	if total <= 0 {
+		return 100
+	}
+	return 100 * float64(done) / float64(total)
+}
+
+// recordsToReplay sums the end offsets of the state topics: how many
+// records a replay from their beginning applies (a missing topic has none).
+func recordsToReplay(ctx context.Context, adm *kadm.Client) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, schemas.StateTopics...)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			sum += o.Offset
+		}
+	})
+	return sum, nil
+}
+
+// deleteGroup deletes the replay's consumer group, which holds nothing of
+// use once the replay ends. Failing is no error: Kafka expires the group.
+func deleteGroup(adm *kadm.Client, group string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := adm.DeleteGroup(ctx, group)
+	if err = cmp.Or(err, resp.Err); err != nil {
+		log.Warn("deleting the replay's consumer group failed; Kafka expires it, or delete it by hand", "group", group, "err", err)
+	}
+}
+
+// heldState describes what the target holds under prefix: the checkpoints
+// of the state topics, or else any key; "" when nothing.
+func heldState(ctx context.Context, store *redisstore.Store, rdb *redis.Client, prefix string) (string, error) {
+	var held []string
+	for _, topic := range schemas.StateTopics {
+		cp, err := store.Checkpoint(ctx, topic)
+		if err != nil {
+			return "", err
+		}
+		if cp.TopicID != "" || len(cp.Next) > 0 {
+			held = append(held, fmt.Sprintf("%s (%d partitions, %d rebuilding)", topic, len(cp.Next), len(cp.Rebuild)))
+		}
+	}
+	if len(held) > 0 {
+		return "the state of " + strings.Join(held, ", "), nil
+	}
+	var first string
+	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(keys []string) (bool, error) {
+		first = keys[0]
+		return false, nil
+	})
+	if first != "" {
+		return fmt.Sprintf("keys such as %q", first), err
+	}
+	return "", err
+}
+
+// globEscaper escapes the characters SCAN's MATCH pattern treats specially.
+var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
+
+// scanKeys calls fn with each batch of the keys matching pattern until it
+// returns false or an error.
+func scanKeys(ctx context.Context, rdb *redis.Client, pattern string, fn func(keys []string) (bool, error)) error {
+	var cursor uint64
+	for {
+		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return fmt.Errorf("scanning keys %s: %w", pattern, err)
+		}
+		if len(keys) > 0 {
+			if more, err := fn(keys); err != nil || !more {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// unlinkAll deletes every key under prefix, a batch at a time, and returns
+// how many it deleted.
+func unlinkAll(ctx context.Context, rdb *redis.Client, prefix string) (int64, error) {
+	var n int64
+	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(keys []string) (bool, error) {
+		deleted, err := rdb.Unlink(ctx, keys...).Result()
+		n += deleted
+		return true, err
+	})
+	return n, err
+}
+
+// countKeys counts the keys matching pattern.
+func countKeys(ctx context.Context, rdb *redis.Client, pattern string) (int64, error) {
+	var n int64
+	err := scanKeys(ctx, rdb, pattern, func(keys []string) (bool, error) {
+		n += int64(len(keys))
+		return true, nil
+	})
+	return n, err
+}
+
+// redacted is url without its password, to be printed.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
+}
