@@ -135,6 +135,18 @@ func (s *Server) connect(c *conn) error {
 	err := s.pub.Publish(ctx, gateway.Event{Type: gateway.Connect,
 		App: c.app, User: c.user, Session: c.session, Device: c.device, DeviceID: c.deviceID})
 	if err != nil {
+		// The connect may be in Kafka all the same (its acknowledgement
+		// lost): end it, or it would stay online as long as this gateway
+		// keeps its lease. If the connect is not in Kafka, the disconnect
+		// ends nothing; at worst it moves an offline user's last_seen.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), PublishTimeout)
+			defer cancel()
+			if err := s.pub.Publish(ctx, gateway.Event{Type: gateway.Disconnect,
+				App: c.app, User: c.user, Session: c.session, Reason: gateway.ClientClosed}); err != nil {
+				s.log.Error("publishing the disconnect of a refused connect", "app", c.app, "user", c.user, "session", c.session, "err", err)
+			}
+		}()
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the connect; retry"), err)
 	}
 	s.mu.Lock()
