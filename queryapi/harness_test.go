@@ -30,6 +30,15 @@ const partitions = 6
 // now is the clock of every test server.
 var now = time.UnixMilli(1_800_000_000_123)
 
+// lookups are the requests that read statuses from Redis, one per route,
+// each answered 200 by a harness (alice exists).
+var lookups = []struct{ method, path, body string }{
+	{"POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`},
+	{"GET", "/v1/apps/chat/users/alice/status", ""},
+	{"GET", "/v1/apps/chat/users/alice/friends/status", ""},
+	{"POST", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob"],"ttl_seconds":60}`},
+}
+
 // harness is a query API over a real Redis (its own key prefix) and an
 // in-process Kafka holding the state topics.
 type harness struct {
@@ -46,13 +55,19 @@ type harness struct {
 // server's Config.
 func newHarness(t *testing.T, configure ...func(*queryapi.Config)) *harness {
 	t.Helper()
+	return newHarnessOn(t, redistest.Client(t), configure...)
+}
+
+// newHarnessOn is newHarness over the Redis of rdb.
+func newHarnessOn(t *testing.T, rdb *redis.Client, configure ...func(*queryapi.Config)) *harness {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	h := &harness{t: t, kafka: c, rdb: redistest.Client(t), prefix: redistest.Prefix(t)}
+	h := &harness{t: t, kafka: c, rdb: rdb, prefix: redistest.Prefix(t)}
 	h.store = redisstore.New(h.rdb, redisstore.Options{Prefix: h.prefix})
 	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	h.apply(
@@ -97,11 +112,20 @@ func (h *harness) userKey(user string) string {
 // body of the answer.
 func (h *harness) do(method, path, body string) (int, []byte) {
 	h.t.Helper()
+	code, _, b := h.doHeader(method, path, body)
+	return code, b
+}
+
+// doHeader is do that returns the answer's header too.
+func (h *harness) doHeader(method, path, body string) (int, http.Header, []byte) {
+	h.t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// A server that hangs fails the test rather than stalls it.
+	client := http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -110,7 +134,7 @@ func (h *harness) do(method, path, body string) (int, []byte) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return resp.StatusCode, b
+	return resp.StatusCode, resp.Header, b
 }
 
 // wantError checks an answer is the error envelope with status and code,

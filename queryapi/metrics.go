@@ -18,7 +18,9 @@ type metrics struct {
 	writes                   *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the server's metrics on reg; rebuilding is the
+// value of presence_queryapi_rebuilding_partitions.
+func newMetrics(reg prometheus.Registerer, rebuilding func() float64) (*metrics, error) {
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "presence", Subsystem: "queryapi", Name: "lookups_total",
 		Help: "Users looked up, by result: online, offline, unknown.",
@@ -41,7 +43,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Records written to Kafka, by kind (custom_status, friend, subscription) and result (ok, failed).",
 		}, []string{"kind", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.seconds, lookups, m.writes} {
+	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "presence", Subsystem: "queryapi", Name: "rebuilding_partitions",
+		Help: "Partitions of the state topics not yet built in Redis (being rebuilt, or never built); NaN while Redis does not answer.",
+	}, rebuilding)
+	for _, c := range []prometheus.Collector{m.requests, m.seconds, lookups, m.writes, pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -5,6 +5,21 @@
 // compacted Kafka topics (never written to Redis here: the processor
 // materializes them, so replaying the topics rebuilds them).
 //
+// While the state in Redis is incomplete (the processor is rebuilding it
+// from Kafka, or has never built it), every lookup (status query, user
+// status, friends' statuses, subscribe) carries the header
+// Presence-Rebuilding: <n>, n the partitions of the state topics not yet
+// built, read from Redis at most about once a second. Lookups are still
+// answered, from what the rebuild has reached so far, so a client should
+// take such an answer as provisional. /readyz does not wait for the
+// rebuild: every replica shares the same Redis, so all would go unready
+// at once.
+//
+// When Redis does not answer, lookups answer 503 unavailable and /readyz
+// answers 503. When Kafka does not acknowledge a write within the write
+// timeout, the write answers 503 unavailable; sending it again as it is
+// is safe.
+//
 // Metrics (namespace presence, subsystem queryapi):
 //
 //	presence_queryapi_requests_total{route,code}  requests answered
@@ -15,6 +30,9 @@
 //	                                              kind (custom_status, friend,
 //	                                              subscription) and result
 //	                                              (ok, failed)
+//	presence_queryapi_rebuilding_partitions       partitions of the state
+//	                                              topics not yet built (NaN
+//	                                              while Redis does not answer)
 package queryapi
 
 import (
@@ -57,8 +75,8 @@ type Config struct {
 	// the processor has applied, so concurrent requests of one subscriber
 	// can overshoot it by at most one request's worth.
 	MaxSubscriptions int
-	// Now is the clock of record timestamps and subscription expiries
-	// (time.Now).
+	// Now is the clock of record timestamps and subscription expiries,
+	// and of the cache of the rebuild count (time.Now).
 	Now func() time.Time
 	// Logger receives the server's logs (slog.Default()).
 	Logger *slog.Logger
@@ -76,6 +94,7 @@ type Config struct {
 // Server is the query API. Close it when done.
 type Server struct {
 	gate         httpapi.Probe
+	rebuilding   *rebuilding
 	store        *redisstore.Store
 	kafka        *kgo.Client
 	writeTimeout time.Duration
@@ -112,7 +131,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(cfg.Registry)
+	rb := &rebuilding{store: cfg.Store, now: cfg.Now}
+	m, err := newMetrics(cfg.Registry, rb.gauge)
 	if err != nil {
 		return nil, err
 	}
@@ -121,20 +141,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("queryapi: creating kafka client: %w", err)
 	}
 	s := &Server{
-		gate: cfg.Gate, store: cfg.Store, kafka: cl,
+		gate: cfg.Gate, rebuilding: rb, store: cfg.Store, kafka: cl,
 		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
 		log: cfg.Logger.With("component", "queryapi"), metrics: m,
 	}
 
 	r := chi.NewRouter()
-	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.gated(s.queryStatuses)))
-	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.gated(s.userStatus)))
+	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.lookup(s.queryStatuses)))
+	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.lookup(s.userStatus)))
 	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.setCustomStatus))
 	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.clearCustomStatus))
-	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.gated(s.friendsStatus)))
+	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.lookup(s.friendsStatus)))
 	r.Put("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_add", s.addFriend))
 	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.removeFriend))
-	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.gated(s.subscribe)))
+	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.lookup(s.subscribe)))
 	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.unsubscribe))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))

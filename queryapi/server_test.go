@@ -205,12 +205,7 @@ func TestGate(t *testing.T) {
 	h := newHarness(t, func(c *queryapi.Config) {
 		c.Gate = func(context.Context) error { return *gate.Load() }
 	})
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`},
-		{"GET", "/v1/apps/chat/users/alice/status", ""},
-		{"GET", "/v1/apps/chat/users/alice/friends/status", ""},
-		{"POST", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob"],"ttl_seconds":60}`},
-	} {
+	for _, c := range lookups {
 		code, body := h.do(c.method, c.path, c.body)
 		wantError(t, code, body, http.StatusServiceUnavailable, "not_ready")
 	}

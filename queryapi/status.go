@@ -75,10 +75,14 @@ func checkUsers(users []string) error {
 	return nil
 }
 
-// gated makes h answer 503 not_ready while the gate fails: for handlers
-// that read state from Redis, which may be incomplete while it is rebuilt.
-func (s *Server) gated(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+// lookup wraps a handler that reads state from Redis, which may be
+// incomplete while it is rebuilt: the answer carries RebuildingHeader
+// then, and is 503 not_ready while the gate fails.
+func (s *Server) lookup(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if n := s.rebuilding.header(r.Context()); n != "" {
+			w.Header().Set(RebuildingHeader, n)
+		}
 		if err := s.open(r); err != nil {
 			return err
 		}
@@ -100,5 +104,5 @@ func (s *Server) open(r *http.Request) error {
 // unavailable wraps a Redis failure as a 503 the client may retry, keeping
 // the cause for the log.
 func unavailable(err error) error {
-	return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "state store unavailable, retry later"), err)
+	return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "redis, where statuses are read, is unavailable; retry later"), err)
 }

@@ -40,12 +40,18 @@ func Partitioner() kgo.Partitioner {
 
 // ProducerOpts are the franz-go options every writer of the Presence
 // topics uses: records acknowledged by all in-sync replicas (the producer
-// is idempotent by default) and partitioned by Partitioner.
+// is idempotent by default) and partitioned by Partitioner. A record whose
+// context ends fails even when it was sent to a broker that has not
+// answered: otherwise a write to a broker that stops answering waits for
+// as long as Kafka is down, whatever its context. The price is that such a
+// record may be written after all, so a retry may write it twice, which
+// changes nothing: every record is keyed.
 func ProducerOpts(brokers []string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(Partitioner()),
+		kgo.AllowIdempotentProduceCancellation(),
 	}
 }
 
@@ -57,14 +63,7 @@ func ProducerOpts(brokers []string) []kgo.Opt {
 func (s *Server) write(ctx context.Context, kind string, recs []*kgo.Record) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.writeTimeout)
 	defer cancel()
-	var first error
-	failed := 0
-	for _, r := range s.kafka.ProduceSync(ctx, recs...) {
-		if r.Err != nil {
-			failed++
-			first = cmp.Or(first, r.Err)
-		}
-	}
+	failed, first := produce(ctx, s.kafka, recs)
 	s.metrics.written(kind, len(recs)-failed, failed)
 	if failed > 0 {
 		return fmt.Errorf("%w (%d of %d records failed: %w)",
@@ -72,6 +71,35 @@ func (s *Server) write(ctx context.Context, kind string, recs []*kgo.Record) err
 			failed, len(recs), first)
 	}
 	return nil
+}
+
+// produce produces recs and waits until Kafka has acknowledged them all,
+// or ctx ends; it returns how many failed (all, when ctx ended first) and
+// the first error. franz-go fails the records of an ended context only
+// when it next looks at their partition, which, while brokers are
+// unreachable, can be seconds later (at the next metadata refresh); until
+// then they count against the client's buffer, but the request does not
+// wait for them.
+func produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (failed int, first error) {
+	done := make(chan kgo.ProduceResults, 1)
+	go func() { done <- cl.ProduceSync(ctx, recs...) }()
+	var results kgo.ProduceResults
+	select {
+	case results = <-done:
+	case <-ctx.Done():
+		select {
+		case results = <-done:
+		default:
+			return len(recs), ctx.Err()
+		}
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+			first = cmp.Or(first, r.Err)
+		}
+	}
+	return failed, first
 }
 
 // record encodes value as a record of topic with key; a nil value makes a

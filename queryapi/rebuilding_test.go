@@ -1,0 +1,83 @@
+package queryapi_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/queryapi"
+	"github.com/presence-im/presence/schemas"
+)
+
+// clock is a clock the test moves.
+type clock struct{ at atomic.Int64 }
+
+func newClock(at time.Time) *clock {
+	c := &clock{}
+	c.at.Store(at.UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.at.Load()) }
+func (c *clock) advance(d time.Duration) { c.at.Add(int64(d)) }
+
+// While partitions of the state topics are not yet built, every lookup
+// says how many in Presence-Rebuilding; once all are built, none does.
+func TestRebuildingHeader(t *testing.T) {
+	clk := newClock(now)
+	h := newHarness(t, func(c *queryapi.Config) { c.Now = clk.now })
+	ctx := context.Background()
+	check := func(want string) {
+		t.Helper()
+		for _, l := range lookups {
+			code, header, body := h.doHeader(l.method, l.path, l.body)
+			if code != http.StatusOK {
+				t.Fatalf("%s %s: %d %s", l.method, l.path, code, body)
+			}
+			got, present := header[queryapi.RebuildingHeader]
+			switch {
+			case want == "" && present:
+				t.Errorf("%s %s: %s %q, want none", l.method, l.path, queryapi.RebuildingHeader, got)
+			case want != "" && (len(got) != 1 || got[0] != want):
+				t.Errorf("%s %s: %s %q, want %s", l.method, l.path, queryapi.RebuildingHeader, got, want)
+			}
+		}
+	}
+
+	check("3") // no processor has built any of the three state topics
+
+	// Two partitions of presence.sessions are being rebuilt, not alice's,
+	// so she still answers; the other state topics are built.
+	alice := int32(schemas.Partition([]byte(schemas.UserKey("chat", "alice")), partitions))
+	p1, p2 := (alice+1)%partitions, (alice+2)%partitions
+	if err := h.store.Reset(ctx, schemas.SessionsTopic, "sessions-id", partitions, map[int32]int64{p1: 10, p2: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{schemas.FriendsTopic, schemas.SubscriptionsTopic} {
+		if err := h.store.Reset(ctx, topic, topic+"-id", partitions, map[int32]int64{0: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("3") // the count is read at most once a second
+	clk.advance(time.Second)
+	check("2")
+
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p1: 0}, map[int32]int64{p1: 10}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Second)
+	check("1")
+
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p2: 0}, map[int32]int64{p2: 5}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(time.Second)
+	check("")
+	_, body := h.do("GET", "/metrics", "")
+	if want := "presence_queryapi_rebuilding_partitions 0"; !strings.Contains(string(body), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
