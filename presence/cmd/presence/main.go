@@ -82,6 +82,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		cfg.Brokers = strings.Split(brokers, ",")
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	redisstore.LogTo(cfg.Logger)
 	cfg.Ready = func(a dev.Addrs) {
 		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s\n",
 			a.Query, a.Gateway, strings.Join(a.Brokers, ","), a.Redis)

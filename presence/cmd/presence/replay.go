@@ -84,6 +84,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		partitions: int32(*partitions), reset: *reset, progressEvery: *progressEvery,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	redisstore.LogTo(log)
 	return replay(ctx, cfg, stdout, log)
 }
 

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--offline-ttl, --offline-grace, --gateway-lease and --partitions must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	redisstore.LogTo(log)
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix, OfflineTTL: *offlineTTL})
 	if err != nil {

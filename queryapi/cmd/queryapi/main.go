@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-subscriptions must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	redisstore.LogTo(log)
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix})
 	if err != nil {
