@@ -55,7 +55,6 @@ type gateways struct {
 	// written holds the sessions whose gateway_lost disconnect was
 	// written, until their index entry goes.
 	written map[string]time.Time
-	lost    map[string]bool // gateway/epoch already counted as lost
 }
 
 // renewLeases applies heartbeat records; invalid ones go to the dead
@@ -72,7 +71,8 @@ func (p *Processor) renewLeases(ctx context.Context, cl *kgo.Client, recs []*kgo
 	return p.sendDeadLetters(ctx, cl, dead)
 }
 
-// renew applies a heartbeat record; a tombstone forgets the gateway.
+// renew applies a heartbeat record; a tombstone forgets the gateway (the
+// processor writes one for a gateway gone a lease ago).
 func (p *Processor) renew(r *kgo.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -190,7 +190,23 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	p.gateways.checkAt[id] = next
 	p.mu.Unlock()
 	if len(lost) == 0 {
-		return p.cfg.Store.Unindex(ctx, id, nil, !known || !l.expires.After(now))
+		if len(sessions) > 0 || (known && l.expires.After(now)) {
+			return nil
+		}
+		// Nothing left of a gateway that is gone: forget it, and
+		// tombstone its heartbeat a lease later, so that the topic keeps
+		// only the gateways alive (its next heartbeat, if it comes back,
+		// renews it).
+		if known && l.expires.Add(l.length).Before(now) {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte(id)}).FirstErr(); err != nil {
+				return fmt.Errorf("tombstoning the heartbeat of gateway %q: %w", id, err)
+			}
+			p.metrics.tombstones.WithLabelValues(schemas.GatewaysTopic).Inc()
+		}
+		p.mu.Lock()
+		delete(p.gateways.checkAt, id)
+		p.mu.Unlock()
+		return p.cfg.Store.Unindex(ctx, id, nil, true)
 	}
 	live, stale, err := p.liveSessions(ctx, id, lost)
 	if err != nil {
@@ -215,9 +231,7 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	epochs := map[string]bool{}
 	for _, s := range live {
 		p.gateways.written[schemas.SessionKey(s.App, s.User, s.Session)] = now
-		if k := id + "/" + s.Epoch; !p.gateways.lost[k] {
-			p.gateways.lost[k], epochs[s.Epoch] = true, true
-		}
+		epochs[s.Epoch] = true
 	}
 	for key, w := range p.gateways.written {
 		if now.Sub(w) >= p.cfg.GatewayLease {

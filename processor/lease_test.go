@@ -95,6 +95,20 @@ func TestLostGatewaySessionsEnd(t *testing.T) {
 	if st, _ := store.Status(context.Background(), "chat", "bob"); st == nil || st.State != redisstore.Online {
 		t.Fatalf("bob on gw-b, which keeps its lease: %+v, want online", st)
 	}
+	// gw-a, gone with nothing left, has its heartbeat tombstoned: the
+	// topic keeps only gateways alive.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		tombstoned := map[string]bool{}
+		for _, r := range readTopic(t, cl, schemas.GatewaysTopic) {
+			tombstoned[string(r.Key)] = r.Value == nil
+		}
+		if tombstoned["gw-a"] && !tombstoned["gw-b"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeats tombstoned after 20s: %v, want gw-a's only", tombstoned)
+		}
+	}
 }
 
 // A gateway that comes back with a new epoch: the sessions of its old

@@ -90,7 +90,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stateLost: prometheus.NewCounter(prometheus.CounterOpts(opts("state_lost_total",
 			"Times Redis lost what the processor wrote (a restart without persistence, a flush) and the processor rejoined its group to rebuild."))),
 		gatewaysLost: prometheus.NewCounter(prometheus.CounterOpts(opts("gateways_lost_total",
-			"Gateway epochs whose lease lapsed or that a new epoch replaced, and whose sessions were ended."))),
+			"Gateway epochs found lost (lease lapsed, or replaced by a new epoch) with sessions to end; an epoch whose sessions end over several checks counts once per check."))),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts(opts("disconnects_written_total",
 			"Disconnects with reason gateway_lost the processor wrote for sessions of lost gateways."))),
 		tombstones: prometheus.NewCounterVec(prometheus.CounterOpts(opts("tombstones_total",

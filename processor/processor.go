@@ -250,7 +250,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.spans = map[topicPartition]*span{}
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
-	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, written: map[string]time.Time{}, lost: map[string]bool{}}
+	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
 	defer func() {
