@@ -269,6 +269,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Gateways may write a batch in a transaction (all or nothing):
+		// read only what was committed.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
