@@ -23,8 +23,11 @@ type batch struct {
 func (b *batch) len() int { return len(b.sessions) + len(b.friends) + len(b.subscriptions) }
 
 // add decodes r and adds the change it makes to b. A tombstone of a
-// session makes none.
+// session, or a transaction marker, makes none.
 func (b *batch) add(r *kgo.Record) error {
+	if r.Attrs.IsControl() {
+		return nil // a transaction's marker: no change
+	}
 	var err error
 	switch r.Topic {
 	case schemas.SessionsTopic:

@@ -77,6 +77,9 @@ func (p *Processor) renew(r *kgo.Record) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	gw := &p.gateways
+	if r.Attrs.IsControl() {
+		return nil
+	}
 	if len(r.Value) == 0 {
 		delete(gw.leases, string(r.Key))
 		return nil

@@ -272,6 +272,10 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		// Gateways may write a batch in a transaction (all or nothing):
 		// read only what was committed.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// A transaction's commit marker takes an offset: read markers
+		// (and skip them) so that a partition ending in one is caught
+		// up, and its checkpoint moves past it.
+		kgo.KeepControlRecords(),
 		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),

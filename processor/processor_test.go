@@ -19,6 +19,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	pb "github.com/presence-im/presence/schemas/presencepb"
 )
 
 func TestMultiDevice(t *testing.T) {
@@ -304,5 +305,47 @@ func deleteAll(t *testing.T, rdb *redis.Client, prefix string) {
 	}
 	if err := rdb.Del(ctx, keys...).Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Records written in transactions: committed ones are applied, aborted
+// ones are not, and a partition that ends in a commit marker is caught up
+// (its checkpoint moves past the marker).
+func TestTransactions(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+	txn, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("test-gateway"),
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
+		})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	write := func(commit kgo.TransactionEndTry, evs ...*pb.SessionEvent) []event {
+		t.Helper()
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]event, len(evs))
+		for i, ev := range evs {
+			r := record(ev)
+			if err := txn.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			out[i] = event{ev, r.Offset}
+		}
+		if err := txn.EndTransaction(context.Background(), commit); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	committed := write(kgo.TryCommit, connectEv("ann", "a1", t0), connectEv("bob", "b1", t0))
+	write(kgo.TryAbort, connectEv("ghost", "g1", t0), disconnectEv("ann", "a1", t0.Add(time.Second)))
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(committed))
+	if st, _ := store.Status(context.Background(), "chat", "ghost"); st != nil {
+		t.Fatalf("a user of an aborted transaction: %+v", st)
 	}
 }
