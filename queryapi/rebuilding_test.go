@@ -53,11 +53,25 @@ func TestRebuildingHeader(t *testing.T) {
 	// so she still answers; the other state topics are built.
 	alice := int32(schemas.Partition([]byte(schemas.UserKey("chat", "alice")), partitions))
 	p1, p2 := (alice+1)%partitions, (alice+2)%partitions
-	if err := h.store.Reset(ctx, schemas.SessionsTopic, "sessions-id", partitions, map[int32]int64{p1: 10, p2: 5}); err != nil {
+	// ends are the end offsets of every partition: 0 (empty) but for
+	// those given.
+	ends := func(nonEmpty map[int32]int64) map[int32]int64 {
+		out := map[int32]int64{}
+		for p := range int32(partitions) {
+			out[p] = nonEmpty[p]
+		}
+		return out
+	}
+	others := ends(map[int32]int64{p1: 10, p2: 5})
+	delete(others, alice) // alice's partition is built: keep her
+	if err := h.store.Reset(ctx, schemas.SessionsTopic, "sessions-id", partitions, others); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, nil, map[int32]int64{alice: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{schemas.FriendsTopic, schemas.SubscriptionsTopic} {
-		if err := h.store.Reset(ctx, topic, topic+"-id", partitions, map[int32]int64{0: 0}); err != nil {
+		if err := h.store.Reset(ctx, topic, topic+"-id", partitions, ends(nil)); err != nil {
 			t.Fatal(err)
 		}
 	}

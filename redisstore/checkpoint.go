@@ -153,7 +153,7 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 				doomed = append(doomed, key)
 			}
 			if len(doomed) == 1000 {
-				if err := c.Unlink(ctx, doomed...).Err(); err != nil {
+				if err := unlink(ctx, c, doomed); err != nil {
 					return err
 				}
 				doomed = doomed[:0]
@@ -162,10 +162,7 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 		if err := iter.Err(); err != nil {
 			return err
 		}
-		if len(doomed) > 0 {
-			return c.Unlink(ctx, doomed...).Err()
-		}
-		return nil
+		return unlink(ctx, c, doomed)
 	}
 	var err error
 	switch c := s.rdb.(type) {
@@ -206,6 +203,18 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 	return nil
 }
 
+// unlink deletes keys, one UNLINK each in one pipeline: they belong to
+// different users, so to different slots of a Redis Cluster.
+func unlink(ctx context.Context, c *redis.Client, keys []string) error {
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Unlink(ctx, k)
+		}
+		return nil
+	})
+	return err
+}
+
 // Forget deletes the checkpoints of topic, every partition's, so that each
 // processor finds its partitions unbuilt: its next checkpoint fails to
 // advance (ErrCheckpointMoved) and it rebuilds them. It is how a state
@@ -218,29 +227,21 @@ func (s *Store) Forget(ctx context.Context, topic string) error {
 }
 
 // Rebuilding returns how many partitions of the state topics are not yet
-// built: being rebuilt, or never built because no processor has started
-// on this Redis. While it is above 0 the state is incomplete.
+// built: being rebuilt, or without a checkpoint (lost, or never built); a
+// topic never built counts as one. While it is above 0 the state is
+// incomplete.
 func (s *Store) Rebuilding(ctx context.Context) (int, error) {
-	cmds := make([]*redis.StringSliceCmd, len(schemas.StateTopics))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, topic := range schemas.StateTopics {
-			cmds[i] = p.HKeys(ctx, s.checkpointKey(topic))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("reading checkpoints: %w", err)
-	}
 	pending := 0
-	for _, c := range cmds {
-		fields := c.Val()
-		if len(fields) == 0 {
-			pending++ // never built
+	for _, topic := range schemas.StateTopics {
+		cp, err := s.Checkpoint(ctx, topic)
+		if err != nil {
+			return 0, err
 		}
-		for _, f := range fields {
-			if strings.HasPrefix(f, fieldRebuild) {
-				pending++
-			}
+		switch {
+		case cp.TopicID == "":
+			pending++ // never built
+		default:
+			pending += len(cp.Rebuild) + max(cp.Partitions-len(cp.Next), 0)
 		}
 	}
 	return pending, nil

@@ -92,9 +92,15 @@ func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewayS
 	if !gone {
 		return nil
 	}
-	n, err := s.rdb.HLen(ctx, s.gatewayKey(gateway)).Result()
-	if err == nil && n == 0 {
-		err = s.rdb.SRem(ctx, s.gatewaysKey(), gateway).Err()
+	// Remove first, then look: a session indexed meanwhile (its SADD
+	// before the SREM) is seen, and the gateway added back.
+	err := s.rdb.SRem(ctx, s.gatewaysKey(), gateway).Err()
+	var n int64
+	if err == nil {
+		n, err = s.rdb.HLen(ctx, s.gatewayKey(gateway)).Result()
+	}
+	if err == nil && n > 0 {
+		err = s.rdb.SAdd(ctx, s.gatewaysKey(), gateway).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("forgetting gateway %q: %w", gateway, err)
