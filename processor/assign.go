@@ -147,7 +147,7 @@ func (p *Processor) describe(ctx context.Context, topic string, partitions map[i
 	if !ok || layout.Err != nil {
 		return kadm.TopicDetail{}, nil, fmt.Errorf("describing topic %s: %w", topic, cmp.Or(layout.Err, errors.New("not found")))
 	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	ends, err := adm.ListCommittedOffsets(ctx, topic) // read committed: the last stable offset
 	if err != nil {
 		return kadm.TopicDetail{}, nil, err
 	}

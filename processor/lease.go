@@ -26,6 +26,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
@@ -52,6 +53,9 @@ type gateways struct {
 	leases     map[string]lease
 	// checkAt is when each gateway's sessions must be looked at next.
 	checkAt map[string]time.Time
+	// freshAt holds, per owned partition, the latest time as of which
+	// every heartbeat in it was read.
+	freshAt map[int32]time.Time
 	// written holds the sessions whose gateway_lost disconnect was
 	// written, until their index entry goes.
 	written map[string]time.Time
@@ -109,6 +113,7 @@ func (p *Processor) renew(r *kgo.Record) error {
 // forgetGateways forgets the leases of a partition of presence.gateways
 // this processor no longer owns. Call with p.mu held.
 func (p *Processor) forgetGateways(partition int32) {
+	delete(p.gateways.freshAt, partition)
 	for id := range p.gateways.leases {
 		if schemas.Partition([]byte(id), p.gateways.partitions) == int(partition) {
 			delete(p.gateways.leases, id)
@@ -118,53 +123,74 @@ func (p *Processor) forgetGateways(partition int32) {
 }
 
 // sweepLeases ends the sessions of the lost gateways this processor owns.
+// A lease is judged as of the last time its partition of
+// presence.gateways was known to be read up to its committed end (asOf),
+// not by the clock: a processor that could not read (Kafka or Redis down,
+// a stall) must not take the heartbeats it missed for silence. Nothing is
+// judged while the state of sessions is incomplete (a rebuild).
 func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
-	now := p.cfg.Now()
+	now := p.cfg.Now() // before listing the ends: heartbeats written before it are below them
+	if pending, err := p.cfg.Store.Rebuilding(ctx); err != nil || pending > 0 {
+		return
+	}
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.GatewaysTopic)
+	if err != nil {
+		p.log.Warn("listing the ends of presence.gateways failed; leases are judged as of the last time they were read", "err", err)
+	}
 	ids, err := p.cfg.Store.Gateways(ctx)
 	if err != nil {
 		p.log.Warn("reading gateways failed; retrying at the next sweep", "err", err)
 		return
 	}
 	p.mu.Lock()
-	owned := p.ownedGateways()
+	for tp, s := range p.spans {
+		if end, ok := ends.Lookup(tp.topic, tp.partition); ok && tp.topic == schemas.GatewaysTopic && end.Err == nil && s.next >= end.Offset {
+			p.gateways.freshAt[tp.partition] = now
+		}
+	}
 	for id := range p.gateways.leases {
 		ids = append(ids, id)
 	}
-	var due []string
+	type check struct {
+		id   string
+		asOf time.Time
+	}
+	var due []check
 	for _, id := range ids {
-		if at, ok := p.gateways.checkAt[id]; owned(id) && (!ok || !now.Before(at)) {
+		asOf, owned := p.gatewayKnownAsOf(id)
+		if at, ok := p.gateways.checkAt[id]; owned && (!ok || !now.Before(at)) {
 			p.gateways.checkAt[id] = now.Add(p.cfg.GatewayLease) // until checked
-			due = append(due, id)
+			due = append(due, check{id, asOf})
 		}
 	}
 	p.mu.Unlock()
-	for _, id := range due {
-		if err := p.checkGateway(ctx, cl, id, now); err != nil {
-			p.log.Warn("checking a gateway's sessions failed; retrying at the next sweep", "gateway", id, "err", err)
+	for _, c := range due {
+		if err := p.checkGateway(ctx, cl, c.id, now, c.asOf); err != nil {
+			p.log.Warn("checking a gateway's sessions failed; retrying at the next sweep", "gateway", c.id, "err", err)
 			p.mu.Lock()
-			delete(p.gateways.checkAt, id)
+			delete(p.gateways.checkAt, c.id)
 			p.mu.Unlock()
 		}
 	}
 }
 
-// ownedGateways returns whether this processor owns the lease of a
-// gateway: it owns the gateway's partition of presence.gateways, and has
-// read it up to where it ended when assigned. Call with p.mu held.
-func (p *Processor) ownedGateways() func(string) bool {
+// gatewayKnownAsOf returns whether this processor owns the lease of a
+// gateway (it owns the gateway's partition of presence.gateways and has
+// read it once up to its end), and as of when it knows every heartbeat
+// of it. Call with p.mu held.
+func (p *Processor) gatewayKnownAsOf(id string) (time.Time, bool) {
 	n := p.gateways.partitions
-	return func(id string) bool {
-		if n == 0 {
-			return false
-		}
-		s, ok := p.spans[topicPartition{schemas.GatewaysTopic, int32(schemas.Partition([]byte(id), n))}]
-		return ok && s.next >= s.end
+	if n == 0 {
+		return time.Time{}, false
 	}
+	partition := int32(schemas.Partition([]byte(id), n))
+	asOf, fresh := p.gateways.freshAt[partition]
+	return asOf, fresh
 }
 
 // checkGateway writes a gateway_lost disconnect for each lost session of a
 // gateway, and schedules its next check.
-func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string, now time.Time) error {
+func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string, now, asOf time.Time) error {
 	sessions, err := p.cfg.Store.GatewaySessions(ctx, id)
 	if err != nil {
 		return err
@@ -178,7 +204,7 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	var lost []redisstore.GatewaySession
 	for _, s := range sessions {
 		at := p.lostAt(l, known, s)
-		if now.Before(at) {
+		if asOf.Before(at) {
 			if at.Before(next) {
 				next = at
 			}
@@ -193,14 +219,14 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	p.gateways.checkAt[id] = next
 	p.mu.Unlock()
 	if len(lost) == 0 {
-		if len(sessions) > 0 || (known && l.expires.After(now)) {
+		if len(sessions) > 0 || (known && l.expires.After(asOf)) {
 			return nil
 		}
 		// Nothing left of a gateway that is gone: forget it, and
-		// tombstone its heartbeat a lease later, so that the topic keeps
-		// only the gateways alive (its next heartbeat, if it comes back,
-		// renews it).
-		if known && l.expires.Add(l.length).Before(now) {
+		// tombstone its heartbeat ten leases later, so that the topic
+		// keeps only the gateways alive (its next heartbeat, if it comes
+		// back, renews it).
+		if known && l.expires.Add(10*l.length).Before(asOf) {
 			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte(id)}).FirstErr(); err != nil {
 				return fmt.Errorf("tombstoning the heartbeat of gateway %q: %w", id, err)
 			}

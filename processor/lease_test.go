@@ -10,6 +10,7 @@ import (
 
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 )
@@ -140,6 +141,45 @@ func TestGatewayNewEpoch(t *testing.T) {
 		}
 		if len(got) != len(want) || (len(want) == 1 && got[0] != want[0]) {
 			t.Errorf("%s's sessions after gw-b's new epoch: %q, want %q", user, got, want)
+		}
+	}
+}
+
+// A processor that cannot read for longer than a lease (here Redis stalls
+// it) does not take the heartbeats it missed for silence: the sessions of
+// a gateway that kept its lease all along stay.
+func TestStalledProcessorKeepsLiveGateways(t *testing.T) {
+	const lease = time.Second
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond, GatewayLease: lease})
+	keepLease(t, cl, "gw-b", "b1", lease)
+	produce(t, cl, onEpoch("gw-b", "b1", connectEv("bob", "b1", time.Now())), onEpoch("gw-b", "b1", connectEv("cid", "c1", time.Now())))
+	waitCaughtUp(t, cl, store)
+
+	// Every Redis client waits 3 leases; a record makes the processor
+	// block on it.
+	rdb := redistest.Client(t)
+	if err := rdb.Do(context.Background(), "CLIENT", "PAUSE", "3000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cl, onEpoch("gw-b", "b1", connectEv("dan", "d1", time.Now())))
+	waitCaughtUp(t, cl, store) // after the pause
+	// Give the processor a few sweeps with the heartbeats it has now read.
+	for range 3 {
+		produce(t, cl, onEpoch("gw-b", "b1", connectEv("dan", "d1", time.Now())))
+		waitCaughtUp(t, cl, store)
+		time.Sleep(lease / 2)
+	}
+	for _, user := range []string{"bob", "cid"} {
+		if st, _ := store.Status(context.Background(), "chat", user); st == nil || st.State != redisstore.Online {
+			t.Errorf("%s on gw-b, which kept its lease while the processor was stalled: %+v, want online", user, st)
+		}
+	}
+	for _, r := range readTopic(t, cl, schemas.SessionsTopic) {
+		var ev pb.SessionEvent
+		if proto.Unmarshal(r.Value, &ev) == nil && ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST {
+			t.Errorf("gateway_lost disconnect of %s/%s written", ev.User, ev.Session)
 		}
 	}
 }

@@ -250,7 +250,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.spans = map[topicPartition]*span{}
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
-	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, written: map[string]time.Time{}}
+	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
 	defer func() {
@@ -356,7 +356,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			// Heartbeats are kept in memory, read from the start each
 			// time the partition is assigned: nothing to checkpoint.
 			if p.renewLeases(ctx, cl, fp.Records) == nil {
-				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.HighWatermark)
+				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.LastStableOffset)
 			}
 			return
 		}
@@ -364,8 +364,8 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
 				return
 			}
-			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.HighWatermark)
-			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-end.Offset-1, 0)))
+			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.LastStableOffset)
+			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.LastStableOffset-end.Offset-1, 0)))
 			mu.Lock()
 			if done[fp.Topic] == nil {
 				done[fp.Topic] = map[int32]int64{}
