@@ -79,6 +79,7 @@ func (b *batch) addSession(r *kgo.Record) error {
 		c.Op = redisstore.Connect
 	case pb.EventType_EVENT_TYPE_DISCONNECT:
 		c.Op = redisstore.Disconnect
+		c.OnlyHere = ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST
 	case pb.EventType_EVENT_TYPE_CUSTOM_STATUS:
 		c.Op = redisstore.SetCustom
 		c.Custom = redisstore.Custom{Status: int(ev.Custom.Status), Text: ev.Custom.Text}

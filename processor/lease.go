@@ -328,7 +328,7 @@ func (p *Processor) liveOf(ctx context.Context, id, app string, ss []redisstore.
 	for i, s := range ss {
 		var held *redisstore.Session
 		if st := statuses[i]; st != nil {
-			if j := slices.IndexFunc(st.Sessions, func(h redisstore.Session) bool { return h.Session == s.Session && h.Gateway == id }); j >= 0 {
+			if j := slices.IndexFunc(st.Sessions, func(h redisstore.Session) bool { return h.Session == s.Session && h.Gateway == id && h.Epoch == s.Epoch }); j >= 0 {
 				held = &st.Sessions[j]
 			}
 		}
@@ -339,4 +339,35 @@ func (p *Processor) liveOf(ctx context.Context, id, app string, ss []redisstore.
 		live = append(live, lostSession{GatewaySession: s, Device: held.Device, DeviceID: held.DeviceID})
 	}
 	return live, stale, nil
+}
+
+// rewriteKept writes again the connect of each session a gateway_lost
+// disconnect found reconnected elsewhere (Outcome.Kept): the state kept
+// the session, but compaction keeps only the disconnect, the latest record
+// of the session's key, and a replay would end it. History (a rebuild)
+// wrote its copies when it was live.
+func (p *Processor) rewriteKept(ctx context.Context, cl *kgo.Client, changes []redisstore.Change, outcomes []redisstore.Outcome) error {
+	var recs []*kgo.Record
+	for i, o := range outcomes {
+		if o.Kept == nil {
+			continue
+		}
+		c, s := changes[i], o.Kept
+		value, err := proto.Marshal(&pb.SessionEvent{
+			Type: pb.EventType_EVENT_TYPE_CONNECT, App: c.App, User: c.User, Session: c.Session,
+			Device: &pb.Device{Type: s.Device, Id: s.DeviceID}, Gateway: s.Gateway, GatewayEpoch: s.Epoch,
+			TimestampMs: s.ConnectedAt.UnixMilli(),
+		})
+		if err != nil {
+			return err
+		}
+		recs = append(recs, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey(c.App, c.User, c.Session)), Value: value})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	p.log.Info("sessions reconnected before their gateway_lost disconnect: their connects are written again", "sessions", len(recs))
+	return p.retry(ctx, "writing kept sessions' connects", func(ctx context.Context) error {
+		return cl.ProduceSync(ctx, recs...).FirstErr()
+	})
 }

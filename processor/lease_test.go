@@ -183,3 +183,52 @@ func TestStalledProcessorKeepsLiveGateways(t *testing.T) {
 		}
 	}
 }
+
+// A client that reconnects with its session id to its restarted gateway
+// before the old epoch's gateway_lost disconnect is applied keeps its
+// session: the disconnect applies only to the epoch it names, and its
+// connect is written again, so the session survives compaction and
+// replay too.
+func TestReconnectBeforeGatewayLost(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
+	at := time.Now()
+	produce(t, cl, onEpoch("gw-b", "b1", connectEv("bob", "b1", at)), onEpoch("gw-b", "b2", connectEv("bob", "b1", at.Add(time.Second))))
+	lost := disconnectEv("bob", "b1", at.Add(2*time.Second))
+	lost.Gateway, lost.GatewayEpoch, lost.Reason = "gw-b", "b1", pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST
+	produce(t, cl, lost)
+	waitCaughtUp(t, cl, store)
+
+	// The connect written again is applied too.
+	var last *pb.SessionEvent
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		recs := readTopic(t, cl, schemas.SessionsTopic)
+		last = &pb.SessionEvent{}
+		if err := proto.Unmarshal(recs[len(recs)-1].Value, last); err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records in presence.sessions after 20s, want the connect written again as the 4th", len(recs))
+		}
+	}
+	if last.Type != pb.EventType_EVENT_TYPE_CONNECT || last.GatewayEpoch != "b2" {
+		t.Fatalf("last record: %v, want bob's connect on epoch b2", last)
+	}
+	waitCaughtUp(t, cl, store)
+	if st, _ := store.Status(context.Background(), "chat", "bob"); st == nil || len(st.Sessions) != 1 {
+		t.Fatalf("bob after a gateway_lost disconnect of his old epoch: %+v, want online on b2", st)
+	}
+
+	// Compacted and replayed, he is online still.
+	c.Compact()
+	rebuilt := newStore(t)
+	startWith(t, c, processor.Config{Store: rebuilt, Group: "rebuild", Quiet: true})
+	waitCaughtUp(t, cl, rebuilt)
+	if st, _ := rebuilt.Status(context.Background(), "chat", "bob"); st == nil || len(st.Sessions) != 1 {
+		t.Fatalf("bob replayed from the compacted topic: %+v, want online", st)
+	}
+}

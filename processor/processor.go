@@ -477,6 +477,11 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 		}); err != nil {
 			return err
 		}
+		if i == 1 && !p.cfg.Quiet {
+			if err := p.rewriteKept(ctx, cl, part, out); err != nil {
+				return err
+			}
+		}
 		outcomes = append(outcomes, out...)
 	}
 	for _, o := range outcomes {

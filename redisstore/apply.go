@@ -40,6 +40,10 @@ type Change struct {
 	Version int64
 	// Partition is the record's partition.
 	Partition int32
+	// OnlyHere makes a Disconnect apply only to a session held by its
+	// Gateway and Epoch (a gateway_lost disconnect): a session that has
+	// reconnected elsewhere meanwhile is kept (Outcome.Kept).
+	OnlyHere bool
 }
 
 // Announce says what a user's audience must be told after a change.
@@ -64,6 +68,9 @@ type Outcome struct {
 	// Visible is the user's visible state after the change, opaque; pass
 	// it to MarkAnnounced once the audience is told.
 	Visible string
+	// Kept is the session an OnlyHere disconnect left, because another
+	// gateway or epoch holds it now; nil otherwise.
+	Kept *Session
 }
 
 // Apply applies changes in one pipelined round trip, in order. During a
@@ -86,6 +93,9 @@ func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outc
 			field, value = sessionField(c.Session), encodeSession(c)
 		case Disconnect:
 			field = sessionField(c.Session)
+			if c.OnlyHere {
+				value = c.Gateway + sep + c.Epoch
+			}
 		case SetCustom:
 			value = encodeCustom(c.Custom)
 		}
@@ -149,32 +159,45 @@ func (s *Store) runScript(ctx context.Context, script *redis.Script, n int, call
 	out := make([]Outcome, n)
 	for i, c := range cmds {
 		res, _ := c.Slice()
-		if len(res) != 3 {
+		if len(res) < 3 {
 			continue
 		}
 		applied, _ := res[0].(int64)
 		announce, _ := res[1].(int64)
 		visible, _ := res[2].(string)
 		out[i] = Outcome{Applied: applied == 1, Announce: Announce(announce), Visible: visible}
+		if len(res) == 4 {
+			if kept, _ := res[3].(string); kept != "" {
+				sess, err := decodeSession("s", kept)
+				if err != nil {
+					return nil, err
+				}
+				out[i].Kept = &sess
+			}
+		}
 	}
 	return out, nil
 }
 
-// A session's value is its device, device id, gateway and connect time,
-// separated by the unit separator, which no valid id contains. A custom
+// A session's value is its device, device id, gateway, connect time and
+// gateway epoch, separated by the unit separator, which no valid id
+// contains (values written before the epoch was kept have four parts). A custom
 // status is its code and text, separated the same way.
 const sep = "\x1f"
 
 func sessionField(session string) string { return "s" + session }
 
 func encodeSession(c Change) string {
-	return c.Device + sep + c.DeviceID + sep + c.Gateway + sep + strconv.FormatInt(c.At.UnixMilli(), 10)
+	return c.Device + sep + c.DeviceID + sep + c.Gateway + sep + strconv.FormatInt(c.At.UnixMilli(), 10) + sep + c.Epoch
 }
 
 func decodeSession(field, value string) (Session, error) {
 	parts := strings.Split(value, sep)
-	if len(parts) != 4 {
-		return Session{}, fmt.Errorf("decoding session %q: %d parts, want 4", field, len(parts))
+	if len(parts) == 4 {
+		parts = append(parts, "")
+	}
+	if len(parts) != 5 {
+		return Session{}, fmt.Errorf("decoding session %q: %d parts, want 5", field, len(parts))
 	}
 	ms, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
@@ -186,6 +209,7 @@ func decodeSession(field, value string) (Session, error) {
 		DeviceID:    parts[1],
 		Gateway:     parts[2],
 		ConnectedAt: millis(ms),
+		Epoch:       parts[4],
 	}, nil
 }
 

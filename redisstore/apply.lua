@@ -7,7 +7,9 @@
 -- ARGV[2]  op: "c" connect, "d" disconnect, "s" set the custom status,
 --          "x" clear it, "k" apply nothing, only compare
 -- ARGV[3]  the session's field ("c", "d")
--- ARGV[4]  the session's value ("c"), the custom status ("s")
+-- ARGV[4]  the session's value ("c"), the custom status ("s"); for a
+--          disconnect, "<gateway>\31<epoch>" when it applies only to a
+--          session held there (a gateway_lost disconnect), else ""
 -- ARGV[5]  the record's time, Unix milliseconds
 -- ARGV[6]  offline TTL, milliseconds
 -- ARGV[7]  "1" during a rebuild: the visible state counts as announced
@@ -24,12 +26,14 @@
 -- latest record per key, which compaction keeps, so a replay of the
 -- compacted topic rebuilds the same hash.
 --
--- Returns {applied, announce, visible}: applied is 1 when the record was
--- newer than the hash (0 for a duplicate or a replayed record, which
+-- Returns {applied, announce, visible, kept}: applied is 1 when the record
+-- was newer than the hash (0 for a duplicate or a replayed record, which
 -- changes nothing); announce is 0 when the visible state is what was
 -- announced, 1 when it must be announced, 2 when the user went offline
 -- (announce it once the offline grace period has passed, if still true);
--- visible is the visible state, for marking it announced.
+-- visible is the visible state, for marking it announced; kept is the
+-- session's value when a conditional disconnect found it held by another
+-- gateway or epoch and left it (it reconnected), else "".
 
 local key = KEYS[1]
 local op = ARGV[2]
@@ -51,6 +55,31 @@ local function visible()
   end
   table.sort(devices)
   return table.concat(devices, '\30') .. offline .. custom, #devices
+end
+
+-- The gateway and epoch of a session's value:
+-- device \31 device id \31 gateway \31 connected at [\31 epoch].
+local function holder(value)
+  local parts, from = {}, 1
+  while true do
+    local at = string.find(value, '\31', from, true)
+    if not at then
+      parts[#parts + 1] = string.sub(value, from)
+      break
+    end
+    parts[#parts + 1] = string.sub(value, from, at - 1)
+    from = at + 1
+  end
+  return (parts[3] or '') .. '\31' .. (parts[5] or '')
+end
+
+local kept = ''
+if op == 'd' and ARGV[4] ~= '' then
+  local held = redis.call('HGET', key, ARGV[3])
+  if held and holder(held) ~= ARGV[4] then
+    kept = held
+    op = 'k'
+  end
 end
 
 local applied = 0
@@ -90,15 +119,15 @@ if not exists then
 end
 local announced = redis.call('HGET', key, 'a') or offline
 if state == announced then
-  return {applied, 0, state}
+  return {applied, 0, state, kept}
 end
 if ARGV[7] == '1' then
   if exists then
     redis.call('HSET', key, 'a', state)
   end
-  return {applied, 0, state}
+  return {applied, 0, state, kept}
 end
 if sessions == 0 and string.byte(announced, 1) ~= 29 and op ~= 'k' then
-  return {applied, 2, state}
+  return {applied, 2, state, kept}
 end
-return {applied, 1, state}
+return {applied, 1, state, kept}

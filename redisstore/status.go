@@ -38,6 +38,8 @@ type Session struct {
 	DeviceID    string `json:"device_id"`
 	Gateway     string `json:"gateway"`
 	ConnectedAt Time   `json:"connected_at"`
+	// Epoch is the boot epoch of the gateway; not served.
+	Epoch string `json:"-"`
 }
 
 // Custom is a status the user set.
