@@ -72,10 +72,10 @@ func (s *Store) DeadKeys(ctx context.Context, topic string, partition int32, now
 	if len(due) == 0 {
 		return nil, nil
 	}
-	checks := make([]redis.Cmder, len(due))
+	checks := make([]func() (time.Time, error), len(due))
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range due {
-			checks[i] = s.liveness(ctx, p, topic, k)
+			checks[i] = s.liveness(ctx, p, topic, k, now)
 		}
 		return nil
 	})
@@ -85,7 +85,7 @@ func (s *Store) DeadKeys(ctx context.Context, topic string, partition int32, now
 	var dead []string
 	var again []redis.Z
 	for i, k := range due {
-		until, err := s.liveUntil(topic, k, checks[i], now)
+		until, err := checks[i]()
 		switch {
 		case err != nil:
 			return nil, err
@@ -107,44 +107,55 @@ func (s *Store) DeadKeys(ctx context.Context, topic string, partition int32, now
 	return dead, nil
 }
 
-// liveness queues in p the read that says whether the record key k of
-// topic still shows in the state.
-func (s *Store) liveness(ctx context.Context, p redis.Pipeliner, topic, k string) redis.Cmder {
+// liveness queues in p the reads that say whether the record key k of
+// topic still shows in the state, and returns what they say once p has
+// run: the zero time when the key is dead, a time after now when it may be
+// dead then, now when it is alive with no known end.
+//
+//   - A subscription shows until it expires.
+//   - A session's record shows while the session is live, and while its
+//     user is offline but known: the user's last_seen may come from it.
+//     Once the user is online again (last_seen is not shown) or forgotten,
+//     it is dead.
+//   - A custom status shows while its user is known.
+func (s *Store) liveness(ctx context.Context, p redis.Pipeliner, topic, k string, now time.Time) func() (time.Time, error) {
 	ids := schemas.SplitKey([]byte(k))
+	dead := func() (time.Time, error) { return time.Time{}, nil }
 	switch {
 	case topic == schemas.SubscriptionsTopic && len(ids) == 3:
-		return p.ZScore(ctx, s.watchersKey(ids[0], ids[1]), ids[2])
+		expiry := p.ZScore(ctx, s.watchersKey(ids[0], ids[1]), ids[2])
+		return func() (time.Time, error) {
+			ms, err := expiry.Result()
+			if err == redis.Nil || (err == nil && ms <= float64(now.UnixMilli())) {
+				return dead()
+			}
+			return time.UnixMilli(int64(ms)), err
+		}
 	case len(ids) == 3: // a session
-		return p.HExists(ctx, s.userKey(ids[0], ids[1]), sessionField(ids[2]))
+		user := s.userKey(ids[0], ids[1])
+		fields, ttl := p.HMGet(ctx, user, sessionField(ids[2]), "l"), p.PTTL(ctx, user)
+		return func() (time.Time, error) {
+			v, err := fields.Result()
+			switch {
+			case err != nil:
+				return time.Time{}, err
+			case v[0] != nil: // live
+				return now, nil
+			case v[1] != nil: // offline, known until the hash expires
+				return now.Add(max(ttl.Val(), time.Millisecond)), ttl.Err()
+			}
+			return dead()
+		}
 	case len(ids) == 2: // a custom status
-		return p.Exists(ctx, s.userKey(ids[0], ids[1]))
+		exists := p.Exists(ctx, s.userKey(ids[0], ids[1]))
+		return func() (time.Time, error) {
+			if exists.Val() > 0 {
+				return now, exists.Err()
+			}
+			return time.Time{}, exists.Err()
+		}
 	}
-	return p.Echo(ctx, "") // a malformed key: dead
-}
-
-// liveUntil reads the answer of liveness: the zero time when the key is
-// dead, a time after now when it will be dead then (a subscription), now
-// when it is alive with no known end.
-func (s *Store) liveUntil(topic, k string, cmd redis.Cmder, now time.Time) (time.Time, error) {
-	switch c := cmd.(type) {
-	case *redis.FloatCmd: // a subscription's expiry
-		expiry, err := c.Result()
-		if err == redis.Nil || (err == nil && expiry <= float64(now.UnixMilli())) {
-			return time.Time{}, nil
-		}
-		return time.UnixMilli(int64(expiry)), err
-	case *redis.BoolCmd: // a session still live
-		if c.Val() {
-			return now, c.Err()
-		}
-		return time.Time{}, c.Err()
-	case *redis.IntCmd: // a user still known
-		if c.Val() > 0 {
-			return now, c.Err()
-		}
-		return time.Time{}, c.Err()
-	}
-	return time.Time{}, nil
+	return dead // a malformed key
 }
 
 // Buried removes keys a partition of topic has tombstoned from its
