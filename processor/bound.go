@@ -8,11 +8,14 @@ package processor
 // subscriptions once they expire. Removed friends and cleared custom
 // statuses are tombstones already, written by the query API.
 //
-// A partition's keys are swept only while it is caught up and not being
-// rebuilt, so that the state they are checked against is the latest the
-// topic says. A write to the same key between the check and the tombstone
-// (a subscription renewed in the very millisecond it is found expired)
-// is undone by the tombstone, in the log and in the state alike.
+// A partition's keys are swept only while it is caught up, as of its last
+// fetch, and not being rebuilt, so that the state they are checked against
+// is the latest the topic says. What remains is a write to the same key
+// between that fetch and the tombstone: a subscription renewed then is
+// ended by the tombstone, in the log and in the state alike; a session
+// reconnected then with the id of one that ended an offline TTL ago (ids
+// are meant to be new for each connection) would stay live in the state
+// while compaction removes its connect from the log.
 
 import (
 	"context"

@@ -32,8 +32,9 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 }
 
 // sendDeadLetters writes recs to presence.deadletter, retrying until Kafka
-// has them or ctx ends. A quiet processor (a replay) writes none: the
-// records are there from when they were first met.
+// has them or ctx ends. A quiet processor (a replay) writes none, nor does
+// a rebuild for history: the records are there from when they were first
+// met.
 func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
 	if len(recs) == 0 || p.cfg.Quiet {
 		return nil

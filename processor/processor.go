@@ -314,6 +314,11 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		if !p.cfg.Quiet {
 			p.sweepGrace(ctx, cl)
 			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
+				if err := p.checkCheckpoints(ctx); err != nil {
+					p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
+					p.stop(err)
+					return nil
+				}
 				p.sweepLeases(ctx, cl)
 				p.sweepDeadKeys(ctx, cl)
 				swept = now
@@ -321,6 +326,32 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		}
 		cl.AllowRebalance()
 	}
+}
+
+// checkCheckpoints compares the checkpoints in Redis with those this
+// processor last read or wrote, so that a Redis that lost state is noticed
+// even on partitions that get no records, before anything acts on it. A
+// Redis that does not answer is no news: applying will wait for it.
+func (p *Processor) checkCheckpoints(ctx context.Context) error {
+	p.mu.Lock()
+	mine := map[string]map[int32]int64{}
+	for topic, cps := range p.checkpoints {
+		mine[topic] = maps.Clone(cps)
+	}
+	p.mu.Unlock()
+	for topic, cps := range mine {
+		cp, err := p.cfg.Store.Checkpoint(ctx, topic)
+		if err != nil {
+			return nil
+		}
+		for partition, next := range cps {
+			if found, ok := cp.Next[partition]; !ok || found != next {
+				return fmt.Errorf("%w: %s partition %d is at %d in redis (present: %v), this processor wrote %d",
+					errStateLost, topic, partition, found, ok, next)
+			}
+		}
+	}
+	return nil
 }
 
 // topics are the topics the processor consumes: the state topics, and the
@@ -418,9 +449,15 @@ const maxChunk = 1000
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
 	var b batch
 	var dead []*kgo.Record
+	p.mu.Lock()
+	history := p.rebuilding[topicPartition{recs[0].Topic, partition}]
+	p.mu.Unlock()
 	for _, r := range recs {
 		if err := b.add(r); err != nil {
 			p.metrics.invalid.Inc()
+			if r.Offset < history {
+				continue // sent when it was first met
+			}
 			p.log.Warn("invalid record sent to "+schemas.DeadLetterTopic, "err", err)
 			dead = append(dead, deadLetter(r, err))
 		}

@@ -349,3 +349,24 @@ func TestTransactions(t *testing.T) {
 		t.Fatalf("a user of an aborted transaction: %+v", st)
 	}
 }
+
+// Redis loses everything while no record arrives: the processor notices
+// at its next sweep and rebuilds, rather than waiting for a record.
+func TestRedisLosesStateWhileIdle(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+	evs := produce(t, cl, churn(5, 50, 2, 300)...)
+	waitCaughtUp(t, cl, store)
+
+	redistest.Flush(t, redistest.URL(t))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pending, err := store.Rebuilding(context.Background()); err == nil && pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis not rebuilt within 30s of losing its state, with no record arriving")
+		}
+	}
+	requireState(t, store, model(evs))
+}
