@@ -32,9 +32,10 @@ func deadLetter(r *kgo.Record, err error) *kgo.Record {
 }
 
 // sendDeadLetters writes recs to presence.deadletter, retrying until Kafka
-// has them or ctx ends. A quiet processor (a replay) writes none, nor does
-// a rebuild for history: the records are there from when they were first
-// met.
+// has them or ctx ends. A rebuild sends history's poison records again (a
+// new Redis may be the first to meet them); presence-source tells copies
+// apart. A quiet processor (presence replay, beside live processors that
+// met them) writes none.
 func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
 	if len(recs) == 0 || p.cfg.Quiet {
 		return nil

@@ -449,15 +449,9 @@ const maxChunk = 1000
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
 	var b batch
 	var dead []*kgo.Record
-	p.mu.Lock()
-	history := p.rebuilding[topicPartition{recs[0].Topic, partition}]
-	p.mu.Unlock()
 	for _, r := range recs {
 		if err := b.add(r); err != nil {
 			p.metrics.invalid.Inc()
-			if r.Offset < history {
-				continue // sent when it was first met
-			}
 			p.log.Warn("invalid record sent to "+schemas.DeadLetterTopic, "err", err)
 			dead = append(dead, deadLetter(r, err))
 		}
