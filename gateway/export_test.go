@@ -1,4 +1,4 @@
 package gateway
 
 // Buffered is how many records p holds that Kafka has not acknowledged.
-func (p *Publisher) Buffered() int64 { return p.cl.BufferedProduceRecords() }
+func (p *Publisher) Buffered() int64 { return p.client().BufferedProduceRecords() }

@@ -29,6 +29,7 @@ type config struct {
 	maxBuffered int
 	now         func() time.Time
 	kafkaOpts   []kgo.Opt
+	atomic      bool
 }
 
 // Brokers sets the Kafka seed brokers. Required.
@@ -49,7 +50,8 @@ func Lease(d time.Duration) Opt { return func(c *config) { c.lease = d } }
 // MaxBuffered bounds the records the publisher holds that Kafka has not
 // acknowledged yet (DefaultMaxBuffered): while Kafka is unreachable, a
 // Publish that would hold more waits for room until its context ends, and
-// fails. It is franz-go's kgo.MaxBufferedRecords.
+// fails. It is franz-go's kgo.MaxBufferedRecords. With Atomic, it also
+// bounds the records of the publishes one transaction takes together.
 func MaxBuffered(n int) Opt { return func(c *config) { c.maxBuffered = n } }
 
 // Clock sets the source of event times (time.Now).

@@ -14,36 +14,67 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/gateway/internal/kafkatest"
 	"github.com/presence-im/presence/schemas"
 )
 
-// outage makes the cluster drop the connection of every produce request,
-// before writing anything, as a broker that dies mid-request does, until
-// the returned function ends the outage.
-func outage(c *kfake.Cluster) (end func()) {
+// outage makes the cluster drop the connection of every request of the
+// given keys (every request, without keys), before acting on it, as a
+// broker that dies mid-request does, until the returned function ends
+// the outage.
+func outage(c *kfake.Cluster, keys ...kmsg.Key) (end func()) {
 	var down atomic.Bool
 	down.Store(true)
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	drop := func(kmsg.Request) (kmsg.Response, error, bool) {
 		if !down.Load() {
 			c.DropControl()
 			return nil, nil, false
 		}
 		c.KeepControl()
 		return nil, errors.New("broker down"), true
-	})
+	}
+	if len(keys) == 0 {
+		c.Control(drop)
+	}
+	for _, k := range keys {
+		c.ControlKey(int16(k), drop)
+	}
 	return func() { down.Store(false) }
 }
 
-// While Kafka is down, every Publish fails when its context ends, the
-// publisher holds at most MaxBuffered records (plus the one each waiting
-// Publish is adding), and nothing of the failed publishes is written
-// later; once Kafka is back, Publish succeeds.
+// While Kafka is down (refusing produce requests only, or everything),
+// every Publish fails when its context ends, the publisher holds at most
+// MaxBuffered records (plus the one each waiting Publish is adding), and
+// nothing of the failed publishes is written later; once Kafka is back,
+// Publish succeeds. An atomic publisher's committer recovers as well.
 func TestPublishWhileKafkaIsDown(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		atomic bool
+		keys   []kmsg.Key
+	}{
+		{"produce down", false, []kmsg.Key{kmsg.Produce}},
+		{"produce down, atomic", true, []kmsg.Key{kmsg.Produce}},
+		{"all down", false, nil},
+		{"all down, atomic", true, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			publishWhileKafkaIsDown(t, tc.atomic, tc.keys)
+		})
+	}
+}
+
+func publishWhileKafkaIsDown(t *testing.T, atomic bool, keys []kmsg.Key) {
 	const bound, publishers, batch = 20, 4, 50
 	c := newCluster(t)
 	// A short metadata age lets the publisher see Kafka back sooner
 	// than the default 5s.
-	p := newPublisher(t, c, gateway.MaxBuffered(bound), gateway.KafkaOpts(kgo.MetadataMinAge(100*time.Millisecond)))
+	opts := []gateway.Opt{gateway.MaxBuffered(bound), gateway.KafkaOpts(kgo.MetadataMinAge(100 * time.Millisecond))}
+	if atomic {
+		opts = append(opts, gateway.Atomic())
+	}
+	p := newPublisher(t, c, opts...)
 	connect := func(user string) gateway.Event {
 		return gateway.Event{Type: gateway.Connect, App: "chat", User: user, Session: "s1", Device: "ios"}
 	}
@@ -51,7 +82,7 @@ func TestPublishWhileKafkaIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	end := outage(c)
+	end := outage(c, keys...)
 	errs := make(chan error, publishers)
 	var wg sync.WaitGroup
 	for i := range publishers {
@@ -97,7 +128,7 @@ func TestPublishWhileKafkaIsDown(t *testing.T) {
 	if err := p.Publish(ctx, connect("after")); err != nil {
 		t.Fatalf("Publish once Kafka is back: %v", err)
 	}
-	recs := readAll(t, c, schemas.SessionsTopic)
+	recs := kafkatest.ReadCommitted(t, c.ListenAddrs(), schemas.SessionsTopic)
 	if len(recs) != 2 {
 		keys := make([]string, len(recs))
 		for i, r := range recs {

@@ -22,6 +22,19 @@
 // disconnect puts the session back online. Records fail in partition order: when a
 // publish fails, the records queued behind its own in the same partitions
 // fail too, so publishes running beside it may fail with it.
+//
+// A publish spans as many partitions as its users do. By default, when
+// Kafka acknowledges some of them and not others (a broker down among
+// several), the publish fails with part of it written. With the Atomic
+// option, every publish is one Kafka transaction, written whole or not at
+// all. Choose it when a failed publish must leave nothing behind, as the
+// gateway server does for the batches that external gateways post, and
+// when every consumer of presence.sessions and presence.gateways reads
+// with isolation.level=read_committed, as the processor does: a consumer
+// reading uncommitted records sees aborted records too. It costs a
+// transaction per group of publishes (see Atomic), a few more round trips
+// to Kafka per publish, and it needs the permission to write with the
+// transactional id TransactionalID(id).
 package gateway
 
 import (
@@ -80,7 +93,8 @@ type Event struct {
 // Publisher publishes the records of one gateway process.
 type Publisher struct {
 	cfg config
-	cl  *kgo.Client
+	cl  *kgo.Client // without Atomic
+	tx  *committer  // with Atomic
 	seq atomic.Uint64
 }
 
@@ -98,13 +112,22 @@ func New(opts ...Opt) (*Publisher, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(Partitioner()),
 		kgo.MaxBufferedRecords(cfg.maxBuffered),
-		// Without it, records sent to a broker that then stops
-		// answering cannot fail: they keep their room in the buffer
-		// while Kafka is down, and are written once it is back, after
-		// their publish failed. Failing them may write a record twice
-		// when the caller publishes it again, which changes nothing.
-		kgo.AllowIdempotentProduceCancellation(),
 	}, cfg.kafkaOpts...)
+	if cfg.atomic {
+		tx, err := newCommitter(cfg, kopts)
+		if err != nil {
+			return nil, fmt.Errorf("creating kafka client: %w", err)
+		}
+		return &Publisher{cfg: cfg, tx: tx}, nil
+	}
+	// Without it, records sent to a broker that then stops answering
+	// cannot fail: they keep their room in the buffer while Kafka is
+	// down, and are written once it is back, after their publish
+	// failed. Failing them may write a record twice when the caller
+	// publishes it again, which changes nothing. (A transactional
+	// client cannot have it, and needs it not: an aborted transaction
+	// writes nothing.)
+	kopts = append(kopts, kgo.AllowIdempotentProduceCancellation())
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
@@ -124,9 +147,20 @@ func Partitioner() kgo.Partitioner {
 func (p *Publisher) ID() string    { return p.cfg.id }
 func (p *Publisher) Epoch() string { return p.cfg.epoch }
 
+// Atomic says whether every publish is all or nothing (see Atomic).
+func (p *Publisher) Atomic() bool { return p.tx != nil }
+
+// client is the Kafka client publishing now.
+func (p *Publisher) client() *kgo.Client {
+	if p.tx != nil {
+		return p.tx.client()
+	}
+	return p.cl
+}
+
 // Ping checks that Kafka answers.
 func (p *Publisher) Ping(ctx context.Context) error {
-	if err := p.cl.Ping(ctx); err != nil {
+	if err := p.client().Ping(ctx); err != nil {
 		return fmt.Errorf("pinging kafka: %w", err)
 	}
 	return nil
@@ -137,8 +171,8 @@ func (p *Publisher) Ping(ctx context.Context) error {
 // before anything is written; the error wraps schemas.ErrInvalid. Any
 // other error means Kafka did not acknowledge every record, because ctx
 // ended first (the error wraps ctx.Err()) or Kafka refused them: some may
-// be written, and the events are the caller's to publish again (see the
-// package doc).
+// be written (with Atomic: all or none, see there), and the events are
+// the caller's to publish again (see the package doc).
 func (p *Publisher) Publish(ctx context.Context, events ...Event) error {
 	recs := make([]*kgo.Record, len(events))
 	now := p.cfg.now()
@@ -233,38 +267,42 @@ func (p *Publisher) HeartbeatFor(ctx context.Context, gateway, epoch string) err
 }
 
 // produce publishes recs and waits until Kafka has acknowledged them all,
-// or ctx ends. franz-go fails the records of an ended context only when it
-// next looks at their partition, which, while brokers are unreachable, can
-// be seconds later (at the next metadata refresh); until then they count
-// against MaxBuffered, but the caller does not wait for them.
+// or ctx ends; with Atomic, until their transaction has ended. Without
+// Atomic, franz-go fails the records of an ended context only when it
+// next looks at their partition, which, while brokers are unreachable,
+// can be seconds later (at the next metadata refresh); until then they
+// count against MaxBuffered, but the caller does not wait for them.
 func (p *Publisher) produce(ctx context.Context, recs []*kgo.Record) error {
+	if p.tx != nil {
+		return p.tx.publish(ctx, recs)
+	}
 	done := make(chan kgo.ProduceResults, 1)
 	go func() { done <- p.cl.ProduceSync(ctx, recs...) }()
-	var results kgo.ProduceResults
+	var err error
 	select {
-	case results = <-done:
+	case results := <-done:
+		err = resultsError(results)
 	case <-ctx.Done():
 		select {
-		case results = <-done:
+		case results := <-done:
+			err = resultsError(results)
 		default:
-			return fmt.Errorf("publishing %d records: %w", len(recs), ctx.Err())
+			err = ctx.Err()
 		}
 	}
-	var first error
-	failed := 0
-	for _, r := range results {
-		if r.Err != nil {
-			failed++
-			first = cmp.Or(first, r.Err)
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("publishing %d records, %d failed: %w", len(recs), failed, first)
+	if err != nil {
+		return fmt.Errorf("publishing %d records: %w", len(recs), err)
 	}
 	return nil
 }
 
-// Close flushes what is buffered and closes the Kafka client.
+// Close closes the Kafka client, failing the records it holds; with
+// Atomic, it first stops the committer, aborting the transaction in
+// progress and failing the publishes waiting.
 func (p *Publisher) Close() {
+	if p.tx != nil {
+		p.tx.close()
+		return
+	}
 	p.cl.Close()
 }

@@ -40,15 +40,26 @@ func publishContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // Publisher is what the endpoint publishes with; *gateway.Publisher is one.
+// A publisher that also has a method Atomic() bool reporting true (as a
+// *gateway.Publisher made with gateway.Atomic does) writes each batch
+// whole or not at all, and the endpoint says so when it answers 503.
 type Publisher interface {
 	Publish(ctx context.Context, events ...gateway.Event) error
 	HeartbeatFor(ctx context.Context, gateway, epoch string) error
 }
 
+// Answers to a batch Kafka did not acknowledge, by whether the publisher
+// is atomic.
+const (
+	unavailableAtomic  = "kafka did not acknowledge the batch in time; it is written whole or not at all, and posting it again is safe before any later event of its sessions"
+	unavailablePartial = "kafka did not acknowledge the batch in time; some of it may be written, and posting it again is safe before any later event of its sessions"
+)
+
 // Handler serves POST /v1/apps/{app}/events and
 // POST /v1/gateways/{gateway}/heartbeat.
 type Handler struct {
 	pub     Publisher
+	atomic  bool
 	log     *slog.Logger
 	events  *prometheus.CounterVec
 	batches *prometheus.CounterVec
@@ -57,9 +68,11 @@ type Handler struct {
 
 // New returns a Handler registering its metrics on reg.
 func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	a, ok := pub.(interface{ Atomic() bool })
 	h := &Handler{
-		pub: pub,
-		log: log.With("component", "ingest"),
+		pub:    pub,
+		atomic: ok && a.Atomic(),
+		log:    log.With("component", "ingest"),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "events_total",
 			Help: "Session events published, by type.",
@@ -125,7 +138,9 @@ var reasons = map[string]gateway.Reason{
 
 // postEvents validates a batch whole and publishes it; 202 means Kafka has
 // every record of it. Every event is checked before any is published, so
-// an invalid batch writes nothing.
+// an invalid batch writes nothing; with an atomic publisher, neither does
+// a batch Kafka acknowledges in part (or, when Kafka's answer is lost, it
+// writes all of it).
 func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	events, err := h.parseEvents(w, r)
 	if err != nil {
@@ -137,7 +152,11 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	defer cancel()
 	if err := h.pub.Publish(ctx, events...); err != nil {
 		h.batches.WithLabelValues("failed").Inc()
-		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not acknowledge the batch in time; some of it may be written, and posting it again is safe before any later event of its sessions"), err)
+		msg := unavailablePartial
+		if h.atomic {
+			msg = unavailableAtomic
+		}
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, msg), err)
 	}
 	h.publish.Observe(time.Since(start).Seconds())
 	h.batches.WithLabelValues("accepted").Inc()

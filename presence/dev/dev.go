@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer query.Close()
-	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease))
+	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease), gateway.Atomic())
 	if err != nil {
 		return err
 	}
@@ -206,17 +206,8 @@ func runClock(mr *miniredis.Miniredis) (stop func()) {
 }
 
 func waitReady(ctx context.Context, probes ...httpapi.Probe) error {
-	for _, ready := range probes {
-		if err := waitProbe(ctx, ready); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func waitProbe(ctx context.Context, ready httpapi.Probe) error {
 	for {
-		if err := ready(ctx); err == nil {
+		if allReady(ctx, probes) {
 			return nil
 		}
 		select {
@@ -225,6 +216,18 @@ func waitProbe(ctx context.Context, ready httpapi.Probe) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// allReady reports whether every probe passes in one pass: a probe that
+// passed once may fail again (the processor assigned more partitions)
+// while a later one is still failing.
+func allReady(ctx context.Context, probes []httpapi.Probe) bool {
+	for _, ready := range probes {
+		if ready(ctx) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // startKafka starts the embedded Kafka on addr, persisting to dir.

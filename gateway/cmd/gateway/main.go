@@ -53,7 +53,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
-	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...),
+	// Atomic: a batch posted, a connect, a disconnect or a heartbeat is
+	// written whole or not at all, even when only some of Kafka's
+	// brokers are down; the processor reads committed records only.
+	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...), gateway.Atomic(),
 		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered))
 	if err != nil {
 		return err
