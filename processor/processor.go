@@ -262,6 +262,11 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		}
 		p.stop(nil)
 	}()
+	// Topics first: a consumer that joined before they all exist would
+	// be assigned the late ones seconds later, behind again.
+	if err := p.ensureTopics(ctx); err != nil {
+		return err
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
@@ -293,9 +298,6 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	defer cl.Close()
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
-	if err := EnsureTopics(ctx, cl, p.cfg.Partitions); err != nil {
-		return err
-	}
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
 	var swept time.Time
 	for {
@@ -352,6 +354,16 @@ func (p *Processor) checkCheckpoints(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ensureTopics creates the missing topics with a client of its own.
+func (p *Processor) ensureTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...)}, p.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	return EnsureTopics(ctx, cl, p.cfg.Partitions)
 }
 
 // topics are the topics the processor consumes: the state topics, and the
