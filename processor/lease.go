@@ -328,7 +328,9 @@ func (p *Processor) liveOf(ctx context.Context, id, app string, ss []redisstore.
 	for i, s := range ss {
 		var held *redisstore.Session
 		if st := statuses[i]; st != nil {
-			if j := slices.IndexFunc(st.Sessions, func(h redisstore.Session) bool { return h.Session == s.Session && h.Gateway == id && h.Epoch == s.Epoch }); j >= 0 {
+			if j := slices.IndexFunc(st.Sessions, func(h redisstore.Session) bool {
+				return h.Session == s.Session && h.Gateway == id && h.Epoch == s.Epoch
+			}); j >= 0 {
 				held = &st.Sessions[j]
 			}
 		}
