@@ -126,13 +126,11 @@ func (p *Processor) forgetGateways(partition int32) {
 // A lease is judged as of the last time its partition of
 // presence.gateways was known to be read up to its committed end (asOf),
 // not by the clock: a processor that could not read (Kafka or Redis down,
-// a stall) must not take the heartbeats it missed for silence. Nothing is
-// judged while the state of sessions is incomplete (a rebuild).
+// a stall) must not take the heartbeats it missed for silence. Call it
+// only while the state is complete (no rebuild under way): a session the
+// rebuild has not ended yet would look live.
 func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	now := p.cfg.Now() // before listing the ends: heartbeats written before it are below them
-	if pending, err := p.cfg.Store.Rebuilding(ctx); err != nil || pending > 0 {
-		return
-	}
 	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.GatewaysTopic)
 	if err != nil {
 		p.log.Warn("listing the ends of presence.gateways failed; leases are judged as of the last time they were read", "err", err)
@@ -150,6 +148,11 @@ func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	}
 	for id := range p.gateways.leases {
 		ids = append(ids, id)
+	}
+	for key, w := range p.gateways.written {
+		if now.Sub(w) >= p.cfg.GatewayLease {
+			delete(p.gateways.written, key) // applied by now, or worth writing again
+		}
 	}
 	type check struct {
 		id   string
@@ -261,11 +264,6 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	for _, s := range live {
 		p.gateways.written[schemas.SessionKey(s.App, s.User, s.Session)] = now
 		epochs[s.Epoch] = true
-	}
-	for key, w := range p.gateways.written {
-		if now.Sub(w) >= p.cfg.GatewayLease {
-			delete(p.gateways.written, key)
-		}
 	}
 	p.mu.Unlock()
 	if len(live) > 0 {

@@ -316,13 +316,18 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		if !p.cfg.Quiet {
 			p.sweepGrace(ctx, cl)
 			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
-				if err := p.checkCheckpoints(ctx); err != nil {
+				unbuilt, err := p.checkCheckpoints(ctx)
+				if errors.Is(err, errStateLost) {
 					p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
 					p.stop(err)
 					return nil
 				}
-				p.sweepLeases(ctx, cl)
-				p.sweepDeadKeys(ctx, cl)
+				if err == nil {
+					if unbuilt == 0 { // leases are judged on complete state only
+						p.sweepLeases(ctx, cl)
+					}
+					p.sweepDeadKeys(ctx, cl)
+				}
 				swept = now
 			}
 		}
@@ -330,30 +335,32 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	}
 }
 
-// checkCheckpoints compares the checkpoints in Redis with those this
-// processor last read or wrote, so that a Redis that lost state is noticed
-// even on partitions that get no records, before anything acts on it. A
-// Redis that does not answer is no news: applying will wait for it.
-func (p *Processor) checkCheckpoints(ctx context.Context) error {
+// checkCheckpoints reads the checkpoints of the state topics in Redis and
+// compares them with those this processor last read or wrote, so that a
+// Redis that lost state is noticed even on partitions that get no
+// records, before anything acts on it (errStateLost). It returns how many
+// partitions of the state topics are not yet built, by any processor.
+func (p *Processor) checkCheckpoints(ctx context.Context) (unbuilt int, err error) {
 	p.mu.Lock()
 	mine := map[string]map[int32]int64{}
 	for topic, cps := range p.checkpoints {
 		mine[topic] = maps.Clone(cps)
 	}
 	p.mu.Unlock()
-	for topic, cps := range mine {
+	for _, topic := range schemas.StateTopics {
 		cp, err := p.cfg.Store.Checkpoint(ctx, topic)
 		if err != nil {
-			return nil
+			return 0, err
 		}
-		for partition, next := range cps {
+		unbuilt += cp.Unbuilt()
+		for partition, next := range mine[topic] {
 			if found, ok := cp.Next[partition]; !ok || found != next {
-				return fmt.Errorf("%w: %s partition %d is at %d in redis (present: %v), this processor wrote %d",
+				return 0, fmt.Errorf("%w: %s partition %d is at %d in redis (present: %v), this processor wrote %d",
 					errStateLost, topic, partition, found, ok, next)
 			}
 		}
 	}
-	return nil
+	return unbuilt, nil
 }
 
 // ensureTopics creates the missing topics with a client of its own.

@@ -215,6 +215,16 @@ func unlink(ctx context.Context, c *redis.Client, keys []string) error {
 	return err
 }
 
+// Unbuilt returns how many partitions of the checkpoint's topic are not
+// yet built: being rebuilt, or without a checkpoint; a topic never built
+// counts as one.
+func (cp Checkpoint) Unbuilt() int {
+	if cp.TopicID == "" {
+		return 1
+	}
+	return len(cp.Rebuild) + max(cp.Partitions-len(cp.Next), 0)
+}
+
 // Forget deletes the checkpoints of topic, every partition's, so that each
 // processor finds its partitions unbuilt: its next checkpoint fails to
 // advance (ErrCheckpointMoved) and it rebuilds them. It is how a state
@@ -237,12 +247,7 @@ func (s *Store) Rebuilding(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		switch {
-		case cp.TopicID == "":
-			pending++ // never built
-		default:
-			pending += len(cp.Rebuild) + max(cp.Partitions-len(cp.Next), 0)
-		}
+		pending += cp.Unbuilt()
 	}
 	return pending, nil
 }
