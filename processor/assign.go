@@ -138,7 +138,7 @@ func (p *Processor) startGateways(partitions map[int32]kgo.Offset, n int, ends k
 // describe returns the topic's id and partitions, and the end offsets of
 // the given partitions.
 func (p *Processor) describe(ctx context.Context, topic string, partitions map[int32]kgo.Offset) (kadm.TopicDetail, kadm.ListedOffsets, error) {
-	adm := kadm.NewClient(p.cl.Load())
+	adm := p.adm.Load()
 	md, err := adm.Metadata(ctx, topic)
 	if err != nil {
 		return kadm.TopicDetail{}, nil, err

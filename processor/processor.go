@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
@@ -117,8 +118,10 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
-	cl      atomic.Pointer[kgo.Client]
-	stop    context.CancelCauseFunc
+	// adm is the admin client of the current membership, which the
+	// group's callbacks use: it exists before the consumer joins.
+	adm  atomic.Pointer[kadm.Client]
+	stop context.CancelCauseFunc
 
 	mu sync.Mutex
 	// spans holds, per assigned partition, how far it has to go to catch
@@ -264,9 +267,15 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	}()
 	// Topics first: a consumer that joined before they all exist would
 	// be assigned the late ones seconds later, behind again.
-	if err := p.ensureTopics(ctx); err != nil {
+	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...)}, p.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer admin.Close()
+	if err := EnsureTopics(ctx, admin, p.cfg.Partitions); err != nil {
 		return err
 	}
+	p.adm.Store(kadm.NewClient(admin))
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
@@ -294,7 +303,6 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
-	p.cl.Store(cl)
 	defer cl.Close()
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
@@ -361,16 +369,6 @@ func (p *Processor) checkCheckpoints(ctx context.Context) (unbuilt int, err erro
 		}
 	}
 	return unbuilt, nil
-}
-
-// ensureTopics creates the missing topics with a client of its own.
-func (p *Processor) ensureTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...)}, p.cfg.KafkaOpts...)...)
-	if err != nil {
-		return fmt.Errorf("creating kafka client: %w", err)
-	}
-	defer cl.Close()
-	return EnsureTopics(ctx, cl, p.cfg.Partitions)
 }
 
 // topics are the topics the processor consumes: the state topics, and the
