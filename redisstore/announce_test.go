@@ -85,6 +85,41 @@ func TestQuietApply(t *testing.T) {
 	if o := outcomes(t, s, false, custom("qa", 1, "hi", 3, base))[0]; o.Announce != redisstore.Nothing {
 		t.Fatalf("after a rebuild, an unchanged state is news: %+v", o)
 	}
+	// The first live changes after a rebuild are judged against the state
+	// the rebuild left: a device that drops and comes back within one
+	// batch is no news, a new device is, until it is announced.
+	back := connect("qa", "s1b", 5, base)
+	back.DeviceID = "dev-s1"
+	got := outcomes(t, s, false, disconnect("qa", "s1", 4, base), back)
+	if got[0].Announce != redisstore.AfterGrace || got[1].Announce != redisstore.Nothing {
+		t.Fatalf("drop and reconnect after a rebuild: %+v, want after grace then nothing", got)
+	}
+	o := outcomes(t, s, false, connect("qa", "s2", 6, base))[0]
+	if o.Announce != redisstore.Now {
+		t.Fatalf("new device after a rebuild: %+v, want announce now", o)
+	}
+	check := func() redisstore.Announce {
+		got, err := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "qa"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0].Announce
+	}
+	if a := check(); a != redisstore.Now {
+		t.Fatalf("check before announcing: %d, want announce now", a)
+	}
+	markAnnounced(t, s, "qa", o)
+	if a := check(); a != redisstore.Nothing {
+		t.Fatalf("check once announced: %d, want nothing", a)
+	}
+	// Gone offline after a rebuild: announced after the grace period.
+	outcomes(t, s, true, connect("qb", "s1", 1, base))
+	if o := outcomes(t, s, false, disconnect("qb", "s1", 2, base))[0]; o.Announce != redisstore.AfterGrace {
+		t.Fatalf("offline after a rebuild: %+v, want after grace", o)
+	}
+	if got, err := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "qb"}}); err != nil || got[0].Announce != redisstore.Now {
+		t.Fatalf("check after the grace period: %+v, %v", got, err)
+	}
 }
 
 func TestCustomStatus(t *testing.T) {

@@ -75,34 +75,30 @@ type Outcome struct {
 
 // Apply applies changes in one pipelined round trip, in order. During a
 // rebuild (quiet), the visible state counts as announced and no outcome
-// asks for an announcement: history is not news. Beside each change it
-// indexes the session by gateway (gateways.go) and schedules the record
-// keys it will make dead (expire.go); both converge when a suffix is
+// asks for an announcement: history is not news. Beside the changes it
+// indexes their sessions by gateway (gateways.go) and schedules the record
+// keys they will make dead (expire.go); both converge when a suffix is
 // applied again.
 func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outcome, error) {
-	ttl := strconv.FormatInt(s.offlineTTL.Milliseconds(), 10)
-	q := "0"
-	if quiet {
-		q = "1"
-	}
-	return s.runScript(ctx, s.apply, len(changes), func(p redis.Pipeliner, i int) *redis.Cmd {
-		c := changes[i]
-		field, value := "", ""
+	recs := make([]record, len(changes))
+	for i, c := range changes {
+		r := record{key: s.userKey(c.App, c.User), version: c.Version, op: opArg[c.Op], at: c.At.UnixMilli()}
 		switch c.Op {
 		case Connect:
-			field, value = sessionField(c.Session), encodeSession(c)
+			r.field, r.value = sessionField(c.Session), encodeSession(c)
 		case Disconnect:
-			field = sessionField(c.Session)
+			r.field = sessionField(c.Session)
 			if c.OnlyHere {
-				value = c.Gateway + sep + c.Epoch
+				r.value = c.Gateway + sep + c.Epoch
 			}
 		case SetCustom:
-			value = encodeCustom(c.Custom)
+			r.value = encodeCustom(c.Custom)
 		}
-		s.indexSession(ctx, p, c)
-		s.scheduleSession(ctx, p, c)
-		return s.apply.EvalSha(ctx, p, []string{s.userKey(c.App, c.User)},
-			c.Version, opArg[c.Op], field, value, c.At.UnixMilli(), ttl, q)
+		recs[i] = r
+	}
+	return s.applyRecords(ctx, recs, quiet, func(p redis.Pipeliner) {
+		s.indexSessions(ctx, p, changes)
+		s.scheduleSessions(ctx, p, changes)
 	})
 }
 
@@ -112,71 +108,157 @@ type User struct{ App, User string }
 // Check compares the visible state of users with what their audience was
 // last told, changing nothing: Announce is Now where they differ.
 func (s *Store) Check(ctx context.Context, users []User) ([]Outcome, error) {
-	return s.runScript(ctx, s.apply, len(users), func(p redis.Pipeliner, i int) *redis.Cmd {
-		return s.apply.EvalSha(ctx, p, []string{s.userKey(users[i].App, users[i].User)}, 0, "k", "", "", 0, 0, "0")
-	})
+	recs := make([]record, len(users))
+	for i, u := range users {
+		recs[i] = record{key: s.userKey(u.App, u.User), op: "k"}
+	}
+	return s.applyRecords(ctx, recs, false, func(redis.Pipeliner) {})
 }
 
 // MarkAnnounced records that the audience of each user was told the
 // visible state in visible (from an Outcome).
 func (s *Store) MarkAnnounced(ctx context.Context, users []User, visible []string) error {
-	_, err := s.runScript(ctx, s.announced, len(users), func(p redis.Pipeliner, i int) *redis.Cmd {
-		return s.announced.EvalSha(ctx, p, []string{s.userKey(users[i].App, users[i].User)}, visible[i])
-	})
-	return err
-}
-
-// runScript runs n calls of script in one pipeline. The pipeline starts
-// by loading the script: if Redis lost its script cache (a restart, a
-// failover, SCRIPT FLUSH), a call that failed with NOSCRIPT while a later
-// one succeeded (loaded meanwhile by another connection) would be re-run
-// after it, and dropped as older. On Redis Cluster, where a keyless
-// command goes to any node, the script is loaded on every node first, and
-// a NOSCRIPT error is returned, to be retried whole, rather than re-run.
-func (s *Store) runScript(ctx context.Context, script *redis.Script, n int, call func(redis.Pipeliner, int) *redis.Cmd) ([]Outcome, error) {
-	if n == 0 {
-		return nil, nil
-	}
-	src, single := s.scripts[script], false
-	if _, single = s.rdb.(*redis.Client); !single {
-		if err := script.Load(ctx, s.rdb).Err(); err != nil {
-			return nil, fmt.Errorf("loading script: %w", err)
-		}
-	}
-	cmds := make([]*redis.Cmd, n)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if single {
-			p.ScriptLoad(ctx, src)
-		}
-		for i := range n {
-			cmds[i] = call(p, i)
-		}
+	if len(users) == 0 {
 		return nil
+	}
+	err := s.scripted(ctx, s.announced, func(p redis.Pipeliner) {
+		for i, u := range users {
+			s.announced.EvalSha(ctx, p, []string{s.userKey(u.App, u.User)}, visible[i])
+		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("running %d scripts: %w", n, err)
+		return fmt.Errorf("marking %d users announced: %w", len(users), err)
 	}
-	out := make([]Outcome, n)
-	for i, c := range cmds {
-		res, _ := c.Slice()
-		if len(res) < 3 {
-			continue
-		}
-		applied, _ := res[0].(int64)
-		announce, _ := res[1].(int64)
-		visible, _ := res[2].(string)
-		out[i] = Outcome{Applied: applied == 1, Announce: Announce(announce), Visible: visible}
-		if len(res) == 4 {
-			if kept, _ := res[3].(string); kept != "" {
-				sess, err := decodeSession("s", kept)
-				if err != nil {
-					return nil, err
-				}
-				out[i].Kept = &sess
+	return nil
+}
+
+// record is one record for apply.lua.
+type record struct {
+	key, op, field, value string
+	version, at           int64
+}
+
+// maxPerCall bounds the records of one call of apply.lua, and so the time
+// Redis spends in it without serving others (a few microseconds each).
+const maxPerCall = 200
+
+// applyRecords runs apply.lua over recs, after what queue adds to the
+// pipeline, and returns the outcome of each record.
+func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, queue func(redis.Pipeliner)) ([]Outcome, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	q := "0"
+	if quiet {
+		q = "1"
+	}
+	calls := s.calls(recs)
+	cmds := make([]*redis.Cmd, len(calls))
+	err := s.scripted(ctx, s.apply, func(p redis.Pipeliner) {
+		queue(p)
+		for i, call := range calls {
+			keys, args := make([]string, len(call)), make([]any, 2, 2+5*len(call))
+			args[0], args[1] = s.offlineTTL.Milliseconds(), q
+			for j, r := range call {
+				keys[j] = recs[r].key
+				args = append(args, recs[r].version, recs[r].op, recs[r].field, recs[r].value, recs[r].at)
 			}
+			cmds[i] = s.apply.EvalSha(ctx, p, keys, args...)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("applying %d records: %w", len(recs), err)
+	}
+	// A rebuild's outcome is only whether each record applied.
+	width := 4
+	if quiet {
+		width = 1
+	}
+	out := make([]Outcome, len(recs))
+	for i, call := range calls {
+		res, err := cmds[i].Slice()
+		if err != nil || len(res) != width*len(call) {
+			return nil, fmt.Errorf("applying %d records: unexpected reply %v: %w", len(call), res, err)
+		}
+		for j, r := range call {
+			o, err := decodeOutcome(res[width*j : width*(j+1)])
+			if err != nil {
+				return nil, err
+			}
+			out[r] = o
 		}
 	}
 	return out, nil
+}
+
+// calls splits recs (by index) into the calls of apply.lua. On a single
+// Redis a call takes consecutive records; on Redis Cluster, where the keys
+// of a call must share a slot, the records of one user, in order.
+func (s *Store) calls(recs []record) [][]int {
+	var calls [][]int
+	if _, single := s.rdb.(*redis.Client); single {
+		for i := 0; i < len(recs); i += maxPerCall {
+			call := make([]int, 0, min(maxPerCall, len(recs)-i))
+			for j := i; j < min(i+maxPerCall, len(recs)); j++ {
+				call = append(call, j)
+			}
+			calls = append(calls, call)
+		}
+		return calls
+	}
+	open := map[string]int{}
+	for i, r := range recs {
+		c, ok := open[r.key]
+		if !ok || len(calls[c]) == maxPerCall {
+			c = len(calls)
+			open[r.key] = c
+			calls = append(calls, nil)
+		}
+		calls[c] = append(calls[c], i)
+	}
+	return calls
+}
+
+func decodeOutcome(res []any) (Outcome, error) {
+	applied, _ := res[0].(int64)
+	if len(res) == 1 {
+		return Outcome{Applied: applied == 1}, nil
+	}
+	announce, _ := res[1].(int64)
+	visible, _ := res[2].(string)
+	o := Outcome{Applied: applied == 1, Announce: Announce(announce), Visible: visible}
+	if kept, _ := res[3].(string); kept != "" {
+		sess, err := decodeSession("s", kept)
+		if err != nil {
+			return Outcome{}, err
+		}
+		o.Kept = &sess
+	}
+	return o, nil
+}
+
+// scripted runs what queue adds to a pipeline that starts by loading
+// script. If Redis lost its script cache (a restart, a failover, SCRIPT
+// FLUSH), a call that failed with NOSCRIPT while a later one succeeded
+// (loaded meanwhile by another connection) would be re-run after it, and
+// its records dropped as older. On Redis Cluster, where a keyless command
+// goes to any node, the script is loaded on every node first, and a
+// NOSCRIPT error is returned, to be retried whole, rather than re-run.
+func (s *Store) scripted(ctx context.Context, script *redis.Script, queue func(redis.Pipeliner)) error {
+	_, single := s.rdb.(*redis.Client)
+	if !single {
+		if err := script.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("loading script: %w", err)
+		}
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if single {
+			p.ScriptLoad(ctx, s.scripts[script])
+		}
+		queue(p)
+		return nil
+	})
+	return err
 }
 
 // A session's value is its device, device id, gateway, connect time and

@@ -29,20 +29,48 @@ func (s *Store) expireKey(topic string, partition int32) string {
 	return s.prefix + ":expire:" + topic + ":" + strconv.Itoa(int(partition))
 }
 
-// scheduleSession schedules, in p, the keys a change of a session makes
-// dead one day: a disconnected session's key the offline TTL after it
-// ended, and the user's custom status (if scheduled) no sooner.
-func (s *Store) scheduleSession(ctx context.Context, p redis.Pipeliner, c Change) {
-	key := s.expireKey(schemas.SessionsTopic, c.Partition)
-	due := float64(c.At.Add(s.offlineTTL).UnixMilli())
-	switch c.Op {
-	case Disconnect:
-		p.ZAdd(ctx, key, redis.Z{Score: due, Member: schemas.SessionKey(c.App, c.User, c.Session)})
-		p.ZAddArgs(ctx, key, redis.ZAddArgs{XX: true, GT: true, Members: []redis.Z{{Score: due, Member: schemas.CustomStatusKey(c.App, c.User)}}})
-	case SetCustom:
-		p.ZAddArgs(ctx, key, redis.ZAddArgs{GT: true, Members: []redis.Z{{Score: due, Member: schemas.CustomStatusKey(c.App, c.User)}}})
-	case ClearCustom:
-		p.ZRem(ctx, key, schemas.CustomStatusKey(c.App, c.User))
+// scheduleSessions schedules, in p, the keys that changes make dead one
+// day: a disconnected session's key the offline TTL after it ended, a
+// custom status's key the offline TTL after it was set (when due, it is
+// scheduled again while its user is known). Per partition, it is one
+// write of the keys to schedule and one delete of the cleared statuses.
+func (s *Store) scheduleSessions(ctx context.Context, p redis.Pipeliner, changes []Change) {
+	due := map[int32]map[string]float64{} // partition -> record key -> due, -1 to unschedule
+	for _, c := range changes {
+		var key string
+		switch c.Op {
+		case Disconnect:
+			key = schemas.SessionKey(c.App, c.User, c.Session)
+		case SetCustom, ClearCustom:
+			key = schemas.CustomStatusKey(c.App, c.User)
+		default:
+			continue
+		}
+		if due[c.Partition] == nil {
+			due[c.Partition] = map[string]float64{}
+		}
+		due[c.Partition][key] = float64(c.At.Add(s.offlineTTL).UnixMilli())
+		if c.Op == ClearCustom {
+			due[c.Partition][key] = -1
+		}
+	}
+	for partition, keys := range due {
+		var add []redis.Z
+		var rem []any
+		for key, at := range keys {
+			if at < 0 {
+				rem = append(rem, key)
+			} else {
+				add = append(add, redis.Z{Score: at, Member: key})
+			}
+		}
+		expire := s.expireKey(schemas.SessionsTopic, partition)
+		if len(add) > 0 {
+			p.ZAdd(ctx, expire, add...)
+		}
+		if len(rem) > 0 {
+			p.ZRem(ctx, expire, rem...)
+		}
 	}
 }
 

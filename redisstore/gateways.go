@@ -25,18 +25,41 @@ import (
 func (s *Store) gatewayKey(gateway string) string { return s.prefix + ":gw:{" + gateway + "}" }
 func (s *Store) gatewaysKey() string              { return s.prefix + ":gateways" }
 
-// indexSession queues in p the index change a change of a session makes.
-func (s *Store) indexSession(ctx context.Context, p redis.Pipeliner, c Change) {
-	if c.Gateway == "" {
-		return
+// indexSessions queues in p the index changes that changes make: per
+// gateway, one write of the sessions they leave connected and one delete
+// of those they leave disconnected.
+func (s *Store) indexSessions(ctx context.Context, p redis.Pipeliner, changes []Change) {
+	index := map[string]map[string]string{} // gateway -> session key -> value, "" to delete
+	for _, c := range changes {
+		if c.Gateway == "" || (c.Op != Connect && c.Op != Disconnect) {
+			continue
+		}
+		if index[c.Gateway] == nil {
+			index[c.Gateway] = map[string]string{}
+		}
+		value := ""
+		if c.Op == Connect {
+			value = c.Epoch + sep + strconv.FormatInt(c.At.UnixMilli(), 10)
+		}
+		index[c.Gateway][schemas.SessionKey(c.App, c.User, c.Session)] = value
 	}
-	key := schemas.SessionKey(c.App, c.User, c.Session)
-	switch c.Op {
-	case Connect:
-		p.HSet(ctx, s.gatewayKey(c.Gateway), key, c.Epoch+sep+strconv.FormatInt(c.At.UnixMilli(), 10))
-		p.SAdd(ctx, s.gatewaysKey(), c.Gateway)
-	case Disconnect:
-		p.HDel(ctx, s.gatewayKey(c.Gateway), key)
+	for gw, sessions := range index {
+		var set []any
+		var del []string
+		for key, value := range sessions {
+			if value == "" {
+				del = append(del, key)
+			} else {
+				set = append(set, key, value)
+			}
+		}
+		if len(set) > 0 {
+			p.HSet(ctx, s.gatewayKey(gw), set...)
+			p.SAdd(ctx, s.gatewaysKey(), gw)
+		}
+		if len(del) > 0 {
+			p.HDel(ctx, s.gatewayKey(gw), del...)
+		}
 	}
 }
 
