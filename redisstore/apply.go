@@ -121,9 +121,17 @@ func (s *Store) MarkAnnounced(ctx context.Context, users []User, visible []strin
 	if len(users) == 0 {
 		return nil
 	}
+	keys := make([]string, len(users))
+	for i, u := range users {
+		keys[i] = s.userKey(u.App, u.User)
+	}
 	err := s.scripted(ctx, s.announced, func(p redis.Pipeliner) {
-		for i, u := range users {
-			s.announced.EvalSha(ctx, p, []string{s.userKey(u.App, u.User)}, visible[i])
+		for _, call := range s.calls(keys) {
+			ks, args := make([]string, len(call)), make([]any, len(call))
+			for j, i := range call {
+				ks[j], args[j] = keys[i], visible[i]
+			}
+			s.announced.EvalSha(ctx, p, ks, args...)
 		}
 	})
 	if err != nil {
@@ -138,7 +146,7 @@ type record struct {
 	version, at           int64
 }
 
-// maxPerCall bounds the records of one call of apply.lua, and so the time
+// maxPerCall bounds the records (or users) of one call of a script, and so the time
 // Redis spends in it without serving others (a few microseconds each).
 const maxPerCall = 200
 
@@ -152,7 +160,11 @@ func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, que
 	if quiet {
 		q = "1"
 	}
-	calls := s.calls(recs)
+	keys := make([]string, len(recs))
+	for i, r := range recs {
+		keys[i] = r.key
+	}
+	calls := s.calls(keys)
 	cmds := make([]*redis.Cmd, len(calls))
 	err := s.scripted(ctx, s.apply, func(p redis.Pipeliner) {
 		queue(p)
@@ -191,15 +203,16 @@ func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, que
 	return out, nil
 }
 
-// calls splits recs (by index) into the calls of apply.lua. On a single
-// Redis a call takes consecutive records; on Redis Cluster, where the keys
-// of a call must share a slot, the records of one user, in order.
-func (s *Store) calls(recs []record) [][]int {
+// calls splits the records or users of keys (by index) into the calls of
+// a script. On a single Redis a call takes consecutive ones; on Redis
+// Cluster, where the keys of a call must share a slot, those of one user,
+// in order.
+func (s *Store) calls(keys []string) [][]int {
 	var calls [][]int
 	if _, single := s.rdb.(*redis.Client); single {
-		for i := 0; i < len(recs); i += maxPerCall {
-			call := make([]int, 0, min(maxPerCall, len(recs)-i))
-			for j := i; j < min(i+maxPerCall, len(recs)); j++ {
+		for i := 0; i < len(keys); i += maxPerCall {
+			call := make([]int, 0, min(maxPerCall, len(keys)-i))
+			for j := i; j < min(i+maxPerCall, len(keys)); j++ {
 				call = append(call, j)
 			}
 			calls = append(calls, call)
@@ -207,11 +220,11 @@ func (s *Store) calls(recs []record) [][]int {
 		return calls
 	}
 	open := map[string]int{}
-	for i, r := range recs {
-		c, ok := open[r.key]
+	for i, key := range keys {
+		c, ok := open[key]
 		if !ok || len(calls[c]) == maxPerCall {
 			c = len(calls)
-			open[r.key] = c
+			open[key] = c
 			calls = append(calls, nil)
 		}
 		calls[c] = append(calls[c], i)
