@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -15,19 +16,48 @@ import (
 // The sessions of each gateway, so that those of a lost gateway can be
 // ended (see the processor's leases):
 //
-//	P:gw:{<gateway>}  hash: session key -> "<epoch>\x1f<connected at ms>"
-//	P:gateways        set: the gateways with sessions in a P:gw hash
+//	P:gw:{<gateway>}:<bucket>  hash: session key -> "<epoch>\x1f<connected at ms>"
+//	P:gateways                 set: the gateways with sessions in a P:gw hash
+//
+// A gateway's sessions are spread over gatewayBuckets hashes by a hash of
+// the session key, so that each stays small enough for Redis's compact
+// encoding (listpack, up to hash-max-listpack-entries fields: 128 by
+// default, which holds about 100,000 sessions per gateway; raise it for
+// bigger gateways). One big hash would cost about 114 bytes per session
+// instead of about 70.
 //
 // The index is written beside each session change, not atomically with
 // it (a gateway's sessions span every slot), so it is a hint: it may name
 // a session that has ended. Read the session's state before acting on it.
 
-func (s *Store) gatewayKey(gateway string) string { return s.prefix + ":gw:{" + gateway + "}" }
-func (s *Store) gatewaysKey() string              { return s.prefix + ":gateways" }
+// gatewayBuckets is how many hashes hold the sessions of one gateway.
+const gatewayBuckets = 1024
+
+func (s *Store) gatewayKey(gateway string, bucket uint32) string {
+	return s.prefix + ":gw:{" + gateway + "}:" + strconv.FormatUint(uint64(bucket), 10)
+}
+
+func (s *Store) gatewaysKey() string { return s.prefix + ":gateways" }
+
+// gatewayBucket is the bucket of a session key.
+func gatewayBucket(sessionKey string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(sessionKey))
+	return h.Sum32() % gatewayBuckets
+}
+
+// gatewayKeys returns the keys of every bucket of gateway.
+func (s *Store) gatewayKeys(gateway string) []string {
+	keys := make([]string, gatewayBuckets)
+	for b := range keys {
+		keys[b] = s.gatewayKey(gateway, uint32(b))
+	}
+	return keys
+}
 
 // indexSessions queues in p the index changes that changes make: per
-// gateway, one write of the sessions they leave connected and one delete
-// of those they leave disconnected.
+// bucket of a gateway, one write of the sessions they leave connected and
+// one delete of those they leave disconnected.
 func (s *Store) indexSessions(ctx context.Context, p redis.Pipeliner, changes []Change) {
 	index := map[string]map[string]string{} // gateway -> session key -> value, "" to delete
 	for _, c := range changes {
@@ -44,21 +74,23 @@ func (s *Store) indexSessions(ctx context.Context, p redis.Pipeliner, changes []
 		index[c.Gateway][schemas.SessionKey(c.App, c.User, c.Session)] = value
 	}
 	for gw, sessions := range index {
-		var set []any
-		var del []string
+		set, del := map[uint32][]any{}, map[uint32][]string{}
 		for key, value := range sessions {
+			b := gatewayBucket(key)
 			if value == "" {
-				del = append(del, key)
+				del[b] = append(del[b], key)
 			} else {
-				set = append(set, key, value)
+				set[b] = append(set[b], key, value)
 			}
 		}
-		if len(set) > 0 {
-			p.HSet(ctx, s.gatewayKey(gw), set...)
-			p.SAdd(ctx, s.gatewaysKey(), gw)
+		for b, fields := range set {
+			p.HSet(ctx, s.gatewayKey(gw, b), fields...)
 		}
-		if len(del) > 0 {
-			p.HDel(ctx, s.gatewayKey(gw), del...)
+		for b, fields := range del {
+			p.HDel(ctx, s.gatewayKey(gw, b), fields...)
+		}
+		if len(set) > 0 {
+			p.SAdd(ctx, s.gatewaysKey(), gw)
 		}
 	}
 }
@@ -81,19 +113,27 @@ type GatewaySession struct {
 
 // GatewaySessions returns the sessions the index of gateway names.
 func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewaySession, error) {
-	h, err := s.rdb.HGetAll(ctx, s.gatewayKey(gateway)).Result()
+	reads := make([]*redis.MapStringStringCmd, gatewayBuckets)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b, key := range s.gatewayKeys(gateway) {
+			reads[b] = p.HGetAll(ctx, key)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the sessions of gateway %q: %w", gateway, err)
 	}
-	out := make([]GatewaySession, 0, len(h))
-	for key, value := range h {
-		ids := schemas.SplitKey([]byte(key))
-		epoch, at, ok := strings.Cut(value, sep)
-		ms, err := strconv.ParseInt(at, 10, 64)
-		if len(ids) != 3 || !ok || err != nil {
-			continue // not written by indexSession
+	var out []GatewaySession
+	for _, read := range reads {
+		for key, value := range read.Val() {
+			ids := schemas.SplitKey([]byte(key))
+			epoch, at, ok := strings.Cut(value, sep)
+			ms, err := strconv.ParseInt(at, 10, 64)
+			if len(ids) != 3 || !ok || err != nil {
+				continue // not written by indexSessions
+			}
+			out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: ids[2], Epoch: epoch, ConnectedAt: time.UnixMilli(ms)})
 		}
-		out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: ids[2], Epoch: epoch, ConnectedAt: time.UnixMilli(ms)})
 	}
 	return out, nil
 }
@@ -104,11 +144,18 @@ func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewayS
 // anyone; a gateway that does is added back by its next connect).
 func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewaySession, gone bool) error {
 	if len(sessions) > 0 {
-		fields := make([]string, len(sessions))
-		for i, gs := range sessions {
-			fields[i] = schemas.SessionKey(gs.App, gs.User, gs.Session)
+		fields := map[uint32][]string{}
+		for _, gs := range sessions {
+			key := schemas.SessionKey(gs.App, gs.User, gs.Session)
+			fields[gatewayBucket(key)] = append(fields[gatewayBucket(key)], key)
 		}
-		if err := s.rdb.HDel(ctx, s.gatewayKey(gateway), fields...).Err(); err != nil {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for b, keys := range fields {
+				p.HDel(ctx, s.gatewayKey(gateway, b), keys...)
+			}
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("unindexing %d sessions of gateway %q: %w", len(sessions), gateway, err)
 		}
 	}
@@ -116,11 +163,12 @@ func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewayS
 		return nil
 	}
 	// Remove first, then look: a session indexed meanwhile (its SADD
-	// before the SREM) is seen, and the gateway added back.
+	// before the SREM) is seen, and the gateway added back. The buckets
+	// share a slot, so one EXISTS counts them all.
 	err := s.rdb.SRem(ctx, s.gatewaysKey(), gateway).Err()
 	var n int64
 	if err == nil {
-		n, err = s.rdb.HLen(ctx, s.gatewayKey(gateway)).Result()
+		n, err = s.rdb.Exists(ctx, s.gatewayKeys(gateway)...).Result()
 	}
 	if err == nil && n > 0 {
 		err = s.rdb.SAdd(ctx, s.gatewaysKey(), gateway).Err()

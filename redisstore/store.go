@@ -15,7 +15,7 @@
 //	P:expire:<topic>:<partition>
 //	                     record keys to tombstone once dead (see
 //	                     expire.go)
-//	P:gw:{<gateway>}     the sessions of a gateway; P:gateways, the
+//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways, the
 //	                     gateways (see gateways.go)
 //	P:checkpoint:<topic> hash: partition -> next offset to apply, rebuild
 //	                     targets, and the id and partition count of the
