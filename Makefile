@@ -1,11 +1,12 @@
-# Presence: `make run` runs the whole pipeline, `make test` runs every test.
+# Presence: `make run` runs the whole pipeline, `make test` runs every test,
+# `make bench` measures it against raw Redis and Kafka.
 
 MODULES  := schemas redisstore service gateway processor queryapi presence deploy
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 
-.PHONY: build run test vet redis-server proto clean
+.PHONY: build run test vet bench redis-server proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/
 build:
@@ -25,6 +26,12 @@ test: vet redis-server
 
 vet:
 	go vet $(PACKAGES)
+
+## bench: the standard benchmark set, each scenario against the raw tools
+## (a few minutes on 2 cores); the table goes to stdout, progress to
+## stderr, the latency distributions to bench.svg
+bench: build redis-server
+	./bin/presence bench --chart bench.svg
 
 redis-server:
 	@command -v redis-server >/dev/null || { \

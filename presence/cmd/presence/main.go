@@ -1,6 +1,7 @@
 // Command presence is the all-in-one Presence command. `presence dev` runs
 // the whole pipeline in one process on embedded defaults; `presence
-// import-friends` loads an existing friend graph into Kafka.
+// import-friends` loads an existing friend graph into Kafka; `presence
+// bench` measures the project against the raw tools.
 package main
 
 import (
@@ -26,6 +27,7 @@ commands:
   import-friends  load a friend graph (CSV lines "user,friend") into Kafka
   connect         open a session over WebSocket and print its notifications
   replay          rebuild Redis from the compacted topics, then exit
+  bench           measure Presence against raw Redis and Kafka (make bench)
 
 Run 'presence <command> --help' for its flags.`
 
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runConnect(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -1,0 +1,294 @@
+package bench
+
+// The environment a run measures: one Redis for the whole run, flushed
+// between phases, and a Kafka per scenario.
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/schemas"
+)
+
+// redisPoolSize is the most connections to Redis at once: the processor
+// applies up to a partition count of pipelines at once, the query API
+// serves every client at once.
+const redisPoolSize = 64
+
+// env is the Redis and Kafka of a run.
+type env struct {
+	cfg          Config
+	out          *progress
+	server       *redistest.Server // nil with an external Redis
+	redisURL     string
+	redisVersion string
+	rdb          *redis.Client
+	// emptied: the external Redis's database was found empty, so that
+	// what it holds now is the run's.
+	emptied bool
+}
+
+// newEnv starts a redis-server unless cfg names a Redis, and checks that a
+// Redis or Kafka given holds nothing the run would destroy.
+func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
+	e := &env{cfg: cfg, out: out, redisURL: cfg.RedisURL}
+	if e.redisURL == "" {
+		s, err := redistest.StartWith(redistest.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("starting a redis-server for the run (or give one with --redis-url): %w", err)
+		}
+		e.server, e.redisURL = s, s.URL()
+	}
+	opts, err := redis.ParseURL(e.redisURL)
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("parsing the redis url: %w", err)
+	}
+	opts.PoolSize = redisPoolSize
+	e.rdb = redis.NewClient(opts)
+	if err := e.check(ctx); err != nil {
+		e.close()
+		return nil, err
+	}
+	out.printf("redis %s at %s, kafka %s", e.redisVersion, redacted(e.redisURL), e.kafkaKind())
+	return e, nil
+}
+
+// check reads the version of Redis and refuses a Redis database or a Kafka
+// that holds anything.
+func (e *env) check(ctx context.Context) error {
+	info, err := e.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return fmt.Errorf("reaching redis at %s: %w", redacted(e.redisURL), err)
+	}
+	e.redisVersion = infoField(info, "redis_version")
+	if e.server == nil {
+		n, err := e.rdb.DBSize(ctx).Result()
+		if err != nil {
+			return fmt.Errorf("counting the keys of redis at %s: %w", redacted(e.redisURL), err)
+		}
+		if n > 0 {
+			return fmt.Errorf("redis at %s holds %d keys in its database: the bench flushes the database between phases, "+
+				"so give it an empty one (another database number, such as redis://host:6379/15, or no --redis-url)", redacted(e.redisURL), n)
+		}
+		e.emptied = true
+	}
+	if len(e.cfg.Brokers) > 0 {
+		return e.checkKafka(ctx)
+	}
+	return nil
+}
+
+// checkKafka refuses an external Kafka that holds Presence topics.
+func (e *env) checkKafka(ctx context.Context) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...))
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	names, err := heldTopics(ctx, kadm.NewClient(cl))
+	if err != nil {
+		return fmt.Errorf("listing the topics of kafka %s: %w", strings.Join(e.cfg.Brokers, ","), err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("kafka %s holds Presence topics (%s): the bench creates them and deletes them after each scenario, "+
+			"so give it a Kafka of its own, or no --brokers", strings.Join(e.cfg.Brokers, ","), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+func (e *env) kafkaKind() string {
+	if len(e.cfg.Brokers) > 0 {
+		return strings.Join(e.cfg.Brokers, ",")
+	}
+	return "in-process (kfake)"
+}
+
+// close stops what the env started, and empties the database of an
+// external Redis, which was empty before the run.
+func (e *env) close() {
+	if e.rdb != nil {
+		if e.server == nil && e.emptied {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			_ = e.flush(ctx)
+			cancel()
+		}
+		e.rdb.Close()
+	}
+	if e.server != nil {
+		e.server.Stop()
+	}
+}
+
+// flush empties the Redis database, whose keys are all the run's.
+func (e *env) flush(ctx context.Context) error {
+	if err := e.rdb.FlushDB(ctx).Err(); err != nil {
+		return fmt.Errorf("flushing redis: %w", err)
+	}
+	return nil
+}
+
+// store is redisstore over the run's Redis, with its default layout. It
+// shares the env's client: do not close it.
+func (e *env) store() *redisstore.Store {
+	return redisstore.New(e.rdb, redisstore.Options{})
+}
+
+// usedMemory is Redis's used_memory: the bytes its allocator holds.
+func (e *env) usedMemory(ctx context.Context) (int64, error) {
+	info, err := e.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, fmt.Errorf("reading redis memory: %w", err)
+	}
+	var n int64
+	if _, err := fmt.Sscan(infoField(info, "used_memory"), &n); err != nil {
+		return 0, fmt.Errorf("reading used_memory: %w", err)
+	}
+	return n, nil
+}
+
+// kafka is the Kafka of one scenario, its Presence topics created.
+type kafka struct {
+	brokers []string
+	cluster *kfake.Cluster // nil with an external Kafka
+	adm     *kadm.Client
+	admCl   *kgo.Client
+}
+
+// kafka starts an in-process Kafka (or checks the external one), and
+// creates the Presence topics as the processor does.
+func (e *env) kafka(ctx context.Context) (*kafka, error) {
+	k := &kafka{brokers: e.cfg.Brokers}
+	if len(k.brokers) == 0 {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			return nil, fmt.Errorf("starting in-process kafka: %w", err)
+		}
+		k.cluster, k.brokers = c, c.ListenAddrs()
+	} else if err := e.checkKafka(ctx); err != nil {
+		return nil, err
+	}
+	cl, err := k.client()
+	if err != nil {
+		k.close()
+		return nil, err
+	}
+	k.admCl, k.adm = cl, kadm.NewClient(cl)
+	if err := processor.EnsureTopics(ctx, cl, e.cfg.Partitions); err != nil {
+		k.close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// client is a plain Kafka client that partitions as the schemas say.
+func (k *kafka) client(opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(k.brokers...),
+		kgo.RecordPartitioner(gateway.Partitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("creating kafka client: %w", err)
+	}
+	return cl, nil
+}
+
+// ends returns the end offset of each partition of topic.
+func (k *kafka) ends(ctx context.Context, topic string) (map[int32]int64, error) {
+	listed, err := k.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the end offsets of %s: %w", topic, err)
+	}
+	out := map[int32]int64{}
+	var lerr error
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			lerr = fmt.Errorf("listing the end offset of %s/%d: %w", topic, o.Partition, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out, lerr
+}
+
+// close stops the in-process Kafka, or deletes the Presence topics of the
+// external one and waits until they are gone.
+func (k *kafka) close() {
+	if k.cluster != nil {
+		if k.admCl != nil {
+			k.admCl.Close()
+		}
+		k.cluster.Close()
+		return
+	}
+	if k.admCl == nil {
+		return
+	}
+	defer k.admCl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = k.adm.DeleteTopics(ctx, presenceTopics()...)
+	for ctx.Err() == nil {
+		if names, err := heldTopics(ctx, k.adm); err == nil && len(names) == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// heldTopics returns the Presence topics that exist.
+func heldTopics(ctx context.Context, adm *kadm.Client) ([]string, error) {
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var held []string
+	for _, name := range topics.Names() {
+		if slices.Contains(presenceTopics(), name) {
+			held = append(held, name)
+		}
+	}
+	return held, nil
+}
+
+// presenceTopics are the names of every topic Presence creates.
+func presenceTopics() []string {
+	var names []string
+	for _, t := range schemas.Topics(1) {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+// infoField returns the value of field in the text of INFO.
+func infoField(info, field string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// redacted is a URL without its password, to be printed.
+func redacted(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
+}

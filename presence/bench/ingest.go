@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"sync/atomic"
+	"time"
+
+	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+)
+
+// ingestGateway is the id of the gateway publishing in the ingest and
+// memory scenarios.
+const ingestGateway = "bench-gw"
+
+// runIngest measures how many session records per second go from a
+// gateway to Redis.
+//
+// Project: IngestUsers users connect, one session each, then every other
+// one disconnects (1.5 records per user). Writers goroutines publish
+// them through one gateway.Publisher (the library a gateway embeds),
+// publishBatch events per Publish, a user's events in order, to the
+// in-process (or given) Kafka, while a processor (not quiet: it schedules
+// and makes announcements, as in production) applies them to Redis. The
+// time runs from the first publish until the processor's checkpoints in
+// Redis cover every record: each applied, its announcements made.
+//
+// Raw: the same connects and disconnects written to an empty Redis as
+// HSET and HDEL of the session's field in the user's hash (same keys and
+// values as redisstore's layout), in pipelines of 1000 from Writers
+// connections, each user's in order.
+//
+// Checked: afterwards, every user is in Redis with the state its last
+// record says (online with its session, or offline with a last seen).
+func runIngest(ctx context.Context, r *runner) (Result, error) {
+	n := r.cfg.IngestUsers
+	total := int64(n + (n+1)/2)
+	k, err := r.env.kafka(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer k.close()
+	if err := r.env.flush(ctx); err != nil {
+		return Result{}, err
+	}
+	pub, err := newPublisher(k, ingestGateway)
+	if err != nil {
+		return Result{}, err
+	}
+	defer pub.Close()
+	proc, err := r.startProcessor(ctx, k, processor.Config{Group: "bench-ingest"})
+	if err != nil {
+		return Result{}, err
+	}
+	defer proc.stop()
+	if err := proc.waitCaughtUp(ctx); err != nil {
+		return Result{}, err
+	}
+	// Heartbeats start once the processor is ready (see leaseAfterReady).
+	defer keepLease(ctx, pub)()
+
+	r.out.printf("project: %d users connect, every other one disconnects: %d records through gateway.Publisher, kafka, the processor, into redis", n, total)
+	var published, done atomic.Int64
+	store := r.env.store()
+	stop := r.out.every(func() string {
+		ends := map[int32]int64{}
+		for p := range r.cfg.Partitions {
+			ends[p] = total // no partition holds more
+		}
+		applied, _ := applied(ctx, store, schemas.SessionsTopic, ends)
+		return fmt.Sprintf("project: %d/%d records published, %d applied", published.Load(), total, applied)
+	})
+	project, err := r.measure(ctx, func() error {
+		err := publish(ctx, pub, r.cfg.Writers, publishBatch, func(l int) iter.Seq[gateway.Event] { return ingestEvents(n, l, r.cfg.Writers) }, &published)
+		if err != nil {
+			return err
+		}
+		ends, err := k.ends(ctx, schemas.SessionsTopic)
+		if err != nil {
+			return err
+		}
+		return r.waitApplied(ctx, proc, schemas.SessionsTopic, ends)
+	})
+	stop()
+	if err != nil {
+		return Result{}, fmt.Errorf("publishing and applying: %w", err)
+	}
+	checks, err := checkIngest(ctx, store, n)
+	if err != nil {
+		return Result{}, err
+	}
+	checks["records"] = published.Load()
+	if err := proc.stop(); err != nil {
+		return Result{}, err
+	}
+	r.out.printf("project: %.0f records/s (%d in %.2fs)", perSecond(total, project.elapsed), total, project.elapsed.Seconds())
+
+	if err := r.env.flush(ctx); err != nil {
+		return Result{}, err
+	}
+	r.out.printf("raw: the same %d records as HSET/HDEL in pipelines of %d", total, rawPipeline)
+	at := time.Now()
+	stop = r.out.every(counting("raw: records written", total, done.Load))
+	raw, err := r.measure(ctx, func() error {
+		return r.writeRaw(ctx, r.cfg.Writers, func(l int) iter.Seq[rawOp] { return rawIngestOps(n, l, r.cfg.Writers, pub.Epoch(), at) }, &done)
+	})
+	stop()
+	if err != nil {
+		return Result{}, err
+	}
+	if checks["raw_keys"], err = r.countKeys(ctx); err != nil {
+		return Result{}, err
+	}
+	r.out.printf("raw: %.0f records/s (%d in %.2fs)", perSecond(done.Load(), raw.elapsed), done.Load(), raw.elapsed.Seconds())
+	return Result{
+		Metrics: append([]Metric{metric("records/s", perSecond(total, project.elapsed), perSecond(done.Load(), raw.elapsed))},
+			cpuMetrics("record", project, total, raw, done.Load())...),
+		Checks: checks,
+	}, nil
+}
+
+// ingestOffline reports whether user i of the ingest ends offline.
+func ingestOffline(i int) bool { return i%2 == 0 }
+
+// ingestEvents yields the events of lane l of lanes: the connects of its
+// users, then the disconnects of those that go offline.
+func ingestEvents(n, l, lanes int) iter.Seq[gateway.Event] {
+	return func(yield func(gateway.Event) bool) {
+		for i := l; i < n; i += lanes {
+			u := userID("u", i)
+			if !yield(gateway.Event{Type: gateway.Connect, App: app, User: u, Session: u + "-ios", Device: "ios", DeviceID: "d" + u}) {
+				return
+			}
+		}
+		for i := l; i < n; i += lanes {
+			if u := userID("u", i); ingestOffline(i) && !yield(gateway.Event{Type: gateway.Disconnect, App: app, User: u, Session: u + "-ios"}) {
+				return
+			}
+		}
+	}
+}
+
+// rawIngestOps yields the raw writes of the events of ingestEvents.
+func rawIngestOps(n, l, lanes int, epoch string, at time.Time) iter.Seq[rawOp] {
+	return func(yield func(rawOp) bool) {
+		for e := range ingestEvents(n, l, lanes) {
+			op := rawOp{key: userKey(e.User), field: sessionField(e.Session), del: e.Type == gateway.Disconnect}
+			if !op.del {
+				op.value = rawSession(e.Device, e.DeviceID, ingestGateway, epoch, at)
+			}
+			if !yield(op) {
+				return
+			}
+		}
+	}
+}
+
+// checkIngest counts the users of the ingest by the state Redis shows, and
+// fails unless each shows what its last record says.
+func checkIngest(ctx context.Context, store *redisstore.Store, n int) (map[string]int64, error) {
+	checks := map[string]int64{"users_online": 0, "users_offline": 0, "users_wrong": 0}
+	i := 0
+	err := statusesOf(ctx, store, numbered("u", 0, n), func(user string, st *redisstore.Status) {
+		switch {
+		case st == nil:
+			checks["users_wrong"]++
+		case ingestOffline(i) && st.State == redisstore.Offline && st.LastSeen != nil:
+			checks["users_offline"]++
+		case !ingestOffline(i) && st.State == redisstore.Online && len(st.Sessions) == 1 && st.Sessions[0].Session == user+"-ios":
+			checks["users_online"]++
+		default:
+			checks["users_wrong"]++
+		}
+		i++
+	})
+	if err != nil {
+		return nil, err
+	}
+	if checks["users_wrong"] > 0 {
+		return nil, fmt.Errorf("%w: %d of %d users do not show their last record", errMismatch, checks["users_wrong"], n)
+	}
+	return checks, nil
+}
