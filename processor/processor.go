@@ -310,7 +310,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	var swept time.Time
 	for {
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
-		fetches := cl.PollRecords(poll, 10000)
+		fetches := cl.PollRecords(poll, maxPoll)
 		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
@@ -456,6 +456,10 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	}
 }
 
+// maxPoll is the most records taken from Kafka at once: their partitions
+// are applied side by side, then checkpointed together.
+const maxPoll = 40000
+
 // maxChunk is the most changes applied in one pipelined attempt, so that
 // an attempt's time is bounded whatever the size of a fetch.
 const maxChunk = 1000
@@ -464,7 +468,7 @@ const maxChunk = 1000
 // chunks of at most maxChunk, and announces the changes they make. Each
 // step is retried with backoff until it succeeds or ctx ends.
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
-	var b batch
+	b := batch{sessions: make([]redisstore.Change, 0, len(recs))}
 	var dead []*kgo.Record
 	for _, r := range recs {
 		if err := b.add(r); err != nil {

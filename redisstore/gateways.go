@@ -19,19 +19,22 @@ import (
 //	P:gw:{<gateway>}:<bucket>  hash: session key -> "<epoch>\x1f<connected at ms>"
 //	P:gateways                 set: the gateways with sessions in a P:gw hash
 //
-// A gateway's sessions are spread over gatewayBuckets hashes by a hash of
-// the session key, so that each stays small enough for Redis's compact
-// encoding (listpack, up to hash-max-listpack-entries fields: 128 by
-// default, which holds about 100,000 sessions per gateway; raise it for
-// bigger gateways). One big hash would cost about 114 bytes per session
-// instead of about 70.
+// A gateway's sessions are spread over gatewayBuckets hashes, so that
+// each stays small enough for Redis's compact encoding (listpack, up to
+// hash-max-listpack-entries fields: 128 by default, which holds about
+// 100,000 sessions per gateway; raise it for bigger gateways). One big
+// hash would cost about 114 bytes per session instead of about 70. A
+// session's bucket follows its partition (one of 16 groups of 64
+// buckets), so that a batch of records, all of one partition, writes at
+// most 64 hashes per gateway rather than one per record.
 //
 // The index is written beside each session change, not atomically with
 // it (a gateway's sessions span every slot), so it is a hint: it may name
 // a session that has ended. Read the session's state before acting on it.
 
-// gatewayBuckets is how many hashes hold the sessions of one gateway.
-const gatewayBuckets = 1024
+// gatewayBuckets is how many hashes hold the sessions of one gateway:
+// 16 groups of 64.
+const gatewayBuckets = 16 * 64
 
 func (s *Store) gatewayKey(gateway string, bucket uint32) string {
 	return s.prefix + ":gw:{" + gateway + "}:" + strconv.FormatUint(uint64(bucket), 10)
@@ -39,11 +42,11 @@ func (s *Store) gatewayKey(gateway string, bucket uint32) string {
 
 func (s *Store) gatewaysKey() string { return s.prefix + ":gateways" }
 
-// gatewayBucket is the bucket of a session key.
-func gatewayBucket(sessionKey string) uint32 {
+// gatewayBucket is the bucket of a session key in partition.
+func gatewayBucket(partition int32, sessionKey string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(sessionKey))
-	return h.Sum32() % gatewayBuckets
+	return uint32(partition)%16*64 + h.Sum32()%64
 }
 
 // gatewayKeys returns the keys of every bucket of gateway.
@@ -59,28 +62,32 @@ func (s *Store) gatewayKeys(gateway string) []string {
 // bucket of a gateway, one write of the sessions they leave connected and
 // one delete of those they leave disconnected.
 func (s *Store) indexSessions(ctx context.Context, p redis.Pipeliner, changes []Change) {
-	index := map[string]map[string]string{} // gateway -> session key -> value, "" to delete
+	type entry struct {
+		bucket uint32
+		value  string // "" to delete
+	}
+	index := map[string]map[string]entry{} // gateway -> session key -> entry
 	for _, c := range changes {
 		if c.Gateway == "" || (c.Op != Connect && c.Op != Disconnect) {
 			continue
 		}
 		if index[c.Gateway] == nil {
-			index[c.Gateway] = map[string]string{}
+			index[c.Gateway] = map[string]entry{}
 		}
-		value := ""
+		key := schemas.SessionKey(c.App, c.User, c.Session)
+		e := entry{bucket: gatewayBucket(c.Partition, key)}
 		if c.Op == Connect {
-			value = c.Epoch + sep + strconv.FormatInt(c.At.UnixMilli(), 10)
+			e.value = c.Epoch + sep + strconv.FormatInt(c.At.UnixMilli(), 10)
 		}
-		index[c.Gateway][schemas.SessionKey(c.App, c.User, c.Session)] = value
+		index[c.Gateway][key] = e
 	}
 	for gw, sessions := range index {
 		set, del := map[uint32][]any{}, map[uint32][]string{}
-		for key, value := range sessions {
-			b := gatewayBucket(key)
-			if value == "" {
-				del[b] = append(del[b], key)
+		for key, e := range sessions {
+			if e.value == "" {
+				del[e.bucket] = append(del[e.bucket], key)
 			} else {
-				set[b] = append(set[b], key, value)
+				set[e.bucket] = append(set[e.bucket], key, e.value)
 			}
 		}
 		for b, fields := range set {
@@ -109,6 +116,8 @@ type GatewaySession struct {
 	App, User, Session string
 	Epoch              string
 	ConnectedAt        time.Time
+	// bucket is the hash of the index that names it.
+	bucket uint32
 }
 
 // GatewaySessions returns the sessions the index of gateway names.
@@ -124,7 +133,7 @@ func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewayS
 		return nil, fmt.Errorf("reading the sessions of gateway %q: %w", gateway, err)
 	}
 	var out []GatewaySession
-	for _, read := range reads {
+	for b, read := range reads {
 		for key, value := range read.Val() {
 			ids := schemas.SplitKey([]byte(key))
 			epoch, at, ok := strings.Cut(value, sep)
@@ -132,22 +141,21 @@ func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewayS
 			if len(ids) != 3 || !ok || err != nil {
 				continue // not written by indexSessions
 			}
-			out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: ids[2], Epoch: epoch, ConnectedAt: time.UnixMilli(ms)})
+			out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: ids[2], Epoch: epoch, ConnectedAt: time.UnixMilli(ms), bucket: uint32(b)})
 		}
 	}
 	return out, nil
 }
 
-// Unindex removes sessions from the index of gateway (they ended, or were
-// never on it), and the gateway from the set of gateways when its index is
+// Unindex removes sessions, as GatewaySessions returned them, from the
+// index of gateway (they ended, or were never on it), and the gateway from the set of gateways when its index is
 // empty (gone is true: the gateway is no longer expected to connect
 // anyone; a gateway that does is added back by its next connect).
 func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewaySession, gone bool) error {
 	if len(sessions) > 0 {
 		fields := map[uint32][]string{}
 		for _, gs := range sessions {
-			key := schemas.SessionKey(gs.App, gs.User, gs.Session)
-			fields[gatewayBucket(key)] = append(fields[gatewayBucket(key)], key)
+			fields[gs.bucket] = append(fields[gs.bucket], schemas.SessionKey(gs.App, gs.User, gs.Session))
 		}
 		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for b, keys := range fields {

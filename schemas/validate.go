@@ -84,16 +84,18 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 	default:
 		return fmt.Errorf("%w event type %v", ErrInvalid, ev.GetType())
 	}
-	ids := []struct{ what, id string }{
+	ids := [...]struct{ what, id string }{
 		{"user", ev.GetUser()},
 		{"session", ev.GetSession()},
 		{"gateway", ev.GetGateway()},
 		{"gateway epoch", ev.GetGatewayEpoch()},
+		{"device", ev.GetDevice().GetType()},
 	}
-	if ev.GetType() == presencepb.EventType_EVENT_TYPE_CONNECT {
-		ids = append(ids, struct{ what, id string }{"device", ev.GetDevice().GetType()})
+	n := len(ids)
+	if ev.GetType() != presencepb.EventType_EVENT_TYPE_CONNECT {
+		n-- // a disconnect needs no device
 	}
-	for _, x := range ids {
+	for _, x := range ids[:n] {
 		if err := ValidateID(x.what, x.id); err != nil {
 			return err
 		}
