@@ -291,6 +291,10 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		// up, and its checkpoint moves past it.
 		kgo.KeepControlRecords(),
 		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
+		// A partition assigned while a fetch waits for records is read
+		// once that fetch returns: wait 0.5s for records, not 5s, so
+		// that a processor that joins is caught up promptly.
+		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),

@@ -126,23 +126,20 @@ type Audience struct {
 }
 
 // Audiences reads the status, friends and live watchers of users, in one
-// pipelined round trip, pruning the expired watchers it meets.
+// pipelined round trip, then prunes the expired watchers it met.
 func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]Audience, error) {
 	type reads struct {
 		status   *redis.MapStringStringCmd
 		friends  *redis.StringSliceCmd
-		watchers *redis.StringSliceCmd
+		watchers *redis.ZSliceCmd
 	}
 	rs := make([]reads, len(users))
-	past := strconv.FormatInt(now.UnixMilli(), 10)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range users {
-			watchers := s.watchersKey(u.App, u.User)
-			p.ZRemRangeByScore(ctx, watchers, "-inf", past)
 			rs[i] = reads{
 				status:   p.HGetAll(ctx, s.userKey(u.App, u.User)),
 				friends:  p.SMembers(ctx, s.friendsKey(u.App, u.User)),
-				watchers: p.ZRangeByScore(ctx, watchers, &redis.ZRangeBy{Min: "(" + past, Max: "+inf"}),
+				watchers: p.ZRangeWithScores(ctx, s.watchersKey(u.App, u.User), 0, -1),
 			}
 		}
 		return nil
@@ -151,12 +148,32 @@ func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]A
 		return nil, fmt.Errorf("reading the audience of %d users: %w", len(users), err)
 	}
 	out := make([]Audience, len(users))
+	var expired []User
 	for i, r := range rs {
 		st, err := decodeStatus(users[i].User, r.status.Val())
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Audience{Status: st, Friends: r.friends.Val(), Watchers: r.watchers.Val()}
+		out[i] = Audience{Status: st, Friends: r.friends.Val()}
+		for _, w := range r.watchers.Val() {
+			if int64(w.Score) > now.UnixMilli() {
+				out[i].Watchers = append(out[i].Watchers, w.Member.(string))
+			} else if len(expired) == 0 || expired[len(expired)-1] != users[i] {
+				expired = append(expired, users[i])
+			}
+		}
+	}
+	if len(expired) > 0 {
+		past := strconv.FormatInt(now.UnixMilli(), 10)
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, u := range expired {
+				p.ZRemRangeByScore(ctx, s.watchersKey(u.App, u.User), "-inf", past)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pruning the expired watchers of %d users: %w", len(expired), err)
+		}
 	}
 	return out, nil
 }
