@@ -68,13 +68,10 @@ func friendParams(r *http.Request) (app, user, friend string, err error) {
 	return app, user, friend, nil
 }
 
-type friendsResponse struct {
-	Results []*redisstore.Status `json:"results"`
-}
-
 // friendsStatus answers GET /v1/apps/{app}/users/{user}/friends/status with
-// the status of each friend Presence knows, sorted by user id. Friends
-// never seen, or offline for longer than the offline TTL, are left out.
+// the status of each friend Presence knows, sorted by user id, in a
+// queryResponse. Friends never seen, or offline for longer than the
+// offline TTL, are left out.
 func (s *Server) friendsStatus(w http.ResponseWriter, r *http.Request) error {
 	app, user, err := appUser(r)
 	if err != nil {
@@ -96,6 +93,6 @@ func (s *Server) friendsStatus(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	slices.SortFunc(known, func(a, b *redisstore.Status) int { return cmp.Compare(a.User, b.User) })
-	httpapi.WriteJSON(w, http.StatusOK, friendsResponse{Results: known})
+	s.writeResults(w, known)
 	return nil
 }

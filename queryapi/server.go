@@ -103,6 +103,7 @@ type Server struct {
 	log          *slog.Logger
 	metrics      *metrics
 	handler      http.Handler
+	buffers      buffers
 }
 
 // New returns a Server; its Handler serves the API, /healthz, /readyz and

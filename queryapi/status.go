@@ -13,6 +13,8 @@ type queryRequest struct {
 	Users []string `json:"users"`
 }
 
+// queryResponse is the answer of a status query, written by
+// writeResults.
 type queryResponse struct {
 	Results []*redisstore.Status `json:"results"`
 }
@@ -36,7 +38,7 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 		return unavailable(err)
 	}
 	s.metrics.count(results)
-	httpapi.WriteJSON(w, http.StatusOK, queryResponse{Results: results})
+	s.writeResults(w, results)
 	return nil
 }
 
@@ -54,7 +56,7 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	if st == nil {
 		return httpapi.Errorf(httpapi.CodeNotFound, fmt.Sprintf("user %q of app %q is not known (never seen, or offline for longer than the offline TTL)", user, app))
 	}
-	httpapi.WriteJSON(w, http.StatusOK, st)
+	s.writeEncoded(w, http.StatusOK, answerSize(1), st.AppendJSON)
 	return nil
 }
 

@@ -26,6 +26,8 @@ type subscribeRequest struct {
 	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
+// subscribeResponse is the answer of subscribe, written by
+// appendSubscribed.
 type subscribeResponse struct {
 	Results   []*redisstore.Status `json:"results"`
 	ExpiresAt redisstore.Time      `json:"expires_at"`
@@ -76,7 +78,9 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		return unavailable(err)
 	}
 	s.metrics.count(results)
-	httpapi.WriteJSON(w, http.StatusOK, subscribeResponse{Results: results, ExpiresAt: redisstore.Time{Time: expires}})
+	s.writeEncoded(w, http.StatusOK, answerSize(len(results)), func(b []byte) []byte {
+		return appendSubscribed(b, results, redisstore.Time{Time: expires})
+	})
 	return nil
 }
 
@@ -175,4 +179,13 @@ func (s *Server) checkCap(r *http.Request, app, subscriber string, watched []str
 			subscriber, len(live), added, s.maxSubs))
 	}
 	return nil
+}
+
+// appendSubscribed appends the answer of subscribe to b, as encoding/json
+// writes a subscribeResponse.
+func appendSubscribed(b []byte, statuses []*redisstore.Status, expires redisstore.Time) []byte {
+	b = appendResults(b, statuses)
+	b = append(b, `,"expires_at":`...)
+	b = expires.AppendJSON(b)
+	return append(b, '}')
 }

@@ -1,0 +1,169 @@
+package redisstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/redisstore"
+)
+
+// tricky are strings that encoding/json escapes, or that look as if it
+// might: quotes, backslashes, every control character, HTML, the line and
+// paragraph separators, DEL, multi-byte UTF-8, and (although ids and
+// texts are valid UTF-8) invalid bytes.
+var tricky = []string{
+	"",
+	"plain",
+	`say "hi" \o/`,
+	"tab\there\nnew line\r\b\f\v\x00\x01\x1f end",
+	"<script>alert('x & y')</script>",
+	"line\u2028sep\u2029para",
+	"del\x7f",
+	"héllo wörld — ☃ 日本語 😀",
+	"\u2027\u202a", // next to the separators
+	"bad \xff utf-8 \xe2\x80",
+	strings.Repeat("ü<", 50),
+	func() string { // every ASCII character
+		var b strings.Builder
+		for c := range 0x80 {
+			b.WriteByte(byte(c))
+		}
+		return b.String()
+	}(),
+}
+
+func TestStatusAppendJSONMatchesEncodingJSON(t *testing.T) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389)}
+	seen := redisstore.Time{Time: time.UnixMilli(1_700_000_123_004)}
+	var cases []*redisstore.Status
+	cases = append(cases,
+		nil,
+		&redisstore.Status{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &seen, Version: 7},
+		&redisstore.Status{User: "u", State: redisstore.Offline, Version: -1}, // nil sessions: null
+		&redisstore.Status{User: "u", State: redisstore.Online, Custom: &redisstore.Custom{Status: -3, Text: ""}, Sessions: []redisstore.Session{
+			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at, Epoch: "not served"},
+			{Session: "b", Device: "web", ConnectedAt: seen},
+		}, Version: 1 << 62},
+	)
+	for _, s := range tricky {
+		cases = append(cases, &redisstore.Status{
+			User: s, State: s,
+			Sessions: []redisstore.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}},
+			Custom:   &redisstore.Custom{Status: 42, Text: s},
+			Version:  3,
+		})
+	}
+	for i, st := range cases {
+		want, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.AppendJSON([]byte("prefix")); string(got) != "prefix"+string(want) {
+			t.Errorf("case %d: AppendJSON wrote\n%s\nencoding/json writes\n%s", i, got[len("prefix"):], want)
+		}
+	}
+}
+
+// Every character of the Basic Multilingual Plane and a few beyond, one
+// at a time, escapes as encoding/json escapes it.
+func TestStatusAppendJSONEveryRune(t *testing.T) {
+	st := &redisstore.Status{Sessions: []redisstore.Session{}}
+	for r := rune(0); r < 0x10000+512; r++ {
+		st.User = "a" + string(r) + "b"
+		want, _ := json.Marshal(st)
+		if got := st.AppendJSON(nil); string(got) != string(want) {
+			t.Fatalf("U+%04X: AppendJSON wrote %s, encoding/json writes %s", r, got, want)
+		}
+	}
+}
+
+// Time's JSON is the millisecond RFC 3339 layout in UTC, for any time:
+// the fast path for four-digit years and the fallback for the others.
+func TestTimeJSONMatchesLayout(t *testing.T) {
+	const layout = "2006-01-02T15:04:05.000Z07:00"
+	times := []time.Time{
+		time.UnixMilli(0),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 2, 29, 12, 0, 0, 1_500_000, time.FixedZone("x", -7*3600)),
+		{},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		times = append(times, time.UnixMilli(rng.Int64N(400_000_000_000_000)-100_000_000_000_000).Add(time.Duration(rng.IntN(1e6))))
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format(layout) + `"`
+		got, err := json.Marshal(redisstore.Time{Time: tm})
+		if err != nil || string(got) != want {
+			t.Fatalf("%v: %s, %v; want %s", tm, got, err, want)
+		}
+		got = (&redisstore.Status{LastSeen: &redisstore.Time{Time: tm}}).AppendJSON(nil)
+		if !strings.Contains(string(got), `"last_seen":`+want+`,`) {
+			t.Fatalf("%v: AppendJSON wrote %s, want last_seen %s", tm, got, want)
+		}
+	}
+}
+
+// The statuses of a batch share their memory, and none spills into
+// another: each keeps its own sessions, in order, whatever a caller
+// appends.
+func TestStatusesShareNoSessions(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s,
+		connect("u1", "b", 1, base), connect("u1", "a", 2, base), connect("u1", "c", 3, base.Add(-time.Second)),
+		connect("u2", "x", 1, base),
+		connect("u3", "y", 1, base), disconnect("u3", "y", 2, base.Add(time.Second)),
+		connect("u4", "z", 1, base), connect("u4", "w", 2, base.Add(time.Second)),
+	)
+	users := []string{"u1", "u2", "nobody", "u3", "u4", "u1"}
+	got, err := s.Statuses(context.Background(), "chat", users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"u1": {"c", "a", "b"}, "u2": {"x"}, "u3": {}, "u4": {"z", "w"}}
+	for i, st := range got {
+		if users[i] == "nobody" {
+			if st != nil {
+				t.Errorf("[%d] = %+v, want nil", i, st)
+			}
+			continue
+		}
+		st.Sessions = append(st.Sessions, redisstore.Session{Session: "appended"})
+	}
+	for i, st := range got {
+		if st == nil {
+			continue
+		}
+		ids := sessionIDs(st)
+		w := append(append([]string(nil), want[users[i]]...), "appended")
+		if users[i] == "u1" { // asked twice, answered with one status
+			w = append(w, "appended")
+		}
+		if strings.Join(ids, ",") != strings.Join(w, ",") {
+			t.Errorf("[%d] %s: sessions %v, want %v", i, users[i], ids, w)
+		}
+	}
+
+	// Fresh, the offline user's sessions read as [], not null.
+	got, err = s.Statuses(context.Background(), "chat", []string{"u3", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range got {
+		b := st.AppendJSON(nil)
+		want, _ := json.Marshal(st)
+		if string(b) != string(want) {
+			t.Errorf("%s: AppendJSON %s, encoding/json %s", st.User, b, want)
+		}
+	}
+	if b := got[0].AppendJSON(nil); !strings.Contains(string(b), `"sessions":[],`) || got[0].LastSeen == nil {
+		t.Errorf("u3: %s, want no sessions as [] and a last_seen", b)
+	}
+}
