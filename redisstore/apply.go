@@ -287,12 +287,16 @@ func encodeSession(c Change) string {
 }
 
 func decodeSession(field, value string) (Session, error) {
-	parts := strings.Split(value, sep)
-	if len(parts) == 4 {
-		parts = append(parts, "")
+	var parts [5]string
+	n := 0
+	for rest, more := value, true; more; n++ {
+		if n == len(parts) {
+			return Session{}, fmt.Errorf("decoding session %q: more than 5 parts", field)
+		}
+		parts[n], rest, more = strings.Cut(rest, sep)
 	}
-	if len(parts) != 5 {
-		return Session{}, fmt.Errorf("decoding session %q: %d parts, want 5", field, len(parts))
+	if n < 4 {
+		return Session{}, fmt.Errorf("decoding session %q: %d parts, want 5", field, n)
 	}
 	ms, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
