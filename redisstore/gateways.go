@@ -21,20 +21,21 @@ import (
 //
 // A gateway's sessions are spread over gatewayBuckets hashes, so that
 // each stays small enough for Redis's compact encoding (listpack, up to
-// hash-max-listpack-entries fields: 128 by default, which holds about
-// 100,000 sessions per gateway; raise it for bigger gateways). One big
-// hash would cost about 114 bytes per session instead of about 70. A
-// session's bucket follows its partition (one of 16 groups of 64
-// buckets), so that a batch of records, all of one partition, writes at
-// most 64 hashes per gateway rather than one per record.
+// hash-max-listpack-entries fields, 128 by default): about 70 bytes per
+// session instead of about 114 in one big hash. A session's bucket follows
+// its partition (one of 16 groups of 256 buckets), so that a batch of
+// records, all of one partition, writes at most 256 hashes per gateway
+// rather than one per record. With 12 partitions or more that holds about
+// 300,000 sessions per gateway compactly; raise hash-max-listpack-entries
+// for bigger gateways.
 //
 // The index is written beside each session change, not atomically with
 // it (a gateway's sessions span every slot), so it is a hint: it may name
 // a session that has ended. Read the session's state before acting on it.
 
 // gatewayBuckets is how many hashes hold the sessions of one gateway:
-// 16 groups of 64.
-const gatewayBuckets = 16 * 64
+// 16 groups of 256.
+const gatewayBuckets = 16 * 256
 
 func (s *Store) gatewayKey(gateway string, bucket uint32) string {
 	return s.prefix + ":gw:{" + gateway + "}:" + strconv.FormatUint(uint64(bucket), 10)
@@ -46,7 +47,7 @@ func (s *Store) gatewaysKey() string { return s.prefix + ":gateways" }
 func gatewayBucket(partition int32, sessionKey string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(sessionKey))
-	return uint32(partition)%16*64 + h.Sum32()%64
+	return uint32(partition)%16*256 + h.Sum32()%256
 }
 
 // gatewayKeys returns the keys of every bucket of gateway.
