@@ -12,6 +12,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -329,6 +330,51 @@ func TestApplyInParallelAfterScriptFlush(t *testing.T) {
 					t.Fatalf("round %d: %s has %v, want sessions s1 and s2", round, user, st)
 				}
 			}
+		}
+	}
+}
+
+// On a sharded Redis (Redis Cluster, a ring), a script call takes the
+// records of one user only: applied that way, interleaved records of many
+// users leave the same state and outcomes as on a single Redis.
+func TestApplyOnShardedRedis(t *testing.T) {
+	ctx := context.Background()
+	opts, err := redis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": opts.Addr}, DB: opts.DB})
+	t.Cleanup(func() { ring.Close() })
+	var changes []redisstore.Change
+	for i := range 300 { // more than one call's worth per user
+		user, session := fmt.Sprintf("u%d", i%3), fmt.Sprintf("s%d", i%5)
+		if i%4 == 3 {
+			changes = append(changes, disconnect(user, session, int64(i), base))
+		} else {
+			changes = append(changes, connect(user, session, int64(i), base))
+		}
+	}
+	prefix := redistest.Prefix(t)
+	single := redisstore.New(redistest.Client(t), redisstore.Options{Prefix: prefix + "-single", OfflineTTL: time.Hour})
+	sharded := redisstore.New(ring, redisstore.Options{Prefix: prefix + "-ring", OfflineTTL: time.Hour})
+	want, err := single.Apply(ctx, changes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := sharded.Apply(ctx, changes, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i].Applied != want[i].Applied || got[i].Announce != want[i].Announce || got[i].Visible != want[i].Visible {
+			t.Fatalf("outcome %d (%+v): sharded %+v, single %+v", i, changes[i], got[i], want[i])
+		}
+	}
+	for _, user := range []string{"u0", "u1", "u2"} {
+		w, _ := single.Status(ctx, "chat", user)
+		g, err := sharded.Status(ctx, "chat", user)
+		if err != nil || w == nil || g == nil || g.Version != w.Version || len(g.Sessions) != len(w.Sessions) || g.State != w.State {
+			t.Fatalf("%s: sharded %+v, %v; single %+v", user, g, err, w)
 		}
 	}
 }
