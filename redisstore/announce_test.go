@@ -223,3 +223,22 @@ func TestGraceSchedule(t *testing.T) {
 		t.Fatalf("due in an hour: %v", due)
 	}
 }
+
+// Marking a state announced after the user changed again keeps what was
+// told, not what the hash shows now: the newer state is still news.
+func TestMarkAnnouncedAfterAnotherChange(t *testing.T) {
+	s := newStore(t, time.Hour)
+	told := outcomes(t, s, false, connect("ma", "s1", 1, base))[0]
+	web := connect("ma", "s2", 2, base)
+	web.Device = "web"
+	outcomes(t, s, false, web)
+	markAnnounced(t, s, "ma", told)
+	got, err := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "ma"}})
+	if err != nil || got[0].Announce != redisstore.Now {
+		t.Fatalf("check after marking an older state announced: %+v, %v; want announce now", got, err)
+	}
+	markAnnounced(t, s, "ma", got[0])
+	if got, _ := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "ma"}}); got[0].Announce != redisstore.Nothing {
+		t.Fatalf("check once the state shown is announced: %+v, want nothing", got)
+	}
+}

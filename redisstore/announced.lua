@@ -3,12 +3,23 @@
 -- One call marks many users (of one slot on Redis Cluster).
 --
 -- KEYS[i]  a user's hash
--- ARGV[i]  the visible state announced to that user's audience, as
---          apply.lua returned it
+-- ARGV[i]  "<version>:<visible state>" as apply.lua returned it: the state
+--          announced to that user's audience, and the version of the hash
+--          that showed it
+--
+-- While the hash is still at that version, it still shows that state:
+-- "a" becomes "=" (see apply.lua), which takes one byte.
 
 for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HSET', KEYS[i], 'a', ARGV[i])
+  local key = KEYS[i]
+  local at = string.find(ARGV[i], ':', 1, true)
+  local version, state = string.sub(ARGV[i], 1, at - 1), string.sub(ARGV[i], at + 1)
+  if redis.call('EXISTS', key) == 1 then
+    if redis.call('HGET', key, 'v') == version then
+      redis.call('HSET', key, 'a', '=')
+    else
+      redis.call('HSET', key, 'a', state)
+    end
   end
 end
 return 0

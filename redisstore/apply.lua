@@ -21,7 +21,8 @@
 -- the disconnect that ended the last one; "a" the visible state last
 -- announced, or "=" when that is the visible state the hash showed before
 -- its latest live change (a rebuild leaves "=", which costs no work to
--- keep up to date). The visible state is the user's devices and custom
+-- keep up to date, and so does an announcement of the state the hash still
+-- shows: one byte rather than the state). The visible state is the user's devices and custom
 -- status; session ids, versions and times are not part of it, so a device
 -- that reconnects is no news.
 --
@@ -35,8 +36,9 @@
 -- for a duplicate or a replayed record, which changes nothing); announce
 -- is 0 when the visible state is what was announced, 1 when it must be
 -- announced, 2 when the user went offline (announce it once the offline
--- grace period has passed, if still true); visible is the visible state,
--- for marking it announced; kept is the session's
+-- grace period has passed, if still true); visible is "<version>:" and
+-- the visible state, the version of the hash that shows it, for marking
+-- it announced (announced.lua); kept is the session's
 -- value when a conditional disconnect found it held by another gateway or
 -- epoch and left it (it reconnected), else "".
 
@@ -182,8 +184,13 @@ local function apply(key, version, op, field, value, at)
   if exists then
     state = visible(h, field, now, c)
   end
+  -- What announced.lua takes: the state, and the version that shows it.
+  local told = v .. ':' .. state
+  if applied == 1 then
+    told = version .. ':' .. state
+  end
   if state == announced then
-    return applied, 0, state, kept
+    return applied, 0, told, kept
   end
   if exists and a == '=' then
     -- The announced state is about to change from the one the hash
@@ -191,9 +198,9 @@ local function apply(key, version, op, field, value, at)
     redis.call('HSET', key, 'a', announced)
   end
   if sessions == 0 and string.byte(announced, 1) ~= 29 and op ~= 'k' then
-    return applied, 2, state, kept
+    return applied, 2, told, kept
   end
-  return applied, 1, state, kept
+  return applied, 1, told, kept
 end
 
 for i = 1, #KEYS do
