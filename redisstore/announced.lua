@@ -14,12 +14,11 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local at = string.find(ARGV[i], ':', 1, true)
   local version, state = string.sub(ARGV[i], 1, at - 1), string.sub(ARGV[i], at + 1)
-  if redis.call('EXISTS', key) == 1 then
-    if redis.call('HGET', key, 'v') == version then
-      redis.call('HSET', key, 'a', '=')
-    else
-      redis.call('HSET', key, 'a', state)
-    end
+  local held = redis.call('HGET', key, 'v') -- false: the user is gone
+  if held == version then
+    redis.call('HSET', key, 'a', '=')
+  elseif held then
+    redis.call('HSET', key, 'a', state)
   end
 end
 return 0
