@@ -170,9 +170,13 @@ type kafka struct {
 	admCl   *kgo.Client
 }
 
-// kafka starts an in-process Kafka (or checks the external one), and
-// creates the Presence topics as the processor does.
+// kafka starts a scenario: it empties Redis, starts an in-process Kafka
+// (or checks the external one), and creates the Presence topics as the
+// processor does.
 func (e *env) kafka(ctx context.Context) (*kafka, error) {
+	if err := e.flush(ctx); err != nil {
+		return nil, err
+	}
 	k := &kafka{brokers: e.cfg.Brokers}
 	if len(k.brokers) == 0 {
 		c, err := kfake.NewCluster(kfake.NumBrokers(1))

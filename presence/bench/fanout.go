@@ -104,9 +104,6 @@ func runFanout(ctx context.Context, r *runner) (Result, error) {
 		return Result{}, err
 	}
 	defer k.close()
-	if err := r.env.flush(ctx); err != nil {
-		return Result{}, err
-	}
 	pubs := make([]*gateway.Publisher, fanoutGateways)
 	for g := range pubs {
 		if pubs[g], err = newPublisher(k, fanoutGateway(g)); err != nil {

@@ -43,9 +43,6 @@ func runMemory(ctx context.Context, r *runner) (Result, error) {
 		return Result{}, err
 	}
 	defer k.close()
-	if err := r.env.flush(ctx); err != nil {
-		return Result{}, err
-	}
 	pub, err := newPublisher(k, ingestGateway)
 	if err != nil {
 		return Result{}, err

@@ -76,9 +76,6 @@ func runQuery(ctx context.Context, r *runner) (Result, error) {
 		return Result{}, err
 	}
 	defer k.close()
-	if err := r.env.flush(ctx); err != nil {
-		return Result{}, err
-	}
 	store := r.env.store()
 	if err := r.loadQueryUsers(ctx, store, n); err != nil {
 		return Result{}, err

@@ -40,9 +40,6 @@ func runReplay(ctx context.Context, r *runner) (Result, error) {
 		return Result{}, err
 	}
 	defer k.close()
-	if err := r.env.flush(ctx); err != nil {
-		return Result{}, err
-	}
 	at := time.Now()
 	if err := r.writeReplayTopic(ctx, k, users, at); err != nil {
 		return Result{}, err
