@@ -3,10 +3,12 @@ package redisstore_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -137,5 +139,27 @@ func TestGatewayIndex(t *testing.T) {
 	}
 	if gws, _ := s.Gateways(ctx); len(gws) != 0 {
 		t.Fatalf("gateways after unindexing the last session: %v", gws)
+	}
+}
+
+// Sessions indexed by a release before the index had buckets (one hash
+// per gateway) are still found, and removed, after an upgrade.
+func TestGatewayIndexBeforeBuckets(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+	if err := rdb.HSet(ctx, prefix+":gw:{gw-old}", "chat/ann/a1", "e1\x1f"+strconv.FormatInt(base.UnixMilli(), 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := s.GatewaySessions(ctx, "gw-old")
+	if err != nil || len(sessions) != 1 || sessions[0].User != "ann" || sessions[0].Epoch != "e1" || !sessions[0].ConnectedAt.Equal(base) {
+		t.Fatalf("sessions of the old index: %+v, %v; want ann's a1 of epoch e1", sessions, err)
+	}
+	if err := s.Unindex(ctx, "gw-old", sessions, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, prefix+":gw:{gw-old}").Val(); n != 0 {
+		t.Fatalf("old index left after unindexing its last session")
 	}
 }

@@ -37,7 +37,16 @@ import (
 // 16 groups of 256.
 const gatewayBuckets = 16 * 256
 
+// legacyBucket stands for P:gw:{<gateway>}, the one hash of a gateway's
+// sessions that releases before the buckets wrote: it is read and cleaned
+// up with the buckets, so that the sessions indexed before an upgrade are
+// ended too when their gateway is lost. Nothing writes it any more.
+const legacyBucket = gatewayBuckets
+
 func (s *Store) gatewayKey(gateway string, bucket uint32) string {
+	if bucket == legacyBucket {
+		return s.prefix + ":gw:{" + gateway + "}"
+	}
 	return s.prefix + ":gw:{" + gateway + "}:" + strconv.FormatUint(uint64(bucket), 10)
 }
 
@@ -50,9 +59,10 @@ func gatewayBucket(partition int32, sessionKey string) uint32 {
 	return uint32(partition)%16*256 + h.Sum32()%256
 }
 
-// gatewayKeys returns the keys of every bucket of gateway.
+// gatewayKeys returns the keys of every bucket of gateway, the legacy one
+// last.
 func (s *Store) gatewayKeys(gateway string) []string {
-	keys := make([]string, gatewayBuckets)
+	keys := make([]string, gatewayBuckets+1)
 	for b := range keys {
 		keys[b] = s.gatewayKey(gateway, uint32(b))
 	}
@@ -123,7 +133,7 @@ type GatewaySession struct {
 
 // GatewaySessions returns the sessions the index of gateway names.
 func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewaySession, error) {
-	reads := make([]*redis.MapStringStringCmd, gatewayBuckets)
+	reads := make([]*redis.MapStringStringCmd, gatewayBuckets+1)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b, key := range s.gatewayKeys(gateway) {
 			reads[b] = p.HGetAll(ctx, key)
@@ -149,8 +159,8 @@ func (s *Store) GatewaySessions(ctx context.Context, gateway string) ([]GatewayS
 }
 
 // Unindex removes sessions, as GatewaySessions returned them, from the
-// index of gateway (they ended, or were never on it), and the gateway from the set of gateways when its index is
-// empty (gone is true: the gateway is no longer expected to connect
+// index of gateway (they ended, or were never on it), and the gateway
+// from the set of gateways when its index is empty (gone is true: the gateway is no longer expected to connect
 // anyone; a gateway that does is added back by its next connect).
 func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewaySession, gone bool) error {
 	if len(sessions) > 0 {
