@@ -472,7 +472,10 @@ const maxChunk = 1000
 // chunks of at most maxChunk, and announces the changes they make. Each
 // step is retried with backoff until it succeeds or ctx ends.
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
-	b := batch{sessions: make([]redisstore.Change, 0, len(recs))}
+	var b batch
+	if recs[0].Topic == schemas.SessionsTopic {
+		b.sessions = make([]redisstore.Change, 0, len(recs))
+	}
 	var dead []*kgo.Record
 	for _, r := range recs {
 		if err := b.add(r); err != nil {

@@ -126,13 +126,9 @@ func (s *Store) MarkAnnounced(ctx context.Context, users []User, visible []strin
 		keys[i] = s.userKey(u.App, u.User)
 	}
 	err := s.scripted(ctx, s.announced, func(p redis.Pipeliner) {
-		for _, call := range s.calls(keys) {
-			ks, args := make([]string, len(call)), make([]any, len(call))
-			for j, i := range call {
-				ks[j], args[j] = keys[i], visible[i]
-			}
-			s.announced.EvalSha(ctx, p, ks, args...)
-		}
+		s.evalCalls(ctx, p, s.announced, keys, s.calls(keys), nil, func(args []any, i int) []any {
+			return append(args, visible[i])
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("marking %d users announced: %w", len(users), err)
@@ -146,8 +142,9 @@ type record struct {
 	version, at           int64
 }
 
-// maxPerCall bounds the records (or users) of one call of a script, and so the time
-// Redis spends in it without serving others (a few microseconds each).
+// maxPerCall bounds the records (or users) of one call of a script, and
+// so the time Redis spends in it without serving others (a few
+// microseconds each).
 const maxPerCall = 200
 
 // applyRecords runs apply.lua over recs, after what queue adds to the
@@ -165,18 +162,12 @@ func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, que
 		keys[i] = r.key
 	}
 	calls := s.calls(keys)
-	cmds := make([]*redis.Cmd, len(calls))
+	var cmds []*redis.Cmd
 	err := s.scripted(ctx, s.apply, func(p redis.Pipeliner) {
 		queue(p)
-		for i, call := range calls {
-			keys, args := make([]string, len(call)), make([]any, 2, 2+5*len(call))
-			args[0], args[1] = s.offlineTTL.Milliseconds(), q
-			for j, r := range call {
-				keys[j] = recs[r].key
-				args = append(args, recs[r].version, recs[r].op, recs[r].field, recs[r].value, recs[r].at)
-			}
-			cmds[i] = s.apply.EvalSha(ctx, p, keys, args...)
-		}
+		cmds = s.evalCalls(ctx, p, s.apply, keys, calls, []any{s.offlineTTL.Milliseconds(), q}, func(args []any, i int) []any {
+			return append(args, recs[i].version, recs[i].op, recs[i].field, recs[i].value, recs[i].at)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("applying %d records: %w", len(recs), err)
@@ -201,6 +192,23 @@ func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, que
 		}
 	}
 	return out, nil
+}
+
+// evalCalls queues in p the calls of script over keys (as calls split
+// them), one command each: its KEYS are those of the call, its ARGV head
+// followed by what arg appends for each key's index. It returns the
+// commands in the order of calls.
+func (s *Store) evalCalls(ctx context.Context, p redis.Pipeliner, script *redis.Script, keys []string, calls [][]int, head []any, arg func(args []any, i int) []any) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(calls))
+	for c, call := range calls {
+		ks, args := make([]string, len(call)), append(make([]any, 0, len(head)+5*len(call)), head...)
+		for j, i := range call {
+			ks[j] = keys[i]
+			args = arg(args, i)
+		}
+		cmds[c] = script.EvalSha(ctx, p, ks, args...)
+	}
+	return cmds
 }
 
 // calls splits the records or users of keys (by index) into the calls of

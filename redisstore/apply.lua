@@ -84,8 +84,8 @@ local function holder(v)
 end
 
 local function apply(key, version, op, field, value, at)
-  -- The hash, read once: what follows works on its reply and writes what
-  -- changed at the end.
+  -- The hash, read once: what follows works on its reply, deletes the
+  -- fields the change removes and writes the others in one HSET.
   local h = redis.call('HGETALL', key)
   local v, a, l, c, held, sessions = '-1', nil, nil, nil, nil, 0
   for i = 1, #h, 2 do
