@@ -182,6 +182,10 @@ func watch(ctx context.Context, p *processor.Processor, ended <-chan struct{}, l
 		case <-ctx.Done():
 			return p.Progress(), errInterrupted
 		case <-ended:
+			if ctx.Err() != nil {
+				// The processor stopped because ctx ended.
+				return p.Progress(), errInterrupted
+			}
 			return p.Progress(), errors.New("the processor stopped before it caught up")
 		case <-poll.C:
 			if p.CaughtUp(ctx) == nil {
