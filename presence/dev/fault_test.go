@@ -28,6 +28,12 @@ func TestGatewayKilled(t *testing.T) {
 
 	bob := p.dial(t, "bob", "b1", "ios")
 	cid := p.dial(t, "cid", "c1", "web")
+	// Friends and sessions are separate topics: ann's connect is announced
+	// to the friends the processor has applied by then.
+	eventually(t, "bob and cid are ann's friends and online", func() bool {
+		_, body := p.do(t, "GET", "/v1/apps/chat/users/ann/friends/status", "")
+		return strings.Contains(body, `"user":"bob","state":"online"`) && strings.Contains(body, `"user":"cid","state":"online"`)
+	})
 	dial(t, doomed.addr, "ann", "a1", "android")
 	bob.expect(t, "presence ann online - 1 sessions")
 	cid.expect(t, "presence ann online - 1 sessions")
