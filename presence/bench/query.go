@@ -102,9 +102,8 @@ func runQuery(ctx context.Context, r *runner) (Result, error) {
 	url := "http://" + l.Addr().String() + "/v1/apps/" + app + "/status/query"
 
 	r.out.printf("project: %d clients look up %d ids at a time through the query API for %s", r.cfg.QueryClients, queryBatch, r.cfg.QueryDuration)
-	project, err := r.lookups(ctx, "project", n, seed, func(ctx context.Context, ids []string, kinds []kind) (int, error) {
-		return httpLookup(ctx, client, url, ids, kinds)
-	})
+	api := &apiClient{http: client, url: url}
+	project, err := r.lookups(ctx, "project", n, seed, api.lookup)
 	if err != nil {
 		return Result{}, err
 	}
@@ -280,18 +279,29 @@ func (r *runner) lookups(ctx context.Context, side string, n int, seed uint64, d
 	return run, err
 }
 
-// httpLookup posts one status query and checks its answer.
-func httpLookup(ctx context.Context, client *http.Client, url string, ids []string, kinds []kind) (int, error) {
+// apiClient looks ids up through the query API.
+type apiClient struct {
+	http *http.Client
+	url  string
+	// answers holds buffers to read answers into, for reuse: a decoder
+	// of its own per answer would allocate several times the answer's
+	// size while it grows, and that garbage is collected on the cores the
+	// server uses too.
+	answers sync.Pool
+}
+
+// lookup posts one status query and checks its answer.
+func (c *apiClient) lookup(ctx context.Context, ids []string, kinds []kind) (int, error) {
 	body, err := json.Marshal(map[string][]string{"users": ids})
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -300,12 +310,21 @@ func httpLookup(ctx context.Context, client *http.Client, url string, ids []stri
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return 0, fmt.Errorf("status query answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
+	buf, _ := c.answers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer c.answers.Put(buf)
+	buf.Reset()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return 0, fmt.Errorf("reading the status query's answer: %w", err)
+	}
 	var answer struct {
 		Results []*struct {
 			State string `json:"state"`
 		} `json:"results"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+	if err := json.Unmarshal(buf.Bytes(), &answer); err != nil {
 		return 0, fmt.Errorf("decoding the status query's answer: %w", err)
 	}
 	if len(answer.Results) != len(ids) {
