@@ -299,9 +299,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		kgo.OnPartitionsRevoked(p.revoked),
 		kgo.OnPartitionsLost(p.revoked),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-		})),
+		kgo.RecordPartitioner(Partitioner()),
 	}, p.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -316,9 +316,7 @@ func TestTransactions(t *testing.T) {
 	store := newStore(t)
 	start(t, c, store, "g")
 	txn, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("test-gateway"),
-		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-		})))
+		kgo.RecordPartitioner(processor.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

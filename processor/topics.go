@@ -19,6 +19,15 @@ import (
 // live, and a replay would lose them.
 var ErrNotCompacted = errors.New("topic is not compacted")
 
+// Partitioner places records as schemas.Partition says: by the
+// "<app>/<user>" of their key, so that a gateway_lost disconnect or a
+// tombstone lands in the partition of the user's other records.
+func Partitioner() kgo.Partitioner {
+	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
+		return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
+	})
+}
+
 // EnsureTopics creates the Presence topics that are missing, configured as
 // schemas.Topics says, with partitions partitions each (the schemas
 // default when not positive). Existing topics are left as they are, but

@@ -43,9 +43,7 @@ func replayKafka(t *testing.T, bare bool) (*kfake.Cluster, *kgo.Client) {
 	}
 	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-		})))
+		kgo.RecordPartitioner(processor.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -177,9 +177,7 @@ func newKafka(t *testing.T) *kgo.Client {
 	}
 	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-			return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-		})))
+		kgo.RecordPartitioner(processor.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
