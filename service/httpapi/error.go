@@ -23,6 +23,10 @@ const (
 	CodeInternal    = "internal"
 	CodeMethod      = "method_not_allowed"
 	CodeNotReady    = "not_ready"
+	// Missing or invalid credentials; answered with WWW-Authenticate.
+	CodeUnauthorized = "unauthorized"
+	// Valid credentials that do not allow the request.
+	CodeForbidden = "forbidden"
 	// A session id already open on this gateway, for the same user.
 	CodeSessionExists = "session_exists"
 )
@@ -37,6 +41,9 @@ var statusOf = map[string]int{
 	CodeInternal:    http.StatusInternalServerError,
 	CodeMethod:      http.StatusMethodNotAllowed,
 	CodeNotReady:    http.StatusServiceUnavailable,
+
+	CodeUnauthorized: http.StatusUnauthorized,
+	CodeForbidden:    http.StatusForbidden,
 
 	CodeSessionExists: http.StatusConflict,
 }
@@ -55,7 +62,8 @@ func Errorf(code, message string) *Error { return &Error{Code: code, Message: me
 
 // WriteError writes err in the envelope {"error":{"code","message"}}. An
 // error that is not an *Error is answered as internal, without its text.
-// Errors answered with a 5xx are logged whole, causes included.
+// Errors answered with a 5xx are logged whole, causes included. A 401
+// carries "WWW-Authenticate: Bearer".
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
@@ -64,6 +72,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status, ok := statusOf[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="presence"`)
 	}
 	if status >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)

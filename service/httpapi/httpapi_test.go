@@ -72,3 +72,23 @@ func TestEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteErrorAuth checks the statuses of the auth codes, and that only
+// a 401 asks for a bearer credential.
+func TestWriteErrorAuth(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		code      string
+		status    int
+		challenge string
+	}{
+		{CodeUnauthorized, http.StatusUnauthorized, `Bearer realm="presence"`},
+		{CodeForbidden, http.StatusForbidden, ""},
+	} {
+		w := httptest.NewRecorder()
+		WriteError(w, httptest.NewRequest("GET", "/", nil), log, Errorf(c.code, "no"))
+		if w.Code != c.status || w.Header().Get("WWW-Authenticate") != c.challenge {
+			t.Errorf("%s: %d with WWW-Authenticate %q, want %d with %q", c.code, w.Code, w.Header().Get("WWW-Authenticate"), c.status, c.challenge)
+		}
+	}
+}

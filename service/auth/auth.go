@@ -1,0 +1,160 @@
+// Package auth authenticates the callers of Presence's servers and says
+// what each may do.
+//
+// Credentials come from the --auth file, JSON of this shape:
+//
+//	{"apps": {"chat": {
+//	   "keys": [
+//	     {"id": "backend-1", "secret": "…", "scopes": ["backend", "read"]},
+//	     {"id": "gw-eu-1", "secret": "…", "scopes": ["gateway"], "gateways": ["gw-eu-1"]}],
+//	   "user_tokens": {"hs256_secrets": ["…"], "jwks_file": "optional path"}}}}
+//
+// A server sends one of its app's key secrets, an end user a JWT, both as
+// "Authorization: Bearer …". A user token is signed with one of its app's
+// hs256_secrets (HS256) or a key of its JWKS file (RS256, ES256 on P-256,
+// EdDSA on Ed25519; a relative jwks_file is read from the auth file's
+// folder), and carries "sub" (the user), "app" and "exp". Any number of
+// keys and secrets per app may be valid at once, so that they rotate
+// without downtime: add the new one, reload, move the clients, remove the
+// old one, reload.
+//
+// The file is read strictly: an unknown field or scope, a short secret, a
+// gateway key without gateways, a secret shared by two keys, fail the
+// load with an error naming the app and key id (never the secret).
+// Reload re-reads it and keeps the previous credentials when the new file
+// is bad.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/presence-im/presence/service/httpapi"
+)
+
+// Config configures an Authenticator. Zero values mean the defaults.
+type Config struct {
+	// File is the path of the auth file. Required.
+	File string
+	// Now is the clock tokens are checked against (time.Now).
+	Now func() time.Time
+	// Logger receives reloads and their failures (slog.Default()).
+	Logger *slog.Logger
+}
+
+// Authenticator verifies credentials against the auth file it loaded
+// last. It is safe for concurrent use.
+type Authenticator struct {
+	file string
+	now  func() time.Time
+	log  *slog.Logger
+	kr   atomic.Pointer[keyring]
+	// reloaded, when set, is called after each reload a signal asked for
+	// (tests wait on it).
+	reloaded func(error)
+}
+
+// New loads the auth file.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.File == "" {
+		return nil, errors.New("auth: no file")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Authenticator{file: cfg.File, now: cfg.Now, log: cfg.Logger.With("component", "auth")}
+	if err := a.Reload(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Reload re-reads the auth file. When it is bad, the credentials loaded
+// before stay in force and the error says why.
+func (a *Authenticator) Reload() error {
+	kr, err := readFile(a.file)
+	if err != nil {
+		return err
+	}
+	a.kr.Store(kr)
+	return nil
+}
+
+// ReloadOnSignal re-reads the auth file whenever one of sigs (SIGHUP, by
+// convention) arrives, until ctx ends, logging each outcome. The signals
+// are caught from the moment it returns.
+func (a *Authenticator) ReloadOnSignal(ctx context.Context, sigs ...os.Signal) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sigs...)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+			err := a.Reload()
+			if err != nil {
+				a.log.Error("reloading the auth file; the previous credentials stay in force", "file", a.file, "err", err)
+			} else {
+				a.log.Info("reloaded the auth file", "file", a.file, "apps", len(a.current().apps))
+			}
+			if a.reloaded != nil {
+				a.reloaded(err)
+			}
+		}
+	}()
+}
+
+func (a *Authenticator) current() *keyring { return a.kr.Load() }
+
+// Authenticate identifies the caller of r by its Authorization header
+// ("Bearer <key secret or user token>"). Its errors are 401 unauthorized.
+func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
+	cred, ok := Bearer(r)
+	if !ok {
+		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, `no credentials: send "Authorization: Bearer <key or user token>"`)
+	}
+	return a.Verify(cred)
+}
+
+// Bearer is the credential of r's "Authorization: Bearer …" header.
+func Bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, cred, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimSpace(cred)
+	return cred, cred != ""
+}
+
+// Verify identifies the holder of cred: a server key's secret, or a user
+// token. Its errors are 401 unauthorized and never hold cred.
+func (a *Authenticator) Verify(cred string) (Identity, error) {
+	kr := a.current()
+	if k, ok := kr.keys[sha256.Sum256([]byte(cred))]; ok && subtle.ConstantTimeCompare(k.secret, []byte(cred)) == 1 {
+		return Identity{App: k.app, KeyID: k.id, Scopes: k.scopes, Gateways: k.gateways}, nil
+	}
+	if strings.Count(cred, ".") != 2 {
+		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "unknown key")
+	}
+	c, err := kr.verifyToken(cred, a.now)
+	if err != nil {
+		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid user token: "+err.Error())
+	}
+	return Identity{App: c.App, User: c.Subject}, nil
+}
