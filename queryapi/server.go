@@ -15,6 +15,10 @@
 // rebuild: every replica shares the same Redis, so all would go unready
 // at once.
 //
+// With Config.Auth, every API call needs credentials (see Config.Auth):
+// 401 unauthorized without valid ones, 403 forbidden when they do not
+// allow the call.
+//
 // When Redis does not answer, lookups answer 503 unavailable and /readyz
 // answers 503. When Kafka does not acknowledge a write within the write
 // timeout, the write answers 503 unavailable; sending it again as it is
@@ -49,6 +53,7 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -85,6 +90,13 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
+	// Auth, when set, checks every caller of the API (not of /healthz,
+	// /readyz, /metrics): a key of scope read looks up any user of its
+	// app; a key of scope backend writes friends, custom status and
+	// subscriptions of any user; a user token looks up any user of its
+	// app, and reads or changes its own custom status, subscriptions and
+	// friends' statuses only. Nil serves everyone.
+	Auth *auth.Authenticator
 	// Gate, when set, is checked before each lookup; while it fails (the
 	// state is being rebuilt) lookups answer 503 not_ready rather than
 	// answers that may be wrong. Writes go to Kafka and are not gated.
@@ -94,6 +106,7 @@ type Config struct {
 // Server is the query API. Close it when done.
 type Server struct {
 	gate         httpapi.Probe
+	auth         *auth.Authenticator
 	rebuilding   *rebuilding
 	store        *redisstore.Store
 	kafka        *kgo.Client
@@ -142,21 +155,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("queryapi: creating kafka client: %w", err)
 	}
 	s := &Server{
-		gate: cfg.Gate, rebuilding: rb, store: cfg.Store, kafka: cl,
+		gate: cfg.Gate, auth: cfg.Auth, rebuilding: rb, store: cfg.Store, kafka: cl,
 		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
 		log: cfg.Logger.With("component", "queryapi"), metrics: m,
 	}
 
 	r := chi.NewRouter()
-	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.lookup(s.queryStatuses)))
-	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.lookup(s.userStatus)))
-	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.setCustomStatus))
-	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.clearCustomStatus))
-	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.lookup(s.friendsStatus)))
-	r.Put("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_add", s.addFriend))
-	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.removeFriend))
-	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.lookup(s.subscribe)))
-	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.unsubscribe))
+	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.guard(auth.Lookup, s.lookup(s.queryStatuses))))
+	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.guard(auth.Lookup, s.lookup(s.userStatus))))
+	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.guard(auth.ActAs, s.setCustomStatus)))
+	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.guard(auth.ActAs, s.clearCustomStatus)))
+	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.guard(auth.OwnLookup, s.lookup(s.friendsStatus))))
+	r.Put("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_add", s.guard(auth.Backend, s.addFriend)))
+	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.guard(auth.Backend, s.removeFriend)))
+	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.guard(auth.ActAs, s.lookup(s.subscribe))))
+	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.guard(auth.ActAs, s.unsubscribe)))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))
 	})
