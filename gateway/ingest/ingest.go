@@ -6,7 +6,7 @@
 //
 //	presence_gateway_events_total{type}        events published
 //	presence_gateway_batches_total{result}     batches: accepted, invalid,
-//	                                           failed
+//	                                           refused (401, 403), failed
 //	presence_gateway_publish_seconds           time until Kafka acknowledged
 //	                                           a batch
 package ingest
@@ -23,6 +23,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -59,6 +60,7 @@ const (
 // POST /v1/gateways/{gateway}/heartbeat.
 type Handler struct {
 	pub     Publisher
+	auth    *auth.Authenticator
 	atomic  bool
 	log     *slog.Logger
 	events  *prometheus.CounterVec
@@ -66,12 +68,19 @@ type Handler struct {
 	publish prometheus.Histogram
 }
 
-// New returns a Handler registering its metrics on reg.
-func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
-	a, ok := pub.(interface{ Atomic() bool })
+// New returns a Handler registering its metrics on reg. With an
+// authenticator, a batch of events needs a key of scope gateway of the
+// path's app that lists the batch's gateway, and a heartbeat a key of
+// scope gateway (of any app) that lists the path's gateway: only a
+// gateway itself may declare its new epoch. Without credentials the
+// answer is 401 unauthorized, with others 403 forbidden. A nil
+// authenticator lets anyone post.
+func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, a *auth.Authenticator) (*Handler, error) {
+	at, ok := pub.(interface{ Atomic() bool })
 	h := &Handler{
 		pub:    pub,
-		atomic: ok && a.Atomic(),
+		auth:   a,
+		atomic: ok && at.Atomic(),
 		log:    log.With("component", "ingest"),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "events_total",
@@ -79,7 +88,7 @@ func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, 
 		}, []string{"type"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "batches_total",
-			Help: "Event batches received, by result: accepted, invalid, failed.",
+			Help: "Event batches received, by result: accepted, invalid, refused (401, 403), failed.",
 		}, []string{"result"}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "publish_seconds",
@@ -142,10 +151,21 @@ var reasons = map[string]gateway.Reason{
 // a batch Kafka acknowledges in part (or, when Kafka's answer is lost, it
 // writes all of it).
 func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
-	events, err := h.parseEvents(w, r)
+	id, err := h.authenticate(r)
+	if err != nil {
+		h.batches.WithLabelValues("refused").Inc()
+		return err
+	}
+	events, gw, err := h.parseEvents(w, r)
 	if err != nil {
 		h.batches.WithLabelValues("invalid").Inc()
 		return err
+	}
+	if h.auth != nil {
+		if err := id.AllowGateway(r.PathValue("app"), gw); err != nil {
+			h.batches.WithLabelValues("refused").Inc()
+			return err
+		}
 	}
 	start := time.Now()
 	ctx, cancel := publishContext(r)
@@ -171,23 +191,34 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway.Event, error) {
+// authenticate identifies the caller when the handler checks
+// credentials.
+func (h *Handler) authenticate(r *http.Request) (auth.Identity, error) {
+	if h.auth == nil {
+		return auth.Identity{}, nil
+	}
+	return h.auth.Authenticate(r)
+}
+
+// parseEvents reads and checks a batch, and returns its events and
+// gateway.
+func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway.Event, string, error) {
 	app := r.PathValue("app")
 	if err := schemas.ValidateApp(app); err != nil {
-		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+		return nil, "", httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}
 	var req eventsRequest
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := errors.Join(schemas.ValidateID("gateway", req.Gateway), schemas.ValidateID("epoch", req.Epoch)); err != nil {
-		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+		return nil, "", httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}
 	if req.Events == nil {
-		return nil, httpapi.Errorf(httpapi.CodeInvalid, `"events" is required: a list of events`)
+		return nil, "", httpapi.Errorf(httpapi.CodeInvalid, `"events" is required: a list of events`)
 	}
 	if len(req.Events) > MaxEvents {
-		return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))
+		return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))
 	}
 	events := make([]gateway.Event, len(req.Events))
 	for i, e := range req.Events {
@@ -202,24 +233,24 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		case "connect":
 			ev.Type = gateway.Connect
 			if e.Reason != "" {
-				return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: a connect has no reason", i))
+				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: a connect has no reason", i))
 			}
 		case "disconnect":
 			ev.Type = gateway.Disconnect
 			reason, ok := reasons[e.Reason]
 			if !ok {
-				return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: reason %q: want client_closed, timeout or gateway_shutdown", i, e.Reason))
+				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: reason %q: want client_closed, timeout or gateway_shutdown", i, e.Reason))
 			}
 			ev.Reason = reason
 		default:
-			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect or disconnect", i, e.Type))
+			return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect or disconnect", i, e.Type))
 		}
 		if err := ev.Validate(); err != nil {
-			return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))
+			return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))
 		}
 		events[i] = ev
 	}
-	return events, nil
+	return events, req.Gateway, nil
 }
 
 type heartbeatRequest struct {
@@ -229,12 +260,21 @@ type heartbeatRequest struct {
 // postHeartbeat renews an external gateway's lease.
 func (h *Handler) postHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	gw := r.PathValue("gateway")
+	id, err := h.authenticate(r)
+	if err != nil {
+		return err
+	}
 	var req heartbeatRequest
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
 	if err := errors.Join(schemas.ValidateID("gateway", gw), schemas.ValidateID("epoch", req.Epoch)); err != nil {
 		return httpapi.Errorf(httpapi.CodeInvalid, err.Error())
+	}
+	if h.auth != nil {
+		if err := id.AllowGateway("", gw); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := publishContext(r)
 	defer cancel()

@@ -51,7 +51,7 @@ func (r *recorder) HeartbeatFor(_ context.Context, gw, epoch string) error {
 
 func serve(t *testing.T, pub ingest.Publisher) *httptest.Server {
 	t.Helper()
-	h, err := ingest.New(pub, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	h, err := ingest.New(pub, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,19 +10,38 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
 // handle serves GET /v1/apps/{app}/ws?user=…&session=…&device=…[&device_id=…].
 // Everything that can be refused is refused before the upgrade, in the
-// JSON error envelope: invalid ids, a session id open here already, a
+// JSON error envelope: a foreign origin, missing or invalid credentials,
+// another user's id, invalid ids, a session id open here already, a
 // connect Kafka did not acknowledge. The connect is in Kafka before the
 // socket opens, and the disconnect is in Kafka before it closes.
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	c, err := s.parse(r)
+	if !originAllowed(r, s.origins) {
+		s.reject(w, r, connectForbidden, httpapi.Errorf(httpapi.CodeForbidden,
+			"origin "+r.Header.Get("Origin")+" may not open sockets here (see --allowed-origins)"))
+		return
+	}
+	id, err := s.identify(r)
+	if err != nil {
+		s.reject(w, r, connectUnauth, err)
+		return
+	}
+	c, err := s.parse(r, id.User)
 	if err != nil {
 		s.reject(w, r, connectInvalid, err)
 		return
+	}
+	if s.auth != nil {
+		if err := id.Allow(auth.Connect, c.app, c.user); err != nil {
+			s.reject(w, r, connectForbidden, err)
+			return
+		}
+		r = r.WithContext(auth.NewContext(r.Context(), id))
 	}
 	if err := s.reserve(r.Context(), c); err != nil {
 		result := connectUnavailable
@@ -43,9 +62,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		s.finish(c)
 		return
 	}
-	// Any origin is accepted: authentication (per-app secrets, user
-	// tokens) is layered onto this path later, and checks the user.
-	ws, err := websocket.Accept(recorder{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := websocket.Accept(recorder{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{OriginPatterns: s.origins})
 	if err != nil { // Accept has answered the client
 		s.metrics.connects.WithLabelValues(connectNotUpgraded).Inc()
 		s.log.Warn("upgrading to a websocket", "app", c.app, "user", c.user, "session", c.session, "err", err)
@@ -57,11 +74,31 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.serve(c, ws)
 }
 
-// parse reads a session from the request and checks it.
-func (s *Server) parse(r *http.Request) (*conn, error) {
+// identify authenticates the client by its token, when the server checks
+// credentials: "Authorization: Bearer <token>", or the query parameter
+// token (browsers cannot set headers on a WebSocket).
+func (s *Server) identify(r *http.Request) (auth.Identity, error) {
+	if s.auth == nil {
+		return auth.Identity{}, nil
+	}
+	if _, ok := auth.Bearer(r); ok {
+		return s.auth.Authenticate(r)
+	}
+	if tok := r.URL.Query().Get("token"); tok != "" {
+		return s.auth.Verify(tok)
+	}
+	return auth.Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, `no credentials: send a user token as "Authorization: Bearer <token>" or the query parameter token`)
+}
+
+// parse reads a session from the request and checks it. The user is
+// user when the query leaves it out.
+func (s *Server) parse(r *http.Request, user string) (*conn, error) {
 	q := r.URL.Query()
+	if q.Has("user") {
+		user = q.Get("user")
+	}
 	ev := gateway.Event{Type: gateway.Connect, App: r.PathValue("app"),
-		User: q.Get("user"), Session: q.Get("session"), Device: q.Get("device"), DeviceID: q.Get("device_id")}
+		User: user, Session: q.Get("session"), Device: q.Get("device"), DeviceID: q.Get("device_id")}
 	if err := ev.Validate(); err != nil {
 		return nil, httpapi.Errorf(httpapi.CodeInvalid, err.Error())
 	}

@@ -9,6 +9,8 @@ const (
 	connectDuplicate   = "duplicate"
 	connectUnavailable = "unavailable"
 	connectNotUpgraded = "not_upgraded"
+	connectUnauth      = "unauthorized"
+	connectForbidden   = "forbidden"
 )
 
 // Labels of presence_gateway_socket_disconnects_total{cause}.

@@ -10,6 +10,12 @@
 // changing on another session; the other fields are the query API's
 // Status of the user who changed.
 //
+// With Config.Auth, a client connects with a user token, as its user
+// only; without valid credentials it is answered 401 unauthorized, as
+// another user (or with a server key) 403 forbidden. A browser page of
+// another host than the gateway's, not in Config.AllowedOrigins, is
+// answered 403 forbidden, before anything is published.
+//
 // A client that does not keep up is closed rather than waited for: each
 // session has a send buffer of Config.SendBuffer messages, and a
 // notification that finds it full closes the socket with
@@ -22,7 +28,9 @@
 //	presence_gateway_socket_connects_total{result}         attempts: opened,
 //	                                                       invalid, duplicate,
 //	                                                       unavailable,
-//	                                                       not_upgraded
+//	                                                       not_upgraded,
+//	                                                       unauthorized,
+//	                                                       forbidden
 //	presence_gateway_socket_disconnects_total{cause}       client_closed,
 //	                                                       timeout,
 //	                                                       slow_consumer,
@@ -54,6 +62,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/service/auth"
 )
 
 // Defaults of Config.
@@ -80,6 +89,18 @@ type Config struct {
 	// SendBuffer is how many notifications may wait for a client before
 	// it is closed as too slow (DefaultSendBuffer).
 	SendBuffer int
+	// Auth, when set, lets a client open a session only with a user
+	// token of the path's app (header "Authorization: Bearer …" or query
+	// parameter token), as the token's user: its "sub" must equal the
+	// query's user, which may be left out. Nil lets anyone connect as
+	// anyone.
+	Auth *auth.Authenticator
+	// AllowedOrigins are the pages, besides those of the gateway's own
+	// host, a browser may open a socket from: host patterns
+	// ("app.example.com", "*.example.com") or origins
+	// ("https://app.example.com"), matched with path.Match. A request
+	// without Origin (not a browser) is always let through.
+	AllowedOrigins []string
 }
 
 // Server serves WebSocket clients and delivers their notifications.
@@ -89,6 +110,8 @@ type Server struct {
 	metrics      *metrics
 	pingInterval time.Duration
 	sendBuffer   int
+	auth         *auth.Authenticator
+	origins      []string
 
 	mu       sync.RWMutex
 	conns    map[key]*conn      // sessions by id, until their id is free
@@ -109,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PingInterval < 0 || cfg.SendBuffer < 0 {
 		return nil, fmt.Errorf("socket.Config: negative PingInterval %s or SendBuffer %d", cfg.PingInterval, cfg.SendBuffer)
+	}
+	if err := checkOrigins(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("socket.Config: %w", err)
 	}
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = DefaultPingInterval
@@ -132,6 +158,8 @@ func New(cfg Config) (*Server, error) {
 		metrics:      m,
 		pingInterval: cfg.PingInterval,
 		sendBuffer:   cfg.SendBuffer,
+		auth:         cfg.Auth,
+		origins:      cfg.AllowedOrigins,
 		conns:        map[key]*conn{},
 		live:         map[*conn]struct{}{},
 		reading:      make(chan struct{}),

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer pub.Close()
-	ing, err := ingest.New(pub, log, reg)
+	ing, err := ingest.New(pub, log, reg, nil)
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	defer pub.Close()
 	reg := httpapi.NewRegistry()
-	h, err := ingest.New(pub, log, reg)
+	h, err := ingest.New(pub, log, reg, nil)
 	if err != nil {
 		return err
 	}
