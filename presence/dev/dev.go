@@ -4,6 +4,10 @@
 // server (HTTP ingestion and WebSocket clients), the processor and the
 // query API.
 //
+// With Config.AuthFile both servers check credentials as the gateway and
+// queryapi commands do with --auth; without it they serve everyone, and
+// Run logs a warning saying so.
+//
 // The embedded Redis lives in memory only; on every start the processor
 // finds it empty and rebuilds it from the persisted topics, which is what
 // Presence does after any loss of Redis.
@@ -33,6 +37,7 @@ import (
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -51,7 +56,14 @@ type Config struct {
 	// GatewayLease is the lease of the embedded gateway, and of external
 	// gateways that never heartbeat (gateway.DefaultLease).
 	GatewayLease time.Duration
-	Logger       *slog.Logger
+	// AuthFile is the auth file both servers check credentials against,
+	// re-read on SIGHUP. Without one everything is served to everyone,
+	// with a warning in the log.
+	AuthFile string
+	// AllowedOrigins are the pages of other hosts than the gateway's
+	// that may open WebSockets (socket.Config.AllowedOrigins).
+	AllowedOrigins []string
+	Logger         *slog.Logger
 	// Ready is called once everything serves.
 	Ready func(Addrs)
 }
@@ -115,13 +127,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer store.Close()
 
+	authn, err := auth.Setup(ctx, cfg.AuthFile, true, log)
+	if err != nil {
+		return err
+	}
 	reg := httpapi.NewRegistry()
 	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store,
 		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, Logger: log, Registry: reg,
+	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, Auth: authn, Logger: log, Registry: reg,
 		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp})
 	if err != nil {
 		return err
@@ -132,11 +148,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer pub.Close()
-	ing, err := ingest.New(pub, log, reg, nil)
+	ing, err := ingest.New(pub, log, reg, authn)
 	if err != nil {
 		return err
 	}
-	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg})
+	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
+		Auth: authn, AllowedOrigins: cfg.AllowedOrigins})
 	if err != nil {
 		return err
 	}

@@ -54,3 +54,15 @@ func Usage(fs *flag.FlagSet, summary string) {
 		})
 	}
 }
+
+// List splits a comma-separated flag value, dropping blanks: "" is no
+// items.
+func List(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

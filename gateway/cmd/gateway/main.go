@@ -19,6 +19,7 @@ import (
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
 	"github.com/presence-im/presence/gateway/socket"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
@@ -37,6 +38,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	ping := fs.Duration("ping-interval", socket.DefaultPingInterval, "how often WebSocket clients are pinged, and how long they have to answer")
 	sendBuffer := fs.Int("send-buffer", socket.DefaultSendBuffer, "notifications that may wait for a WebSocket client before it is closed as too slow")
 	maxBuffered := fs.Int("max-buffered", gateway.DefaultMaxBuffered, "most records held that Kafka has not acknowledged; a publish beyond it waits for room, then fails (503)")
+	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
+	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may publish for any gateway and connect as any user")
+	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -52,6 +56,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-buffered must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
+	if err != nil {
+		return err
+	}
 
 	// Atomic: a batch posted, a connect, a disconnect or a heartbeat is
 	// written whole or not at all, even when only some of Kafka's
@@ -63,12 +71,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	defer pub.Close()
 	reg := httpapi.NewRegistry()
-	h, err := ingest.New(pub, log, reg, nil)
+	h, err := ingest.New(pub, log, reg, authn)
 	if err != nil {
 		return err
 	}
 	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
-		PingInterval: *ping, SendBuffer: *sendBuffer})
+		PingInterval: *ping, SendBuffer: *sendBuffer, Auth: authn, AllowedOrigins: cli.List(*origins)})
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func TestGatewayServesSockets(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--brokers", c.ListenAddrs()[0], "--addr", "127.0.0.1:0", "--id", "gw-cmd", "--epoch", "e-1"},
+		done <- run(ctx, []string{"--brokers", c.ListenAddrs()[0], "--addr", "127.0.0.1:0", "--id", "gw-cmd", "--epoch", "e-1", "--insecure"},
 			func(string) string { return "" }, io.Discard, stderr)
 	}()
 	addr := waitLog(t, lines, "gateway ready")["addr"].(string)

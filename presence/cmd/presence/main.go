@@ -72,6 +72,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
+	fs.StringVar(&cfg.AuthFile, "auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); without it everything is served to everyone")
+	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -85,6 +87,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
 	}
+	cfg.AllowedOrigins = cli.List(*origins)
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	redisstore.LogTo(cfg.Logger)
 	cfg.Ready = func(a dev.Addrs) {

@@ -92,6 +92,9 @@ func TestDevReadyAndStop(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if !strings.Contains(stderr.String(), "level=WARN msg=\"serving without authentication") {
+		t.Errorf("presence dev without --auth does not warn that it serves everyone; stderr:\n%s", stderr.String())
+	}
 	if !strings.Contains(stdout.String(), env["PRESENCE_REDIS_URL"]) {
 		t.Errorf("ready line does not name the redis from the environment: %s", stdout.String())
 	}

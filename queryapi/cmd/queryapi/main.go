@@ -12,6 +12,7 @@ import (
 
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 )
@@ -26,6 +27,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
 	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
+	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
+	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may read and write any user of any app")
 	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -37,6 +40,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-subscriptions must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
+	if err != nil {
+		return err
+	}
 	redisstore.LogTo(log)
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix})
@@ -46,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	defer store.Close()
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
-		Logger: log, Registry: httpapi.NewRegistry(),
+		Auth: authn, Logger: log, Registry: httpapi.NewRegistry(),
 	})
 	if err != nil {
 		return err
