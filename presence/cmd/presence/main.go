@@ -1,7 +1,8 @@
 // Command presence is the all-in-one Presence command. `presence dev` runs
 // the whole pipeline in one process on embedded defaults; `presence
 // import-friends` loads an existing friend graph into Kafka; `presence
-// bench` measures the project against the raw tools.
+// token` mints a user token from an auth file; `presence bench` measures
+// the project against the raw tools.
 package main
 
 import (
@@ -26,6 +27,7 @@ commands:
   dev             run the whole pipeline in one process (embedded Kafka and Redis)
   import-friends  load a friend graph (CSV lines "user,friend") into Kafka
   connect         open a session over WebSocket and print its notifications
+  token           print a user token (JWT) signed with an app's secret from the --auth file
   replay          rebuild Redis from the compacted topics, then exit
   bench           measure Presence against raw Redis and Kafka (make bench)
 
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runImportFriends(ctx, args[1:], getenv, stdout, stderr)
 	case "connect":
 		return runConnect(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args[1:], getenv, stdout, stderr)
 	case "bench":
