@@ -73,7 +73,7 @@ func startGateway(t *testing.T, brokers []string, id string, lease time.Duration
 	addr := l.Addr().String()
 	l.Close()
 	var logs bytes.Buffer
-	cmd := exec.Command(bin, "--brokers", strings.Join(brokers, ","), "--addr", addr, "--id", id, "--gateway-lease", lease.String())
+	cmd := exec.Command(bin, "--brokers", strings.Join(brokers, ","), "--addr", addr, "--id", id, "--gateway-lease", lease.String(), "--insecure")
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
