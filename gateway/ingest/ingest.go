@@ -30,6 +30,11 @@ import (
 // MaxEvents is the most events one batch may hold.
 const MaxEvents = 10000
 
+// MaxClockSkew is how far in the future an event's "at" may be: a later
+// one is taken as now, so that a gateway's clock (or a forged time)
+// cannot set a session's times ahead of the servers'.
+const MaxClockSkew = 5 * time.Second
+
 // PublishTimeout bounds how long a request waits for Kafka. Publishing is
 // not tied to the request: a client that hangs up must not cancel records
 // that other requests' records are batched with.
@@ -134,7 +139,8 @@ type eventJSON struct {
 	// gateway_shutdown.
 	Reason string `json:"reason"`
 	// At is when the gateway saw the event (RFC 3339); when absent, the
-	// time the server publishes it.
+	// time the server publishes it. A time more than MaxClockSkew ahead
+	// of the server's clock is taken as the server's time.
 	At *time.Time `json:"at"`
 }
 
@@ -227,7 +233,7 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 			Gateway: req.Gateway, Epoch: req.Epoch,
 		}
 		if e.At != nil {
-			ev.At = *e.At
+			ev.At = clampFuture(*e.At, time.Now())
 		}
 		switch e.Type {
 		case "connect":
@@ -251,6 +257,14 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		events[i] = ev
 	}
 	return events, req.Gateway, nil
+}
+
+// clampFuture is at, or now when at is more than MaxClockSkew after now.
+func clampFuture(at, now time.Time) time.Time {
+	if at.After(now.Add(MaxClockSkew)) {
+		return now
+	}
+	return at
 }
 
 type heartbeatRequest struct {
