@@ -16,9 +16,11 @@ type Identity struct {
 	KeyID string
 	// User is the user a token was issued to (its "sub"), "" for a key.
 	User string
-	// Scopes are the key's scopes; a user has none.
+	// Scopes are the key's scopes; a user has none. Shared with the
+	// loaded file: read them, never change them.
 	Scopes []string
-	// Gateways are the gateway ids a key of scope gateway publishes for.
+	// Gateways are the gateway ids a key of scope gateway publishes for
+	// (shared likewise).
 	Gateways []string
 }
 

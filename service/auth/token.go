@@ -124,6 +124,11 @@ func (kr *keyring) verifyToken(token string, now func() time.Time) (*claims, err
 	return &c, nil
 }
 
+// errNoKey is the one answer to a token no key could have signed, whether
+// its app is unknown or has no key of its algorithm and kid: a caller
+// learns nothing of the auth file from it.
+var errNoKey = errors.New("no key of the token's app for its algorithm and kid")
+
 // keysFor picks the keys that may have signed t: those of the app its
 // claims name, of t's algorithm, and of its kid when it has one.
 func (kr *keyring) keysFor(t *jwt.Token) (any, error) {
@@ -133,7 +138,7 @@ func (kr *keyring) keysFor(t *jwt.Token) (any, error) {
 	}
 	a, ok := kr.apps[c.App]
 	if !ok {
-		return nil, fmt.Errorf("unknown app %q", c.App)
+		return nil, errNoKey
 	}
 	alg := t.Method.Alg()
 	var set jwt.VerificationKeySet
@@ -150,7 +155,7 @@ func (kr *keyring) keysFor(t *jwt.Token) (any, error) {
 		}
 	}
 	if len(set.Keys) == 0 {
-		return nil, fmt.Errorf("app %q has no %s key for this token", c.App, alg)
+		return nil, errNoKey
 	}
 	return set, nil
 }
