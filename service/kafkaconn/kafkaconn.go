@@ -28,12 +28,16 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
+
+// CheckTimeout bounds Check.
+const CheckTimeout = 15 * time.Second
 
 // The SASL mechanisms --kafka-sasl-mechanism takes.
 const (
@@ -180,7 +184,7 @@ func (f *Flags) tlsConfig() (*tls.Config, error) {
 }
 
 // Check asks one of brokers for the cluster's brokers with the flags'
-// settings, within ctx, and returns why it could not: Kafka unreachable, a
+// settings, within ctx and CheckTimeout, and returns why it could not: Kafka unreachable, a
 // certificate it does not trust or that does not trust it, credentials
 // refused. Franz-go retries such failures quietly while producing or
 // consuming; commands call Check at start so that a wrong setting fails
@@ -195,6 +199,8 @@ func (f *Flags) Check(ctx context.Context, brokers []string) error {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
 	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+	defer cancel()
 	if err := cl.Ping(ctx); err != nil {
 		hint := ""
 		if f.Mechanism != "" && errors.Is(err, io.EOF) {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/testcert"
 )
 
 const (
@@ -36,8 +37,8 @@ func parse(t *testing.T, args []string, env map[string]string) (*Flags, *flag.Fl
 }
 
 func TestFlagErrors(t *testing.T) {
-	ca := writeFile(t, "ca.pem", newCA(t).pem)
-	notPEM := writeFile(t, "not.pem", []byte("not a certificate "+password))
+	ca := testcert.WriteFile(t, "ca.pem", testcert.NewCA(t).PEM)
+	notPEM := testcert.WriteFile(t, "not.pem", []byte("not a certificate "+password))
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -159,21 +160,21 @@ func TestSASL(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	ca := newCA(t)
-	server := ca.issue(t, "kafka.test", false)
-	clientCA := newCA(t)
-	client := clientCA.issue(t, "presence-client", true)
-	stranger := ca.issue(t, "presence-client", true)
+	ca := testcert.NewCA(t)
+	server := ca.Server(t, "kafka.test")
+	clientCA := testcert.NewCA(t)
+	client := clientCA.Client(t, "presence-client")
+	stranger := ca.Client(t, "presence-client")
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic), kfake.TLS(&tls.Config{
-		Certificates: []tls.Certificate{server.pair}, MinVersion: tls.VersionTLS12,
-		ClientCAs: clientCA.pool(), ClientAuth: tls.VerifyClientCertIfGiven,
+		Certificates: []tls.Certificate{server.Pair}, MinVersion: tls.VersionTLS12,
+		ClientCAs: clientCA.Pool(), ClientAuth: tls.VerifyClientCertIfGiven,
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	brokers := c.ListenAddrs()
-	caFile := writeFile(t, "ca.pem", ca.pem)
+	caFile := testcert.WriteFile(t, "ca.pem", ca.PEM)
 	base := []string{"--kafka-tls", "--kafka-tls-ca", caFile, "--kafka-tls-server-name", "kafka.test"}
 
 	t.Run("right ca", func(t *testing.T) {
@@ -184,19 +185,19 @@ func TestTLS(t *testing.T) {
 		roundTrip(t, brokers, mustOpts(t, f))
 	})
 	t.Run("client certificate", func(t *testing.T) {
-		f, _ := parse(t, append(base, "--kafka-tls-cert", writeFile(t, "cert.pem", client.pem),
-			"--kafka-tls-key", writeFile(t, "key.pem", client.keyPEM)), nil)
+		f, _ := parse(t, append(base, "--kafka-tls-cert", testcert.WriteFile(t, "cert.pem", client.PEM),
+			"--kafka-tls-key", testcert.WriteFile(t, "key.pem", client.KeyPEM)), nil)
 		roundTrip(t, brokers, mustOpts(t, f))
 	})
 	for _, tc := range []struct {
 		name string
 		args []string
 	}{
-		{"wrong ca", []string{"--kafka-tls", "--kafka-tls-ca", writeFile(t, "other.pem", newCA(t).pem), "--kafka-tls-server-name", "kafka.test"}},
+		{"wrong ca", []string{"--kafka-tls", "--kafka-tls-ca", testcert.WriteFile(t, "other.pem", testcert.NewCA(t).PEM), "--kafka-tls-server-name", "kafka.test"}},
 		{"wrong server name", []string{"--kafka-tls", "--kafka-tls-ca", caFile, "--kafka-tls-server-name", "other.test"}},
 		{"system cas", []string{"--kafka-tls", "--kafka-tls-server-name", "kafka.test"}},
-		{"client certificate of another ca", append(base, "--kafka-tls-cert", writeFile(t, "bad-cert.pem", stranger.pem),
-			"--kafka-tls-key", writeFile(t, "bad-key.pem", stranger.keyPEM))},
+		{"client certificate of another ca", append(base, "--kafka-tls-cert", testcert.WriteFile(t, "bad-cert.pem", stranger.PEM),
+			"--kafka-tls-key", testcert.WriteFile(t, "bad-key.pem", stranger.KeyPEM))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, _ := parse(t, tc.args, nil)
@@ -218,16 +219,16 @@ func TestTLS(t *testing.T) {
 }
 
 func TestSASLOverTLS(t *testing.T) {
-	ca := newCA(t)
+	ca := testcert.NewCA(t)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic), kfake.EnableSASL(),
 		kfake.Superuser(ScramSHA512, "presence", password),
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.issue(t, "kafka.test", false).pair}}))
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{ca.Server(t, "kafka.test").Pair}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	f, _ := parse(t, []string{"--kafka-sasl-mechanism", ScramSHA512, "--kafka-username", "presence",
-		"--kafka-tls", "--kafka-tls-ca", writeFile(t, "ca.pem", ca.pem), "--kafka-tls-server-name", "kafka.test"},
+		"--kafka-tls", "--kafka-tls-ca", testcert.WriteFile(t, "ca.pem", ca.PEM), "--kafka-tls-server-name", "kafka.test"},
 		map[string]string{"PRESENCE_KAFKA_PASSWORD": password})
 	roundTrip(t, c.ListenAddrs(), mustOpts(t, f))
 }
