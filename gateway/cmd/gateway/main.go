@@ -21,6 +21,7 @@ import (
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 func main() { cli.Main("gateway", run) }
@@ -37,6 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	ping := fs.Duration("ping-interval", socket.DefaultPingInterval, "how often WebSocket clients are pinged, and how long they have to answer")
 	sendBuffer := fs.Int("send-buffer", socket.DefaultSendBuffer, "notifications that may wait for a WebSocket client before it is closed as too slow")
 	maxBuffered := fs.Int("max-buffered", gateway.DefaultMaxBuffered, "most records held that Kafka has not acknowledged; a publish beyond it waits for room, then fails (503)")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -52,12 +54,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-buffered must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	kopts, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 
 	// Atomic: a batch posted, a connect, a disconnect or a heartbeat is
 	// written whole or not at all, even when only some of Kafka's
 	// brokers are down; the processor reads committed records only.
 	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...), gateway.Atomic(),
-		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered))
+		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered), gateway.KafkaOpts(kopts...))
 	if err != nil {
 		return err
 	}

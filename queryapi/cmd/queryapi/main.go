@@ -14,6 +14,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 func main() { cli.Main("queryapi", run) }
@@ -26,6 +27,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
 	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -38,6 +40,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	redisstore.LogTo(log)
+	kopts, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix})
 	if err != nil {
@@ -46,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	defer store.Close()
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
-		Logger: log, Registry: httpapi.NewRegistry(),
+		Logger: log, Registry: httpapi.NewRegistry(), KafkaOpts: kopts,
 	})
 	if err != nil {
 		return err
