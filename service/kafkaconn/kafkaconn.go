@@ -77,6 +77,10 @@ func Register(fs *flag.FlagSet) *Flags {
 	return f
 }
 
+// IsZero says whether no flag was set: a plaintext connection without
+// authentication.
+func (f *Flags) IsZero() bool { return *f == Flags{} }
+
 // Opts checks the flags and returns the franz-go options they make: none
 // for the zero Flags. It warns on log (when not nil) about settings that
 // expose the password or the traffic.
