@@ -48,9 +48,6 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return err
 	}
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
-		return err
-	}
 
 	r := io.Reader(os.Stdin)
 	name := "stdin"
@@ -65,6 +62,9 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 	in, err := friendimport.Read(r, *app)
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was written", name, err)
+	}
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return fmt.Errorf("%w; nothing was written", err)
 	}
 	fmt.Fprintf(stderr, "import-friends: %s holds %d friendships of app %s, writing %d records\n", name, in.Edges(), *app, 2*in.Edges())
 	sum, err := friendimport.Import(ctx, friendimport.Config{Brokers: strings.Split(*brokers, ","), KafkaOpts: kopts, Progress: stderr}, in)

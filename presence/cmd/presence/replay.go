@@ -87,6 +87,9 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(log)
+	if _, err := redisstore.ParseURL(cfg.redisURL); err != nil {
+		return fmt.Errorf("--redis-url: %w", err)
+	}
 	var err error
 	if cfg.kafkaOpts, err = kafka.Opts(log); err != nil {
 		return err
