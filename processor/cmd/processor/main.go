@@ -48,15 +48,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
-		return err
-	}
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix, OfflineTTL: *offlineTTL})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,

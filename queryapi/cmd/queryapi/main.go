@@ -44,15 +44,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
-		return err
-	}
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
 		Logger: log, Registry: httpapi.NewRegistry(), KafkaOpts: kopts,
