@@ -14,7 +14,12 @@
 //	--kafka-tls-server-name       name the brokers' certificates must hold
 //	--kafka-tls-insecure-skip-verify  accept any broker certificate (tests only)
 //
-// The password is never logged nor put in an error message.
+// A command registers the flags (Register), turns them into kgo options
+// once parsed (Opts: inconsistent flags are an error), and calls Check at
+// start, so that a wrong credential or certificate stops it at once with
+// an error saying how it connected, rather than franz-go retrying quietly.
+// Files are read once, at start. The password is never logged nor put in
+// an error message.
 package kafkaconn
 
 import (
@@ -49,16 +54,16 @@ const (
 // Flags are the Kafka connection settings of a command. The zero value
 // connects in plaintext without authentication.
 type Flags struct {
-	Mechanism string
-	Username  string
+	Mechanism string // --kafka-sasl-mechanism
+	Username  string // --kafka-username
 	// Password is the SASL password. It is never printed: not by
 	// LogValue, not in errors, not as a default in --help.
 	Password           string
-	TLS                bool
-	CAFile             string
-	CertFile, KeyFile  string
-	ServerName         string
-	InsecureSkipVerify bool
+	TLS                bool   // --kafka-tls
+	CAFile             string // --kafka-tls-ca
+	CertFile, KeyFile  string // --kafka-tls-cert, --kafka-tls-key
+	ServerName         string // --kafka-tls-server-name
+	InsecureSkipVerify bool   // --kafka-tls-insecure-skip-verify
 }
 
 // Register adds the Kafka connection flags to fs and returns the Flags
