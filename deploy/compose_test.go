@@ -330,7 +330,7 @@ func dependencyHosts(t *testing.T, given map[string]setting) []string {
 		}
 	}
 	if r, ok := given["redis-url"]; ok {
-		u, err := url.Parse(r.value)
+		u, err := url.Parse(interpolate(r.value))
 		if err != nil {
 			t.Errorf("%s %q: %v", r.from, r.value, err)
 		} else {

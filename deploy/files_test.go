@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -151,6 +152,7 @@ type composeFile struct {
 }
 
 type composeService struct {
+	Image       string        `yaml:"image"`
 	Build       *composeBuild `yaml:"build"`
 	Entrypoint  stringList    `yaml:"entrypoint"`
 	Command     stringList    `yaml:"command"`
@@ -158,7 +160,8 @@ type composeService struct {
 	Healthcheck struct {
 		Test stringList `yaml:"test"`
 	} `yaml:"healthcheck"`
-	DependsOn dependsOn `yaml:"depends_on"`
+	DependsOn dependsOn     `yaml:"depends_on"`
+	Ports     []composePort `yaml:"ports"`
 }
 
 func readCompose(t *testing.T, path string) composeFile {
@@ -209,7 +212,8 @@ func (l *stringList) UnmarshalYAML(n *yaml.Node) error {
 	return n.Decode((*[]string)(l))
 }
 
-// envMap is an environment section, given as a map or as KEY=VALUE lines.
+// envMap is an environment section, given as a map (whose "<<" merges
+// another) or as KEY=VALUE lines.
 type envMap map[string]string
 
 func (e *envMap) UnmarshalYAML(n *yaml.Node) error {
@@ -217,7 +221,23 @@ func (e *envMap) UnmarshalYAML(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			(*e)[n.Content[i].Value] = n.Content[i+1].Value
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value != "<<" {
+				(*e)[k.Value] = v.Value
+				continue
+			}
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			var merged envMap
+			if err := merged.UnmarshalYAML(v); err != nil {
+				return err
+			}
+			for mk, mv := range merged {
+				if _, set := (*e)[mk]; !set {
+					(*e)[mk] = mv
+				}
+			}
 		}
 	case yaml.SequenceNode:
 		for _, item := range n.Content {
@@ -257,6 +277,34 @@ func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
 			dep.Condition = "service_started"
 		}
 		(*d)[name] = dep.Condition
+	}
+	return nil
+}
+
+// composePort is one published port, from the short form
+// ("[host_ip:][published:]target[/protocol]") or the long one.
+type composePort struct {
+	HostIP    string `yaml:"host_ip"`
+	Published string `yaml:"published"`
+	Target    string `yaml:"target"`
+}
+
+func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		type plain composePort
+		return n.Decode((*plain)(p))
+	}
+	spec, _, _ := strings.Cut(n.Value, "/")
+	parts := strings.Split(spec, ":")
+	switch len(parts) {
+	case 1:
+		p.Target = parts[0]
+	case 2:
+		p.Published, p.Target = parts[0], parts[1]
+	case 3:
+		p.HostIP, p.Published, p.Target = parts[0], parts[1], parts[2]
+	default:
+		return fmt.Errorf("port %q: want [host_ip:][published:]target", n.Value)
 	}
 	return nil
 }

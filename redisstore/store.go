@@ -85,17 +85,18 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	return s
 }
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db)
-// and checks that it answers. Close the Store when done.
+// Open connects to the Redis at url (redis://[user:password@]host:port/db,
+// rediss:// for TLS; see ParseURL) and checks that it answers. Its errors
+// never hold the password. Close the Store when done.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	ropts, err := redis.ParseURL(url)
+	ropts, err := ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("parsing redis url: %w", err)
+		return nil, err
 	}
 	s := New(redis.NewClient(ropts), opts)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
-		return nil, err
+		return nil, fmt.Errorf("redis at %s: %w", RedactURL(url), err)
 	}
 	return s, nil
 }

@@ -39,6 +39,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -74,6 +77,9 @@ type Config struct {
 	// Presence topics: each scenario creates them and deletes them when
 	// it ends.
 	Brokers []string
+	// KafkaOpts are added to every client of an external Kafka (SASL,
+	// TLS; see service/kafkaconn).
+	KafkaOpts []kgo.Opt `json:"-"`
 	// Partitions is the partition count of the topics
 	// (schemas.DefaultPartitions).
 	Partitions int32
@@ -318,7 +324,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{Started: start, Config: cfg, Machine: Machine{
 		CPUs: runtime.NumCPU(), Go: runtime.Version(), Redis: env.redisVersion, Kafka: env.kafkaKind(),
 	}}
-	rep.Config.RedisURL = redacted(cfg.RedisURL)
+	rep.Config.RedisURL = redisstore.RedactURL(cfg.RedisURL)
 	r := &runner{cfg: cfg, env: env, log: cfg.Logger, out: out}
 	for _, name := range Scenarios() {
 		if !slices.Contains(cfg.Scenarios, name) {

@@ -6,7 +6,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -52,10 +51,10 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 		}
 		e.server, e.redisURL = s, s.URL()
 	}
-	opts, err := redis.ParseURL(e.redisURL)
+	opts, err := redisstore.ParseURL(e.redisURL)
 	if err != nil {
 		e.close()
-		return nil, fmt.Errorf("parsing the redis url: %w", err)
+		return nil, err
 	}
 	opts.PoolSize = redisPoolSize
 	e.rdb = redis.NewClient(opts)
@@ -63,7 +62,7 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	out.printf("redis %s at %s, kafka %s", e.redisVersion, redacted(e.redisURL), e.kafkaKind())
+	out.printf("redis %s at %s, kafka %s", e.redisVersion, redisstore.RedactURL(e.redisURL), e.kafkaKind())
 	return e, nil
 }
 
@@ -72,17 +71,17 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 func (e *env) check(ctx context.Context) error {
 	info, err := e.rdb.Info(ctx, "server").Result()
 	if err != nil {
-		return fmt.Errorf("reaching redis at %s: %w", redacted(e.redisURL), err)
+		return fmt.Errorf("reaching redis at %s: %w", redisstore.RedactURL(e.redisURL), err)
 	}
 	e.redisVersion = infoField(info, "redis_version")
 	if e.server == nil {
 		n, err := e.rdb.DBSize(ctx).Result()
 		if err != nil {
-			return fmt.Errorf("counting the keys of redis at %s: %w", redacted(e.redisURL), err)
+			return fmt.Errorf("counting the keys of redis at %s: %w", redisstore.RedactURL(e.redisURL), err)
 		}
 		if n > 0 {
 			return fmt.Errorf("redis at %s holds %d keys in its database: the bench flushes the database between phases, "+
-				"so give it an empty one (another database number, such as redis://host:6379/15, or no --redis-url)", redacted(e.redisURL), n)
+				"so give it an empty one (another database number, such as redis://host:6379/15, or no --redis-url)", redisstore.RedactURL(e.redisURL), n)
 		}
 		e.emptied = true
 	}
@@ -94,7 +93,7 @@ func (e *env) check(ctx context.Context) error {
 
 // checkKafka refuses an external Kafka that holds Presence topics.
 func (e *env) checkKafka(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.cfg.Brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(e.cfg.Brokers...)}, e.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
@@ -165,6 +164,7 @@ func (e *env) usedMemory(ctx context.Context) (int64, error) {
 // kafka is the Kafka of one scenario, its Presence topics created.
 type kafka struct {
 	brokers []string
+	opts    []kgo.Opt      // of every client: the run's KafkaOpts with an external Kafka
 	cluster *kfake.Cluster // nil with an external Kafka
 	adm     *kadm.Client
 	admCl   *kgo.Client
@@ -186,6 +186,8 @@ func (e *env) kafka(ctx context.Context) (*kafka, error) {
 		k.cluster, k.brokers = c, c.ListenAddrs()
 	} else if err := e.checkKafka(ctx); err != nil {
 		return nil, err
+	} else {
+		k.opts = e.cfg.KafkaOpts
 	}
 	cl, err := k.client()
 	if err != nil {
@@ -206,7 +208,7 @@ func (k *kafka) client(opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.SeedBrokers(k.brokers...),
 		kgo.RecordPartitioner(gateway.Partitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	}, opts...)...)
+	}, append(slices.Clone(k.opts), opts...)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
@@ -287,12 +289,4 @@ func infoField(info, field string) string {
 		}
 	}
 	return ""
-}
-
-// redacted is a URL without its password, to be printed.
-func redacted(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return raw
 }

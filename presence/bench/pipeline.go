@@ -56,7 +56,7 @@ type running struct {
 // startProcessor runs a processor of the run's Redis and Kafka, configured
 // by cfg besides.
 func (r *runner) startProcessor(ctx context.Context, k *kafka, cfg processor.Config) (*running, error) {
-	cfg.Brokers, cfg.Store, cfg.Partitions, cfg.Logger = k.brokers, r.env.store(), r.cfg.Partitions, r.log
+	cfg.Brokers, cfg.KafkaOpts, cfg.Store, cfg.Partitions, cfg.Logger = k.brokers, k.opts, r.env.store(), r.cfg.Partitions, r.log
 	p, err := processor.New(cfg)
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func keepLease(ctx context.Context, pub *gateway.Publisher) (stop func()) {
 
 // newPublisher returns a gateway publisher of the scenario's Kafka.
 func newPublisher(k *kafka, id string) (*gateway.Publisher, error) {
-	pub, err := gateway.New(gateway.Brokers(k.brokers...), gateway.ID(id))
+	pub, err := gateway.New(gateway.Brokers(k.brokers...), gateway.ID(id), gateway.KafkaOpts(k.opts...))
 	if err != nil {
 		return nil, fmt.Errorf("creating the gateway publisher: %w", err)
 	}

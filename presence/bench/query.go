@@ -82,7 +82,7 @@ func runQuery(ctx context.Context, r *runner) (Result, error) {
 	}
 	seed := uint64(time.Now().UnixNano())
 
-	qs, err := queryapi.New(queryapi.Config{Store: store, Brokers: k.brokers, Logger: r.log})
+	qs, err := queryapi.New(queryapi.Config{Store: store, Brokers: k.brokers, KafkaOpts: k.opts, Logger: r.log})
 	if err != nil {
 		return Result{}, err
 	}

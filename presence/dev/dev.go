@@ -29,6 +29,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-im/presence/gateway"
@@ -43,12 +44,15 @@ import (
 
 // Config configures Run. Zero values mean the defaults of `presence dev`.
 type Config struct {
-	DataDir     string   // "./.presence"
-	KafkaAddr   string   // "127.0.0.1:9092": where the embedded Kafka listens
-	Brokers     []string // external Kafka instead of the embedded one
-	RedisURL    string   // external Redis instead of the embedded one
-	QueryAddr   string   // "127.0.0.1:8080"
-	GatewayAddr string   // "127.0.0.1:8090"
+	DataDir   string   // "./.presence"
+	KafkaAddr string   // "127.0.0.1:9092": where the embedded Kafka listens
+	Brokers   []string // external Kafka instead of the embedded one
+	// KafkaOpts are added to every client of the external Kafka (SASL,
+	// TLS; see service/kafkaconn).
+	KafkaOpts   []kgo.Opt
+	RedisURL    string // external Redis instead of the embedded one
+	QueryAddr   string // "127.0.0.1:8080"
+	GatewayAddr string // "127.0.0.1:8090"
 	OfflineTTL  time.Duration
 	// OfflineGrace is how long a user must stay offline before friends
 	// and subscribers are told (processor.DefaultOfflineGrace).
@@ -132,18 +136,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	reg := httpapi.NewRegistry()
-	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store,
+	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Store: store,
 		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
-	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, Auth: authn, Logger: log, Registry: reg,
+	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Auth: authn, Logger: log, Registry: reg,
 		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp})
 	if err != nil {
 		return err
 	}
 	defer query.Close()
-	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease), gateway.Atomic())
+	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease), gateway.Atomic(),
+		gateway.KafkaOpts(cfg.KafkaOpts...))
 	if err != nil {
 		return err
 	}

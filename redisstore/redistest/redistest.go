@@ -6,13 +6,19 @@
 package redistest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -28,7 +34,31 @@ type Server struct {
 	bin  string
 	dir  string
 	args []string
+	opts Options
 	cmd  *exec.Cmd
+	// log holds what the server wrote, for the error when it does not
+	// start.
+	log output
+}
+
+// output is what a process writes, kept for its error.
+type output struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+// tail is the last 2 KB written.
+func (o *output) tail() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.buf.Bytes()
+	return string(b[max(0, len(b)-2048):])
 }
 
 // Options configure a Server. The zero value keeps nothing on disk.
@@ -38,6 +68,23 @@ type Options struct {
 	// server killed and restarted holds every write it acknowledged.
 	// Without it, a restarted server is empty.
 	AppendOnly bool
+	// Password is the password of the default user (requirepass): a
+	// client that gives no password or a wrong one is refused.
+	Password string
+	// Users are ACL users, by name, with their passwords, each allowed
+	// every command on every key.
+	Users map[string]string
+	// TLS, when set, makes the server serve TLS only, with these files.
+	TLS *TLS
+}
+
+// TLS are the PEM files of a server that serves TLS. Clients need not
+// present a certificate.
+type TLS struct {
+	CertFile, KeyFile string
+	// CAFile holds the CA that signed the certificate; the server's own
+	// client trusts it.
+	CAFile string
 }
 
 // Start starts a redis-server that keeps nothing on disk, listening on a
@@ -63,11 +110,19 @@ func StartWith(opts Options) (*Server, error) {
 	if opts.AppendOnly {
 		persistence = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
-	s := &Server{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir,
-		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--dir", dir, "--maxmemory-policy", "noeviction"}, persistence...),
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--dir", dir, "--maxmemory-policy", "noeviction"}, persistence...)
+	if opts.Password != "" {
+		args = append(args, "--requirepass", opts.Password)
 	}
+	for _, name := range slices.Sorted(maps.Keys(opts.Users)) {
+		args = append(args, "--user", name, "on", ">"+opts.Users[name], "~*", "&*", "+@all")
+	}
+	if opts.TLS != nil {
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", opts.TLS.CertFile,
+			"--tls-key-file", opts.TLS.KeyFile, "--tls-ca-cert-file", opts.TLS.CAFile, "--tls-auth-clients", "no")
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, dir: dir, args: args, opts: opts}
 	if err := s.start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -91,6 +146,7 @@ func NewServer(t testing.TB, opts Options) *Server {
 // start runs the server's process and waits until it answers.
 func (s *Server) start() error {
 	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stderr, cmd.Stdout = &s.log, &s.log
 	cmd.SysProcAttr = dieWithParent()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
@@ -105,7 +161,16 @@ func (s *Server) start() error {
 
 // waitReady waits until the server answers PING, its data loaded.
 func (s *Server) waitReady(limit time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	opts := &redis.Options{Addr: s.Addr, Password: s.opts.Password, MaxRetries: -1, DialTimeout: time.Second}
+	if s.opts.TLS != nil {
+		ca, err := os.ReadFile(s.opts.TLS.CAFile)
+		if err != nil {
+			return fmt.Errorf("reading the redis test CA: %w", err)
+		}
+		opts.TLSConfig = &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "127.0.0.1"}
+		opts.TLSConfig.RootCAs.AppendCertsFromPEM(ca)
+	}
+	c := redis.NewClient(opts)
 	defer c.Close()
 	deadline := time.Now().Add(limit)
 	for {
@@ -116,7 +181,7 @@ func (s *Server) waitReady(limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on %s not ready after %s: %w", s.Addr, limit, err)
+			return fmt.Errorf("redis-server on %s not ready after %s: %w; it wrote: %s", s.Addr, limit, err, s.log.tail())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -143,8 +208,20 @@ func (s *Server) Restart() error {
 	return s.start()
 }
 
-// URL is the redis:// URL of the server.
-func (s *Server) URL() string { return "redis://" + s.Addr }
+// URL is the URL of the server: redis://, or rediss:// when it serves
+// TLS, with the default user's password when it has one. Clients of a TLS
+// server must trust the CA of its TLS files (redisstore.ParseURL cannot
+// know it).
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "redis", Host: s.Addr}
+	if s.opts.TLS != nil {
+		u.Scheme = "rediss"
+	}
+	if s.opts.Password != "" {
+		u.User = url.UserPassword("", s.opts.Password)
+	}
+	return u.String()
+}
 
 // Stop kills the server and removes its directory.
 func (s *Server) Stop() {

@@ -22,6 +22,7 @@ import (
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 func main() { cli.Main("gateway", run) }
@@ -41,6 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may publish for any gateway and connect as any user")
 	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -60,12 +62,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
+	kopts, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 
 	// Atomic: a batch posted, a connect, a disconnect or a heartbeat is
 	// written whole or not at all, even when only some of Kafka's
 	// brokers are down; the processor reads committed records only.
 	pub, err := gateway.New(gateway.Brokers(strings.Split(*brokers, ",")...), gateway.Atomic(),
-		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered))
+		gateway.ID(*id), gateway.Epoch(*epoch), gateway.Lease(*lease), gateway.MaxBuffered(*maxBuffered), gateway.KafkaOpts(kopts...))
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 const benchSummary = `presence bench: measure Presence against the raw tools it is built on
@@ -51,6 +52,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	chart := fs.String("chart", "", "write an SVG chart of the latency distributions (query, fanout) to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every component runs in this process, Redis aside) to this file")
 	brokers := fs.String("brokers", "", "external Kafka seed brokers, comma-separated, instead of an in-process one; it must not hold the Presence topics")
+	kafka := kafkaconn.Register(fs)
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own; its database must be empty")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics")
 	fs.IntVar(&cfg.Writers, "writers", bench.DefaultWriters, "goroutines writing at once: publishing through the gateway library, or sending raw pipelines")
@@ -96,12 +98,12 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if len(cfg.Scenarios) == 0 {
 		return fmt.Errorf("--scenarios names none; choose among %s", strings.Join(bench.Scenarios(), ","))
 	}
-	if *brokers != "" {
-		cfg.Brokers = strings.Split(*brokers, ",")
-	}
 	cfg.Progress = stderr
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(cfg.Logger)
+	if err := externalKafka(ctx, *brokers, kafka, cfg.Logger, &cfg.Brokers, &cfg.KafkaOpts); err != nil {
+		return err
+	}
 
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

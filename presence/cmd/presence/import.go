@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/presence-im/presence/queryapi/friendimport"
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 const importSummary = `presence import-friends: load an existing friend graph into Presence
@@ -28,6 +30,7 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
 	app := fs.String("app", "", "app the friendships belong to (required)")
 	file := fs.String("file", "-", "CSV file to read, - for stdin")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, importSummary)
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -39,6 +42,11 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 		return errors.New("--brokers is required")
 	case *app == "":
 		return errors.New("--app is required")
+	}
+
+	kopts, err := kafka.Opts(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return err
 	}
 
 	r := io.Reader(os.Stdin)
@@ -55,8 +63,11 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was written", name, err)
 	}
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return fmt.Errorf("%w; nothing was written", err)
+	}
 	fmt.Fprintf(stderr, "import-friends: %s holds %d friendships of app %s, writing %d records\n", name, in.Edges(), *app, 2*in.Edges())
-	sum, err := friendimport.Import(ctx, friendimport.Config{Brokers: strings.Split(*brokers, ","), Progress: stderr}, in)
+	sum, err := friendimport.Import(ctx, friendimport.Config{Brokers: strings.Split(*brokers, ","), KafkaOpts: kopts, Progress: stderr}, in)
 	if err != nil {
 		return err
 	}

@@ -14,11 +14,14 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/presence/dev"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 const usage = `usage: presence <command> [flags]
@@ -70,7 +73,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.StringVar(&cfg.DataDir, "data-dir", "./.presence", "where the embedded Kafka keeps its data")
 	fs.StringVar(&cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "listen address of the embedded Kafka")
 	fs.StringVar(&brokers, "brokers", "", "external Kafka seed brokers, comma-separated, instead of the embedded Kafka")
-	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of the embedded Redis")
+	kafka := kafkaconn.Register(fs)
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of the embedded Redis (redis://[user:password@]host:port/db, rediss:// for TLS)")
 	fs.StringVar(&cfg.QueryAddr, "query-addr", "127.0.0.1:8080", "listen address of the query API")
 	fs.StringVar(&cfg.GatewayAddr, "gateway-addr", "127.0.0.1:8090", "listen address of the gateway server")
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
@@ -88,15 +92,38 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if cfg.OfflineTTL <= 0 || cfg.GatewayLease <= 0 || cfg.OfflineGrace < 0 {
 		return fmt.Errorf("--offline-ttl and --gateway-lease must be positive, --offline-grace not negative")
 	}
-	if brokers != "" {
-		cfg.Brokers = strings.Split(brokers, ",")
-	}
 	cfg.AllowedOrigins = cli.List(*origins)
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	redisstore.LogTo(cfg.Logger)
+	if err := externalKafka(ctx, brokers, kafka, cfg.Logger, &cfg.Brokers, &cfg.KafkaOpts); err != nil {
+		return err
+	}
 	cfg.Ready = func(a dev.Addrs) {
 		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s\n",
-			a.Query, a.Gateway, strings.Join(a.Brokers, ","), a.Redis)
+			a.Query, a.Gateway, strings.Join(a.Brokers, ","), redisstore.RedactURL(a.Redis))
 	}
 	return dev.Run(ctx, cfg)
+}
+
+// externalKafka sets brokers and opts to reach the external Kafka that
+// the comma-separated list given names, with the connection flags, once
+// it answers. Without a list, the command runs a Kafka of its own, which
+// the connection flags cannot apply to.
+func externalKafka(ctx context.Context, given string, kafka *kafkaconn.Flags, log *slog.Logger, brokers *[]string, opts *[]kgo.Opt) error {
+	if given == "" {
+		if !kafka.IsZero() {
+			return errors.New("the --kafka-* flags are for an external Kafka: give its --brokers")
+		}
+		return nil
+	}
+	o, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
+	b := strings.Split(given, ",")
+	if err := kafka.Check(ctx, b); err != nil {
+		return err
+	}
+	*brokers, *opts = b, o
+	return nil
 }

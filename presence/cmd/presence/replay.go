@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 const replaySummary = `presence replay: rebuild Redis from the compacted topics, then exit
@@ -50,6 +50,7 @@ const replayStopTimeout = 30 * time.Second
 // replayConfig is what `presence replay` was asked to do.
 type replayConfig struct {
 	brokers          []string
+	kafkaOpts        []kgo.Opt
 	redisURL, prefix string
 	offlineTTL       time.Duration
 	partitions       int32
@@ -67,6 +68,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	reset := fs.Bool("reset", false, "delete every key under --key-prefix first (stop the processors writing to it before)")
 	progressEvery := fs.Duration("progress-every", time.Second, "how often progress is printed")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, replaySummary)
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -85,23 +87,33 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(log)
+	if _, err := redisstore.ParseURL(cfg.redisURL); err != nil {
+		return fmt.Errorf("--redis-url: %w", err)
+	}
+	var err error
+	if cfg.kafkaOpts, err = kafka.Opts(log); err != nil {
+		return err
+	}
+	if err := kafka.Check(ctx, cfg.brokers); err != nil {
+		return err
+	}
 	return replay(ctx, cfg, stdout, log)
 }
 
 // replay checks that the target is empty (or empties it), then runs a
 // quiet processor in a group of its own until it has caught up.
 func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logger) error {
-	ropts, err := redis.ParseURL(cfg.redisURL)
+	ropts, err := redisstore.ParseURL(cfg.redisURL)
 	if err != nil {
-		return fmt.Errorf("parsing --redis-url: %w", err)
+		return fmt.Errorf("--redis-url: %w", err)
 	}
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.prefix, OfflineTTL: cfg.offlineTTL})
+	target := fmt.Sprintf("%s prefix %q", redisstore.RedactURL(cfg.redisURL), cfg.prefix)
 	if err := store.Ping(ctx); err != nil {
-		return err
+		return fmt.Errorf("%s: %w", target, err)
 	}
-	target := fmt.Sprintf("%s prefix %q", redacted(cfg.redisURL), cfg.prefix)
 	held, err := heldState(ctx, store, rdb, cfg.prefix)
 	if err != nil {
 		return fmt.Errorf("looking at %s: %w", target, err)
@@ -111,7 +123,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 			"or replay into a new Redis or --key-prefix and point the services at it afterwards", errNotEmpty, target, held)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.kafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
@@ -133,7 +145,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 
 	group := fmt.Sprintf("presence-replay-%d", time.Now().UnixNano())
 	p, err := processor.New(processor.Config{
-		Brokers: cfg.brokers, Group: group, Store: store, Partitions: cfg.partitions, Quiet: true, Logger: log,
+		Brokers: cfg.brokers, KafkaOpts: cfg.kafkaOpts, Group: group, Store: store, Partitions: cfg.partitions, Quiet: true, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -349,12 +361,4 @@ func countKeys(ctx context.Context, rdb *redis.Client, pattern string) (int64, e
 		return true, nil
 	})
 	return n, err
-}
-
-// redacted is url without its password, to be printed.
-func redacted(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return raw
 }

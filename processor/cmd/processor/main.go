@@ -17,6 +17,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 func main() { cli.Main("processor", run) }
@@ -33,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	offlineGrace := fs.Duration("offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	gatewayLease := fs.Duration("gateway-lease", processor.DefaultGatewayLease, "lease of a gateway that never heartbeats: its sessions end this long after they connect")
 	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "processor: materializes the Presence topics into Redis")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -42,16 +44,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	redisstore.LogTo(log)
+	kopts, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix, OfflineTTL: *offlineTTL})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
 		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, GatewayLease: *gatewayLease, Logger: log, Registerer: reg,
+		KafkaOpts: kopts,
 	})
 	if err != nil {
 		return err

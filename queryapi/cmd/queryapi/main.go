@@ -15,6 +15,7 @@ import (
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/kafkaconn"
 )
 
 func main() { cli.Main("queryapi", run) }
@@ -29,6 +30,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
 	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may read and write any user of any app")
+	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -45,15 +47,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	redisstore.LogTo(log)
+	kopts, err := kafka.Opts(log)
+	if err != nil {
+		return err
+	}
 
 	store, err := redisstore.Open(ctx, *redisURL, redisstore.Options{Prefix: *keyPrefix})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+		return err
+	}
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
-		Auth: authn, Logger: log, Registry: httpapi.NewRegistry(),
+		Auth: authn, Logger: log, Registry: httpapi.NewRegistry(), KafkaOpts: kopts,
 	})
 	if err != nil {
 		return err
