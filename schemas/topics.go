@@ -23,10 +23,11 @@ const (
 	// notification matters for seconds, and a gateway reads it from the
 	// end.
 	NotifyTopic = "presence.notify"
-	// DeadLetterTopic holds the records of the state topics the processor
-	// could not apply (they do not decode, or are invalid), as they were,
-	// with headers saying where they came from and why (DeadLetter*
-	// headers). It is kept for DeadLetterRetention.
+	// DeadLetterTopic holds the records of the consumed topics the
+	// processor could not apply (too large, in the wrong partition, with a
+	// key not in canonical form, they do not decode, or are invalid), as
+	// they were up to a bound, with headers saying where they came from
+	// and why (DeadLetter* headers). It is kept for DeadLetterRetention.
 	DeadLetterTopic = "presence.deadletter"
 )
 
@@ -36,6 +37,10 @@ const (
 	DeadLetterReason = "presence-reason"
 	// DeadLetterSource is "<topic>/<partition>/<offset>" of the record.
 	DeadLetterSource = "presence-source"
+	// DeadLetterTruncated is on a copy cut short (its key, value or
+	// headers): the size in bytes of the original record's key, value and
+	// headers, in decimal. The whole record is at DeadLetterSource.
+	DeadLetterTruncated = "presence-truncated"
 )
 
 // DeadLetterRetention is how long DeadLetterTopic keeps a record: long
