@@ -12,6 +12,7 @@ package processor
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"time"
 
@@ -19,6 +20,44 @@ import (
 
 	"github.com/presence-im/presence/schemas"
 )
+
+// Limits bound what the processor takes from a record, and how long a
+// partition may stall. Zero values mean the defaults.
+type Limits struct {
+	// MaxRecordBytes is the largest record (key, value and headers)
+	// applied (DefaultMaxRecordBytes); a larger one is a dead letter.
+	MaxRecordBytes int
+	// MaxClockSkew is how far ahead of the processor's clock a record's
+	// time may be (DefaultMaxClockSkew); a later time is taken as now.
+	MaxClockSkew time.Duration
+	// MaxGatewayLease is the longest lease a heartbeat may ask for
+	// (DefaultMaxGatewayLease, and at least Config.GatewayLease); a
+	// longer one is cut to it.
+	MaxGatewayLease time.Duration
+	// StallTimeout is how long a partition may hold records without
+	// progress before Ready fails (DefaultStallTimeout; see stall.go).
+	StallTimeout time.Duration
+}
+
+// RecordFlags registers on fs the flags of the limits that decide what
+// is applied of a record, --max-record-bytes and --max-clock-skew: a
+// replay must be given the live processors' values to build their state.
+func (l *Limits) RecordFlags(fs *flag.FlagSet) {
+	fs.IntVar(&l.MaxRecordBytes, "max-record-bytes", DefaultMaxRecordBytes,
+		"largest record (key, value and headers) applied; a larger one goes to "+schemas.DeadLetterTopic)
+	fs.DurationVar(&l.MaxClockSkew, "max-clock-skew", DefaultMaxClockSkew,
+		"how far ahead of this clock a record's time may be; a later time is taken as now")
+}
+
+// Flags registers on fs the flags of all the limits: RecordFlags, and
+// --max-gateway-lease and --stall-timeout.
+func (l *Limits) Flags(fs *flag.FlagSet) {
+	l.RecordFlags(fs)
+	fs.DurationVar(&l.MaxGatewayLease, "max-gateway-lease", DefaultMaxGatewayLease,
+		"longest lease a gateway heartbeat may ask for; a longer one is cut to it")
+	fs.DurationVar(&l.StallTimeout, "stall-timeout", DefaultStallTimeout,
+		"how long a partition may hold records without progress before readiness fails")
+}
 
 // DefaultMaxRecordBytes is the largest record applied by default: 64 KiB.
 // The largest legal record is about 2 KiB (a SessionEvent with six ids of

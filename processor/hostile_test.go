@@ -319,7 +319,7 @@ func TestHugeLeaseIsCapped(t *testing.T) {
 	const lease, maxLease = 500 * time.Millisecond, 2 * time.Second
 	c, cl := newCluster(t)
 	store := newStore(t)
-	startWith(t, c, processor.Config{Store: store, GatewayLease: lease, MaxGatewayLease: maxLease})
+	startWith(t, c, processor.Config{Store: store, GatewayLease: lease, Limits: processor.Limits{MaxGatewayLease: maxLease}})
 	keepLease(t, cl, "gw-b", "b1", lease)
 	value, _ := proto.Marshal(&pb.GatewayHeartbeat{Gateway: "gw-h", Epoch: "h1", LeaseMs: 1 << 50, TimestampMs: time.Now().UnixMilli()})
 	produceRecords(t, cl, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte("gw-h"), Value: value})
@@ -349,7 +349,7 @@ func TestStallFailsReadiness(t *testing.T) {
 	store := redisstore.New(rdb, redisstore.Options{Prefix: redistest.Prefix(t)})
 	c, cl := newCluster(t)
 	reg := prometheus.NewRegistry()
-	r := startWith(t, c, processor.Config{Store: store, Registerer: reg, StallTimeout: 300 * time.Millisecond})
+	r := startWith(t, c, processor.Config{Store: store, Registerer: reg, Limits: processor.Limits{StallTimeout: 300 * time.Millisecond}})
 	produce(t, cl, connectEv("bob", "s1", t0))
 	waitCaughtUp(t, cl, store)
 	waitReady(t, r.p, func(err error) bool { return err == nil }, "ready")

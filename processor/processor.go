@@ -87,20 +87,9 @@ type Config struct {
 	// (DefaultGatewayLease): its sessions end this long after they
 	// connected. A gateway that heartbeats says its own lease.
 	GatewayLease time.Duration
-	// MaxRecordBytes is the largest record (key, value and headers)
-	// applied (DefaultMaxRecordBytes); a larger one is a dead letter. See
-	// hostile.go.
-	MaxRecordBytes int
-	// MaxClockSkew is how far ahead of the processor's clock a record's
-	// time may be (DefaultMaxClockSkew); a later time is taken as now.
-	MaxClockSkew time.Duration
-	// MaxGatewayLease is the longest lease a heartbeat may ask for
-	// (DefaultMaxGatewayLease, and at least GatewayLease); a longer one
-	// is cut to it.
-	MaxGatewayLease time.Duration
-	// StallTimeout is how long a partition may hold records without
-	// progress before Ready fails (DefaultStallTimeout).
-	StallTimeout time.Duration
+	// Limits bound what the processor takes from a record, and how long
+	// a partition may stall.
+	Limits
 	// Quiet applies records and nothing else: no notifications, no
 	// offline announcements, no gateway leases, no tombstones. It is for
 	// presence replay, which rebuilds a Redis no service reads yet.

@@ -51,7 +51,10 @@ type Config struct {
 	// GatewayLease is the lease of the embedded gateway, and of external
 	// gateways that never heartbeat (gateway.DefaultLease).
 	GatewayLease time.Duration
-	Logger       *slog.Logger
+	// Limits bound what the processor takes from a record (zero values:
+	// the processor's defaults).
+	Limits processor.Limits
+	Logger *slog.Logger
 	// Ready is called once everything serves.
 	Ready func(Addrs)
 }
@@ -117,7 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	reg := httpapi.NewRegistry()
 	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, Store: store,
-		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Logger: log, Registerer: reg})
+		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Limits: cfg.Limits, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

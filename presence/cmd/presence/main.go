@@ -72,6 +72,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
+	cfg.Limits.Flags(fs)
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -81,6 +82,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if cfg.OfflineTTL <= 0 || cfg.GatewayLease <= 0 || cfg.OfflineGrace < 0 {
 		return fmt.Errorf("--offline-ttl and --gateway-lease must be positive, --offline-grace not negative")
+	}
+	if l := cfg.Limits; l.MaxRecordBytes <= 0 || l.MaxClockSkew <= 0 || l.MaxGatewayLease <= 0 || l.StallTimeout <= 0 {
+		return fmt.Errorf("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
 	}
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")

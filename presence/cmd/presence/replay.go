@@ -53,6 +53,7 @@ type replayConfig struct {
 	redisURL, prefix string
 	offlineTTL       time.Duration
 	partitions       int32
+	limits           processor.Limits
 	reset            bool
 	progressEvery    time.Duration
 }
@@ -67,6 +68,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	reset := fs.Bool("reset", false, "delete every key under --key-prefix first (stop the processors writing to it before)")
 	progressEvery := fs.Duration("progress-every", time.Second, "how often progress is printed")
+	var limits processor.Limits
+	limits.RecordFlags(fs) // the processors' values: a record they refused is refused here too
 	cli.Usage(fs, replaySummary)
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -74,14 +77,14 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("presence replay takes no arguments, got %q", fs.Args())
-	case *offlineTTL <= 0 || *partitions <= 0 || *progressEvery <= 0:
-		return errors.New("--offline-ttl, --partitions and --progress-every must be positive")
+	case *offlineTTL <= 0 || *partitions <= 0 || *progressEvery <= 0 || limits.MaxRecordBytes <= 0 || limits.MaxClockSkew <= 0:
+		return errors.New("--offline-ttl, --partitions, --progress-every, --max-record-bytes and --max-clock-skew must be positive")
 	case *prefix == "":
 		return errors.New("--key-prefix must not be empty")
 	}
 	cfg := replayConfig{
 		brokers: strings.Split(*brokers, ","), redisURL: *redisURL, prefix: *prefix, offlineTTL: *offlineTTL,
-		partitions: int32(*partitions), reset: *reset, progressEvery: *progressEvery,
+		partitions: int32(*partitions), limits: limits, reset: *reset, progressEvery: *progressEvery,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(log)
@@ -133,7 +136,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 
 	group := fmt.Sprintf("presence-replay-%d", time.Now().UnixNano())
 	p, err := processor.New(processor.Config{
-		Brokers: cfg.brokers, Group: group, Store: store, Partitions: cfg.partitions, Quiet: true, Logger: log,
+		Brokers: cfg.brokers, Group: group, Store: store, Partitions: cfg.partitions, Limits: cfg.limits, Quiet: true, Logger: log,
 	})
 	if err != nil {
 		return err
