@@ -52,9 +52,11 @@ const DeadLetterRetention = 7 * 24 * time.Hour
 var StateTopics = []string{SessionsTopic, FriendsTopic, SubscriptionsTopic}
 
 // DefaultPartitions is the partition count of topics created by Presence.
-// It bounds how many processors can share the work; it can grow later, but
-// growing it moves users between partitions, so pick it for the largest
-// deployment you expect.
+// It bounds how many processors can share the work; pick it for the
+// largest deployment you expect. Growing it moves users between
+// partitions: the processor sends a record in a partition its key no
+// longer belongs to the dead letters, so grow by copying the state topics
+// into topics of the new count.
 const DefaultPartitions = 12
 
 // Topic is what Presence creates when a topic is missing.
