@@ -23,8 +23,10 @@ type batch struct {
 
 func (b *batch) len() int { return len(b.sessions) + len(b.friends) + len(b.subscriptions) }
 
-// add decodes r and adds the change it makes to b. A tombstone of a
-// session, or a transaction marker, makes none.
+// add decodes r and adds the change it makes to b; a tombstone of a
+// session, or a transaction marker, makes none. A record's key must be the
+// one its value's ids make (built by the schemas, so canonical); a
+// tombstone's key must be canonical (see tombstone).
 func (b *batch) add(r *kgo.Record) error {
 	if r.Attrs.IsControl() {
 		return nil // a transaction's marker: no change
