@@ -387,3 +387,37 @@ func waitReady(t *testing.T, p *processor.Processor, ok func(error) bool, what s
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A huge record already in the topic when the processor starts (a restart
+// after it was written) is skipped like a live one: the processor becomes
+// ready, and a replay into an empty Redis builds the same state.
+func TestHugeRecordInHistory(t *testing.T) {
+	c, cl := newCluster(t)
+	resps, err := kadm.NewClient(cl).AlterTopicConfigs(context.Background(), []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "max.message.bytes", Value: kadm.StringPtr("1000")}}, schemas.DeadLetterTopic)
+	if err == nil {
+		_, err = resps.On(schemas.DeadLetterTopic, nil)
+	}
+	if err != nil {
+		t.Fatalf("setting max.message.bytes of the dead-letter topic: %v", err)
+	}
+	evs := produce(t, cl, connectEv("bob", "s1", t0))
+	key := schemas.SessionKey("chat", "bob", "s-bad")
+	produceRecords(t, manualClient(t, c), &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(key),
+		Partition: int32(partitionOf("bob")), Value: []byte(strings.Repeat("x", hugeRecordBytes-len(key)))})
+	evs = append(evs, produce(t, cl, connectEv("bob", "s2", t0.Add(time.Second)), disconnectEv("bob", "s1", t0.Add(2*time.Second)))...)
+
+	live := newStore(t)
+	reg := prometheus.NewRegistry()
+	r := startWith(t, c, processor.Config{Store: live, Registerer: reg})
+	waitReady(t, r.p, func(err error) bool { return err == nil }, "ready")
+	requireState(t, live, model(evs))
+	if got := metricValue(t, reg, "presence_processor_dead_letters_failed_total"); got != 1 {
+		t.Errorf("dead letters failed: %v, want 1", got)
+	}
+
+	replayed := newStore(t)
+	startWith(t, c, processor.Config{Store: replayed, Group: "replay", Quiet: true})
+	waitCaughtUp(t, cl, replayed)
+	requireState(t, replayed, model(evs))
+}
