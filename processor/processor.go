@@ -125,6 +125,9 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
+	// polled is when the consuming loop last began an iteration (Unix
+	// nanoseconds of Config.Now); see stall.go.
+	polled atomic.Int64
 	// adm is the admin client of the current membership, which the
 	// group's callbacks use: it exists before the consumer joins.
 	adm  atomic.Pointer[kadm.Client]
@@ -272,6 +275,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // nil) or Redis lost state (it returns errStateLost).
 func (p *Processor) consume(ctx context.Context) (err error) {
 	p.joined.Store(false)
+	p.polled.Store(p.cfg.Now().UnixNano())
 	p.mu.Lock()
 	p.spans = map[topicPartition]*span{}
 	p.checkpoints = map[string]map[int32]int64{}
@@ -335,6 +339,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
 	var swept time.Time
 	for {
+		p.polled.Store(p.cfg.Now().UnixNano())
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
 		fetches := cl.PollRecords(poll, maxPoll)
 		cancel()

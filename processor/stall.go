@@ -8,6 +8,11 @@ package processor
 // waiting and no progress for longer than Config.StallTimeout is stalled.
 // Ready fails while any is, so that a load balancer or an orchestrator
 // sees it, and presence_processor_stalled_partitions counts them.
+//
+// A step outside a partition's batch (a sweep writing to Kafka) that
+// blocks stops every fetch, so that no partition learns it has records:
+// Ready also fails while the consuming loop has not polled for longer
+// than Config.StallTimeout.
 
 import (
 	"errors"
@@ -66,9 +71,13 @@ func (p *Processor) stalled() []string {
 	return out
 }
 
-// stallError is the error of Ready while partitions are stalled.
+// stallError is the error of Ready while partitions are stalled, or the
+// consuming loop is.
 func (p *Processor) stallError() error {
 	stalled := p.stalled()
+	if idle := p.cfg.Now().Sub(time.Unix(0, p.polled.Load())); p.joined.Load() && idle > p.cfg.StallTimeout {
+		stalled = append(stalled, fmt.Sprintf("no poll for %s", idle.Round(time.Second)))
+	}
 	if len(stalled) == 0 {
 		return nil
 	}
