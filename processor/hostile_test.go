@@ -356,7 +356,8 @@ func TestStallFailsReadiness(t *testing.T) {
 
 	srv.Kill()
 	produce(t, cl, connectEv("bob", "s2", t0.Add(time.Second)))
-	waitReady(t, r.p, func(err error) bool { return err != nil && strings.Contains(err.Error(), "stalled") }, "stalled")
+	stalled := fmt.Sprintf("%s/%d (1 records waiting", schemas.SessionsTopic, partitionOf("bob"))
+	waitReady(t, r.p, func(err error) bool { return err != nil && strings.Contains(err.Error(), stalled) }, "stalled on "+stalled)
 	if got := metricValue(t, reg, "presence_processor_stalled_partitions"); got != 1 {
 		t.Errorf("stalled partitions: %v, want 1", got)
 	}
