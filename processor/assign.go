@@ -25,7 +25,10 @@ func (p *Processor) caughtUp(tp topicPartition, next, high int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.spans[tp]; ok {
-		s.next, s.high = max(s.next, next), high
+		if next > s.next {
+			s.moved = p.cfg.Now()
+		}
+		s.next, s.high = max(s.next, next), max(s.high, high)
 	}
 }
 
@@ -94,6 +97,7 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.counts[topic] = n
 	if p.checkpoints[topic] == nil {
 		p.checkpoints[topic] = map[int32]int64{}
 	}
@@ -104,7 +108,7 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		p.checkpoints[topic][partition] = next
 		tp := topicPartition{topic, partition}
 		end, _ := ends.Lookup(topic, partition)
-		p.spans[tp] = &span{from: next, end: end.Offset, next: next}
+		p.spans[tp] = &span{from: next, end: end.Offset, next: next, moved: p.cfg.Now()}
 		if end.Offset > next {
 			behind++
 		}
@@ -128,10 +132,11 @@ func (p *Processor) startGateways(partitions map[int32]kgo.Offset, n int, ends k
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.gateways.partitions = n
+	p.counts[schemas.GatewaysTopic] = n
 	for partition := range partitions {
 		partitions[partition] = kgo.NewOffset().AtStart()
 		end, _ := ends.Lookup(schemas.GatewaysTopic, partition)
-		p.spans[topicPartition{schemas.GatewaysTopic, partition}] = &span{end: end.Offset}
+		p.spans[topicPartition{schemas.GatewaysTopic, partition}] = &span{end: end.Offset, moved: p.cfg.Now()}
 	}
 }
 

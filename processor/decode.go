@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 
 // A batch is the changes one partition's records make, by topic.
 type batch struct {
+	// clamp bounds the time of a record (Processor.clampTime).
+	clamp         func(time.Time) time.Time
 	sessions      []redisstore.Change
 	friends       []redisstore.FriendChange
 	subscriptions []redisstore.SubscriptionChange
@@ -22,8 +23,10 @@ type batch struct {
 
 func (b *batch) len() int { return len(b.sessions) + len(b.friends) + len(b.subscriptions) }
 
-// add decodes r and adds the change it makes to b. A tombstone of a
-// session, or a transaction marker, makes none.
+// add decodes r and adds the change it makes to b; a tombstone of a
+// session, or a transaction marker, makes none. A record's key must be the
+// one its value's ids make (built by the schemas, so canonical); a
+// tombstone's key must be canonical (see tombstone).
 func (b *batch) add(r *kgo.Record) error {
 	if r.Attrs.IsControl() {
 		return nil // a transaction's marker: no change
@@ -52,7 +55,7 @@ func (b *batch) addSession(r *kgo.Record) error {
 			return err // a session's tombstone: its last record said all
 		}
 		b.sessions = append(b.sessions, redisstore.Change{
-			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: r.Timestamp, Version: r.Offset, Partition: r.Partition,
+			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: b.clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition,
 		})
 		return nil
 	}
@@ -69,7 +72,7 @@ func (b *batch) addSession(r *kgo.Record) error {
 		DeviceID:  ev.GetDevice().GetId(),
 		Gateway:   ev.Gateway,
 		Epoch:     ev.GatewayEpoch,
-		At:        time.UnixMilli(ev.TimestampMs),
+		At:        b.clamp(time.UnixMilli(ev.TimestampMs)),
 		Version:   r.Offset,
 		Partition: r.Partition,
 	}
@@ -94,7 +97,7 @@ func (b *batch) addSession(r *kgo.Record) error {
 
 func (b *batch) addFriend(r *kgo.Record) error {
 	if len(r.Value) == 0 {
-		ids, err := tombstone(r, 3)
+		ids, err := tombstone(r, 3, 3)
 		if err != nil {
 			return err
 		}
@@ -117,7 +120,7 @@ func (b *batch) addFriend(r *kgo.Record) error {
 
 func (b *batch) addSubscription(r *kgo.Record) error {
 	if len(r.Value) == 0 {
-		ids, err := tombstone(r, 3)
+		ids, err := tombstone(r, 3, 3)
 		if err != nil {
 			return err
 		}
@@ -142,23 +145,16 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 	return nil
 }
 
-// tombstone returns the ids of a tombstone's key, checked: an app, then
-// user ids; the key must have one of the given numbers of components.
-func tombstone(r *kgo.Record, components ...int) ([]string, error) {
-	ids := schemas.SplitKey(r.Key)
-	ok := false
-	for _, n := range components {
-		ok = ok || len(ids) == n
-	}
-	if !ok {
-		return nil, fmt.Errorf("tombstone key %q: %d components, want %v", r.Key, len(ids), components)
-	}
-	errs := []error{schemas.ValidateApp(ids[0])}
-	for _, id := range ids[1:] {
-		errs = append(errs, schemas.ValidateID("key", id))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("tombstone key %q: %w", r.Key, err)
+// tombstone returns the ids of a tombstone's key, checked
+// (schemas.ParseKey): an app, then user ids, minParts to maxParts of them
+// in all, in canonical form. A tombstone under another spelling of a key
+// ("chat/p%q/r" for "chat/p%25q/r") would remove what the key names while
+// compaction keeps the record it was meant to delete, so a replay would
+// bring it back.
+func tombstone(r *kgo.Record, minParts, maxParts int) ([]string, error) {
+	ids, err := schemas.ParseKey(r.Key, minParts, maxParts)
+	if err != nil {
+		return nil, fmt.Errorf("tombstone: %w", err)
 	}
 	return ids, nil
 }

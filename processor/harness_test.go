@@ -56,6 +56,7 @@ func newStore(t *testing.T) *redisstore.Store {
 
 // running is a processor started by start.
 type running struct {
+	p       *processor.Processor
 	stop    func()
 	done    chan error
 	stopped sync.Once
@@ -78,7 +79,7 @@ func startWith(t *testing.T, c *kfake.Cluster, cfg processor.Config) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{stop: cancel, done: make(chan error, 1)}
+	r := &running{p: p, stop: cancel, done: make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()
 	t.Cleanup(func() { r.Stop(t) })
 	return r

@@ -64,12 +64,15 @@ type gateways struct {
 // renewLeases applies heartbeat records; invalid ones go to the dead
 // letters.
 func (p *Processor) renewLeases(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	n := p.partitionCount(schemas.GatewaysTopic)
 	var dead []*kgo.Record
 	for _, r := range recs {
-		if err := p.renew(r); err != nil {
-			p.metrics.invalid.Inc()
-			p.log.Warn("invalid record sent to "+schemas.DeadLetterTopic, "err", err)
-			dead = append(dead, deadLetter(r, err))
+		err := p.admit(r, n)
+		if err == nil {
+			err = p.renew(r)
+		}
+		if err != nil {
+			dead = append(dead, p.deadLetter(r, err))
 		}
 	}
 	return p.sendDeadLetters(ctx, cl, dead)
@@ -98,7 +101,11 @@ func (p *Processor) renew(r *kgo.Record) error {
 	if string(r.Key) != hb.Gateway {
 		return fmt.Errorf("record %s/%d at offset %d: key %q is not its gateway %q", r.Topic, r.Partition, r.Offset, r.Key, hb.Gateway)
 	}
-	at, length := time.UnixMilli(hb.TimestampMs), time.Duration(hb.LeaseMs)*time.Millisecond
+	at, length := p.clampTime(time.UnixMilli(hb.TimestampMs)), time.Duration(hb.LeaseMs)*time.Millisecond
+	if length > p.cfg.MaxGatewayLease {
+		length = p.cfg.MaxGatewayLease
+		p.metrics.clamped.WithLabelValues("lease").Inc()
+	}
 	old, known := gw.leases[hb.Gateway]
 	if known && at.Before(old.at) {
 		return nil // an older heartbeat read again

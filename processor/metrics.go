@@ -42,6 +42,15 @@ import "github.com/prometheus/client_golang/prometheus"
 //	presence_processor_disconnects_written_total
 //	                                          gateway_lost disconnects the
 //	                                          processor wrote
+//	presence_processor_dead_letters_failed_total
+//	                                          dead letters that could not
+//	                                          be written (dropped, logged)
+//	presence_processor_clamped_total{field}   record fields bounded: time
+//	                                          (ahead of the clock), lease
+//	                                          (above the longest)
+//	presence_processor_stalled_partitions     partitions with records and
+//	                                          no progress for longer than
+//	                                          the stall timeout
 type metrics struct {
 	records       *prometheus.CounterVec
 	applied       prometheus.Counter
@@ -61,9 +70,15 @@ type metrics struct {
 	gatewaysLost  prometheus.Counter
 	disconnects   prometheus.Counter
 	tombstones    *prometheus.CounterVec
+	// deadLettersFailed counts dead letters dropped.
+	deadLettersFailed prometheus.Counter
+	clamped           *prometheus.CounterVec
+	stalled           prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the metrics on reg; stalled counts the stalled
+// partitions at each scrape.
+func newMetrics(reg prometheus.Registerer, stalled func() float64) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "presence", Subsystem: "processor", Name: name, Help: help}
 	}
@@ -95,9 +110,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Disconnects with reason gateway_lost the processor wrote for sessions of lost gateways."))),
 		tombstones: prometheus.NewCounterVec(prometheus.CounterOpts(opts("tombstones_total",
 			"Tombstones written to keep the compacted topics bounded, by topic.")), []string{"topic"}),
+		deadLettersFailed: prometheus.NewCounter(prometheus.CounterOpts(opts("dead_letters_failed_total",
+			"Dead letters that could not be written to presence.deadletter after a few attempts; they are logged and dropped, and the partition moves on."))),
+		clamped: prometheus.NewCounterVec(prometheus.CounterOpts(opts("clamped_total",
+			"Record fields bounded by the processor, by field: time (later than the clock plus the allowed skew: taken as now), lease (a heartbeat's lease above the longest allowed: cut to it).")), []string{"field"}),
+		stalled: prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("stalled_partitions",
+			"Assigned partitions holding records that have made no progress for longer than the stall timeout; readiness fails while any is.")), stalled),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag, m.announcements, m.notifications,
-		m.fanout, m.announceTime, m.stateLost, m.gatewaysLost, m.disconnects, m.tombstones} {
+		m.fanout, m.announceTime, m.stateLost, m.gatewaysLost, m.disconnects, m.tombstones, m.deadLettersFailed, m.clamped, m.stalled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -87,6 +87,9 @@ type Config struct {
 	// (DefaultGatewayLease): its sessions end this long after they
 	// connected. A gateway that heartbeats says its own lease.
 	GatewayLease time.Duration
+	// Limits bound what the processor takes from a record, and how long
+	// a partition may stall.
+	Limits
 	// Quiet applies records and nothing else: no notifications, no
 	// offline announcements, no gateway leases, no tombstones. It is for
 	// presence replay, which rebuilds a Redis no service reads yet.
@@ -109,8 +112,12 @@ type topicPartition struct {
 
 // span is how far an assigned partition has to go: from its checkpoint
 // when assigned to its end then; next is the offset applied up to, high
-// the partition's end as of the last fetch.
-type span struct{ from, end, next, high int64 }
+// the partition's end as of the last fetch. moved is when next last moved,
+// or when records arrived at a partition that had none waiting.
+type span struct {
+	from, end, next, high int64
+	moved                 time.Time
+}
 
 // Processor consumes the state topics into Redis.
 type Processor struct {
@@ -118,6 +125,9 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
+	// polled is when the consuming loop last began an iteration (Unix
+	// nanoseconds of Config.Now); see stall.go.
+	polled atomic.Int64
 	// adm is the admin client of the current membership, which the
 	// group's callbacks use: it exists before the consumer joins.
 	adm  atomic.Pointer[kadm.Client]
@@ -133,6 +143,9 @@ type Processor struct {
 	// rebuilding holds, per partition being rebuilt, the end offset of its
 	// history: records before it are applied quietly.
 	rebuilding map[topicPartition]int64
+	// counts holds the partition count of each consumed topic, as of
+	// the assignment, which says the partition of a record's key.
+	counts map[string]int
 	// gateways holds the leases of the gateways whose partition of
 	// presence.gateways this processor owns (see lease.go).
 	gateways gateways
@@ -149,6 +162,13 @@ func New(cfg Config) (*Processor, error) {
 	cfg.Group = cmp.Or(cfg.Group, DefaultGroup)
 	cfg.OfflineGrace = cmp.Or(cfg.OfflineGrace, DefaultOfflineGrace)
 	cfg.GatewayLease = cmp.Or(cfg.GatewayLease, DefaultGatewayLease)
+	cfg.MaxRecordBytes = cmp.Or(cfg.MaxRecordBytes, DefaultMaxRecordBytes)
+	cfg.MaxClockSkew = cmp.Or(cfg.MaxClockSkew, DefaultMaxClockSkew)
+	cfg.MaxGatewayLease = max(cmp.Or(cfg.MaxGatewayLease, DefaultMaxGatewayLease), cfg.GatewayLease)
+	cfg.StallTimeout = cmp.Or(cfg.StallTimeout, DefaultStallTimeout)
+	if cfg.MaxRecordBytes < 0 || cfg.MaxClockSkew < 0 || cfg.MaxGatewayLease < 0 || cfg.StallTimeout < 0 {
+		return nil, errors.New("processor: negative MaxRecordBytes, MaxClockSkew, MaxGatewayLease or StallTimeout")
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -158,11 +178,13 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(cfg.Registerer)
+	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor")}
+	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(p.stalled())) })
 	if err != nil {
 		return nil, fmt.Errorf("processor: registering metrics: %w", err)
 	}
-	return &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor"), metrics: m}, nil
+	p.metrics = m
+	return p, nil
 }
 
 // Progress is how far the processor is from having caught up with the
@@ -213,8 +235,12 @@ func (p *Processor) CaughtUp(context.Context) error {
 	return nil
 }
 
-// Ready reports whether the processor has caught up and Redis answers.
+// Ready reports whether the processor has caught up, no partition is
+// stalled (see stall.go) and Redis answers.
 func (p *Processor) Ready(ctx context.Context) error {
+	if err := p.stallError(); err != nil {
+		return err
+	}
 	if err := p.CaughtUp(ctx); err != nil {
 		return err
 	}
@@ -249,10 +275,12 @@ func (p *Processor) Run(ctx context.Context) error {
 // nil) or Redis lost state (it returns errStateLost).
 func (p *Processor) consume(ctx context.Context) (err error) {
 	p.joined.Store(false)
+	p.polled.Store(p.cfg.Now().UnixNano())
 	p.mu.Lock()
 	p.spans = map[topicPartition]*span{}
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
+	p.counts = map[string]int{}
 	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
@@ -311,6 +339,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
 	var swept time.Time
 	for {
+		p.polled.Store(p.cfg.Now().UnixNano())
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
 		fetches := cl.PollRecords(poll, maxPoll)
 		cancel()
@@ -402,6 +431,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			return
 		}
 		end := fp.Records[len(fp.Records)-1]
+		p.waiting(topicPartition{fp.Topic, fp.Partition}, max(fp.LastStableOffset, end.Offset+1))
 		if fp.Topic == schemas.GatewaysTopic {
 			// Heartbeats are kept in memory, read from the start each
 			// time the partition is assigned: nothing to checkpoint.
@@ -470,16 +500,19 @@ const maxChunk = 1000
 // chunks of at most maxChunk, and announces the changes they make. Each
 // step is retried with backoff until it succeeds or ctx ends.
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
-	var b batch
+	b := batch{clamp: p.clampTime}
 	if recs[0].Topic == schemas.SessionsTopic {
 		b.sessions = make([]redisstore.Change, 0, len(recs))
 	}
+	n := p.partitionCount(recs[0].Topic)
 	var dead []*kgo.Record
 	for _, r := range recs {
-		if err := b.add(r); err != nil {
-			p.metrics.invalid.Inc()
-			p.log.Warn("invalid record sent to "+schemas.DeadLetterTopic, "err", err)
-			dead = append(dead, deadLetter(r, err))
+		err := p.admit(r, n)
+		if err == nil {
+			err = b.add(r)
+		}
+		if err != nil {
+			dead = append(dead, p.deadLetter(r, err))
 		}
 	}
 	if err := p.sendDeadLetters(ctx, cl, dead); err != nil {

@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -73,4 +75,37 @@ func PartitionKey(key []byte) []byte {
 		return key
 	}
 	return key[:first+1+second]
+}
+
+// ErrNotCanonical is wrapped by the error of ParseKey for a key that is
+// not in canonical escaped form.
+var ErrNotCanonical = errors.New("key is not in canonical form")
+
+// ParseKey returns the unescaped components of a record key about a user
+// ("<app>/<user>", then further ids), checked: it has between minParts and
+// maxParts components, the first a valid app id and the others valid ids,
+// and it is canonical: escaping its components again gives back the key
+// byte for byte. A key that is not canonical ("chat/p%q/r", "chat/a%2fb")
+// names the same ids as another key, so a record under it would act on a
+// key it is not compacted with; it wraps ErrNotCanonical.
+func ParseKey(key []byte, minParts, maxParts int) ([]string, error) {
+	parts := SplitKey(key)
+	if len(parts) < minParts || len(parts) > maxParts {
+		return nil, fmt.Errorf("%w key %q: %d components, want %d to %d", ErrInvalid, key, len(parts), minParts, maxParts)
+	}
+	errs := []error{ValidateApp(parts[0])}
+	for _, id := range parts[1:] {
+		errs = append(errs, ValidateID("key", id))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("key %q: %w", key, err)
+	}
+	canonical := escape(parts[0])
+	for _, p := range parts[1:] {
+		canonical += "/" + escape(p)
+	}
+	if canonical != string(key) {
+		return nil, fmt.Errorf("%w: %w %q, canonically %q", ErrInvalid, ErrNotCanonical, key, canonical)
+	}
+	return parts, nil
 }

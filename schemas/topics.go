@@ -23,10 +23,11 @@ const (
 	// notification matters for seconds, and a gateway reads it from the
 	// end.
 	NotifyTopic = "presence.notify"
-	// DeadLetterTopic holds the records of the state topics the processor
-	// could not apply (they do not decode, or are invalid), as they were,
-	// with headers saying where they came from and why (DeadLetter*
-	// headers). It is kept for DeadLetterRetention.
+	// DeadLetterTopic holds the records of the consumed topics the
+	// processor could not apply (too large, in the wrong partition, with a
+	// key not in canonical form, they do not decode, or are invalid), as
+	// they were up to a bound, with headers saying where they came from
+	// and why (DeadLetter* headers). It is kept for DeadLetterRetention.
 	DeadLetterTopic = "presence.deadletter"
 )
 
@@ -36,6 +37,10 @@ const (
 	DeadLetterReason = "presence-reason"
 	// DeadLetterSource is "<topic>/<partition>/<offset>" of the record.
 	DeadLetterSource = "presence-source"
+	// DeadLetterTruncated is on a copy cut short (its key, value or
+	// headers): the size in bytes of the original record's key, value and
+	// headers, in decimal. The whole record is at DeadLetterSource.
+	DeadLetterTruncated = "presence-truncated"
 )
 
 // DeadLetterRetention is how long DeadLetterTopic keeps a record: long
@@ -47,9 +52,11 @@ const DeadLetterRetention = 7 * 24 * time.Hour
 var StateTopics = []string{SessionsTopic, FriendsTopic, SubscriptionsTopic}
 
 // DefaultPartitions is the partition count of topics created by Presence.
-// It bounds how many processors can share the work; it can grow later, but
-// growing it moves users between partitions, so pick it for the largest
-// deployment you expect.
+// It bounds how many processors can share the work; pick it for the
+// largest deployment you expect. Growing it moves users between
+// partitions: the processor sends a record in a partition its key no
+// longer belongs to the dead letters, so grow by copying the state topics
+// into topics of the new count.
 const DefaultPartitions = 12
 
 // Topic is what Presence creates when a topic is missing.

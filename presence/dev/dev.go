@@ -67,7 +67,10 @@ type Config struct {
 	// AllowedOrigins are the pages of other hosts than the gateway's
 	// that may open WebSockets (socket.Config.AllowedOrigins).
 	AllowedOrigins []string
-	Logger         *slog.Logger
+	// Limits bound what the processor takes from a record (zero values:
+	// the processor's defaults).
+	Limits processor.Limits
+	Logger *slog.Logger
 	// Ready is called once everything serves.
 	Ready func(Addrs)
 }
@@ -137,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	reg := httpapi.NewRegistry()
 	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Store: store,
-		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Logger: log, Registerer: reg})
+		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Limits: cfg.Limits, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

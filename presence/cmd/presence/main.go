@@ -82,6 +82,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
 	fs.StringVar(&cfg.AuthFile, "auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); without it everything is served to everyone")
 	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
+	cfg.Limits.Flags(fs)
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -93,6 +94,9 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("--offline-ttl and --gateway-lease must be positive, --offline-grace not negative")
 	}
 	cfg.AllowedOrigins = cli.List(*origins)
+	if l := cfg.Limits; l.MaxRecordBytes <= 0 || l.MaxClockSkew <= 0 || l.MaxGatewayLease <= 0 || l.StallTimeout <= 0 {
+		return fmt.Errorf("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	redisstore.LogTo(cfg.Logger)
 	if err := externalKafka(ctx, brokers, kafka, cfg.Logger, &cfg.Brokers, &cfg.KafkaOpts); err != nil {

@@ -39,7 +39,8 @@ func TestUsageErrors(t *testing.T) {
 func TestDevHelpListsContractFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	run(context.Background(), []string{"dev", "--help"}, func(string) string { return "" }, &stdout, &stderr)
-	for _, f := range []string{"data-dir", "kafka-addr", "brokers", "redis-url", "query-addr", "gateway-addr", "offline-ttl", "offline-grace", "gateway-lease"} {
+	for _, f := range []string{"data-dir", "kafka-addr", "brokers", "redis-url", "query-addr", "gateway-addr", "offline-ttl", "offline-grace", "gateway-lease",
+		"max-record-bytes", "max-clock-skew", "max-gateway-lease", "stall-timeout"} {
 		if !strings.Contains(stderr.String(), "--"+f+" (PRESENCE_") {
 			t.Errorf("presence dev --help does not list --%s:\n%s", f, stderr.String())
 		}

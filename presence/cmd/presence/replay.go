@@ -54,6 +54,7 @@ type replayConfig struct {
 	redisURL, prefix string
 	offlineTTL       time.Duration
 	partitions       int32
+	limits           processor.Limits
 	reset            bool
 	progressEvery    time.Duration
 }
@@ -69,6 +70,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	reset := fs.Bool("reset", false, "delete every key under --key-prefix first (stop the processors writing to it before)")
 	progressEvery := fs.Duration("progress-every", time.Second, "how often progress is printed")
 	kafka := kafkaconn.Register(fs)
+	var limits processor.Limits
+	limits.RecordFlags(fs) // the processors' values: a record they refused is refused here too
 	cli.Usage(fs, replaySummary)
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -76,14 +79,14 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	switch {
 	case fs.NArg() > 0:
 		return fmt.Errorf("presence replay takes no arguments, got %q", fs.Args())
-	case *offlineTTL <= 0 || *partitions <= 0 || *progressEvery <= 0:
-		return errors.New("--offline-ttl, --partitions and --progress-every must be positive")
+	case *offlineTTL <= 0 || *partitions <= 0 || *progressEvery <= 0 || limits.MaxRecordBytes <= 0 || limits.MaxClockSkew <= 0:
+		return errors.New("--offline-ttl, --partitions, --progress-every, --max-record-bytes and --max-clock-skew must be positive")
 	case *prefix == "":
 		return errors.New("--key-prefix must not be empty")
 	}
 	cfg := replayConfig{
 		brokers: strings.Split(*brokers, ","), redisURL: *redisURL, prefix: *prefix, offlineTTL: *offlineTTL,
-		partitions: int32(*partitions), reset: *reset, progressEvery: *progressEvery,
+		partitions: int32(*partitions), limits: limits, reset: *reset, progressEvery: *progressEvery,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(log)
@@ -145,7 +148,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 
 	group := fmt.Sprintf("presence-replay-%d", time.Now().UnixNano())
 	p, err := processor.New(processor.Config{
-		Brokers: cfg.brokers, KafkaOpts: cfg.kafkaOpts, Group: group, Store: store, Partitions: cfg.partitions, Quiet: true, Logger: log,
+		Brokers: cfg.brokers, KafkaOpts: cfg.kafkaOpts, Group: group, Store: store, Partitions: cfg.partitions, Limits: cfg.limits, Quiet: true, Logger: log,
 	})
 	if err != nil {
 		return err

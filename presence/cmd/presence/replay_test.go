@@ -557,6 +557,8 @@ func TestReplayUsage(t *testing.T) {
 	}{
 		{"stray argument", []string{"replay", "extra"}, "takes no arguments"},
 		{"zero ttl", []string{"replay", "--offline-ttl", "0s"}, "must be positive"},
+		{"zero record cap", []string{"replay", "--max-record-bytes", "0"}, "must be positive"},
+		{"zero clock skew", []string{"replay", "--max-clock-skew", "0s"}, "must be positive"},
 		{"empty prefix", []string{"replay", "--key-prefix", ""}, "must not be empty"},
 		{"bad redis url", []string{"replay", "--redis-url", "http://nowhere"}, "--redis-url"},
 	} {
@@ -571,7 +573,7 @@ func TestReplayUsage(t *testing.T) {
 	var stdout, stderr syncBuffer
 	run(context.Background(), []string{"replay", "--help"}, func(string) string { return "" }, &stdout, &stderr)
 	help := strings.Join(strings.Fields(stderr.String()), " ")
-	for _, f := range []string{"brokers", "redis-url", "key-prefix", "offline-ttl", "partitions", "reset", "progress-every"} {
+	for _, f := range []string{"brokers", "redis-url", "key-prefix", "offline-ttl", "partitions", "reset", "progress-every", "max-record-bytes", "max-clock-skew"} {
 		if !strings.Contains(help, "--"+f+" (PRESENCE_") {
 			t.Errorf("presence replay --help does not list --%s:\n%s", f, help)
 		}

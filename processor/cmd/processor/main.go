@@ -33,6 +33,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	offlineGrace := fs.Duration("offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	gatewayLease := fs.Duration("gateway-lease", processor.DefaultGatewayLease, "lease of a gateway that never heartbeats: its sessions end this long after they connect")
+	var limits processor.Limits
+	limits.Flags(fs)
 	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
 	kafka := kafkaconn.Register(fs)
 	cli.Usage(fs, "processor: materializes the Presence topics into Redis")
@@ -41,6 +43,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 || *gatewayLease <= 0 {
 		return errors.New("--offline-ttl, --offline-grace, --gateway-lease and --partitions must be positive")
+	}
+	if limits.MaxRecordBytes <= 0 || limits.MaxClockSkew <= 0 || limits.MaxGatewayLease <= 0 || limits.StallTimeout <= 0 {
+		return errors.New("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	redisstore.LogTo(log)
@@ -60,7 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
 		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
-		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, GatewayLease: *gatewayLease, Logger: log, Registerer: reg,
+		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, GatewayLease: *gatewayLease, Limits: limits, Logger: log, Registerer: reg,
 		KafkaOpts: kopts,
 	})
 	if err != nil {
