@@ -25,6 +25,10 @@ const (
 	CodeNotReady    = "not_ready"
 	// A session id already open on this gateway, for the same user.
 	CodeSessionExists = "session_exists"
+	// Over a rate limit; the answer has a Retry-After header (seconds).
+	CodeRateLimited = "rate_limited"
+	// Over the cap of a user's sockets on one gateway.
+	CodeTooManySockets = "too_many_sockets"
 )
 
 var statusOf = map[string]int{
@@ -38,7 +42,9 @@ var statusOf = map[string]int{
 	CodeMethod:      http.StatusMethodNotAllowed,
 	CodeNotReady:    http.StatusServiceUnavailable,
 
-	CodeSessionExists: http.StatusConflict,
+	CodeSessionExists:  http.StatusConflict,
+	CodeRateLimited:    http.StatusTooManyRequests,
+	CodeTooManySockets: http.StatusTooManyRequests,
 }
 
 // Error is an error a client can act on: a code from the table above and a
