@@ -15,6 +15,9 @@
 // rebuild: every replica shares the same Redis, so all would go unready
 // at once.
 //
+// Requests are limited per app and per user (Config.RateLimits): one
+// over a limit is answered 429 rate_limited with a Retry-After header.
+//
 // When Redis does not answer, lookups answer 503 unavailable and /readyz
 // answers 503. When Kafka does not acknowledge a write within the write
 // timeout, the write answers 503 unavailable; sending it again as it is
@@ -33,6 +36,9 @@
 //	presence_queryapi_rebuilding_partitions       partitions of the state
 //	                                              topics not yet built (NaN
 //	                                              while Redis does not answer)
+//	presence_http_rate_limited_total{server="queryapi",scope}
+//	                                              requests refused 429
+//	                                              (package ratelimit)
 package queryapi
 
 import (
@@ -50,6 +56,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 // MaxBatch is the most users one status query, or one subscription
@@ -83,6 +90,12 @@ type Config struct {
 	// Registry receives the server's metrics and is served on /metrics
 	// (a new registry when nil).
 	Registry *prometheus.Registry
+	// NoMetrics leaves /metrics out of the handler, for metrics served on
+	// an address of their own (httpapi.ServeMetrics).
+	NoMetrics bool
+	// RateLimits limit the requests per app and per user
+	// (ratelimit.DefaultScopes(); ratelimit.Flags makes them from flags).
+	RateLimits []ratelimit.Scope
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
 	// Gate, when set, is checked before each lookup; while it fails (the
@@ -163,8 +176,20 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeMethod, r.Method+" is not allowed on "+r.URL.Path))
 	})
-	httpapi.Ops(r, cfg.Registry, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
-	s.handler = r
+	httpapi.Health(r, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
+	if !cfg.NoMetrics {
+		httpapi.Metrics(r, cfg.Registry)
+	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = ratelimit.DefaultScopes()
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Server: "queryapi", Scopes: cfg.RateLimits,
+		Logger: s.log, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s.handler = lim.Wrap(r)
 	return s, nil
 }
 

@@ -2,6 +2,13 @@
 // IM gateways written in other languages: they post batches of connects
 // and disconnects, and heartbeats, which it publishes to Kafka.
 //
+// An event's "at" may run ahead of the server's clock by at most the
+// maximum clock skew (DefaultMaxClockSkew, MaxClockSkew): within it, it
+// is taken as the server's now; beyond it, the batch is refused 400 and
+// nothing of it is written, since a session connected in the future would
+// outlive its gateway's lease. An "at" in the past is kept: a gateway may
+// post events it held while Kafka was down.
+//
 // Metrics (namespace presence, subsystem gateway):
 //
 //	presence_gateway_events_total{type}        events published
@@ -25,6 +32,20 @@ import (
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/httpapi"
 )
+
+// DefaultMaxClockSkew is how far ahead of the server's clock an event's
+// "at" may be, by default.
+const DefaultMaxClockSkew = 5 * time.Second
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// MaxClockSkew sets how far ahead of the server's clock an event's "at"
+// may be (DefaultMaxClockSkew).
+func MaxClockSkew(d time.Duration) Option { return func(h *Handler) { h.maxSkew = d } }
+
+// Clock sets the server's clock (time.Now).
+func Clock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
 
 // MaxEvents is the most events one batch may hold.
 const MaxEvents = 10000
@@ -60,6 +81,8 @@ const (
 type Handler struct {
 	pub     Publisher
 	atomic  bool
+	maxSkew time.Duration
+	now     func() time.Time
 	log     *slog.Logger
 	events  *prometheus.CounterVec
 	batches *prometheus.CounterVec
@@ -67,12 +90,14 @@ type Handler struct {
 }
 
 // New returns a Handler registering its metrics on reg.
-func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Handler, error) {
 	a, ok := pub.(interface{ Atomic() bool })
 	h := &Handler{
-		pub:    pub,
-		atomic: ok && a.Atomic(),
-		log:    log.With("component", "ingest"),
+		pub:     pub,
+		atomic:  ok && a.Atomic(),
+		maxSkew: DefaultMaxClockSkew,
+		now:     time.Now,
+		log:     log.With("component", "ingest"),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "events_total",
 			Help: "Session events published, by type.",
@@ -86,6 +111,12 @@ func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer) (*Handler, 
 			Help:    "Time until Kafka acknowledged a batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.maxSkew <= 0 {
+		return nil, fmt.Errorf("ingest: max clock skew %s is not positive", h.maxSkew)
 	}
 	for _, c := range []prometheus.Collector{h.events, h.batches, h.publish} {
 		if err := reg.Register(c); err != nil {
@@ -190,13 +221,18 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))
 	}
 	events := make([]gateway.Event, len(req.Events))
+	now := h.now()
 	for i, e := range req.Events {
 		ev := gateway.Event{
 			App: app, User: e.User, Session: e.Session, Device: e.Device, DeviceID: e.DeviceID,
 			Gateway: req.Gateway, Epoch: req.Epoch,
 		}
 		if e.At != nil {
-			ev.At = *e.At
+			at, err := h.clamp(*e.At, now)
+			if err != nil {
+				return nil, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))
+			}
+			ev.At = at
 		}
 		switch e.Type {
 		case "connect":
@@ -220,6 +256,20 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		events[i] = ev
 	}
 	return events, nil
+}
+
+// clamp is at as published: now when at is ahead of now by at most the
+// maximum skew, at when it is not ahead; an error when it is further ahead.
+func (h *Handler) clamp(at, now time.Time) (time.Time, error) {
+	switch {
+	case !at.After(now):
+		return at, nil
+	case at.Sub(now) <= h.maxSkew:
+		return now, nil
+	default:
+		return time.Time{}, fmt.Errorf(`"at" %s is %s ahead of the server's clock, more than the %s allowed: check the gateway's clock`,
+			at.Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond), h.maxSkew)
+	}
 }
 
 type heartbeatRequest struct {

@@ -26,8 +26,13 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.reserve(r.Context(), c); err != nil {
 		result := connectUnavailable
-		if codeOf(err) == httpapi.CodeSessionExists {
+		switch {
+		case codeOf(err) == httpapi.CodeSessionExists:
 			result = connectDuplicate
+		case codeOf(err) == httpapi.CodeTooManySockets:
+			result = connectUserCap
+		case errors.Is(err, errGatewayFull):
+			result = connectGatewayCap
 		}
 		s.reject(w, r, result, err)
 		return
@@ -101,7 +106,12 @@ func (s *Server) reserve(ctx context.Context, c *conn) error {
 		}
 		old := s.conns[c.key]
 		if old == nil {
+			if err := s.checkCaps(c); err != nil {
+				s.mu.Unlock()
+				return err
+			}
 			s.conns[c.key] = c
+			s.users[c.userKey()]++
 			s.live[c] = struct{}{}
 			s.handlers.Add(1)
 			s.mu.Unlock()
@@ -117,6 +127,25 @@ func (s *Server) reserve(ctx context.Context, c *conn) error {
 			return httpapi.Errorf(httpapi.CodeUnavailable, "gave up waiting for the previous connection of this session to close")
 		}
 	}
+}
+
+// errGatewayFull marks a connect refused because the gateway holds
+// MaxSockets sessions.
+var errGatewayFull = errors.New("gateway full")
+
+// checkCaps refuses c when the gateway, or c's user here, holds as many
+// sessions as allowed. Sessions count from their reservation to the
+// release of their id. Called with s.mu held.
+func (s *Server) checkCaps(c *conn) error {
+	if len(s.conns) >= s.maxSockets {
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable,
+			fmt.Sprintf("this gateway holds its most sockets (%d): connect to another one", s.maxSockets)), errGatewayFull)
+	}
+	if n := s.users[c.userKey()]; n >= s.maxPerUser {
+		return httpapi.Errorf(httpapi.CodeTooManySockets,
+			fmt.Sprintf("user %q has %d sockets open on this gateway, the most allowed: close one first", c.user, n))
+	}
+	return nil
 }
 
 // forget is the end of a session's handler.

@@ -9,6 +9,8 @@ const (
 	connectDuplicate   = "duplicate"
 	connectUnavailable = "unavailable"
 	connectNotUpgraded = "not_upgraded"
+	connectUserCap     = "user_cap"    // the user has MaxSocketsPerUser here
+	connectGatewayCap  = "gateway_cap" // the gateway has MaxSockets
 )
 
 // Labels of presence_gateway_socket_disconnects_total{cause}.

@@ -82,3 +82,11 @@ func Listen(addr string) (net.Listener, error) {
 func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
 	return Limits{}.Serve(ctx, l, h, log)
 }
+
+// ServeMetrics serves gatherer's metrics alone, on /metrics of l, until
+// ctx ends: the metrics of a server given an address of their own.
+func ServeMetrics(ctx context.Context, l net.Listener, gatherer prometheus.Gatherer, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	Metrics(mux, gatherer)
+	return Serve(ctx, l, Envelope(mux, log), log)
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 func main() { cli.Main("gateway", run) }
@@ -37,6 +38,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	ping := fs.Duration("ping-interval", socket.DefaultPingInterval, "how often WebSocket clients are pinged, and how long they have to answer")
 	sendBuffer := fs.Int("send-buffer", socket.DefaultSendBuffer, "notifications that may wait for a WebSocket client before it is closed as too slow")
 	maxBuffered := fs.Int("max-buffered", gateway.DefaultMaxBuffered, "most records held that Kafka has not acknowledged; a publish beyond it waits for room, then fails (503)")
+	maxSockets := fs.Int("max-sockets", socket.DefaultMaxSockets, "most WebSocket sessions this gateway holds; over it a connect is refused 503")
+	maxPerUser := fs.Int("max-sockets-per-user", socket.DefaultMaxSocketsPerUser, "most WebSocket sessions of one user this gateway holds; over it a connect is refused 429 too_many_sockets")
+	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
+	maxSkew := fs.Duration("max-clock-skew", ingest.DefaultMaxClockSkew, "how far an ingested event's \"at\" may be ahead of this server's clock (later ones are refused 400); older ones are kept")
+	var rates ratelimit.Flags
+	rates.Register(fs)
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -50,6 +57,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--send-buffer must be positive")
 	case *maxBuffered <= 0:
 		return errors.New("--max-buffered must be positive")
+	case *maxSockets <= 0 || *maxPerUser <= 0:
+		return errors.New("--max-sockets and --max-sockets-per-user must be positive")
+	case *maxSkew <= 0:
+		return errors.New("--max-clock-skew must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 
@@ -63,27 +74,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	defer pub.Close()
 	reg := httpapi.NewRegistry()
-	h, err := ingest.New(pub, log, reg)
+	h, err := ingest.New(pub, log, reg, ingest.MaxClockSkew(*maxSkew))
 	if err != nil {
 		return err
 	}
 	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
-		PingInterval: *ping, SendBuffer: *sendBuffer})
+		PingInterval: *ping, SendBuffer: *sendBuffer, MaxSockets: *maxSockets, MaxSocketsPerUser: *maxPerUser})
+	if err != nil {
+		return err
+	}
+	limits, err := ratelimit.New(ratelimit.Config{Server: "gateway", Scopes: rates.Scopes(nil), Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	h.Register(mux)
 	sock.Register(mux)
-	httpapi.Ops(mux, reg, pub.Ping, sock.Ready)
+	httpapi.Health(mux, pub.Ping, sock.Ready)
+	if *metricsAddr == "" {
+		httpapi.Metrics(mux, reg)
+	}
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
 	}
-	log.Info("gateway ready", "addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch())
-
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log) })
+	ready := []any{"addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch()}
+	if *metricsAddr != "" {
+		ml, err := httpapi.Listen(*metricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		ready = append(ready, "metrics_addr", ml.Addr().String())
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, ml, reg, log) })
+	}
+	log.Info("gateway ready", ready...)
+	g.Go(func() error { return httpapi.Serve(ctx, l, limits.Wrap(httpapi.Envelope(mux, log)), log) })
 	g.Go(func() error { return sock.Run(ctx) })
 	g.Go(func() error {
 		return pub.KeepLease(ctx, func(err error) { log.Warn("renewing the gateway's lease", "err", err) })

@@ -10,10 +10,13 @@ import (
 	"log/slog"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 func main() { cli.Main("queryapi", run) }
@@ -26,6 +29,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
 	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
+	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
+	var rates ratelimit.Flags
+	rates.Register(fs)
 	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -44,9 +50,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer store.Close()
+	reg := httpapi.NewRegistry()
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
-		Logger: log, Registry: httpapi.NewRegistry(),
+		Logger: log, Registry: reg, NoMetrics: *metricsAddr != "", RateLimits: rates.Scopes(nil),
 	})
 	if err != nil {
 		return err
@@ -56,6 +63,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	log.Info("queryapi ready", "addr", l.Addr().String())
-	return httpapi.Serve(ctx, l, s.Handler(), log)
+	g, ctx := errgroup.WithContext(ctx)
+	ready := []any{"addr", l.Addr().String()}
+	if *metricsAddr != "" {
+		ml, err := httpapi.Listen(*metricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		ready = append(ready, "metrics_addr", ml.Addr().String())
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, ml, reg, log) })
+	}
+	log.Info("queryapi ready", ready...)
+	g.Go(func() error { return httpapi.Serve(ctx, l, s.Handler(), log) })
+	return g.Wait()
 }
