@@ -78,9 +78,8 @@ type Config struct {
 	// answers 503 (DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// MaxSubscriptions is the most users one subscriber may watch at once
-	// (DefaultMaxSubscriptions). It is checked against the subscriptions
-	// the processor has applied, so concurrent requests of one subscriber
-	// can overshoot it by at most one request's worth.
+	// (DefaultMaxSubscriptions), enforced atomically in Redis whatever the
+	// concurrency (see subscribe).
 	MaxSubscriptions int
 	// Now is the clock of record timestamps and subscription expiries,
 	// and of the cache of the rebuild count (time.Now).
