@@ -14,10 +14,12 @@ import (
 	"strings"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/presence/dev"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 const usage = `usage: presence <command> [flags]
@@ -72,6 +74,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	fs.DurationVar(&cfg.OfflineGrace, "offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
 	fs.DurationVar(&cfg.GatewayLease, "gateway-lease", gateway.DefaultLease, "how long a gateway heartbeat keeps its sessions alive")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on both servers)")
+	fs.IntVar(&cfg.MaxSockets, "max-sockets", socket.DefaultMaxSockets, "most WebSocket sessions the gateway holds; over it a connect is refused 503")
+	fs.IntVar(&cfg.MaxSocketsPerUser, "max-sockets-per-user", socket.DefaultMaxSocketsPerUser, "most WebSocket sessions of one user the gateway holds; over it a connect is refused 429 too_many_sockets")
+	cfg.Rates = &ratelimit.Flags{}
+	cfg.Rates.Register(fs)
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -82,14 +89,21 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if cfg.OfflineTTL <= 0 || cfg.GatewayLease <= 0 || cfg.OfflineGrace < 0 {
 		return fmt.Errorf("--offline-ttl and --gateway-lease must be positive, --offline-grace not negative")
 	}
+	if cfg.MaxSockets <= 0 || cfg.MaxSocketsPerUser <= 0 {
+		return fmt.Errorf("--max-sockets and --max-sockets-per-user must be positive")
+	}
 	if brokers != "" {
 		cfg.Brokers = strings.Split(brokers, ",")
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	redisstore.LogTo(cfg.Logger)
 	cfg.Ready = func(a dev.Addrs) {
-		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s\n",
-			a.Query, a.Gateway, strings.Join(a.Brokers, ","), a.Redis)
+		metrics := ""
+		if a.Metrics != "" {
+			metrics = ", metrics http://" + a.Metrics + "/metrics"
+		}
+		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s%s\n",
+			a.Query, a.Gateway, strings.Join(a.Brokers, ","), a.Redis, metrics)
 	}
 	return dev.Run(ctx, cfg)
 }
