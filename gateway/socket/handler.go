@@ -48,6 +48,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		s.finish(c)
 		return
 	}
+	// The socket outlives the server's read and write timeouts: the pings
+	// bound it instead. Cleared before Accept, which writes its 101 under
+	// the request's write deadline, passed when the connect took long.
+	if err := httpapi.NoDeadlines(w); err != nil {
+		s.log.Warn("clearing the connection's deadlines for a websocket", "err", err)
+	}
 	// Any origin is accepted: authentication (per-app secrets, user
 	// tokens) is layered onto this path later, and checks the user.
 	ws, err := websocket.Accept(recorder{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})

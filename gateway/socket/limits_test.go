@@ -14,17 +14,18 @@ import (
 	"github.com/presence-im/presence/service/httpapi"
 )
 
-// TestSocketOutlivesServerTimeouts serves the sockets with read and write
-// timeouts of 100 ms: a socket still takes a notification when both have
-// long passed, because the handler clears the deadlines the hijacked
-// connection would keep.
+// TestSocketOutlivesServerTimeouts serves the sockets with a read
+// timeout of 100 ms and a write timeout already passed when the handler
+// upgrades: the socket still opens, and takes a notification once the
+// read timeout has long passed, because the handler clears the deadlines
+// before the upgrade writes its 101.
 func TestSocketOutlivesServerTimeouts(t *testing.T) {
-	const timeout = 100 * time.Millisecond
-	h := start(t, setup{limits: &httpapi.Limits{ReadTimeout: timeout, WriteTimeout: timeout, IdleTimeout: timeout}})
+	const readTimeout = 100 * time.Millisecond
+	h := start(t, setup{limits: &httpapi.Limits{ReadTimeout: readTimeout, WriteTimeout: time.Nanosecond}})
 	ws := h.open("alice", "s1")
 	h.next() // the connect
-	// Waiting is what this test is about: past both deadlines.
-	time.Sleep(5 * timeout)
+	// Waiting is what this test is about: past the read deadline.
+	time.Sleep(5 * readTimeout)
 	h.notify(gatewayID, &pb.Notification{Type: pb.NotificationType_NOTIFICATION_TYPE_PRESENCE, App: "chat", Gateway: gatewayID,
 		Subject: bobOnline, Recipients: recipients("alice/s1")})
 	sameJSON(t, receive(t, ws), bobOnlineJSON)

@@ -32,9 +32,11 @@ type Limits struct {
 	// (DefaultReadTimeout): a body trickled in is cut when it runs out.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds a request from the end of its headers to the
-	// end of its answer (DefaultWriteTimeout). A connection a handler
-	// hijacks (a WebSocket) is not bound by it: net/http clears the
-	// deadlines of a connection when it hands it over.
+	// end of its answer (DefaultWriteTimeout). A handler that hijacks the
+	// connection (a WebSocket) calls NoDeadlines first: net/http clears
+	// the deadlines when it hands the connection over, but only after it
+	// has flushed the answer's header (101 Switching Protocols), which a
+	// passed deadline would lose.
 	WriteTimeout time.Duration
 	// IdleTimeout bounds how long a kept-alive connection waits for its
 	// next request (DefaultIdleTimeout).
@@ -87,6 +89,17 @@ func (lim Limits) Serve(ctx context.Context, l net.Listener, h http.Handler, log
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving on %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// NoDeadlines clears the read and write deadlines the server set on the
+// connection of w, for a handler about to hijack it for longer than a
+// request (a WebSocket).
+func NoDeadlines(w http.ResponseWriter) error {
+	rc := http.NewResponseController(w)
+	if err := errors.Join(rc.SetReadDeadline(time.Time{}), rc.SetWriteDeadline(time.Time{})); err != nil {
+		return fmt.Errorf("clearing the connection's deadlines: %w", err)
 	}
 	return nil
 }
