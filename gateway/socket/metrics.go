@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sockets: prometheus.NewGauge(prometheus.GaugeOpts(opts("sockets",
 			"WebSocket clients connected."))),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_connects_total",
-			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded.")), []string{"result"}),
+			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded, user_cap, gateway_cap.")), []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_disconnects_total",
 			"WebSocket sessions ended, by cause: client_closed, timeout, slow_consumer, write_failed, gateway_shutdown.")), []string{"cause"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_delivered_total",
