@@ -18,6 +18,8 @@
 // With Config.Auth, every API call needs credentials (see Config.Auth):
 // 401 unauthorized without valid ones, 403 forbidden when they do not
 // allow the call.
+// Requests are limited per app and per user (Config.RateLimits): one
+// over a limit is answered 429 rate_limited with a Retry-After header.
 //
 // When Redis does not answer, lookups answer 503 unavailable and /readyz
 // answers 503. When Kafka does not acknowledge a write within the write
@@ -37,6 +39,9 @@
 //	presence_queryapi_rebuilding_partitions       partitions of the state
 //	                                              topics not yet built (NaN
 //	                                              while Redis does not answer)
+//	presence_http_rate_limited_total{server="queryapi",scope}
+//	                                              requests refused 429
+//	                                              (package ratelimit)
 package queryapi
 
 import (
@@ -55,6 +60,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 // MaxBatch is the most users one status query, or one subscription
@@ -76,9 +82,8 @@ type Config struct {
 	// answers 503 (DefaultWriteTimeout).
 	WriteTimeout time.Duration
 	// MaxSubscriptions is the most users one subscriber may watch at once
-	// (DefaultMaxSubscriptions). It is checked against the subscriptions
-	// the processor has applied, so concurrent requests of one subscriber
-	// can overshoot it by at most one request's worth.
+	// (DefaultMaxSubscriptions), enforced atomically in Redis whatever the
+	// concurrency (see subscribe).
 	MaxSubscriptions int
 	// Now is the clock of record timestamps and subscription expiries,
 	// and of the cache of the rebuild count (time.Now).
@@ -88,6 +93,12 @@ type Config struct {
 	// Registry receives the server's metrics and is served on /metrics
 	// (a new registry when nil).
 	Registry *prometheus.Registry
+	// NoMetrics leaves /metrics out of the handler, for metrics served on
+	// an address of their own (httpapi.ServeMetrics).
+	NoMetrics bool
+	// RateLimits limit the requests per app and per user
+	// (ratelimit.DefaultScopes; ratelimit.Flags makes them from flags).
+	RateLimits []ratelimit.Scope
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
 	// Auth, when set, checks every caller of the API (not of /healthz,
@@ -176,8 +187,20 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeMethod, r.Method+" is not allowed on "+r.URL.Path))
 	})
-	httpapi.Ops(r, cfg.Registry, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
-	s.handler = r
+	httpapi.Health(r, append([]httpapi.Probe{cfg.Store.Ping}, cfg.Probes...)...)
+	if !cfg.NoMetrics {
+		httpapi.Metrics(r, cfg.Registry)
+	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = ratelimit.DefaultScopes(cfg.Auth != nil)
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Server: "queryapi", Scopes: cfg.RateLimits,
+		Logger: s.log, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	s.handler = cfg.Auth.Identify(lim.Wrap(r))
 	return s, nil
 }
 

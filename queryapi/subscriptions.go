@@ -38,10 +38,15 @@ type subscribeResponse struct {
 // ttl_seconds, and the answer holds their current statuses, ordered like
 // a status query's.
 //
-// The cap on live subscriptions is checked against the subscriptions the
-// processor has applied to Redis. Two requests of one subscriber racing
-// each other both see the same count, so together they can overshoot the
-// cap by at most one request (MaxBatch users).
+// The cap on live subscriptions holds under any concurrency, on any number
+// of query APIs: the request's new subscriptions are reserved in Redis, in
+// one script with the count of the subscriber's live ones (those reserved
+// and those the processor has applied), before anything is written to
+// Kafka (redisstore.Store.ReserveSubscriptions). A request that would go
+// past the cap is refused whole, 400 too_many_subscriptions, with nothing
+// written. A reservation lasts until the subscription's expiry, or until
+// it is ended; when the write to Kafka fails it stays (the records may be
+// in Kafka after all), so a retry renews it rather than counting twice.
 func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	app, subscriber, err := appUser(r)
 	if err != nil {
@@ -60,10 +65,10 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.now()
-	if err := s.checkCap(r, app, subscriber, watched, now); err != nil {
+	expires := time.UnixMilli(now.Add(ttl).UnixMilli())
+	if err := s.reserve(r, app, subscriber, watched, expires, now); err != nil {
 		return err
 	}
-	expires := time.UnixMilli(now.Add(ttl).UnixMilli())
 	recs := make([]*kgo.Record, len(watched))
 	for i, u := range watched {
 		if recs[i], err = subscriptionRecord(app, u, subscriber, expires, now); err != nil {
@@ -119,6 +124,12 @@ func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) error {
 	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
 		return err
 	}
+	// Until the processor applies the tombstones, the subscriptions still
+	// count towards the cap as applied ones; a release that fails leaves
+	// them counted until they expire.
+	if err := s.store.ReleaseSubscriptions(r.Context(), app, subscriber, watched); err != nil {
+		s.log.Warn("releasing ended subscriptions", "app", app, "subscriber", subscriber, "err", err)
+	}
 	httpapi.WriteJSON(w, http.StatusAccepted, unsubscribeResponse{Ended: len(watched)})
 	return nil
 }
@@ -159,24 +170,18 @@ func checkTTL(seconds *int64) (time.Duration, error) {
 	return time.Duration(*seconds) * time.Second, nil
 }
 
-// checkCap refuses a request that would leave subscriber watching more
-// than the cap of users live at now. Renewing a live subscription does not
-// count twice.
-func (s *Server) checkCap(r *http.Request, app, subscriber string, watched []string, now time.Time) error {
-	live, err := s.store.Watching(r.Context(), app, subscriber, now)
+// reserve admits subscriber's subscriptions to watched until expires, or
+// refuses them when they would leave it watching more than the cap of
+// users live at now. Renewing a live subscription does not count twice.
+func (s *Server) reserve(r *http.Request, app, subscriber string, watched []string, expires, now time.Time) error {
+	res, err := s.store.ReserveSubscriptions(r.Context(), app, subscriber, watched, s.maxSubs, expires, now)
 	if err != nil {
 		return unavailable(err)
 	}
-	added := 0
-	for _, u := range watched {
-		if _, ok := live[u]; !ok {
-			added++
-		}
-	}
-	if len(live)+added > s.maxSubs {
+	if !res.Admitted {
 		return httpapi.Errorf(httpapi.CodeTooManySubs, fmt.Sprintf(
 			"subscriber %q has %d live subscriptions and this request adds %d, over the cap of %d: end some or let them expire",
-			subscriber, len(live), added, s.maxSubs))
+			subscriber, res.Live, res.Added, s.maxSubs))
 	}
 	return nil
 }

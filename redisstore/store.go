@@ -10,6 +10,8 @@
 //	                     ms) while offline, "a" the visible state last
 //	                     announced (see apply.lua)
 //	P:{U}:f, :w, :s      friends and subscriptions (see graph.go)
+//	P:{U}:r              subscriptions admitted under the cap, not yet
+//	                     applied (see subscriptioncap.go)
 //	P:grace:<partition>  users whose going offline is announced once the
 //	                     grace period has passed (see grace.go)
 //	P:expire:<topic>:<partition>
@@ -67,6 +69,7 @@ type Store struct {
 	apply      *redis.Script
 	announced  *redis.Script
 	advance    *redis.Script
+	reserve    *redis.Script
 	// scripts holds the source of apply and announced.
 	scripts map[*redis.Script]string
 }
@@ -80,7 +83,8 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.OfflineTTL = DefaultOfflineTTL
 	}
 	s := &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
-		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource)}
+		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
+		reserve: redis.NewScript(reserveSource)}
 	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource}
 	return s
 }

@@ -135,25 +135,3 @@ func postAs(t *testing.T, url, cred, body string) (int, http.Header, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, string(b)
 }
-
-// TestFutureTimesClamped: an event dated far ahead of the server's clock
-// is published at the server's time, one within the skew as sent.
-func TestFutureTimesClamped(t *testing.T) {
-	rec := &recorder{}
-	srv := serve(t, rec)
-	soon := time.Now().Add(ingest.MaxClockSkew / 2).UTC().Truncate(time.Millisecond)
-	before := time.Now()
-	code, body := post(t, srv.URL+"/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[
-		{"type":"connect","user":"alice","session":"s1","device":"ios","at":"9999-12-31T23:59:59Z"},
-		{"type":"connect","user":"bob","session":"s2","device":"ios","at":"`+soon.Format(time.RFC3339Nano)+`"}]}`)
-	after := time.Now()
-	if code != http.StatusAccepted {
-		t.Fatalf("%d %s", code, body)
-	}
-	if at := rec.events[0].At; at.Before(before) || at.After(after) {
-		t.Errorf("an event of year 9999 published at %s, want the server's time", at)
-	}
-	if at := rec.events[1].At; !at.Equal(soon) {
-		t.Errorf("an event within the skew published at %s, want %s as sent", at, soon)
-	}
-}

@@ -2,6 +2,13 @@
 // IM gateways written in other languages: they post batches of connects
 // and disconnects, and heartbeats, which it publishes to Kafka.
 //
+// An event's "at" may run ahead of the server's clock by at most the
+// maximum clock skew (DefaultMaxClockSkew, MaxClockSkew): within it, it
+// is taken as the server's now; beyond it, the batch is refused 400 and
+// nothing of it is written, since a session connected in the future would
+// outlive its gateway's lease. An "at" in the past is kept: a gateway may
+// post events it held while Kafka was down.
+//
 // Metrics (namespace presence, subsystem gateway):
 //
 //	presence_gateway_events_total{type}        events published
@@ -27,13 +34,22 @@ import (
 	"github.com/presence-im/presence/service/httpapi"
 )
 
+// DefaultMaxClockSkew is how far ahead of the server's clock an event's
+// "at" may be, by default.
+const DefaultMaxClockSkew = 5 * time.Second
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// MaxClockSkew sets how far ahead of the server's clock an event's "at"
+// may be (DefaultMaxClockSkew).
+func MaxClockSkew(d time.Duration) Option { return func(h *Handler) { h.maxSkew = d } }
+
+// Clock sets the server's clock (time.Now).
+func Clock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
 // MaxEvents is the most events one batch may hold.
 const MaxEvents = 10000
-
-// MaxClockSkew is how far in the future an event's "at" may be: a later
-// one is taken as now, so that a gateway's clock (or a forged time)
-// cannot set a session's times ahead of the servers'.
-const MaxClockSkew = 5 * time.Second
 
 // PublishTimeout bounds how long a request waits for Kafka. Publishing is
 // not tied to the request: a client that hangs up must not cancel records
@@ -67,6 +83,8 @@ type Handler struct {
 	pub     Publisher
 	auth    *auth.Authenticator
 	atomic  bool
+	maxSkew time.Duration
+	now     func() time.Time
 	log     *slog.Logger
 	events  *prometheus.CounterVec
 	batches *prometheus.CounterVec
@@ -80,13 +98,17 @@ type Handler struct {
 // gateway itself may declare its new epoch. Without credentials the
 // answer is 401 unauthorized, with others 403 forbidden. A nil
 // authenticator lets anyone post.
-func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, a *auth.Authenticator) (*Handler, error) {
+//
+// opts set the clock and the maximum clock skew.
+func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, a *auth.Authenticator, opts ...Option) (*Handler, error) {
 	at, ok := pub.(interface{ Atomic() bool })
 	h := &Handler{
-		pub:    pub,
-		auth:   a,
-		atomic: ok && at.Atomic(),
-		log:    log.With("component", "ingest"),
+		pub:     pub,
+		auth:    a,
+		atomic:  ok && at.Atomic(),
+		maxSkew: DefaultMaxClockSkew,
+		now:     time.Now,
+		log:     log.With("component", "ingest"),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "gateway", Name: "events_total",
 			Help: "Session events published, by type.",
@@ -100,6 +122,12 @@ func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, a *auth.Aut
 			Help:    "Time until Kafka acknowledged a batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	if h.maxSkew <= 0 {
+		return nil, fmt.Errorf("ingest: max clock skew %s is not positive", h.maxSkew)
 	}
 	for _, c := range []prometheus.Collector{h.events, h.batches, h.publish} {
 		if err := reg.Register(c); err != nil {
@@ -139,8 +167,9 @@ type eventJSON struct {
 	// gateway_shutdown.
 	Reason string `json:"reason"`
 	// At is when the gateway saw the event (RFC 3339); when absent, the
-	// time the server publishes it. A time more than MaxClockSkew ahead
-	// of the server's clock is taken as the server's time.
+	// time the server publishes it. A time ahead of the server's clock
+	// is taken as the server's time within the maximum skew, and refused
+	// beyond it.
 	At *time.Time `json:"at"`
 }
 
@@ -227,13 +256,18 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 		return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%d events in one batch, at most %d", len(req.Events), MaxEvents))
 	}
 	events := make([]gateway.Event, len(req.Events))
+	now := h.now()
 	for i, e := range req.Events {
 		ev := gateway.Event{
 			App: app, User: e.User, Session: e.Session, Device: e.Device, DeviceID: e.DeviceID,
 			Gateway: req.Gateway, Epoch: req.Epoch,
 		}
 		if e.At != nil {
-			ev.At = clampFuture(*e.At, time.Now())
+			at, err := h.clamp(*e.At, now)
+			if err != nil {
+				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))
+			}
+			ev.At = at
 		}
 		switch e.Type {
 		case "connect":
@@ -259,12 +293,18 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 	return events, req.Gateway, nil
 }
 
-// clampFuture is at, or now when at is more than MaxClockSkew after now.
-func clampFuture(at, now time.Time) time.Time {
-	if at.After(now.Add(MaxClockSkew)) {
-		return now
+// clamp is at as published: now when at is ahead of now by at most the
+// maximum skew, at when it is not ahead; an error when it is further ahead.
+func (h *Handler) clamp(at, now time.Time) (time.Time, error) {
+	switch {
+	case !at.After(now):
+		return at, nil
+	case at.Sub(now) <= h.maxSkew:
+		return now, nil
+	default:
+		return time.Time{}, fmt.Errorf(`"at" %s is %s ahead of the server's clock, more than the %s allowed: check the gateway's clock`,
+			at.Format(time.RFC3339Nano), at.Sub(now).Round(time.Millisecond), h.maxSkew)
 	}
-	return at
 }
 
 type heartbeatRequest struct {

@@ -19,6 +19,11 @@ import (
 // key names a session on this gateway.
 type key struct{ app, user, session string }
 
+// userKey is a user of an app.
+type userKey struct{ app, user string }
+
+func (k key) userKey() userKey { return userKey{k.app, k.user} }
+
 // outgoing is a message waiting in a connection's send buffer.
 type outgoing struct {
 	typ  string

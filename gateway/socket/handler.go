@@ -45,8 +45,13 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.reserve(r.Context(), c); err != nil {
 		result := connectUnavailable
-		if codeOf(err) == httpapi.CodeSessionExists {
+		switch {
+		case codeOf(err) == httpapi.CodeSessionExists:
 			result = connectDuplicate
+		case codeOf(err) == httpapi.CodeTooManySockets:
+			result = connectUserCap
+		case errors.Is(err, errGatewayFull):
+			result = connectGatewayCap
 		}
 		s.reject(w, r, result, err)
 		return
@@ -61,6 +66,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		// The connect may be in Kafka all the same.
 		s.finish(c)
 		return
+	}
+	// The socket outlives the server's read and write timeouts: the pings
+	// bound it instead. Cleared before Accept, which writes its 101 under
+	// the request's write deadline, passed when the connect took long.
+	if err := httpapi.NoDeadlines(w); err != nil {
+		s.log.Warn("clearing the connection's deadlines for a websocket", "err", err)
 	}
 	ws, err := websocket.Accept(recorder{ResponseWriter: w, c: c}, r, &websocket.AcceptOptions{OriginPatterns: s.origins})
 	if err != nil { // Accept has answered the client
@@ -138,7 +149,12 @@ func (s *Server) reserve(ctx context.Context, c *conn) error {
 		}
 		old := s.conns[c.key]
 		if old == nil {
+			if err := s.checkCaps(c); err != nil {
+				s.mu.Unlock()
+				return err
+			}
 			s.conns[c.key] = c
+			s.users[c.userKey()]++
 			s.live[c] = struct{}{}
 			s.handlers.Add(1)
 			s.mu.Unlock()
@@ -154,6 +170,25 @@ func (s *Server) reserve(ctx context.Context, c *conn) error {
 			return httpapi.Errorf(httpapi.CodeUnavailable, "gave up waiting for the previous connection of this session to close")
 		}
 	}
+}
+
+// errGatewayFull marks a connect refused because the gateway holds
+// MaxSockets sessions.
+var errGatewayFull = errors.New("gateway full")
+
+// checkCaps refuses c when the gateway, or c's user here, holds as many
+// sessions as allowed. Sessions count from their reservation to the
+// release of their id. Called with s.mu held.
+func (s *Server) checkCaps(c *conn) error {
+	if len(s.conns) >= s.maxSockets {
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable,
+			fmt.Sprintf("this gateway holds its most sockets (%d): connect to another one", s.maxSockets)), errGatewayFull)
+	}
+	if n := s.users[c.userKey()]; n >= s.maxPerUser {
+		return httpapi.Errorf(httpapi.CodeTooManySockets,
+			fmt.Sprintf("user %q has %d sockets open on this gateway, the most allowed: close one first", c.user, n))
+	}
+	return nil
 }
 
 // forget is the end of a session's handler.

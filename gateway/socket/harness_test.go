@@ -25,6 +25,7 @@ import (
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/service/httpapi"
 )
 
 const (
@@ -51,6 +52,9 @@ type setup struct {
 	brokers []string
 	// listener wraps the server's listener.
 	listener func(net.Listener) net.Listener
+	// limits, when set, serves through httpapi with these limits rather
+	// than through httptest.
+	limits *httpapi.Limits
 }
 
 func start(t *testing.T, s setup) *harness {
@@ -82,13 +86,17 @@ func start(t *testing.T, s setup) *harness {
 	}
 	mux := http.NewServeMux()
 	h.srv.Register(mux)
-	hs := httptest.NewUnstartedServer(mux)
-	if s.listener != nil {
-		hs.Listener = s.listener(hs.Listener)
+	if s.limits != nil {
+		h.base = "ws://" + serveLimited(t, *s.limits, mux)
+	} else {
+		hs := httptest.NewUnstartedServer(mux)
+		if s.listener != nil {
+			hs.Listener = s.listener(hs.Listener)
+		}
+		hs.Start()
+		t.Cleanup(hs.Close)
+		h.base = "ws" + strings.TrimPrefix(hs.URL, "http")
 	}
-	hs.Start()
-	t.Cleanup(hs.Close)
-	h.base = "ws" + strings.TrimPrefix(hs.URL, "http")
 
 	if s.brokers == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -120,6 +128,26 @@ func start(t *testing.T, s setup) *harness {
 		}
 	})
 	return h
+}
+
+// serveLimited serves h as the gateway command does, within lim, until
+// the test ends; it returns the address.
+func serveLimited(t *testing.T, lim httpapi.Limits, h http.Handler) string {
+	t.Helper()
+	l, err := httpapi.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lim.Serve(ctx, l, h, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
 }
 
 // tail sends every record of topic, from the start, to the channel.

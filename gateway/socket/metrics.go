@@ -11,6 +11,8 @@ const (
 	connectNotUpgraded = "not_upgraded"
 	connectUnauth      = "unauthorized"
 	connectForbidden   = "forbidden"
+	connectUserCap     = "user_cap"    // the user has MaxSocketsPerUser here
+	connectGatewayCap  = "gateway_cap" // the gateway has MaxSockets
 )
 
 // Labels of presence_gateway_socket_disconnects_total{cause}.
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sockets: prometheus.NewGauge(prometheus.GaugeOpts(opts("sockets",
 			"WebSocket clients connected."))),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_connects_total",
-			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded.")), []string{"result"}),
+			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded, user_cap, gateway_cap.")), []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_disconnects_total",
 			"WebSocket sessions ended, by cause: client_closed, timeout, slow_consumer, write_failed, gateway_shutdown.")), []string{"cause"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_delivered_total",

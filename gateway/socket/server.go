@@ -19,7 +19,11 @@
 // A client that does not keep up is closed rather than waited for: each
 // session has a send buffer of Config.SendBuffer messages, and a
 // notification that finds it full closes the socket with
-// StatusPolicyViolation. A client must answer the server's pings (every
+// StatusPolicyViolation. A gateway holds at most Config.MaxSockets
+// sessions, and at most Config.MaxSocketsPerUser of one user; a connect
+// over a cap is refused before the upgrade, in the JSON envelope: 429
+// too_many_sockets for the user's cap, 503 unavailable for the gateway's
+// (connect to another gateway). A client must answer the server's pings (every
 // Config.PingInterval) within a ping interval.
 //
 // Metrics (namespace presence, subsystem gateway):
@@ -30,7 +34,9 @@
 //	                                                       unavailable,
 //	                                                       not_upgraded,
 //	                                                       unauthorized,
-//	                                                       forbidden
+//	                                                       forbidden,
+//	                                                       user_cap,
+//	                                                       gateway_cap
 //	presence_gateway_socket_disconnects_total{cause}       client_closed,
 //	                                                       timeout,
 //	                                                       slow_consumer,
@@ -67,8 +73,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultPingInterval = 20 * time.Second
-	DefaultSendBuffer   = 256
+	DefaultPingInterval      = 20 * time.Second
+	DefaultSendBuffer        = 256
+	DefaultMaxSockets        = 100_000
+	DefaultMaxSocketsPerUser = 16
 )
 
 // PublishTimeout bounds how long a connect or disconnect waits for Kafka.
@@ -101,6 +109,12 @@ type Config struct {
 	// ("https://app.example.com"), matched with path.Match. A request
 	// without Origin (not a browser) is always let through.
 	AllowedOrigins []string
+	// MaxSockets is the most sessions this gateway holds at once
+	// (DefaultMaxSockets).
+	MaxSockets int
+	// MaxSocketsPerUser is the most sessions of one user this gateway
+	// holds at once (DefaultMaxSocketsPerUser).
+	MaxSocketsPerUser int
 }
 
 // Server serves WebSocket clients and delivers their notifications.
@@ -112,9 +126,12 @@ type Server struct {
 	sendBuffer   int
 	auth         *auth.Authenticator
 	origins      []string
+	maxSockets   int
+	maxPerUser   int
 
 	mu       sync.RWMutex
 	conns    map[key]*conn      // sessions by id, until their id is free
+	users    map[userKey]int    // entries of conns by user
 	live     map[*conn]struct{} // sessions whose handler runs
 	closing  bool               // Shutdown has begun
 	handlers sync.WaitGroup     // one per entry of live
@@ -130,8 +147,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Publisher == nil {
 		return nil, errors.New("socket.Config: no Publisher")
 	}
-	if cfg.PingInterval < 0 || cfg.SendBuffer < 0 {
-		return nil, fmt.Errorf("socket.Config: negative PingInterval %s or SendBuffer %d", cfg.PingInterval, cfg.SendBuffer)
+	if cfg.PingInterval < 0 || cfg.SendBuffer < 0 || cfg.MaxSockets < 0 || cfg.MaxSocketsPerUser < 0 {
+		return nil, fmt.Errorf("socket.Config: negative PingInterval %s, SendBuffer %d, MaxSockets %d or MaxSocketsPerUser %d",
+			cfg.PingInterval, cfg.SendBuffer, cfg.MaxSockets, cfg.MaxSocketsPerUser)
 	}
 	if err := checkOrigins(cfg.AllowedOrigins); err != nil {
 		return nil, fmt.Errorf("socket.Config: %w", err)
@@ -141,6 +159,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SendBuffer == 0 {
 		cfg.SendBuffer = DefaultSendBuffer
+	}
+	if cfg.MaxSockets == 0 {
+		cfg.MaxSockets = DefaultMaxSockets
+	}
+	if cfg.MaxSocketsPerUser == 0 {
+		cfg.MaxSocketsPerUser = DefaultMaxSocketsPerUser
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -160,7 +184,10 @@ func New(cfg Config) (*Server, error) {
 		sendBuffer:   cfg.SendBuffer,
 		auth:         cfg.Auth,
 		origins:      cfg.AllowedOrigins,
+		maxSockets:   cfg.MaxSockets,
+		maxPerUser:   cfg.MaxSocketsPerUser,
 		conns:        map[key]*conn{},
+		users:        map[userKey]int{},
 		live:         map[*conn]struct{}{},
 		reading:      make(chan struct{}),
 		drained:      make(chan struct{}),
@@ -253,6 +280,10 @@ func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	if s.conns[c.key] == c {
 		delete(s.conns, c.key)
+		u := c.userKey()
+		if s.users[u]--; s.users[u] == 0 {
+			delete(s.users, u)
+		}
 	}
 	s.mu.Unlock()
 	close(c.released)

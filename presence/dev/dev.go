@@ -40,6 +40,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 // Config configures Run. Zero values mean the defaults of `presence dev`.
@@ -70,7 +71,16 @@ type Config struct {
 	// Limits bound what the processor takes from a record (zero values:
 	// the processor's defaults).
 	Limits processor.Limits
-	Logger *slog.Logger
+	// MetricsAddr, when set, serves /metrics alone there, and not on the
+	// query API and gateway addresses.
+	MetricsAddr string
+	// Rates are the rate limits of both servers (ratelimit.DefaultApp and
+	// DefaultUser; a rate of 0 is no limit).
+	Rates *ratelimit.Flags
+	// MaxSockets and MaxSocketsPerUser cap the gateway's WebSocket
+	// sessions (socket.DefaultMaxSockets, DefaultMaxSocketsPerUser).
+	MaxSockets, MaxSocketsPerUser int
+	Logger                        *slog.Logger
 	// Ready is called once everything serves.
 	Ready func(Addrs)
 }
@@ -78,6 +88,7 @@ type Config struct {
 // Addrs are where a running pipeline can be reached.
 type Addrs struct {
 	Query, Gateway string   // HTTP host:port
+	Metrics        string   // host:port of /metrics, when it has its own
 	Brokers        []string // Kafka
 	Redis          string   // redis URL
 }
@@ -89,6 +100,9 @@ func (c *Config) defaults() {
 	c.GatewayAddr = cmp.Or(c.GatewayAddr, "127.0.0.1:8090")
 	c.OfflineTTL = cmp.Or(c.OfflineTTL, redisstore.DefaultOfflineTTL)
 	c.GatewayLease = cmp.Or(c.GatewayLease, gateway.DefaultLease)
+	if c.Rates == nil {
+		c.Rates = &ratelimit.Flags{App: ratelimit.DefaultApp, User: ratelimit.DefaultUser}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -145,7 +159,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	query, err := queryapi.New(queryapi.Config{Store: store, Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Auth: authn, Logger: log, Registry: reg,
-		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp})
+		Probes: []httpapi.Probe{proc.Ready}, Gate: proc.CaughtUp,
+		NoMetrics: cfg.MetricsAddr != "", RateLimits: cfg.Rates.Scopes(authn != nil)})
 	if err != nil {
 		return err
 	}
@@ -161,14 +176,22 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
-		Auth: authn, AllowedOrigins: cfg.AllowedOrigins})
+		Auth: authn, AllowedOrigins: cfg.AllowedOrigins,
+		MaxSockets: cfg.MaxSockets, MaxSocketsPerUser: cfg.MaxSocketsPerUser})
+	if err != nil {
+		return err
+	}
+	gwLimits, err := ratelimit.New(ratelimit.Config{Server: "gateway", Scopes: cfg.Rates.Scopes(authn != nil), Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	gwMux := http.NewServeMux()
 	ing.Register(gwMux)
 	sock.Register(gwMux)
-	httpapi.Ops(gwMux, reg, pub.Ping, sock.Ready)
+	httpapi.Health(gwMux, pub.Ping, sock.Ready)
+	if cfg.MetricsAddr == "" {
+		httpapi.Metrics(gwMux, reg)
+	}
 
 	queryL, err := httpapi.Listen(cfg.QueryAddr)
 	if err != nil {
@@ -182,9 +205,21 @@ func Run(ctx context.Context, cfg Config) error {
 	addrs.Query, addrs.Gateway = queryL.Addr().String(), gwL.Addr().String()
 
 	g, ctx := errgroup.WithContext(ctx)
+	if cfg.MetricsAddr != "" {
+		metricsL, err := httpapi.Listen(cfg.MetricsAddr)
+		if err != nil {
+			queryL.Close()
+			gwL.Close()
+			return err
+		}
+		addrs.Metrics = metricsL.Addr().String()
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, metricsL, reg, log) })
+	}
 	g.Go(func() error { return proc.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
-	g.Go(func() error { return httpapi.Serve(ctx, gwL, httpapi.Envelope(gwMux, log), log) })
+	g.Go(func() error {
+		return httpapi.Serve(ctx, gwL, authn.Identify(gwLimits.Wrap(httpapi.Envelope(gwMux, log))), log)
+	})
 	g.Go(func() error { return sock.Run(ctx) })
 	g.Go(func() error {
 		return pub.KeepLease(ctx, func(err error) { log.Warn("renewing the gateway's lease", "err", err) })

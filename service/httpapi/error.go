@@ -29,6 +29,10 @@ const (
 	CodeForbidden = "forbidden"
 	// A session id already open on this gateway, for the same user.
 	CodeSessionExists = "session_exists"
+	// Over a rate limit; the answer has a Retry-After header (seconds).
+	CodeRateLimited = "rate_limited"
+	// Over the cap of a user's sockets on one gateway.
+	CodeTooManySockets = "too_many_sockets"
 )
 
 var statusOf = map[string]int{
@@ -45,7 +49,9 @@ var statusOf = map[string]int{
 	CodeUnauthorized: http.StatusUnauthorized,
 	CodeForbidden:    http.StatusForbidden,
 
-	CodeSessionExists: http.StatusConflict,
+	CodeSessionExists:  http.StatusConflict,
+	CodeRateLimited:    http.StatusTooManyRequests,
+	CodeTooManySockets: http.StatusTooManyRequests,
 }
 
 // Error is an error a client can act on: a code from the table above and a

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -29,6 +28,19 @@ type Router interface {
 // Ops adds /healthz (the process answers), /readyz (every probe passes)
 // and /metrics (gatherer's metrics) to r.
 func Ops(r Router, gatherer prometheus.Gatherer, probes ...Probe) {
+	Health(r, probes...)
+	Metrics(r, gatherer)
+}
+
+// Metrics adds /metrics (gatherer's metrics) to r: with Health, the parts
+// of Ops for a server whose metrics have an address of their own.
+func Metrics(r Router, gatherer prometheus.Gatherer) {
+	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+}
+
+// Health adds /healthz (the process answers) and /readyz (every probe
+// passes) to r.
+func Health(r Router, probes ...Probe) {
 	r.Handle("/healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -46,7 +58,6 @@ func Ops(r Router, gatherer prometheus.Gatherer, probes ...Probe) {
 		}
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	}))
-	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 }
 
 // NewRegistry returns a metrics registry holding the Go runtime and process
@@ -66,28 +77,16 @@ func Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves h on l until ctx ends, then shuts down within
-// ShutdownTimeout.
+// Serve serves h on l with the default Limits until ctx ends, then shuts
+// down within ShutdownTimeout.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving on %s: %w", l.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutting down %s: %w", l.Addr(), err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serving on %s: %w", l.Addr(), err)
-	}
-	return nil
+	return Limits{}.Serve(ctx, l, h, log)
+}
+
+// ServeMetrics serves gatherer's metrics alone, on /metrics of l, until
+// ctx ends: the metrics of a server given an address of their own.
+func ServeMetrics(ctx context.Context, l net.Listener, gatherer prometheus.Gatherer, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	Metrics(mux, gatherer)
+	return Serve(ctx, l, Envelope(mux, log), log)
 }

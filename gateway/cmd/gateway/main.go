@@ -23,6 +23,7 @@ import (
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 	"github.com/presence-im/presence/service/kafkaconn"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 func main() { cli.Main("gateway", run) }
@@ -43,6 +44,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may publish for any gateway and connect as any user")
 	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
 	kafka := kafkaconn.Register(fs)
+	maxSockets := fs.Int("max-sockets", socket.DefaultMaxSockets, "most WebSocket sessions this gateway holds; over it a connect is refused 503")
+	maxPerUser := fs.Int("max-sockets-per-user", socket.DefaultMaxSocketsPerUser, "most WebSocket sessions of one user this gateway holds; over it a connect is refused 429 too_many_sockets")
+	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
+	maxSkew := fs.Duration("max-clock-skew", ingest.DefaultMaxClockSkew, "how far an ingested event's \"at\" may be ahead of this server's clock (later ones are refused 400); older ones are kept")
+	var rates ratelimit.Flags
+	rates.Register(fs)
 	cli.Usage(fs, "gateway: holds WebSocket clients and publishes the connects, disconnects and heartbeats that IM gateways post over HTTP")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -56,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--send-buffer must be positive")
 	case *maxBuffered <= 0:
 		return errors.New("--max-buffered must be positive")
+	case *maxSockets <= 0 || *maxPerUser <= 0:
+		return errors.New("--max-sockets and --max-sockets-per-user must be positive")
+	case *maxSkew <= 0:
+		return errors.New("--max-clock-skew must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
@@ -80,27 +91,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	defer pub.Close()
 	reg := httpapi.NewRegistry()
-	h, err := ingest.New(pub, log, reg, authn)
+	h, err := ingest.New(pub, log, reg, authn, ingest.MaxClockSkew(*maxSkew))
 	if err != nil {
 		return err
 	}
 	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
-		PingInterval: *ping, SendBuffer: *sendBuffer, Auth: authn, AllowedOrigins: cli.List(*origins)})
+		PingInterval: *ping, SendBuffer: *sendBuffer, Auth: authn, AllowedOrigins: cli.List(*origins),
+		MaxSockets: *maxSockets, MaxSocketsPerUser: *maxPerUser})
+	if err != nil {
+		return err
+	}
+	limits, err := ratelimit.New(ratelimit.Config{Server: "gateway", Scopes: rates.Scopes(authn != nil), Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	h.Register(mux)
 	sock.Register(mux)
-	httpapi.Ops(mux, reg, pub.Ping, sock.Ready)
+	httpapi.Health(mux, pub.Ping, sock.Ready)
+	if *metricsAddr == "" {
+		httpapi.Metrics(mux, reg)
+	}
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
 	}
-	log.Info("gateway ready", "addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch())
-
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log) })
+	ready := []any{"addr", l.Addr().String(), "id", pub.ID(), "epoch", pub.Epoch()}
+	if *metricsAddr != "" {
+		ml, err := httpapi.Listen(*metricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		ready = append(ready, "metrics_addr", ml.Addr().String())
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, ml, reg, log) })
+	}
+	log.Info("gateway ready", ready...)
+	g.Go(func() error {
+		return httpapi.Serve(ctx, l, authn.Identify(limits.Wrap(httpapi.Envelope(mux, log))), log)
+	})
 	g.Go(func() error { return sock.Run(ctx) })
 	g.Go(func() error {
 		return pub.KeepLease(ctx, func(err error) { log.Warn("renewing the gateway's lease", "err", err) })

@@ -17,11 +17,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/presence/dev"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/kafkaconn"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 const usage = `usage: presence <command> [flags]
@@ -83,6 +85,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.StringVar(&cfg.AuthFile, "auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); without it everything is served to everyone")
 	origins := fs.String("allowed-origins", "", "comma-separated origins or host patterns (https://app.example.com, *.example.com) whose pages may open WebSockets, besides the gateway's own host")
 	cfg.Limits.Flags(fs)
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on both servers)")
+	fs.IntVar(&cfg.MaxSockets, "max-sockets", socket.DefaultMaxSockets, "most WebSocket sessions the gateway holds; over it a connect is refused 503")
+	fs.IntVar(&cfg.MaxSocketsPerUser, "max-sockets-per-user", socket.DefaultMaxSocketsPerUser, "most WebSocket sessions of one user the gateway holds; over it a connect is refused 429 too_many_sockets")
+	cfg.Rates = &ratelimit.Flags{}
+	cfg.Rates.Register(fs)
 	cli.Usage(fs, "presence dev: the whole pipeline in one process")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -97,14 +104,21 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if l := cfg.Limits; l.MaxRecordBytes <= 0 || l.MaxClockSkew <= 0 || l.MaxGatewayLease <= 0 || l.StallTimeout <= 0 {
 		return fmt.Errorf("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
 	}
+	if cfg.MaxSockets <= 0 || cfg.MaxSocketsPerUser <= 0 {
+		return fmt.Errorf("--max-sockets and --max-sockets-per-user must be positive")
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	redisstore.LogTo(cfg.Logger)
 	if err := externalKafka(ctx, brokers, kafka, cfg.Logger, &cfg.Brokers, &cfg.KafkaOpts); err != nil {
 		return err
 	}
 	cfg.Ready = func(a dev.Addrs) {
-		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s\n",
-			a.Query, a.Gateway, strings.Join(a.Brokers, ","), redisstore.RedactURL(a.Redis))
+		metrics := ""
+		if a.Metrics != "" {
+			metrics = ", metrics http://" + a.Metrics + "/metrics"
+		}
+		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s%s\n",
+			a.Query, a.Gateway, strings.Join(a.Brokers, ","), redisstore.RedactURL(a.Redis), metrics)
 	}
 	return dev.Run(ctx, cfg)
 }

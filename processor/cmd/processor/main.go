@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	limits.Flags(fs)
 	addr := fs.String("addr", ":8091", "HTTP listen address of /healthz, /readyz and /metrics")
 	kafka := kafkaconn.Register(fs)
+	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
 	cli.Usage(fs, "processor: materializes the Presence topics into Redis")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -72,12 +73,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	mux := http.NewServeMux()
-	httpapi.Ops(mux, reg, p.Ready)
+	httpapi.Health(mux, p.Ready)
+	if *metricsAddr == "" {
+		httpapi.Metrics(mux, reg)
+	}
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	if *metricsAddr != "" {
+		ml, err := httpapi.Listen(*metricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		log.Info("serving metrics", "metrics_addr", ml.Addr().String())
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, ml, reg, log) })
+	}
 	g.Go(func() error { return p.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, l, httpapi.Envelope(mux, log), log) })
 	return g.Wait()

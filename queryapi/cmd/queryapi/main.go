@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
 	"github.com/presence-im/presence/service/httpapi"
 	"github.com/presence-im/presence/service/kafkaconn"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 func main() { cli.Main("queryapi", run) }
@@ -31,6 +34,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may read and write any user of any app")
 	kafka := kafkaconn.Register(fs)
+	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
+	var rates ratelimit.Flags
+	rates.Register(fs)
 	cli.Usage(fs, "queryapi: serves Presence lookups over HTTP, writes custom status, friends and subscriptions to Kafka")
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
@@ -60,9 +66,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
 		return err
 	}
+	reg := httpapi.NewRegistry()
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
-		Auth: authn, Logger: log, Registry: httpapi.NewRegistry(), KafkaOpts: kopts,
+		Auth: authn, Logger: log, KafkaOpts: kopts, Registry: reg, NoMetrics: *metricsAddr != "", RateLimits: rates.Scopes(authn != nil),
 	})
 	if err != nil {
 		return err
@@ -72,6 +79,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	log.Info("queryapi ready", "addr", l.Addr().String())
-	return httpapi.Serve(ctx, l, s.Handler(), log)
+	g, ctx := errgroup.WithContext(ctx)
+	ready := []any{"addr", l.Addr().String()}
+	if *metricsAddr != "" {
+		ml, err := httpapi.Listen(*metricsAddr)
+		if err != nil {
+			l.Close()
+			return err
+		}
+		ready = append(ready, "metrics_addr", ml.Addr().String())
+		g.Go(func() error { return httpapi.ServeMetrics(ctx, ml, reg, log) })
+	}
+	log.Info("queryapi ready", ready...)
+	g.Go(func() error { return httpapi.Serve(ctx, l, s.Handler(), log) })
+	return g.Wait()
 }
