@@ -21,7 +21,8 @@ const MaxAppBytes = 64
 // ValidateApp checks an app id: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
 func ValidateApp(app string) error {
 	if app == "" || len(app) > MaxAppBytes {
-		return fmt.Errorf("%w app id %q: must be 1 to %d bytes", ErrInvalid, app, MaxAppBytes)
+		// Not quoted: it may be megabytes long.
+		return fmt.Errorf("%w app id: %d bytes, must be 1 to %d", ErrInvalid, len(app), MaxAppBytes)
 	}
 	for _, c := range []byte(app) {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
