@@ -143,7 +143,8 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 }
 
 // tombstone returns the ids of a tombstone's key, checked: an app, then
-// user ids; the key must have one of the given numbers of components.
+// user ids; the key must have one of the given numbers of components, in
+// canonical escaped form.
 func tombstone(r *kgo.Record, components ...int) ([]string, error) {
 	ids := schemas.SplitKey(r.Key)
 	ok := false
@@ -159,6 +160,16 @@ func tombstone(r *kgo.Record, components ...int) ([]string, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("tombstone key %q: %w", r.Key, err)
+	}
+	// Only the canonical key of its ids can delete what a record wrote:
+	// "chat/p%q/r" names the ids of "chat/p%25q/r" but is another key,
+	// which compaction keeps apart from it.
+	canonical := schemas.UserKey(ids[0], ids[1])
+	if len(ids) == 3 {
+		canonical = schemas.SessionKey(ids[0], ids[1], ids[2])
+	}
+	if canonical != string(r.Key) {
+		return nil, fmt.Errorf("tombstone key %q is not in canonical form %q", r.Key, canonical)
 	}
 	return ids, nil
 }

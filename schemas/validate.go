@@ -3,6 +3,8 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -160,13 +162,15 @@ func ValidateSubscription(s *presencepb.Subscription) error {
 }
 
 // ValidateHeartbeat checks a GatewayHeartbeat: valid ids, a positive
-// lease and time.
+// lease that a time.Duration holds, and a time.
 func ValidateHeartbeat(hb *presencepb.GatewayHeartbeat) error {
 	if err := errors.Join(ValidateID("gateway", hb.GetGateway()), ValidateID("epoch", hb.GetEpoch())); err != nil {
 		return err
 	}
-	if hb.GetLeaseMs() <= 0 {
-		return fmt.Errorf("%w heartbeat lease %d ms", ErrInvalid, hb.GetLeaseMs())
+	// A longer lease than a time.Duration holds would wrap around, to a
+	// lease that has already ended or one unrelated to the one asked for.
+	if ms := hb.GetLeaseMs(); ms <= 0 || ms > int64(math.MaxInt64/time.Millisecond) {
+		return fmt.Errorf("%w heartbeat lease %d ms", ErrInvalid, ms)
 	}
 	return validateTimestamp(hb.GetTimestampMs())
 }
