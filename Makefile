@@ -5,8 +5,9 @@ MODULES  := schemas redisstore service gateway processor queryapi presence deplo
 PACKAGES := $(addsuffix /...,$(addprefix ./,$(MODULES)))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PROTOC_GEN_GO := google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+FUZZTIME ?= 30s
 
-.PHONY: build run test vet bench redis-server proto clean
+.PHONY: build run test vet fuzz bench redis-server proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/
 build:
@@ -26,6 +27,18 @@ test: vet redis-server
 
 vet:
 	go vet $(PACKAGES)
+
+## fuzz: run every fuzz test (func Fuzz… in a _test.go file) for FUZZTIME
+## each, one after another (go test fuzzes one target at a time); an input
+## that fails is kept under its package's testdata/fuzz/ and is a seed of
+## make test from then on
+fuzz: redis-server
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' $(MODULES)); do \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "fuzz: $$fn in ./$$(dirname $$file) for $(FUZZTIME)"; \
+			go test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$(dirname $$file); \
+		done; \
+	done
 
 ## bench: the standard benchmark set, each scenario against the raw tools
 ## (a few minutes on 2 cores); the table goes to stdout, progress to
