@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -182,8 +183,9 @@ func checkSessionChange(t *testing.T, r *kgo.Record, c redisstore.Change) {
 }
 
 // Whatever a heartbeat record holds, renew never panics; a heartbeat it
-// accepts is its key's gateway's, with a valid epoch and the lease it
-// says, which ends after it was sent.
+// accepts is its key's gateway's, with a valid epoch, a lease that is
+// positive and no longer than it asks (exactly what it asks up to
+// DefaultGatewayLease), from no later than the heartbeat says.
 func FuzzRenew(f *testing.F) {
 	const ms = 1_800_000_000_000
 	hb := func(lease int64) []byte {
@@ -199,9 +201,16 @@ func FuzzRenew(f *testing.F) {
 	f.Add([]byte("gw-1"), []byte("\x12\x80"))
 	f.Add([]byte("gw-1"), mustMarshal(f, &pb.GatewayHeartbeat{Gateway: "gw-1", Epoch: "attacker", LeaseMs: 1000,
 		TimestampMs: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).UnixMilli()}))
+	// The processor as New makes it (its defaults, its clock); its store
+	// and brokers are never used here.
+	p, err := New(Config{Brokers: []string{"127.0.0.1:1"},
+		Store: redisstore.New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), redisstore.Options{})})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, key, value []byte) {
-		p := &Processor{gateways: gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{},
-			freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}}
+		p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{},
+			freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 		r := &kgo.Record{Topic: schemas.GatewaysTopic, Key: key, Value: value, Offset: 7}
 		if err := p.renew(r); err != nil {
 			if len(p.gateways.leases) != 0 {
@@ -223,8 +232,10 @@ func FuzzRenew(f *testing.F) {
 		if err := schemas.ValidateID("epoch", l.epoch); err != nil || l.epoch != hb.Epoch {
 			t.Fatalf("lease of %q has epoch %q: %v", key, l.epoch, err)
 		}
-		if l.length <= 0 || l.length.Milliseconds() != hb.LeaseMs || !l.expires.After(l.at) {
-			t.Fatalf("heartbeat of %q with lease_ms %d: lease %s from %v to %v", key, hb.LeaseMs, l.length, l.at, l.expires)
+		exact := hb.LeaseMs <= DefaultGatewayLease.Milliseconds()
+		if l.length <= 0 || l.length.Milliseconds() > hb.LeaseMs || exact && l.length.Milliseconds() != hb.LeaseMs ||
+			l.at.After(time.UnixMilli(hb.TimestampMs)) || !l.expires.Equal(l.at.Add(l.length)) {
+			t.Fatalf("heartbeat of %q at %d ms with lease_ms %d: lease %s from %v to %v", key, hb.TimestampMs, hb.LeaseMs, l.length, l.at, l.expires)
 		}
 	})
 }
