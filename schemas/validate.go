@@ -3,6 +3,8 @@ package schemas
 import (
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -21,7 +23,8 @@ const MaxAppBytes = 64
 // ValidateApp checks an app id: 1 to 64 ASCII letters, digits, '.', '_' or '-'.
 func ValidateApp(app string) error {
 	if app == "" || len(app) > MaxAppBytes {
-		return fmt.Errorf("%w app id %q: must be 1 to %d bytes", ErrInvalid, app, MaxAppBytes)
+		// Not quoted: it may be megabytes long.
+		return fmt.Errorf("%w app id: %d bytes, must be 1 to %d", ErrInvalid, len(app), MaxAppBytes)
 	}
 	for _, c := range []byte(app) {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
@@ -159,13 +162,15 @@ func ValidateSubscription(s *presencepb.Subscription) error {
 }
 
 // ValidateHeartbeat checks a GatewayHeartbeat: valid ids, a positive
-// lease and time.
+// lease that a time.Duration holds, and a time.
 func ValidateHeartbeat(hb *presencepb.GatewayHeartbeat) error {
 	if err := errors.Join(ValidateID("gateway", hb.GetGateway()), ValidateID("epoch", hb.GetEpoch())); err != nil {
 		return err
 	}
-	if hb.GetLeaseMs() <= 0 {
-		return fmt.Errorf("%w heartbeat lease %d ms", ErrInvalid, hb.GetLeaseMs())
+	// A longer lease than a time.Duration holds would wrap around, to a
+	// lease that has already ended or one unrelated to the one asked for.
+	if ms := hb.GetLeaseMs(); ms <= 0 || ms > int64(math.MaxInt64/time.Millisecond) {
+		return fmt.Errorf("%w heartbeat lease %d ms", ErrInvalid, ms)
 	}
 	return validateTimestamp(hb.GetTimestampMs())
 }

@@ -42,7 +42,9 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeInvalid, "decoding request body: "+err.Error())
 	}
-	if dec.More() {
+	// Not dec.More, which takes a stray '}' or ']' after the value for
+	// the end of the body.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Errorf(CodeInvalid, "request body holds more than one JSON value")
 	}
 	return nil
