@@ -1,6 +1,7 @@
 package socket_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -169,5 +170,36 @@ func TestBadOriginPattern(t *testing.T) {
 	_, err = socket.New(socket.Config{Publisher: pub, AllowedOrigins: []string{"https://ok.example", "["}})
 	if err == nil || !strings.Contains(err.Error(), `"["`) {
 		t.Errorf("error %v, want one naming the bad pattern", err)
+	}
+}
+
+// TestTokenExpiryEndsTheSocket: a socket lives no longer than its token.
+// A token that expired less than auth.Leeway ago still opens a socket,
+// which closes (policy violation) when the leeway runs out, with its
+// disconnect published first.
+func TestTokenExpiryEndsTheSocket(t *testing.T) {
+	h, _ := authStart(t)
+	// exp is in whole seconds: the token ends 1 to 2 seconds from now.
+	token := authtest.Sign(t, jwt.SigningMethodHS256, []byte(authtest.UserSecret), "",
+		authtest.Claims("chat", "alice", 2*time.Second-auth.Leeway))
+	ws, _, err := h.dial(url.Values{"user": {"alice"}, "session": {"s1"}, "device": {"web"}, "token": {token}}, nil)
+	if err != nil {
+		t.Fatalf("a token within its leeway: %v", err)
+	}
+	defer ws.CloseNow()
+	if got := h.next(); got.Type != "EVENT_TYPE_CONNECT" {
+		t.Fatalf("published %+v, want alice's connect", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, _, err = ws.Read(ctx)
+	if status := websocket.CloseStatus(err); status != websocket.StatusPolicyViolation {
+		t.Fatalf("read %v (status %d), want the close of an expired token (%d)", err, status, websocket.StatusPolicyViolation)
+	}
+	if got := h.next(); got.Type != "EVENT_TYPE_DISCONNECT" || got.Key != "chat/alice/s1" {
+		t.Fatalf("published %+v, want alice's disconnect", got)
+	}
+	if n := metric(t, h.reg, "presence_gateway_socket_disconnects_total", "cause", "token_expired"); n != 1 {
+		t.Fatalf("token_expired disconnects: %v, want 1", n)
 	}
 }

@@ -45,6 +45,9 @@ type ending struct {
 type conn struct {
 	key
 	device, deviceID string
+	// expires is when the user token the session opened with expires:
+	// the session ends then (zero: never).
+	expires time.Time
 
 	send     chan outgoing
 	done     chan struct{} // closed by the first end
@@ -140,6 +143,9 @@ func (s *Server) serve(c *conn, ws *websocket.Conn) {
 	wg.Go(func() { s.read(ctx, c, ws) })
 	wg.Go(func() { s.write(ctx, c, ws) })
 	wg.Go(func() { s.ping(ctx, c, ws) })
+	if !c.expires.IsZero() {
+		wg.Go(func() { s.expire(c) })
+	}
 	<-c.done
 	s.metrics.disconnects.WithLabelValues(c.ending.cause).Inc()
 	s.log.Debug("socket closing", "app", c.app, "user", c.user, "session", c.session, "cause", c.ending.cause)
@@ -210,6 +216,20 @@ func (s *Server) write(ctx context.Context, c *conn, ws *websocket.Conn) {
 			}
 			s.metrics.delivered.WithLabelValues(m.typ).Inc()
 		}
+	}
+}
+
+// expire ends the session when the token it opened with expires, so that
+// a token lives no longer on a socket than on any other request; the
+// client reconnects with a new one.
+func (s *Server) expire(c *conn) {
+	t := time.NewTimer(time.Until(c.expires))
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+		c.end(ending{reason: gateway.ClientClosed, status: websocket.StatusPolicyViolation,
+			text: "the token expired: reconnect with a new one", cause: causeTokenExpired})
 	}
 }
 

@@ -42,6 +42,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r = r.WithContext(auth.NewContext(r.Context(), id))
+		c.expires = id.Expires
 	}
 	if err := s.reserve(r.Context(), c); err != nil {
 		result := connectUnavailable

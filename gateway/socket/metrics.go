@@ -22,6 +22,7 @@ const (
 	causeSlowConsumer = "slow_consumer"
 	causeWriteFailed  = "write_failed"
 	causeShutdown     = "gateway_shutdown"
+	causeTokenExpired = "token_expired"
 )
 
 // Labels of presence_gateway_notifications_dropped_total{reason}.
@@ -48,9 +49,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		sockets: prometheus.NewGauge(prometheus.GaugeOpts(opts("sockets",
 			"WebSocket clients connected."))),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_connects_total",
-			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded, user_cap, gateway_cap.")), []string{"result"}),
+			"WebSocket connection attempts, by result: opened, invalid, duplicate, unavailable, not_upgraded, unauthorized, forbidden, user_cap, gateway_cap.")), []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_disconnects_total",
-			"WebSocket sessions ended, by cause: client_closed, timeout, slow_consumer, write_failed, gateway_shutdown.")), []string{"cause"}),
+			"WebSocket sessions ended, by cause: client_closed, timeout, slow_consumer, write_failed, gateway_shutdown, token_expired.")), []string{"cause"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_delivered_total",
 			"Notifications written to a client, by type: presence, sync.")), []string{"type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_dropped_total",

@@ -41,7 +41,8 @@
 //	                                                       timeout,
 //	                                                       slow_consumer,
 //	                                                       write_failed,
-//	                                                       gateway_shutdown
+//	                                                       gateway_shutdown,
+//	                                                       token_expired
 //	presence_gateway_notifications_delivered_total{type}   messages written to
 //	                                                       a client: presence,
 //	                                                       sync

@@ -160,7 +160,7 @@ func (a *Authenticator) Verify(cred string) (Identity, error) {
 	if err != nil {
 		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid user token: "+err.Error())
 	}
-	return Identity{App: c.App, User: c.Subject}, nil
+	return Identity{App: c.App, User: c.Subject, Expires: c.ExpiresAt.Add(Leeway)}, nil
 }
 
 // Identify puts the caller of every request with valid credentials in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/presence-im/presence/service/httpapi"
 )
@@ -22,6 +23,9 @@ type Identity struct {
 	// Gateways are the gateway ids a key of scope gateway publishes for
 	// (shared likewise).
 	Gateways []string
+	// Expires is when a user token stops being accepted (its exp, plus
+	// Leeway); zero for a key.
+	Expires time.Time
 }
 
 // Has reports whether the identity is a key holding scope.
