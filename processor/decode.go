@@ -139,8 +139,14 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 	if key := schemas.SubscriptionKey(s.App, s.User, s.Subscriber); key != string(r.Key) {
 		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
 	}
+	// No subscription outlives MaxSubscriptionTTL from its (clamped)
+	// time, whatever expiry its record asks for.
+	expires := time.UnixMilli(s.ExpiresAtMs)
+	if limit := b.clamp(time.UnixMilli(s.TimestampMs)).Add(schemas.MaxSubscriptionTTL); expires.After(limit) {
+		expires = limit
+	}
 	b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{
-		App: s.App, User: s.User, Subscriber: s.Subscriber, ExpiresAt: time.UnixMilli(s.ExpiresAtMs), Partition: r.Partition,
+		App: s.App, User: s.User, Subscriber: s.Subscriber, ExpiresAt: expires, Partition: r.Partition,
 	})
 	return nil
 }

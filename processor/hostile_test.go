@@ -422,3 +422,28 @@ func TestHugeRecordInHistory(t *testing.T) {
 	waitCaughtUp(t, cl, replayed)
 	requireState(t, replayed, model(evs))
 }
+
+// A subscription record asking to last until 9999 lasts
+// schemas.MaxSubscriptionTTL from its time, as one the query API writes;
+// one within it keeps its expiry.
+func TestSubscriptionExpiryIsCapped(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store})
+	forever := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	soon := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	before := time.Now()
+	produceRecords(t, cl, subscriptionRecord("alice", "mallory", forever), subscriptionRecord("bob", "mallory", soon))
+	waitCaughtUp(t, cl, store)
+	after := time.Now()
+	watching, err := store.Watching(context.Background(), "chat", "mallory", after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, latest := watching["alice"], after.Add(schemas.MaxSubscriptionTTL); got.Before(before.Add(schemas.MaxSubscriptionTTL).Add(-time.Second)) || got.After(latest) {
+		t.Errorf("a subscription asking for 9999 expires at %s, want %s after its time (by %s)", got, schemas.MaxSubscriptionTTL, latest)
+	}
+	if got := watching["bob"]; !got.Equal(soon) {
+		t.Errorf("a subscription of an hour expires at %s, want %s", got, soon)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -15,10 +16,6 @@ import (
 // schemas.SubscriptionKey(app, watched, subscriber), in the watched user's
 // partition, holding its expiry. Subscribing again renews it; ending it is
 // a tombstone on the same key.
-
-// MaxSubscriptionTTL is the longest a subscription lasts before it must be
-// renewed.
-const MaxSubscriptionTTL = 7 * 24 * time.Hour
 
 type subscribeRequest struct {
 	Users []string `json:"users"`
@@ -158,9 +155,10 @@ func checkWatched(subscriber string, users []string) ([]string, error) {
 	return distinct, nil
 }
 
-// checkTTL checks ttl_seconds: present, 1 second to MaxSubscriptionTTL.
+// checkTTL checks ttl_seconds: present, 1 second to
+// schemas.MaxSubscriptionTTL.
 func checkTTL(seconds *int64) (time.Duration, error) {
-	limit := int64(MaxSubscriptionTTL / time.Second)
+	limit := int64(schemas.MaxSubscriptionTTL / time.Second)
 	switch {
 	case seconds == nil:
 		return 0, httpapi.Errorf(httpapi.CodeInvalid, `"ttl_seconds" is required: how long the subscription lasts, in seconds`)

@@ -146,6 +146,12 @@ func ValidateFriendEdge(e *presencepb.FriendEdge) error {
 	return validateTimestamp(e.GetTimestampMs())
 }
 
+// MaxSubscriptionTTL is the longest a subscription lasts before it must be
+// renewed: the query API refuses a longer one, and the processor cuts the
+// expiry of a record that asks for more (MaxSubscriptionTTL after the
+// record's time).
+const MaxSubscriptionTTL = 7 * 24 * time.Hour
+
 // ValidateSubscription checks a Subscription: valid ids, not a
 // subscription to oneself, an expiry.
 func ValidateSubscription(s *presencepb.Subscription) error {
