@@ -97,7 +97,8 @@ type Config struct {
 	// an address of their own (httpapi.ServeMetrics).
 	NoMetrics bool
 	// RateLimits limit the requests per app and per user
-	// (ratelimit.DefaultScopes; ratelimit.Flags makes them from flags).
+	// (nil: ratelimit.DefaultScopes; empty: none; ratelimit.Flags makes
+	// them from flags).
 	RateLimits []ratelimit.Scope
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
