@@ -20,6 +20,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 // fuzzRoutes are the routes of the API, with {app}, {user} and {friend}
@@ -52,8 +53,9 @@ func fuzzServer(f *testing.F) http.Handler {
 	}, false); err != nil {
 		f.Fatal(err)
 	}
+	// No rate limits: the fuzzer's requests are to reach the routes.
 	s, err := queryapi.New(queryapi.Config{Store: store, Brokers: c.ListenAddrs(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RateLimits: []ratelimit.Scope{}})
 	if err != nil {
 		f.Fatal(err)
 	}

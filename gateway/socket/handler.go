@@ -93,13 +93,7 @@ func (s *Server) identify(r *http.Request) (auth.Identity, error) {
 	if s.auth == nil {
 		return auth.Identity{}, nil
 	}
-	if _, ok := auth.Bearer(r); ok {
-		return s.auth.Authenticate(r)
-	}
-	if tok := r.URL.Query().Get("token"); tok != "" {
-		return s.auth.Verify(tok)
-	}
-	return auth.Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, `no credentials: send a user token as "Authorization: Bearer <token>" or the query parameter token`)
+	return s.auth.Authenticate(r)
 }
 
 // parse reads a session from the request and checks it. The user is

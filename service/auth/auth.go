@@ -38,6 +38,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -121,18 +123,40 @@ func (a *Authenticator) ReloadOnSignal(ctx context.Context, sigs ...os.Signal) {
 
 func (a *Authenticator) current() *keyring { return a.kr.Load() }
 
-// Authenticate identifies the caller of r by its Authorization header
-// ("Bearer <key secret or user token>"), or takes the identity Identify
-// found. Its errors are 401 unauthorized.
+// Authenticate identifies the caller of r by its credential (see
+// Credential), or takes what Identify found of it. Its errors are 401
+// unauthorized.
 func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
-	if id, ok := FromContext(r.Context()); ok {
-		return id, nil
+	if c, ok := r.Context().Value(contextKey{}).(checked); ok {
+		return c.id, c.err
 	}
-	cred, ok := Bearer(r)
+	cred, ok := Credential(r)
 	if !ok {
-		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, `no credentials: send "Authorization: Bearer <key or user token>"`)
+		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized,
+			`no credentials: send "Authorization: Bearer <key or user token>" (or the query parameter token on a WebSocket)`)
 	}
 	return a.Verify(cred)
+}
+
+// Credential is r's credential: that of its "Authorization: Bearer …"
+// header or, on a WebSocket path (/v1/apps/{app}/ws), where browsers cannot
+// send headers, its query parameter token.
+func Credential(r *http.Request) (string, bool) {
+	if cred, ok := Bearer(r); ok {
+		return cred, true
+	}
+	if !isSocketPath(r.URL.Path) {
+		return "", false
+	}
+	cred := r.URL.Query().Get("token")
+	return cred, cred != ""
+}
+
+// isSocketPath reports whether path is /v1/apps/{app}/ws.
+func isSocketPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "/v1/apps/")
+	app, tail, _ := strings.Cut(rest, "/")
+	return ok && app != "" && tail == "ws"
 }
 
 // Bearer is the credential of r's "Authorization: Bearer …" header.
@@ -157,25 +181,32 @@ func (a *Authenticator) Verify(cred string) (Identity, error) {
 		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "unknown key")
 	}
 	c, err := kr.verifyToken(cred, a.now)
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenExpired),
+		errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenInvalidClaims):
 		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid user token: "+err.Error())
+	default:
+		// One answer whether the app it names exists or no key of it
+		// verifies the signature: a 401 tells nothing of the file.
+		return Identity{}, httpapi.Errorf(httpapi.CodeUnauthorized, "invalid user token: no key of its app verifies it")
 	}
 	return Identity{App: c.App, User: c.Subject, Expires: c.ExpiresAt.Add(Leeway)}, nil
 }
 
-// Identify puts the caller of every request with valid credentials in
-// Authorization into its context, before h, so that what runs before the
-// routes' checks (the rate limits) knows who calls; the routes refuse
-// requests without an identity as before. A nil Authenticator returns h.
+// Identify checks the credential of every request that has one (see
+// Credential) and puts the outcome into its context, before h, so that
+// what runs before the routes' checks (the rate limits) knows who calls,
+// and each credential is checked once: Authenticate takes the outcome. A
+// nil Authenticator returns h.
 func (a *Authenticator) Identify(h http.Handler) http.Handler {
 	if a == nil {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if cred, ok := Bearer(r); ok {
-			if id, err := a.Verify(cred); err == nil {
-				r = r.WithContext(NewContext(r.Context(), id))
-			}
+		if cred, ok := Credential(r); ok {
+			id, err := a.Verify(cred)
+			r = r.WithContext(context.WithValue(r.Context(), contextKey{}, checked{id: id, err: err}))
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -353,3 +353,22 @@ func TestMint(t *testing.T) {
 		t.Errorf("minting without secrets: %v, want an error without secrets", err)
 	}
 }
+
+// TestUnknownAppsStayUnknown: a token of an app the file does not hold and
+// a forged token of one it holds get the same 401: the answer tells
+// nothing of which apps exist.
+func TestUnknownAppsStayUnknown(t *testing.T) {
+	f := authtest.New(t)
+	a := load(t, f.File)
+	const forger = "a-secret-of-nobody-0123456789abcdef"
+	msg := func(app string) string {
+		_, err := a.Verify(authtest.HS256(t, forger, app, "alice"))
+		if err == nil {
+			t.Fatalf("a forged token of app %q verified", app)
+		}
+		return err.Error()
+	}
+	if held, unknown := msg("chat"), msg("nosuchapp"); held != unknown {
+		t.Errorf("a forged token of a held app: %q; of an unknown app: %q; want one answer", held, unknown)
+	}
+}

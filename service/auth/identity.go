@@ -41,16 +41,23 @@ func (id Identity) String() string {
 
 type contextKey struct{}
 
+// checked is what a context carries: the outcome of checking a request's
+// credentials, so that they are checked once.
+type checked struct {
+	id  Identity
+	err error
+}
+
 // NewContext returns ctx carrying id.
 func NewContext(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, contextKey{}, id)
+	return context.WithValue(ctx, contextKey{}, checked{id: id})
 }
 
 // FromContext is the identity of the caller a request's context carries,
-// when the server checks credentials.
+// when the server checked its credentials and they hold.
 func FromContext(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(contextKey{}).(Identity)
-	return id, ok
+	c, ok := ctx.Value(contextKey{}).(checked)
+	return c.id, ok && c.err == nil
 }
 
 // Need is what an endpoint asks of its caller, besides being of the app

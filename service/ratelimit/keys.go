@@ -17,6 +17,12 @@ import (
 // counts the caller instead (CallerApp, CallerUser), so that nobody spends
 // another app's or another user's requests.
 
+// maxKeyBytes bounds the app and user ids the path keys count: longer
+// ones (ids are at most 128 bytes, apps 64) are refused 400 by every route,
+// and counting them would let made-up ids of a header's length fill the
+// buckets' memory.
+const maxKeyBytes = 128
+
 // PathApp is the {app} of a request's path, or "" when the path is not an
 // app's (health, metrics, heartbeats).
 func PathApp(r *http.Request) string {
@@ -24,7 +30,7 @@ func PathApp(r *http.Request) string {
 	if len(seg) < 3 || seg[0] != "v1" || seg[1] != "apps" {
 		return ""
 	}
-	return unescape(seg[2])
+	return bounded(unescape(seg[2]))
 }
 
 // PathUser is the user a request acts as: the {user} of
@@ -36,14 +42,17 @@ func PathUser(r *http.Request) string {
 	if len(seg) < 4 || seg[0] != "v1" || seg[1] != "apps" {
 		return ""
 	}
-	app := unescape(seg[2])
+	app := bounded(unescape(seg[2]))
+	if app == "" {
+		return ""
+	}
 	switch {
 	case seg[3] == "users" && len(seg) >= 5:
-		if u := unescape(seg[4]); u != "" {
+		if u := bounded(unescape(seg[4])); u != "" {
 			return app + "\x00" + u
 		}
 	case seg[3] == "ws" && len(seg) == 4:
-		if u := r.URL.Query().Get("user"); u != "" {
+		if u := bounded(r.URL.Query().Get("user")); u != "" {
 			return app + "\x00" + u
 		}
 	}
@@ -73,6 +82,14 @@ func CallerUser(r *http.Request) string {
 	default:
 		return PathUser(r)
 	}
+}
+
+// bounded is id, or "" (not counted) when it is longer than maxKeyBytes.
+func bounded(id string) string {
+	if len(id) > maxKeyBytes {
+		return ""
+	}
+	return id
 }
 
 // segments are the escaped segments of r's path, without the leading "/".

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,6 +163,11 @@ func TestKeys(t *testing.T) {
 		{"/v1/gateways/gw-1/heartbeat", "", ""},
 		{"/healthz", "", ""},
 		{"/v1/apps/", "", ""},
+		// ids longer than any valid one are not counted (refused 400)
+		{"/v1/apps/" + strings.Repeat("a", 129) + "/users/alice/status", "", ""},
+		{"/v1/apps/chat/users/" + strings.Repeat("u", 129) + "/status", "chat", ""},
+		{"/v1/apps/chat/ws?user=" + strings.Repeat("u", 129), "chat", ""},
+		{"/v1/apps/chat/users/" + strings.Repeat("u", 128) + "/status", "chat", "chat\x00" + strings.Repeat("u", 128)},
 	} {
 		r := httptest.NewRequest("GET", c.path, nil)
 		if app, user := PathApp(r), PathUser(r); app != c.app || user != c.user {
