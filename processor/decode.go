@@ -151,6 +151,42 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 	return nil
 }
 
+// refuse adds to b what compaction will make of r, a record refused
+// though its key is the canonical key of a session, a custom status, a
+// friendship or a subscription in its own partition (undecodable, too
+// large, its value naming other ids): compaction keeps r as the latest
+// record of that key, and a replay refuses it, so the key holds nothing.
+// The session is disconnected (at r's time), the custom status cleared,
+// the edge removed, so that live state is what a replay builds.
+func (b *batch) refuse(r *kgo.Record) {
+	if r.Attrs.IsControl() || len(r.Value) == 0 { // a tombstone is refused for its key alone
+		return
+	}
+	switch r.Topic {
+	case schemas.SessionsTopic:
+		ids, err := schemas.ParseKey(r.Key, 2, 3)
+		if err != nil {
+			return
+		}
+		c := redisstore.Change{Op: redisstore.ClearCustom, App: ids[0], User: ids[1],
+			At: b.clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition}
+		if len(ids) == 3 {
+			c.Op, c.Session = redisstore.Disconnect, ids[2]
+		}
+		b.sessions = append(b.sessions, c)
+	case schemas.FriendsTopic:
+		if ids, err := schemas.ParseKey(r.Key, 3, 3); err == nil {
+			b.friends = append(b.friends, redisstore.FriendChange{App: ids[0], User: ids[1], Friend: ids[2], Remove: true})
+		}
+	case schemas.SubscriptionsTopic:
+		if ids, err := schemas.ParseKey(r.Key, 3, 3); err == nil {
+			b.subscriptions = append(b.subscriptions, redisstore.SubscriptionChange{
+				App: ids[0], User: ids[1], Subscriber: ids[2], Remove: true, Partition: r.Partition,
+			})
+		}
+	}
+}
+
 // tombstone returns the ids of a tombstone's key, checked
 // (schemas.ParseKey): an app, then user ids, minParts to maxParts of them
 // in all, in canonical form. A tombstone under another spelling of a key

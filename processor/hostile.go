@@ -6,7 +6,8 @@ package processor
 // what decoding cannot: its size, and that it is in the partition its key
 // belongs to. Decoding then checks its key is canonical and matches its
 // value (decode.go). A record that fails any check is a dead letter
-// (deadletter.go). The times a record carries are clamped to the
+// (deadletter.go); one refused under a canonical key in its own partition
+// also ends what that key held (batch.refuse), as compaction will. The times a record carries are clamped to the
 // processor's clock (clampTime), and a heartbeat's lease is capped
 // (Config.MaxGatewayLease, lease.go).
 

@@ -447,3 +447,89 @@ func TestSubscriptionExpiryIsCapped(t *testing.T) {
 		t.Errorf("a subscription of an hour expires at %s, want %s", got, soon)
 	}
 }
+
+// A record refused under the canonical key of a live session, custom
+// status, friendship or subscription, in its own partition, will be the
+// only record of that key once compaction runs, and a replay refuses it:
+// the live processor takes it as the end of what the key held, so that
+// the state it keeps is the state a replay of the compacted topics builds.
+func TestRefusedRecordEndsItsKey(t *testing.T) {
+	c, cl := newCluster(t)
+	live := newStore(t)
+	start(t, c, live, "live")
+	now := time.Now()
+	produce(t, cl, connectEv("alice", "s1", now), connectEv("alice", "s2", now), connectEv("bob", "b1", now))
+	produceRecords(t, cl, customRecord("frank", 1, "here"), subscriptionRecord("bob", "mallory", now.Add(time.Hour)))
+	produceRecords(t, cl, append(friendRecords("carol", "dave"), friendRecords("carol", "erin")...)...)
+	waitCaughtUp(t, cl, live)
+
+	garbage := []byte("\xff\xff not a record")
+	large := make([]byte, processor.DefaultMaxRecordBytes+1)
+	produceRecords(t, cl,
+		&kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey("chat", "alice", "s1")), Value: garbage},
+		&kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.CustomStatusKey("chat", "frank")), Value: large},
+		&kgo.Record{Topic: schemas.FriendsTopic, Key: []byte(schemas.FriendKey("chat", "carol", "dave")), Value: garbage},
+		&kgo.Record{Topic: schemas.SubscriptionsTopic, Key: []byte(schemas.SubscriptionKey("chat", "bob", "mallory")), Value: garbage})
+	produce(t, cl, connectEv("bob", "b2", now)) // the partitions go on
+	waitCaughtUp(t, cl, live)
+
+	users := []string{"alice", "bob", "frank"}
+	state := func(store *redisstore.Store) string {
+		t.Helper()
+		ctx := context.Background()
+		statuses, err := store.Statuses(ctx, "chat", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		for i, st := range statuses {
+			fmt.Fprintf(&out, "%s: %+v\n", users[i], st)
+		}
+		for _, u := range []string{"carol", "dave", "erin"} {
+			friends, err := store.Friends(ctx, "chat", u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(friends)
+			fmt.Fprintf(&out, "friends of %s: %q\n", u, friends)
+		}
+		watching, err := store.Watching(ctx, "chat", "mallory", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "mallory watches %d\n", len(watching))
+		return out.String()
+	}
+	got := state(live)
+	for _, want := range []string{"alice: &{", "friends of carol: [\"erin\"]", "friends of dave: [\"carol\"]", "mallory watches 0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("live state lacks %q:\n%s", want, got)
+		}
+	}
+	if st, _ := live.Status(context.Background(), "chat", "alice"); st == nil || len(st.Sessions) != 1 || st.Sessions[0].Session != "s2" {
+		t.Errorf("alice after a refused record under s1's key: %+v, want s2 alone", st)
+	}
+	if st, _ := live.Status(context.Background(), "chat", "frank"); st != nil && st.Custom != nil {
+		t.Errorf("frank after a refused record under his custom status's key: %+v, want no custom status", st)
+	}
+	if st, _ := live.Status(context.Background(), "chat", "bob"); st == nil || len(st.Sessions) != 2 {
+		t.Errorf("bob: %+v, want b1 and b2", st)
+	}
+
+	c.Compact()
+	s1 := 0
+	for _, r := range readTopic(t, cl, schemas.SessionsTopic) {
+		if string(r.Key) == schemas.SessionKey("chat", "alice", "s1") {
+			s1++
+		}
+	}
+	if s1 != 1 {
+		t.Fatalf("after compaction %d records of alice's s1, want the refused one alone", s1)
+	}
+	rebuilt := newStore(t)
+	start(t, c, rebuilt, "rebuild")
+	waitCaughtUp(t, cl, rebuilt)
+	if replayed := state(rebuilt); replayed != got {
+		t.Errorf("replayed after compaction:\n%s\nlive:\n%s", replayed, got)
+	}
+}

@@ -513,6 +513,9 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 		}
 		if err != nil {
 			dead = append(dead, p.deadLetter(r, err))
+			if !errors.Is(err, errWrongPartition) {
+				b.refuse(r)
+			}
 		}
 	}
 	if err := p.sendDeadLetters(ctx, cl, dead); err != nil {
