@@ -176,19 +176,3 @@ func (p *Processor) assigned(_ context.Context, _ *kgo.Client, assigned map[stri
 	}
 	p.joined.Store(true)
 }
-
-// revoked forgets partitions this processor no longer owns.
-func (p *Processor) revoked(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for topic, partitions := range lost {
-		for _, partition := range partitions {
-			delete(p.spans, topicPartition{topic, partition})
-			delete(p.checkpoints[topic], partition)
-			delete(p.rebuilding, topicPartition{topic, partition})
-			if topic == schemas.GatewaysTopic {
-				p.forgetGateways(partition)
-			}
-		}
-	}
-}

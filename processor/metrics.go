@@ -31,6 +31,11 @@ import "github.com/prometheus/client_golang/prometheus"
 //	presence_processor_state_lost_total       times Redis lost what the
 //	                                          processor wrote and it
 //	                                          rejoined to rebuild
+//	presence_processor_partitions_moved_total{how}
+//	                                          partitions that went to
+//	                                          another processor: revoked
+//	                                          (a rebalance), lost (this
+//	                                          processor's session ended)
 //	presence_processor_gateways_lost_total    gateway leases that lapsed
 //	                                          or were replaced by a new
 //	                                          epoch
@@ -67,6 +72,7 @@ type metrics struct {
 	fanout        prometheus.Histogram
 	announceTime  prometheus.Histogram
 	stateLost     prometheus.Counter
+	moved         *prometheus.CounterVec
 	gatewaysLost  prometheus.Counter
 	disconnects   prometheus.Counter
 	tombstones    *prometheus.CounterVec
@@ -104,6 +110,8 @@ func newMetrics(reg prometheus.Registerer, stalled func() float64) (*metrics, er
 			prometheus.ExponentialBuckets(0.0005, 2, 16)),
 		stateLost: prometheus.NewCounter(prometheus.CounterOpts(opts("state_lost_total",
 			"Times Redis lost what the processor wrote (a restart without persistence, a flush) and the processor rejoined its group to rebuild."))),
+		moved: prometheus.NewCounterVec(prometheus.CounterOpts(opts("partitions_moved_total",
+			"Partitions (of every consumed topic) that went to another processor, by how: revoked (a rebalance of the group), lost (this processor's group session ended).")), []string{"how"}),
 		gatewaysLost: prometheus.NewCounter(prometheus.CounterOpts(opts("gateways_lost_total",
 			"Gateway epochs found lost (lease lapsed, or replaced by a new epoch) with sessions to end; an epoch whose sessions end over several checks counts once per check."))),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts(opts("disconnects_written_total",
@@ -118,7 +126,7 @@ func newMetrics(reg prometheus.Registerer, stalled func() float64) (*metrics, er
 			"Assigned partitions holding records that have made no progress for longer than the stall timeout; readiness fails while any is.")), stalled),
 	}
 	for _, c := range []prometheus.Collector{m.records, m.applyTime, m.applyErrors, m.lag, m.announcements, m.notifications,
-		m.fanout, m.announceTime, m.stateLost, m.gatewaysLost, m.disconnects, m.tombstones, m.deadLettersFailed, m.clamped, m.stalled} {
+		m.fanout, m.announceTime, m.stateLost, m.moved, m.gatewaysLost, m.disconnects, m.tombstones, m.deadLettersFailed, m.clamped, m.stalled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

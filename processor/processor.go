@@ -20,8 +20,13 @@
 // Checkpoints are fenced: the processor moves a checkpoint only from the
 // value it last read or wrote. Finding another value means Redis lost
 // state while the processor ran (a restart without persistence, a flush, a
-// failover) or another processor owns the partition; the processor then
+// failover), or, when the checkpoint went past this processor's, that
+// another processor owns the partition now; either way the processor
 // leaves the group and joins it again, which rebuilds what was lost.
+//
+// Group membership and failover are in group.go: Kafka's committed
+// offsets are only a hint, committed in the background, so that a
+// rebalance never stalls the partitions that stay.
 // Redis also records the id and partition count of the topic its state
 // was built from; state built from another topic is rebuilt whole.
 //
@@ -60,6 +65,11 @@ import (
 
 // errStateLost: Redis no longer holds what the processor wrote.
 var errStateLost = errors.New("redis lost state under the processor")
+
+// errMoved: another processor applied past this one's checkpoint of a
+// partition this one still held: the partition moved while this
+// processor was out of the group (its session had ended).
+var errMoved = errors.New("partitions moved to another processor")
 
 // DefaultGroup is the consumer group of processors.
 const DefaultGroup = "presence-processor"
@@ -100,6 +110,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the processor's metrics (none when nil).
 	Registerer prometheus.Registerer
+	// InstanceID makes the processor a static member of its group (Kafka's
+	// group.instance.id): a processor restarted with the same id within
+	// SessionTimeout takes its partitions back at once, without a
+	// rebalance. Each running processor needs its own id. Empty: a
+	// dynamic member, which leaves the group when it stops.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating before its partitions go to the others
+	// (DefaultSessionTimeout). Kafka bounds it by the brokers'
+	// group.min.session.timeout.ms (6s by default).
+	SessionTimeout time.Duration
 	// KafkaOpts are added to the Kafka client's options (TLS, SASL, ...).
 	KafkaOpts []kgo.Opt
 }
@@ -125,6 +146,9 @@ type Processor struct {
 	log     *slog.Logger
 	metrics *metrics
 	joined  atomic.Bool
+	// leaving is set once the consuming loop has returned: partitions
+	// revoked then are released, not moved.
+	leaving atomic.Bool
 	// polled is when the consuming loop last began an iteration (Unix
 	// nanoseconds of Config.Now); see stall.go.
 	polled atomic.Int64
@@ -166,8 +190,9 @@ func New(cfg Config) (*Processor, error) {
 	cfg.MaxClockSkew = cmp.Or(cfg.MaxClockSkew, DefaultMaxClockSkew)
 	cfg.MaxGatewayLease = max(cmp.Or(cfg.MaxGatewayLease, DefaultMaxGatewayLease), cfg.GatewayLease)
 	cfg.StallTimeout = cmp.Or(cfg.StallTimeout, DefaultStallTimeout)
-	if cfg.MaxRecordBytes < 0 || cfg.MaxClockSkew < 0 || cfg.MaxGatewayLease < 0 || cfg.StallTimeout < 0 {
-		return nil, errors.New("processor: negative MaxRecordBytes, MaxClockSkew, MaxGatewayLease or StallTimeout")
+	cfg.SessionTimeout = cmp.Or(cfg.SessionTimeout, DefaultSessionTimeout)
+	if cfg.MaxRecordBytes < 0 || cfg.MaxClockSkew < 0 || cfg.MaxGatewayLease < 0 || cfg.StallTimeout < 0 || cfg.SessionTimeout < 0 {
+		return nil, errors.New("processor: negative MaxRecordBytes, MaxClockSkew, MaxGatewayLease, StallTimeout or SessionTimeout")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -256,18 +281,23 @@ const (
 )
 
 // Run creates missing topics, then consumes until ctx ends. When Redis
-// loses what the processor wrote, it leaves its group and joins again,
-// which rebuilds what was lost. Records fetched but not yet in Redis when
-// it stops are read again by whichever processor owns their partition
-// next.
+// loses what the processor wrote, or its partitions moved to another
+// processor while it was out of the group, it leaves its group and joins
+// again, which rebuilds what was lost. Records fetched but not yet in
+// Redis when it stops are read again by whichever processor owns their
+// partition next.
 func (p *Processor) Run(ctx context.Context) error {
 	for {
 		err := p.consume(ctx)
-		if !errors.Is(err, errStateLost) {
+		switch {
+		case errors.Is(err, errMoved):
+			p.log.Warn("partitions moved to another processor while this one was out of the group; joining it again", "err", err)
+		case errors.Is(err, errStateLost):
+			p.metrics.stateLost.Inc()
+			p.log.Warn("redis lost state; joining the group again to rebuild it", "err", err)
+		default:
 			return err
 		}
-		p.metrics.stateLost.Inc()
-		p.log.Warn("redis lost state; joining the group again to rebuild it", "err", err)
 	}
 }
 
@@ -275,6 +305,7 @@ func (p *Processor) Run(ctx context.Context) error {
 // nil) or Redis lost state (it returns errStateLost).
 func (p *Processor) consume(ctx context.Context) (err error) {
 	p.joined.Store(false)
+	p.leaving.Store(false)
 	p.polled.Store(p.cfg.Now().UnixNano())
 	p.mu.Lock()
 	p.spans = map[topicPartition]*span{}
@@ -304,12 +335,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		return err
 	}
 	p.adm.Store(kadm.NewClient(admin))
-	opts := append([]kgo.Opt{
+	opts := append(append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
-		kgo.ConsumerGroup(p.cfg.Group),
 		kgo.ConsumeTopics(p.topics()...),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Gateways may write a batch in a transaction (all or nothing):
 		// read only what was committed.
@@ -318,17 +346,13 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		// (and skip them) so that a partition ending in one is caught
 		// up, and its checkpoint moves past it.
 		kgo.KeepControlRecords(),
-		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
 		// A partition assigned while a fetch waits for records is read
 		// once that fetch returns: wait 0.5s for records, not 5s, so
 		// that a processor that joins is caught up promptly.
 		kgo.FetchMaxWait(500 * time.Millisecond),
-		kgo.OnPartitionsAssigned(p.assigned),
-		kgo.OnPartitionsRevoked(p.revoked),
-		kgo.OnPartitionsLost(p.revoked),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(Partitioner()),
-	}, p.cfg.KafkaOpts...)
+	}, p.groupOpts()...), p.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
@@ -336,7 +360,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	defer cl.Close()
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
-	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group)
+	defer p.leaving.Store(true)
+	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group, "instance_id", p.cfg.InstanceID,
+		"session_timeout", p.cfg.SessionTimeout)
 	var swept time.Time
 	for {
 		p.polled.Store(p.cfg.Now().UnixNano())
@@ -356,8 +382,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 			p.sweepGrace(ctx, cl)
 			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
 				unbuilt, err := p.checkCheckpoints(ctx)
-				if errors.Is(err, errStateLost) {
-					p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
+				if errors.Is(err, errStateLost) || errors.Is(err, errMoved) {
 					p.stop(err)
 					return nil
 				}
@@ -393,7 +418,11 @@ func (p *Processor) checkCheckpoints(ctx context.Context) (unbuilt int, err erro
 		}
 		unbuilt += cp.Unbuilt()
 		for partition, next := range mine[topic] {
-			if found, ok := cp.Next[partition]; !ok || found != next {
+			switch found, ok := cp.Next[partition]; {
+			case ok && found > next:
+				return 0, fmt.Errorf("%w: %s partition %d is at %d in redis, past the %d this processor wrote",
+					errMoved, topic, partition, found, next)
+			case !ok || found != next:
 				return 0, fmt.Errorf("%w: %s partition %d is at %d in redis (present: %v), this processor wrote %d",
 					errStateLost, topic, partition, found, ok, next)
 			}
@@ -412,7 +441,8 @@ func (p *Processor) topics() []string {
 }
 
 // applyFetches applies each partition's records in its own goroutine, then
-// checkpoints and commits the partitions Redis now holds.
+// checkpoints the partitions Redis now holds and marks them to be
+// committed to Kafka in the background.
 func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) {
 	var (
 		wg   sync.WaitGroup
@@ -464,8 +494,14 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	for topic, to := range done {
 		if err := p.cfg.Store.Advance(finish, topic, from[topic], to); err != nil {
 			if errors.Is(err, redisstore.ErrCheckpointMoved) {
-				p.log.Error("stopping: redis no longer holds what this processor wrote", "err", err)
-				p.stop(fmt.Errorf("%w: %w", errStateLost, err))
+				// Tell a partition that moved from a Redis that lost
+				// state by what Redis holds now.
+				if _, why := p.checkCheckpoints(finish); errors.Is(why, errMoved) || errors.Is(why, errStateLost) {
+					err = why
+				} else {
+					err = fmt.Errorf("%w: %w", errStateLost, err)
+				}
+				p.stop(err)
 				return
 			}
 			p.log.Warn("checkpoint failed; the batch will be re-applied after a restart", "topic", topic, "err", err)
@@ -480,12 +516,9 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		p.mu.Unlock()
 		commit = append(commit, last[topic]...)
 	}
-	if len(commit) == 0 {
-		return
-	}
-	if err := cl.CommitRecords(finish, commit...); err != nil {
-		p.log.Warn("commit failed", "err", err)
-	}
+	// Committed in the background (see group.go): a commit waits while
+	// the group rebalances, the poll loop must not.
+	cl.MarkCommitRecords(commit...)
 }
 
 // maxPoll is the most records taken from Kafka at once: their partitions

@@ -29,6 +29,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
 	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	group := fs.String("group", processor.DefaultGroup, "Kafka consumer group")
+	instanceID := fs.String("instance-id", "", "static member id in the consumer group, unique per processor and kept across restarts (a pod name): a restart takes its partitions back at once (empty: a dynamic member)")
+	sessionTimeout := fs.Duration("session-timeout", processor.DefaultSessionTimeout, "how long the group waits for a processor that stopped before its partitions go to the others (at least the brokers' group.min.session.timeout.ms)")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")
 	offlineGrace := fs.Duration("offline-grace", processor.DefaultOfflineGrace, "how long a user must stay offline before friends and subscribers are told")
@@ -42,8 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err := cli.Parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 || *gatewayLease <= 0 {
-		return errors.New("--offline-ttl, --offline-grace, --gateway-lease and --partitions must be positive")
+	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 || *gatewayLease <= 0 || *sessionTimeout <= 0 {
+		return errors.New("--offline-ttl, --offline-grace, --gateway-lease, --session-timeout and --partitions must be positive")
 	}
 	if limits.MaxRecordBytes <= 0 || limits.MaxClockSkew <= 0 || limits.MaxGatewayLease <= 0 || limits.StallTimeout <= 0 {
 		return errors.New("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
@@ -65,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	reg := httpapi.NewRegistry()
 	p, err := processor.New(processor.Config{
-		Brokers: strings.Split(*brokers, ","), Group: *group, Store: store,
+		Brokers: strings.Split(*brokers, ","), Group: *group, InstanceID: *instanceID, SessionTimeout: *sessionTimeout, Store: store,
 		Partitions: int32(*partitions), OfflineGrace: *offlineGrace, GatewayLease: *gatewayLease, Limits: limits, Logger: log, Registerer: reg,
 		KafkaOpts: kopts,
 	})

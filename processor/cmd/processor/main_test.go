@@ -7,12 +7,13 @@ import (
 	"testing"
 )
 
-// The limits on hostile records are flags with environment fallbacks, and
-// a limit that is not positive is refused before anything starts.
+// The limits on hostile records and the group settings are flags with
+// environment fallbacks, and a limit that is not positive is refused
+// before anything starts.
 func TestLimitFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	run(context.Background(), []string{"--help"}, func(string) string { return "" }, &stdout, &stderr)
-	for _, f := range []string{"max-record-bytes", "max-clock-skew", "max-gateway-lease", "stall-timeout"} {
+	for _, f := range []string{"max-record-bytes", "max-clock-skew", "max-gateway-lease", "stall-timeout", "instance-id", "session-timeout"} {
 		if !strings.Contains(stderr.String(), "--"+f+" (PRESENCE_") {
 			t.Errorf("processor --help does not list --%s:\n%s", f, stderr.String())
 		}
@@ -22,6 +23,7 @@ func TestLimitFlags(t *testing.T) {
 		{"--max-clock-skew", "-1s"},
 		{"--max-gateway-lease", "0s"},
 		{"--stall-timeout", "0s"},
+		{"--session-timeout", "0s"},
 	} {
 		err := run(context.Background(), args, func(string) string { return "" }, &stdout, &stderr)
 		if err == nil || !strings.Contains(err.Error(), "must be positive") {

@@ -1,0 +1,130 @@
+package processor
+
+// Group membership and failover. Processors share the partitions through
+// a Kafka consumer group; Redis checkpoints, not Kafka's committed
+// offsets, say where each partition resumes (see assign.go), so that:
+//
+//   - Offsets are committed in the background (kgo.AutoCommitMarks): a
+//     commit waits while the group is joining, which lasts until a dead
+//     member's session times out, and a poll loop that committed
+//     synchronously stalled every partition for that long.
+//   - The balancer is cooperative-sticky (the field's default): a
+//     rebalance revokes only the partitions that move, and the others
+//     keep applying through it. A partition moves in two steps: its owner
+//     gives it up, then a second rebalance gives it to another member.
+//     kgo.BlockRebalanceOnPoll holds every rebalance callback until the
+//     batch in hand is in Redis and checkpointed, so a partition stops
+//     applying before it is handed over. A member whose session ended
+//     (too slow, or cut off) may still be applying when another takes
+//     its partitions over: the fenced checkpoints stop it (errMoved).
+//   - Static membership (Config.InstanceID) lets a restarted processor
+//     take its partitions back at once, and Config.SessionTimeout bounds
+//     how long the partitions of a dead one wait.
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// DefaultSessionTimeout is how long the group waits for a processor that
+// stopped heartbeating, by default: the partitions of a processor that
+// died wait this long. It is short, against Kafka's 45s, because a
+// processor heartbeats from its own goroutine whatever it is applying,
+// so only a dead or cut-off one misses it; and long enough that a
+// restart with the same instance id (a few seconds) comes back in time.
+// Kafka refuses less than the brokers' group.min.session.timeout.ms (6s
+// by default).
+const DefaultSessionTimeout = 10 * time.Second
+
+// groupOpts are the Kafka client's consumer group options.
+func (p *Processor) groupOpts() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		// A member learns that a rebalance began from a heartbeat's
+		// answer: beat often, so that a takeover follows the session
+		// timeout closely.
+		kgo.HeartbeatInterval(max(p.cfg.SessionTimeout/10, 100*time.Millisecond)),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AdjustFetchOffsetsFn(p.startAtCheckpoints),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.lost),
+	}
+	if p.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(p.cfg.InstanceID))
+	}
+	return opts
+}
+
+// revoked forgets partitions a rebalance gave to another processor, or
+// that this one released as it stopped.
+func (p *Processor) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if p.leaving.Load() {
+		p.log.Info("partitions released: leaving the group", "partitions", listPartitions(revoked))
+	} else {
+		p.log.Info("partitions moved to another processor", "partitions", listPartitions(revoked))
+		p.metrics.moved.WithLabelValues("revoked").Add(float64(countPartitions(revoked)))
+	}
+	p.forget(revoked)
+}
+
+// lost forgets partitions this processor lost with its group session (it
+// was cut off from Kafka, or too slow): other processors may be applying
+// them already. It is not ready until the group assigns it partitions
+// again.
+func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	if !p.leaving.Load() {
+		p.joined.Store(false)
+		p.log.Warn("partitions moved to another processor: this processor's group session ended",
+			"partitions", listPartitions(lost))
+		p.metrics.moved.WithLabelValues("lost").Add(float64(countPartitions(lost)))
+	}
+	p.forget(lost)
+}
+
+// forget drops what the processor knows of partitions it no longer owns.
+func (p *Processor) forget(gone map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for topic, partitions := range gone {
+		for _, partition := range partitions {
+			delete(p.spans, topicPartition{topic, partition})
+			delete(p.checkpoints[topic], partition)
+			delete(p.rebuilding, topicPartition{topic, partition})
+			if topic == schemas.GatewaysTopic {
+				p.forgetGateways(partition)
+			}
+		}
+	}
+}
+
+// listPartitions says which partitions of which topics, as
+// "topic:1,2 topic:3", topics sorted.
+func listPartitions(tps map[string][]int32) string {
+	var out []string
+	for _, topic := range slices.Sorted(maps.Keys(tps)) {
+		ps := slices.Sorted(slices.Values(tps[topic]))
+		out = append(out, fmt.Sprintf("%s:%s", topic, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(ps)), ","), "[]")))
+	}
+	return strings.Join(out, " ")
+}
+
+func countPartitions(tps map[string][]int32) int {
+	n := 0
+	for _, ps := range tps {
+		n += len(ps)
+	}
+	return n
+}
