@@ -71,9 +71,11 @@ func (p *Processor) groupOpts() []kgo.Opt {
 // revoked forgets partitions a rebalance gave to another processor, or
 // that this one released as it stopped.
 func (p *Processor) revoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	if p.leaving.Load() {
+	switch {
+	case countPartitions(revoked) == 0: // a rebalance that took nothing
+	case p.leaving.Load():
 		p.log.Info("partitions released: leaving the group", "partitions", listPartitions(revoked))
-	} else {
+	default:
 		p.log.Info("partitions moved to another processor", "partitions", listPartitions(revoked))
 		p.metrics.moved.WithLabelValues("revoked").Add(float64(countPartitions(revoked)))
 	}
@@ -87,6 +89,8 @@ func (p *Processor) revoked(_ context.Context, _ *kgo.Client, revoked map[string
 func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	if !p.leaving.Load() {
 		p.joined.Store(false)
+	}
+	if !p.leaving.Load() && countPartitions(lost) > 0 {
 		p.log.Warn("partitions moved to another processor: this processor's group session ended",
 			"partitions", listPartitions(lost))
 		p.metrics.moved.WithLabelValues("lost").Add(float64(countPartitions(lost)))

@@ -1,0 +1,49 @@
+package processor_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/presence-im/presence/processor"
+)
+
+// A processor that joins the group takes partitions from the one running:
+// the partitions move (counted as moved, not as lost state), no record is
+// lost or applied out of order across the handover, and both processors
+// are ready afterwards.
+func TestPartitionsMoveToANewMember(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	first := startWith(t, c, processor.Config{Store: store, Group: "move", Registerer: regs[0]})
+	evs := produce(t, cl, churn(5, 100, 3, 1000)...)
+	waitCaughtUp(t, cl, store)
+
+	second := startWith(t, c, processor.Config{Store: store, Group: "move", Registerer: regs[1]})
+	// Records stream while the group rebalances.
+	for i := range 5 {
+		evs = append(evs, produce(t, cl, churn(uint64(6+i), 100, 3, 200)...)...)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, regs[0], "presence_processor_partitions_moved_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no partition moved to the processor that joined within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	evs = append(evs, produce(t, cl, churn(20, 100, 3, 500)...)...)
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	if applied := metricValue(t, regs[1], "presence_processor_records_total"); applied == 0 {
+		t.Error("the processor that joined applied no record")
+	}
+	for i, r := range []*running{first, second} {
+		waitReady(t, r.p, func(err error) bool { return err == nil }, "ready")
+		if lost := metricValue(t, regs[i], "presence_processor_state_lost_total"); lost != 0 {
+			t.Errorf("processor %d counted %v state losses, want none: partitions only moved", i+1, lost)
+		}
+	}
+	t.Logf("partitions moved from the first processor: %v", metricValue(t, regs[0], "presence_processor_partitions_moved_total"))
+}
