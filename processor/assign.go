@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -121,7 +123,8 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 			p.rebuilding[tp] = target
 		}
 	}
-	p.log.Info("partitions assigned", "topic", topic, "partitions", len(partitions), "rebuilt", len(fresh), "behind", behind)
+	p.log.Info("partitions assigned", "topic", topic, "partitions", listPartitions(map[string][]int32{topic: slices.Collect(maps.Keys(partitions))}),
+		"rebuilt", len(fresh), "behind", behind)
 	return nil
 }
 

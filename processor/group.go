@@ -17,9 +17,15 @@ package processor
 //     applying before it is handed over. A member whose session ended
 //     (too slow, or cut off) may still be applying when another takes
 //     its partitions over: the fenced checkpoints stop it (errMoved).
-//   - Static membership (Config.InstanceID) lets a restarted processor
-//     take its partitions back at once, and Config.SessionTimeout bounds
-//     how long the partitions of a dead one wait.
+//   - Static membership (Config.InstanceID) lets a processor that died
+//     and restarts take its partitions back at once, and
+//     Config.SessionTimeout bounds how long the partitions of a dead one
+//     wait. A static member that stops (its context ends) leaves the
+//     group explicitly, so that its partitions go to the others at once
+//     rather than waiting for its session to time out: a processor
+//     stopped for a rolling restart hands its partitions over twice,
+//     for about a second each, instead of freezing them until it is
+//     back.
 
 import (
 	"context"
@@ -29,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
@@ -96,6 +103,23 @@ func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int
 		p.metrics.moved.WithLabelValues("lost").Add(float64(countPartitions(lost)))
 	}
 	p.forget(lost)
+}
+
+// leaveGroup takes this static member out of the group as it stops (its
+// client closing leaves the group only as a dynamic member).
+func (p *Processor) leaveGroup(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	left, err := p.adm.Load().LeaveGroup(ctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(p.cfg.InstanceID))
+	if err == nil {
+		err = left.Error()
+	}
+	if err != nil {
+		p.log.Warn("leaving the group failed: the partitions of this processor wait for its session to time out",
+			"instance_id", p.cfg.InstanceID, "session_timeout", p.cfg.SessionTimeout, "err", err)
+		return
+	}
+	p.log.Info("left the group", "instance_id", p.cfg.InstanceID)
 }
 
 // forget drops what the processor knows of partitions it no longer owns.

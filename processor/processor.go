@@ -111,10 +111,11 @@ type Config struct {
 	// Registerer receives the processor's metrics (none when nil).
 	Registerer prometheus.Registerer
 	// InstanceID makes the processor a static member of its group (Kafka's
-	// group.instance.id): a processor restarted with the same id within
-	// SessionTimeout takes its partitions back at once, without a
-	// rebalance. Each running processor needs its own id. Empty: a
-	// dynamic member, which leaves the group when it stops.
+	// group.instance.id): a processor that died and restarts with the
+	// same id within SessionTimeout takes its partitions back at once,
+	// without a rebalance. Each running processor needs its own id.
+	// Empty: a dynamic member. Either way a processor that stops (its
+	// context ends) leaves the group, so its partitions move at once.
 	InstanceID string
 	// SessionTimeout is how long the group waits for a member that stopped
 	// heartbeating before its partitions go to the others
@@ -335,6 +336,13 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		return err
 	}
 	p.adm.Store(kadm.NewClient(admin))
+	// Runs after the consumer closed: a static member does not leave
+	// the group by closing.
+	defer func() {
+		if p.cfg.InstanceID != "" && errors.Is(context.Cause(ctx), context.Canceled) {
+			p.leaveGroup(ctx)
+		}
+	}()
 	opts := append(append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumeTopics(p.topics()...),

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,8 +45,9 @@ const (
 // session timeout, while a new member (another id) waits until the old
 // one's session times out. Another is
 // killed for good, and a fourth joins meanwhile: the dead one's
-// partitions are taken over after about the session timeout. Through
-// both, every new connect on a partition of a processor
+// partitions are taken over after about the session timeout. A third is
+// stopped with SIGTERM: it leaves the group, and its partitions are taken
+// over at once. Through all three, every new connect on a partition of a processor
 // that kept running is visible within half the session timeout, and in the
 // end Redis holds exactly what the records say.
 func TestFailover(t *testing.T) {
@@ -94,11 +96,25 @@ func TestFailover(t *testing.T) {
 	requireWithin(t, took, owners.others(members[dead].id), failoverSession/2, "a processor that kept running")
 	requireWithin(t, took, orphans, 3*failoverSession, "a dead processor")
 
+	// Stopped with SIGTERM: it leaves the group, so its partitions do
+	// not wait for its session to time out.
+	owners = waitAssigned(t, cl, 3)
+	quit := ownerOfSessions(t, owners, members, members[dead].id)
+	stopped := time.Now()
+	members[quit].stop(t)
+	pr.waitAllVisible(t, time.Now())
+	took = pr.worst(stopped, time.Now())
+	handed := owners.sessions(members[quit].id)
+	t.Logf("%s stopped: its sessions partitions %v taken over after %s", members[quit].id, handed, maxOf(took, handed))
+	t.Logf("partitions of the others: longest wait for a new connect %s", maxOf(took, owners.others(members[quit].id)))
+	requireWithin(t, took, owners.others(members[quit].id), failoverSession/2, "a processor that kept running")
+	requireWithin(t, took, handed, failoverSession/2, "a processor stopped")
+
 	produced := append(stream.stop(t), pr.stop(t)...)
 	waitApplied(t, cl, store)
 	requireModel(t, store, append(slices.Clone(gen.users), pr.users()...), model(produced))
 	for i, m := range members {
-		if i != dead {
+		if i != dead && i != quit {
 			m.waitReady(t)
 		}
 	}
@@ -139,6 +155,18 @@ func startMember(t *testing.T, bin string, cl *kgo.Client, redisURL, prefix, id 
 		}
 	})
 	return m
+}
+
+// stop stops the processor with SIGTERM: it must exit 0.
+func (m *member) stop(t *testing.T) {
+	t.Helper()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("%s had exited before it was stopped: %v", m.id, err)
+	}
+	<-m.exited
+	if state := m.cmd.ProcessState; !state.Success() {
+		t.Fatalf("%s stopped by SIGTERM exited with %v", m.id, state)
+	}
 }
 
 // kill kills the processor with SIGKILL: it leaves nothing behind, not
