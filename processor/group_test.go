@@ -1,12 +1,14 @@
 package processor_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presence-im/presence/processor"
+	"github.com/presence-im/presence/schemas"
 )
 
 // A processor that joins the group takes partitions from the one running:
@@ -46,4 +48,50 @@ func TestPartitionsMoveToANewMember(t *testing.T) {
 		}
 	}
 	t.Logf("partitions moved from the first processor: %v", metricValue(t, regs[0], "presence_processor_partitions_moved_total"))
+}
+
+// A processor that finds the checkpoint of one of its partitions moved
+// past its own (another processor applied the partition while this one
+// was out of the group) joins its group again as for a move, not as for
+// lost state, and goes on applying.
+func TestCheckpointMovedPastIsAMove(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	reg := prometheus.NewRegistry()
+	r := startWith(t, c, processor.Config{Store: store, Registerer: reg})
+	produce(t, cl, churn(9, 50, 3, 400)...)
+	waitCaughtUp(t, cl, store)
+
+	ctx := context.Background()
+	cp, err := store.Checkpoint(ctx, schemas.SessionsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As another processor would: one partition moves one offset past
+	// this processor's checkpoint.
+	p := int32(-1)
+	for partition, next := range cp.Next {
+		if next > 0 {
+			p = partition
+			break
+		}
+	}
+	if err := store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p: cp.Next[p]}, map[int32]int64{p: cp.Next[p] + 1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, reg, "presence_processor_partitions_moved_total") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the processor did not take the moved checkpoint for a move within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if lost := metricValue(t, reg, "presence_processor_state_lost_total"); lost != 0 {
+		t.Errorf("state_lost_total is %v, want 0: the partition moved", lost)
+	}
+	// It goes on applying, from where the other processor left the
+	// partition.
+	produce(t, cl, churn(10, 50, 3, 400)...)
+	waitCaughtUp(t, cl, store)
+	waitReady(t, r.p, func(err error) bool { return err == nil }, "ready")
 }

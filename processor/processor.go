@@ -292,6 +292,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		err := p.consume(ctx)
 		switch {
 		case errors.Is(err, errMoved):
+			p.metrics.moved.WithLabelValues("lost").Inc()
 			p.log.Warn("partitions moved to another processor while this one was out of the group; joining it again", "err", err)
 		case errors.Is(err, errStateLost):
 			p.metrics.stateLost.Inc()
