@@ -29,6 +29,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -36,6 +37,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
@@ -103,6 +105,21 @@ func (p *Processor) lost(_ context.Context, _ *kgo.Client, lost map[string][]int
 		p.metrics.moved.WithLabelValues("lost").Add(float64(countPartitions(lost)))
 	}
 	p.forget(lost)
+}
+
+// groupError returns an error that ends Run for a group error that only a
+// change of configuration mends, and nil for any other.
+func (p *Processor) groupError(err error) error {
+	switch {
+	case errors.Is(err, kerr.FencedInstanceID):
+		// Leaving would take the other processor out of the group.
+		return fmt.Errorf("another processor joined group %s with instance id %q: each processor needs its own: %w",
+			p.cfg.Group, p.cfg.InstanceID, err)
+	case errors.Is(err, kerr.InvalidSessionTimeout):
+		return fmt.Errorf("the brokers refuse session timeout %s (see their group.min.session.timeout.ms and group.max.session.timeout.ms): %w",
+			p.cfg.SessionTimeout, err)
+	}
+	return nil
 }
 
 // leaveGroup takes this static member out of the group as it stops (its

@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,4 +95,29 @@ func TestCheckpointMovedPastIsAMove(t *testing.T) {
 	produce(t, cl, churn(10, 50, 3, 400)...)
 	waitCaughtUp(t, cl, store)
 	waitReady(t, r.p, func(err error) bool { return err == nil }, "ready")
+}
+
+// Two processors given the same instance id: the first is fenced out of
+// the group by the second, and stops with an error that says why rather
+// than retrying for ever; the second goes on. A session timeout the
+// brokers refuse stops a processor the same way.
+func TestGroupMisconfiguration(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	first := startWith(t, c, processor.Config{Store: store, InstanceID: "same"})
+	waitReady(t, first.p, func(err error) bool { return err == nil }, "ready")
+	second := startWith(t, c, processor.Config{Store: store, InstanceID: "same"})
+	if err := first.Failed(t); err == nil || !strings.Contains(err.Error(), `another processor joined group presence-processor with instance id "same"`) {
+		t.Errorf("the fenced processor stopped with %v, want another processor with its instance id", err)
+	}
+	evs := produce(t, cl, churn(11, 50, 3, 300)...)
+	waitCaughtUp(t, cl, store)
+	requireState(t, store, model(evs))
+	waitReady(t, second.p, func(err error) bool { return err == nil }, "ready")
+
+	// kfake, like Kafka, refuses a session timeout under 6s.
+	short := startWith(t, c, processor.Config{Store: store, Group: "short", SessionTimeout: time.Second})
+	if err := short.Failed(t); err == nil || !strings.Contains(err.Error(), "the brokers refuse session timeout 1s") {
+		t.Errorf("a processor with a 1s session timeout stopped with %v, want the brokers refuse it", err)
+	}
 }

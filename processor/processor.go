@@ -284,9 +284,10 @@ const (
 // Run creates missing topics, then consumes until ctx ends. When Redis
 // loses what the processor wrote, or its partitions moved to another
 // processor while it was out of the group, it leaves its group and joins
-// again, which rebuilds what was lost. Records fetched but not yet in
-// Redis when it stops are read again by whichever processor owns their
-// partition next.
+// again, which rebuilds what was lost. It returns an error when another
+// processor joins with its instance id, or the brokers refuse its session
+// timeout. Records fetched but not yet in Redis when it stops are read
+// again by whichever processor owns their partition next.
 func (p *Processor) Run(ctx context.Context) error {
 	for {
 		err := p.consume(ctx)
@@ -381,11 +382,15 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
+		var fatal error
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
+			if fatal = p.groupError(err); fatal == nil && !errors.Is(err, context.DeadlineExceeded) {
 				p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 			}
 		})
+		if fatal != nil {
+			return fatal
+		}
 		p.applyFetches(ctx, cl, fetches)
 		if !p.cfg.Quiet {
 			p.sweepGrace(ctx, cl)
