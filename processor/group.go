@@ -17,6 +17,8 @@ package processor
 //     applying before it is handed over. A member whose session ended
 //     (too slow, or cut off) may still be applying when another takes
 //     its partitions over: the fenced checkpoints stop it (errMoved).
+//     The eager protocol would instead stop every partition of every
+//     member at each rebalance, which is the stall this avoids.
 //   - Static membership (Config.InstanceID) lets a processor that died
 //     and restarts take its partitions back at once, and
 //     Config.SessionTimeout bounds how long the partitions of a dead one
@@ -24,8 +26,8 @@ package processor
 //     group explicitly, so that its partitions go to the others at once
 //     rather than waiting for its session to time out: a processor
 //     stopped for a rolling restart hands its partitions over twice,
-//     for about a second each, instead of freezing them until it is
-//     back.
+//     for well under a second each, instead of freezing them until it
+//     is back.
 
 import (
 	"context"

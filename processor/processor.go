@@ -23,12 +23,12 @@
 // failover), or, when the checkpoint went past this processor's, that
 // another processor owns the partition now; either way the processor
 // leaves the group and joins it again, which rebuilds what was lost.
+// Redis also records the id and partition count of the topic its state
+// was built from; state built from another topic is rebuilt whole.
 //
 // Group membership and failover are in group.go: Kafka's committed
 // offsets are only a hint, committed in the background, so that a
 // rebalance never stalls the partitions that stay.
-// Redis also records the id and partition count of the topic its state
-// was built from; state built from another topic is rebuilt whole.
 //
 // A rebuild is a mode: the checkpoint of each partition being rebuilt
 // holds its target, the end of the history to apply, so that readiness,
@@ -305,7 +305,9 @@ func (p *Processor) Run(ctx context.Context) error {
 }
 
 // consume runs one membership of the group, until ctx ends (it returns
-// nil) or Redis lost state (it returns errStateLost).
+// nil), Redis lost state (errStateLost), the partitions moved while this
+// processor was out of the group (errMoved), or the group refuses it (a
+// groupError).
 func (p *Processor) consume(ctx context.Context) (err error) {
 	p.joined.Store(false)
 	p.leaving.Store(false)
@@ -384,7 +386,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		}
 		var fatal error
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if fatal = p.groupError(err); fatal == nil && !errors.Is(err, context.DeadlineExceeded) {
+			if f := p.groupError(err); f != nil {
+				fatal = f
+			} else if !errors.Is(err, context.DeadlineExceeded) {
 				p.log.Warn("fetch failed", "topic", topic, "partition", partition, "err", err)
 			}
 		})
