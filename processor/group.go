@@ -55,6 +55,21 @@ import (
 // by default).
 const DefaultSessionTimeout = 10 * time.Second
 
+// CheckInstanceID checks an instance id as Kafka does: at most 249
+// characters of ASCII letters, digits, '.', '_' and '-', not "." or "..".
+// Empty means none.
+func CheckInstanceID(id string) error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > 249 || id == "." || id == ".." || strings.ContainsFunc(id, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}) {
+		return fmt.Errorf("instance id %.64q: want at most 249 letters, digits, '.', '_' or '-' (not . or ..)", id)
+	}
+	return nil
+}
+
 // groupOpts are the Kafka client's consumer group options.
 func (p *Processor) groupOpts() []kgo.Opt {
 	opts := []kgo.Opt{

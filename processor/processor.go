@@ -195,6 +195,9 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.MaxRecordBytes < 0 || cfg.MaxClockSkew < 0 || cfg.MaxGatewayLease < 0 || cfg.StallTimeout < 0 || cfg.SessionTimeout < 0 {
 		return nil, errors.New("processor: negative MaxRecordBytes, MaxClockSkew, MaxGatewayLease, StallTimeout or SessionTimeout")
 	}
+	if err := CheckInstanceID(cfg.InstanceID); err != nil {
+		return nil, fmt.Errorf("processor: %w", err)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}

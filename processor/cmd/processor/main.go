@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -46,6 +47,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	if *offlineTTL <= 0 || *partitions <= 0 || *offlineGrace <= 0 || *gatewayLease <= 0 || *sessionTimeout <= 0 {
 		return errors.New("--offline-ttl, --offline-grace, --gateway-lease, --session-timeout and --partitions must be positive")
+	}
+	if err := processor.CheckInstanceID(*instanceID); err != nil {
+		return fmt.Errorf("--instance-id: %w", err)
 	}
 	if limits.MaxRecordBytes <= 0 || limits.MaxClockSkew <= 0 || limits.MaxGatewayLease <= 0 || limits.StallTimeout <= 0 {
 		return errors.New("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")

@@ -30,6 +30,13 @@ func TestLimitFlags(t *testing.T) {
 			t.Errorf("processor %q: %v, want must be positive", args, err)
 		}
 	}
+	for _, id := range []string{"pod 0", "..", "pod/0", "pödö", strings.Repeat("p", 250)} {
+		err := run(context.Background(), []string{"--instance-id", id, "--brokers", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1"},
+			func(string) string { return "" }, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), "instance id") {
+			t.Errorf("processor --instance-id %.20q: %v, want the id refused", id, err)
+		}
+	}
 	err := run(context.Background(), nil, func(k string) string {
 		if k == "PRESENCE_STALL_TIMEOUT" {
 			return "0s"
