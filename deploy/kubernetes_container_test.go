@@ -3,6 +3,7 @@ package deploy
 import (
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,8 +50,8 @@ func checkContainer(t *testing.T, w workload, c corev1.Container, flags map[stri
 	}
 
 	if _, ok := fl["auth"]; ok {
-		if a := given["auth"]; a.value == "" || given["insecure"].value == "true" {
-			t.Errorf("container %s serves without --auth", c.Name)
+		if insecure, _ := strconv.ParseBool(given["insecure"].value); given["auth"].value == "" || insecure {
+			t.Errorf("container %s serves without --auth, or with --insecure", c.Name)
 		}
 	}
 	if r, ok := given["redis-url"]; ok && !fromSecret["redis-url"] {
@@ -157,9 +158,13 @@ func containerSettings(t *testing.T, c corev1.Container, b binary, secrets map[s
 			continue
 		}
 		name, value, ok := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		if !ok && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+		switch {
+		case ok:
+		case i+1 < len(args) && !strings.HasPrefix(args[i+1], "-"):
 			i++
 			value = args[i]
+		default:
+			value = "true" // a boolean flag alone
 		}
 		if (secretName.MatchString(envName(name)) && !isFileFlag(envName(name))) || hasCredentials(value) || name == "redis-url" {
 			t.Errorf("container %s gives --%s on its command line: take it from a Secret through %s", c.Name, name, envName(name))

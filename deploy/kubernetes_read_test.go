@@ -6,6 +6,7 @@ package deploy
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -61,7 +63,7 @@ func readManifests(t *testing.T, dir string) (kustomization, []object) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := yaml.UnmarshalStrict(data, &k); err != nil {
+	if err := decodeStrict(data, &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
@@ -100,7 +102,7 @@ func readManifests(t *testing.T, dir string) (kustomization, []object) {
 				continue
 			}
 			obj := newObj()
-			if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			if err := decodeStrict([]byte(doc), obj); err != nil {
 				t.Errorf("%s, %s: %v", res, kind, err)
 				continue
 			}
@@ -108,6 +110,21 @@ func readManifests(t *testing.T, dir string) (kustomization, []object) {
 		}
 	}
 	return k, out
+}
+
+// decodeStrict decodes a YAML document into v as the API server would in
+// strict mode: field names match case-sensitively, and a duplicate or
+// unknown field is an error.
+func decodeStrict(doc []byte, v any) error {
+	data, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(data, v)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
 }
 
 // onlyComments says whether a YAML document holds nothing but comments and
