@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -46,19 +47,54 @@ type workload struct {
 // locked down and covered by a PodDisruptionBudget.
 func TestKubernetes(t *testing.T) {
 	root := filepath.Dir(mustGetwd(t))
-	dir := filepath.Join(root, "deploy", "kubernetes")
-	k, objs := readManifests(t, dir)
+	k, objs := readManifests(t, filepath.Join(root, "deploy", "kubernetes"))
+	m := sortObjects(t, k, objs)
 	flags := helpFlags(t, root)
 	img := readDockerfile(t, filepath.Join(root, "deploy", "Dockerfile"))
 	secrets := documentedSecrets(t, filepath.Join(root, "deploy", "README.md"))
 
-	var (
-		workloads []workload
-		svcs      []*corev1.Service
-		pdbs      []*policyv1.PodDisruptionBudget
-		monitors  []*monitoringv1.ServiceMonitor
-		configs   = map[string]map[string]string{}
-	)
+	run := map[string]bool{}
+	metrics := map[string]int32{}
+	for _, w := range m.workloads {
+		t.Run(strings.ToLower(w.kind)+"/"+w.name, func(t *testing.T) {
+			checkWorkload(t, w, m)
+			var b string
+			b, metrics[w.name] = checkContainer(t, w, w.pod.Spec.Containers[0], flags, img, secrets, m.configs)
+			run[b] = true
+		})
+	}
+	t.Run("binaries", func(t *testing.T) {
+		for _, name := range services {
+			if !run[name] {
+				t.Errorf("no pod runs %s", name)
+			}
+		}
+	})
+	for _, s := range m.services {
+		t.Run("service/"+s.Name, func(t *testing.T) {
+			checkService(t, s, m.workloads)
+		})
+	}
+	t.Run("servicemonitor", func(t *testing.T) {
+		checkMonitors(t, m, metrics)
+	})
+}
+
+// manifests are the decoded objects, by kind.
+type manifests struct {
+	workloads []workload
+	services  []*corev1.Service
+	pdbs      []*policyv1.PodDisruptionBudget
+	monitors  []*monitoringv1.ServiceMonitor
+	configs   map[string]map[string]string // ConfigMap data by name
+}
+
+// sortObjects sorts the objects by kind, checking that all are in the
+// kustomization's namespace, which one of them creates, that each pod has
+// one container, and that no ConfigMap holds a secret.
+func sortObjects(t *testing.T, k kustomization, objs []object) manifests {
+	t.Helper()
+	m := manifests{configs: map[string]map[string]string{}}
 	namespaces := 0
 	for _, o := range objs {
 		var meta metav1.ObjectMeta
@@ -71,22 +107,22 @@ func TestKubernetes(t *testing.T) {
 			continue
 		case *appsv1.Deployment:
 			meta = v.ObjectMeta
-			workloads = append(workloads, workload{o.kind, v.Name, v.Spec.Selector, v.Spec.Template, ""})
+			m.workloads = append(m.workloads, workload{o.kind, v.Name, v.Spec.Selector, v.Spec.Template, ""})
 		case *appsv1.StatefulSet:
 			meta = v.ObjectMeta
-			workloads = append(workloads, workload{o.kind, v.Name, v.Spec.Selector, v.Spec.Template, v.Spec.ServiceName})
+			m.workloads = append(m.workloads, workload{o.kind, v.Name, v.Spec.Selector, v.Spec.Template, v.Spec.ServiceName})
 		case *corev1.Service:
 			meta = v.ObjectMeta
-			svcs = append(svcs, v)
+			m.services = append(m.services, v)
 		case *policyv1.PodDisruptionBudget:
 			meta = v.ObjectMeta
-			pdbs = append(pdbs, v)
+			m.pdbs = append(m.pdbs, v)
 		case *monitoringv1.ServiceMonitor:
 			meta = v.ObjectMeta
-			monitors = append(monitors, v)
+			m.monitors = append(m.monitors, v)
 		case *corev1.ConfigMap:
 			meta = v.ObjectMeta
-			configs[v.Name] = v.Data
+			m.configs[v.Name] = v.Data
 			for key := range v.Data {
 				if secretName.MatchString(strings.ToUpper(strings.ReplaceAll(key, "-", "_"))) {
 					t.Errorf("ConfigMap %s holds %s: a secret belongs in a Secret", v.Name, key)
@@ -100,79 +136,71 @@ func TestKubernetes(t *testing.T) {
 	if k.Namespace == "" || namespaces != 1 {
 		t.Errorf("kustomization.yaml sets namespace %q and the manifests create %d namespaces; want one, the same", k.Namespace, namespaces)
 	}
+	for _, w := range m.workloads {
+		if n := len(w.pod.Spec.Containers); n != 1 {
+			t.Fatalf("the pods of %s have %d containers, want one", w.name, n)
+		}
+	}
+	return m
+}
 
-	run := map[string]bool{}
-	metrics := map[string]int32{}
-	for _, w := range workloads {
-		t.Run(strings.ToLower(w.kind)+"/"+w.name, func(t *testing.T) {
-			checkWorkload(t, w, workloads, pdbs, svcs)
-			if len(w.pod.Spec.Containers) != 1 {
-				t.Fatalf("the pods of %s have %d containers, want one", w.name, len(w.pod.Spec.Containers))
-			}
-			var b string
-			b, metrics[w.name] = checkContainer(t, w, w.pod.Spec.Containers[0], flags, img, secrets, configs)
-			run[b] = true
-		})
+// checkService checks that a Service selects pods and targets ports they
+// declare.
+func checkService(t *testing.T, s *corev1.Service, workloads []workload) {
+	if len(selected(t, s, workloads)) == 0 {
+		t.Errorf("Service %s selects no pods", s.Name)
 	}
-	t.Run("binaries", func(t *testing.T) {
-		for _, name := range services {
-			if !run[name] {
-				t.Errorf("no pod runs %s", name)
+	for _, w := range selected(t, s, workloads) {
+		for _, p := range s.Spec.Ports {
+			target := p.TargetPort
+			if target.Type == intstr.Int && target.IntVal == 0 {
+				target = intstr.FromInt32(p.Port)
+			}
+			if containerPort(w.pod.Spec.Containers[0], target) == 0 {
+				t.Errorf("port %s of Service %s targets %s, which the pods of %s do not declare", p.Name, s.Name, target.String(), w.name)
 			}
 		}
-	})
-	for _, s := range svcs {
-		t.Run("service/"+s.Name, func(t *testing.T) {
-			if len(selected(t, s, workloads)) == 0 {
-				t.Errorf("Service %s selects no pods", s.Name)
+	}
+}
+
+// checkMonitors checks that the ServiceMonitors scrape /metrics of every
+// workload, on the port each serves it on (metrics, by workload name).
+func checkMonitors(t *testing.T, m manifests, metrics map[string]int32) {
+	if len(m.monitors) == 0 {
+		t.Fatal("no ServiceMonitor")
+	}
+	scraped := map[string]bool{}
+	for _, mon := range m.monitors {
+		if !reflect.ValueOf(mon.Spec.NamespaceSelector).IsZero() {
+			t.Errorf("ServiceMonitor %s has a namespaceSelector: it scrapes the Services of its own namespace", mon.Name)
+		}
+		for _, s := range m.services {
+			if !selects(t, &mon.Spec.Selector, s.Labels) {
+				continue
 			}
-			for _, w := range selected(t, s, workloads) {
-				for _, p := range s.Spec.Ports {
-					target := p.TargetPort
-					if target.Type == intstr.Int && target.IntVal == 0 {
-						target = intstr.FromInt32(p.Port)
-					}
-					if containerPort(w.pod.Spec.Containers[0], target) == 0 {
-						t.Errorf("port %s of Service %s targets %s, which the pods of %s do not declare", p.Name, s.Name, target.String(), w.name)
-					}
+			for _, e := range mon.Spec.Endpoints {
+				if e.Path != "" && e.Path != "/metrics" {
+					t.Errorf("ServiceMonitor %s scrapes %s, the services serve /metrics", mon.Name, e.Path)
 				}
-			}
-		})
-	}
-	t.Run("servicemonitor", func(t *testing.T) {
-		if len(monitors) == 0 {
-			t.Fatal("no ServiceMonitor")
-		}
-		scraped := map[string]bool{}
-		for _, m := range monitors {
-			for _, s := range svcs {
-				if !selects(t, &m.Spec.Selector, s.Labels) {
+				i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port })
+				if e.Port == "" || i < 0 {
+					t.Errorf("ServiceMonitor %s scrapes port %q, which Service %s does not name", mon.Name, e.Port, s.Name)
 					continue
 				}
-				for _, e := range m.Spec.Endpoints {
-					if e.Path != "" && e.Path != "/metrics" {
-						t.Errorf("ServiceMonitor %s scrapes %s, the services serve /metrics", m.Name, e.Path)
+				for _, w := range selected(t, s, m.workloads) {
+					if got := containerPort(w.pod.Spec.Containers[0], s.Spec.Ports[i].TargetPort); got != metrics[w.name] {
+						t.Errorf("ServiceMonitor %s scrapes %s on port %d, it serves /metrics on %d", mon.Name, w.name, got, metrics[w.name])
 					}
-					i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == e.Port })
-					if e.Port == "" || i < 0 {
-						t.Errorf("ServiceMonitor %s scrapes port %q, which Service %s does not name", m.Name, e.Port, s.Name)
-						continue
-					}
-					for _, w := range selected(t, s, workloads) {
-						if got := containerPort(w.pod.Spec.Containers[0], s.Spec.Ports[i].TargetPort); got != metrics[w.name] {
-							t.Errorf("ServiceMonitor %s scrapes %s on port %d, it serves /metrics on %d", m.Name, w.name, got, metrics[w.name])
-						}
-						scraped[w.name] = true
-					}
+					scraped[w.name] = true
 				}
 			}
 		}
-		for _, w := range workloads {
-			if !scraped[w.name] {
-				t.Errorf("no ServiceMonitor scrapes %s", w.name)
-			}
+	}
+	for _, w := range m.workloads {
+		if !scraped[w.name] {
+			t.Errorf("no ServiceMonitor scrapes %s", w.name)
 		}
-	})
+	}
 }
 
 // selected returns the workloads whose pods a Service selects.
@@ -190,7 +218,8 @@ func selected(t *testing.T, s *corev1.Service, workloads []workload) []workload 
 // checkWorkload checks that a workload's selector selects its own pods and
 // no other's, a Service and a PodDisruptionBudget cover them, and the pod
 // is locked down.
-func checkWorkload(t *testing.T, w workload, all []workload, pdbs []*policyv1.PodDisruptionBudget, services []*corev1.Service) {
+func checkWorkload(t *testing.T, w workload, m manifests) {
+	all, pdbs, services := m.workloads, m.pdbs, m.services
 	if !slices.ContainsFunc(services, func(s *corev1.Service) bool { return len(selected(t, s, []workload{w})) > 0 }) {
 		t.Errorf("no Service selects the pods of %s", w.name)
 	}
