@@ -2,7 +2,9 @@
 // Presence stack. Its test keeps docker-compose.yml honest without a Docker
 // engine: every flag and PRESENCE_* variable a service is given must be one
 // its binary takes, the Dockerfile must build what the services run, and
-// Prometheus must scrape the ports the services listen on.
+// Prometheus must scrape the ports the services listen on. The Kubernetes
+// manifests of kubernetes/ are kept honest the same way, without a cluster
+// (kubernetes_test.go).
 package deploy
 
 import (
