@@ -35,20 +35,8 @@ func checkContainer(t *testing.T, w workload, c corev1.Container, flags map[stri
 		if _, ok := fl[name]; ok {
 			continue
 		}
-		if b.name == "processor" && slices.Contains(pendingProcessorFlags, name) {
-			t.Logf("%s sets %s, pending: the processor takes it once the failover branch is merged", c.Name, v.from)
-			continue
-		}
 		t.Errorf("container %s sets %s, which %s does not take", c.Name, v.from, b.name)
 	}
-	if b.name == "processor" {
-		for _, name := range pendingProcessorFlags {
-			if _, ok := fl[name]; ok {
-				t.Errorf("processor --help lists --%s now: delete it from pendingProcessorFlags", name)
-			}
-		}
-	}
-
 	if _, ok := fl["auth"]; ok {
 		if insecure, _ := strconv.ParseBool(given["insecure"].value); given["auth"].value == "" || insecure {
 			t.Errorf("container %s serves without --auth, or with --insecure", c.Name)

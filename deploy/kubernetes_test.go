@@ -20,12 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// pendingProcessorFlags are flags the processor manifest gives that the
-// processor's --help does not list yet: issue 13 adds them on the
-// "failover" branch. DELETE THIS at the merge of both branches; the test
-// fails once a pending flag exists, so that the entry cannot outlive it.
-var pendingProcessorFlags = []string{"instance-id", "session-timeout"}
-
 // fileFlags are the flags that name a file; in a pod the file must come
 // from a mounted Secret.
 var fileFlags = []string{"auth", "kafka-tls-ca", "kafka-tls-cert", "kafka-tls-key"}
