@@ -164,15 +164,7 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 		}
 		return unlink(ctx, c, doomed)
 	}
-	var err error
-	switch c := s.rdb.(type) {
-	case *redis.Client:
-		err = scan(ctx, c)
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	default:
-		err = fmt.Errorf("unsupported redis client %T", s.rdb)
-	}
+	err := ForEachNode(ctx, s.rdb, scan)
 	for p := range ends {
 		if err != nil {
 			break

@@ -89,15 +89,15 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	return s
 }
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db,
-// rediss:// for TLS; see ParseURL) and checks that it answers. Its errors
-// never hold the password. Close the Store when done.
+// Open connects to the Redis at url, one server or a cluster (see Dial),
+// and checks that every master answers. Its errors never hold the
+// password. Close the Store when done.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	ropts, err := ParseURL(url)
+	rdb, err := Dial(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	s := New(redis.NewClient(ropts), opts)
+	s := New(rdb, opts)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("redis at %s: %w", RedactURL(url), err)
@@ -108,9 +108,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // Close closes the Redis client.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers: every master of a cluster.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	err := ForEachNode(ctx, s.rdb, func(ctx context.Context, c *redis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("%s: %w", c.Options().Addr, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("pinging redis: %w", err)
 	}
 	return nil

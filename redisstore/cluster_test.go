@@ -1,0 +1,105 @@
+package redisstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/schemas"
+)
+
+// Dial recognises a Redis Cluster from a single seed and from go-redis's
+// cluster URL form, and a single server as one.
+func TestDialRecognisesACluster(t *testing.T) {
+	ctx := context.Background()
+	cluster := redistest.SharedCluster(t)
+	for _, tc := range []struct {
+		name, url string
+		cluster   bool
+	}{
+		{"seed", cluster.SeedURL(), true},
+		{"cluster url", cluster.URL(), true},
+		{"single server", redistest.URL(t), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb, err := redisstore.Dial(ctx, tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			if _, ok := rdb.(*redis.ClusterClient); ok != tc.cluster {
+				t.Fatalf("Dial(%s) = %T, want a cluster client: %v", tc.url, rdb, tc.cluster)
+			}
+		})
+	}
+}
+
+// Neither the error of a cluster URL that does not parse nor that of a
+// seed that does not answer holds the password.
+func TestDialErrorsHideThePassword(t *testing.T) {
+	ctx := context.Background()
+	for _, raw := range []string{
+		"redis://:" + secret + "@127.0.0.1:1?addr=127.0.0.1:2&dial_timeout=soon",
+		"redis://:" + secret + "@127.0.0.1:1/0?dial_timeout=100ms",
+	} {
+		_, err := redisstore.Open(ctx, raw, redisstore.Options{})
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", redisstore.RedactURL(raw))
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("Open: %v: it holds the password", err)
+		}
+	}
+}
+
+// On a real 3-master cluster opened from a seed, a reset of some
+// partitions deletes the keys of their users on every master, and only
+// theirs.
+func TestResetOnEveryMaster(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s, err := redisstore.Open(ctx, redistest.SharedCluster(t).SeedURL(), redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = 4
+	var changes []redisstore.Change
+	for i := range 40 {
+		changes = append(changes, connect(fmt.Sprintf("u%d", i), "s1", 1, base))
+	}
+	apply(t, s, changes...)
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", n, map[int32]int64{0: 10, 1: 10}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range changes {
+		st := status(t, s, c.User)
+		key := schemas.UserKey(c.App, c.User)
+		if reset := schemas.Partition([]byte(key), n) <= 1; reset != (st == nil) {
+			t.Errorf("%s of partition %d: state %+v after the reset of partitions 0 and 1", c.User, schemas.Partition([]byte(key), n), st)
+		}
+	}
+	// The users are spread over the three masters.
+	rdb := redistest.ClusterClient(t)
+	var mu sync.Mutex
+	held := 0
+	err = rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		keys, _, err := m.Scan(ctx, 0, prefix+":{*", 1000).Result()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(keys) > 0 {
+			held++
+		}
+		return err
+	})
+	if err != nil || held != 3 {
+		t.Fatalf("masters holding users after the reset: %d (%v), want 3", held, err)
+	}
+}
