@@ -51,16 +51,31 @@ func isClusterURL(raw string) bool {
 }
 
 func dialCluster(raw string) (redis.UniversalClient, error) {
-	// ParseURL first: it explains an invalid URL without quoting it.
-	if _, err := url.Parse(raw); err != nil {
-		_, err = ParseURL(raw)
+	opts, err := parseClusterURL(raw)
+	if err != nil {
 		return nil, err
 	}
+	return redis.NewClusterClient(opts), nil
+}
+
+// CheckURL checks, without connecting, that raw is a Redis URL Dial
+// takes; its error never holds the password.
+func CheckURL(raw string) error {
+	var err error
+	if isClusterURL(raw) {
+		_, err = parseClusterURL(raw)
+	} else {
+		_, err = ParseURL(raw)
+	}
+	return err
+}
+
+func parseClusterURL(raw string) (*redis.ClusterOptions, error) {
 	opts, err := redis.ParseClusterURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parsing redis cluster url %s: %s", RedactURL(raw), redactError(raw, err))
 	}
-	return redis.NewClusterClient(opts), nil
+	return opts, nil
 }
 
 // redactError is the text of err with the password of raw, if any,
