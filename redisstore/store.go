@@ -19,6 +19,8 @@
 //	                     expire.go)
 //	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways, the
 //	                     gateways (see gateways.go)
+//	P:alive:{<tag>}      one marker per master of a Redis Cluster (see
+//	                     masters.go)
 //	P:checkpoint:<topic> hash: partition -> next offset to apply, rebuild
 //	                     targets, and the id and partition count of the
 //	                     topic the state was built from (see
