@@ -22,8 +22,9 @@ import (
 //	P:alive:{<tag>}  string: the tags of every marker, space-separated
 //
 // where <tag> is the first of "0", "1", ... whose slot the master serves.
-// The markers are written when partitions are reset for a rebuild, and
-// whenever a master without one appears (a new master, a resharding). A
+// The markers are written when partitions are reset for a rebuild, when
+// checkpoints are found without any marker (a state built before them),
+// and whenever a master without one appears (a new master, a resharding). A
 // marker named by another that is missing means its master lost its data:
 // Checkpoint then forgets the checkpoints of every state topic, as a
 // FLUSHALL of a single Redis loses them, so that every processor rebuilds
@@ -204,6 +205,18 @@ func (s *Store) guardMasters(ctx context.Context) error {
 		return s.writeMarkers(ctx, c, m.mine, m.mine)
 	case m.unmarked && m.present:
 		return s.writeMarkers(ctx, c, m.mine, m.known)
+	case !m.present:
+		// State built before markers were: mark it. A store never
+		// built stays without a key.
+		for _, topic := range schemas.StateTopics {
+			n, err := c.Exists(ctx, s.checkpointKey(topic)).Result()
+			if err != nil {
+				return fmt.Errorf("reading checkpoints: %w", err)
+			}
+			if n > 0 {
+				return s.writeMarkers(ctx, c, m.mine, m.mine)
+			}
+		}
 	}
 	return nil
 }

@@ -118,3 +118,45 @@ func keysUnder(t *testing.T, rdb *redis.ClusterClient, prefix string) []string {
 	}
 	return keys
 }
+
+// A state built before the markers were gets them at the next read of its
+// checkpoints, and is guarded from then on.
+func TestMarkersOfAnOlderState(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	s, err := Open(ctx, redistest.SharedCluster(t).SeedURL(), Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", 1, map[int32]int64{0: 0}); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redistest.ClusterClient(t)
+	var markers []string
+	for _, k := range keysUnder(t, rdb, prefix) {
+		if k != s.checkpointKey(schemas.SessionsTopic) {
+			markers = append(markers, k)
+		}
+	}
+	if len(markers) != 3 {
+		t.Fatalf("after a reset: markers %q, want 3", markers)
+	}
+	for _, k := range markers {
+		if err := rdb.Unlink(ctx, k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Checkpoint(ctx, schemas.SessionsTopic); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(keysUnder(t, rdb, prefix)); got != 4 {
+		t.Fatalf("after a read of the checkpoints: %d keys, want the checkpoint and 3 markers", got)
+	}
+	if err := rdb.Unlink(ctx, markers[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := s.Checkpoint(ctx, schemas.SessionsTopic); err != nil || len(cp.Next) != 0 {
+		t.Fatalf("after the loss of a marker: %+v (%v), want no checkpoint", cp, err)
+	}
+}

@@ -88,6 +88,24 @@ func TestClusterEndToEnd(t *testing.T) {
 		return sessions(r[0]) == "offline:" && sessions(r[1]) == "offline:" && sessions(r[2]) == "offline:"
 	})
 
+	// One master that holds no checkpoint loses its data while the
+	// pipeline runs: lookups say the state is being rebuilt (or answer
+	// 503) until it is whole again.
+	flushed := flushOneMaster(t, cluster)
+	rebuilding := 0
+	eventually(t, "30 users online again after master "+flushed+" lost its data", func() bool {
+		r, ok := lookup(t, p, users...)
+		if !ok {
+			rebuilding++
+		}
+		return ok && allOnline(r)
+	})
+	t.Logf("%d lookups said the state was being rebuilt", rebuilding)
+	_, body := p.do(t, "GET", "/v1/apps/chat/users/bob/friends/status", "")
+	if !strings.Contains(body, `"user":"alice","state":"offline"`) || !strings.Contains(body, `"text":"before the loss"`) {
+		t.Fatalf("after master %s lost its data, bob's friends: %s", flushed, body)
+	}
+
 	// Every master loses its data while the pipeline is down: it is
 	// rebuilt from the topics into the cluster.
 	p.Stop(t)
@@ -100,7 +118,7 @@ func TestClusterEndToEnd(t *testing.T) {
 		r, ok := lookup(t, p, users...)
 		return ok && allOnline(r)
 	})
-	_, body := p.do(t, "GET", "/v1/apps/chat/users/bob/friends/status", "")
+	_, body = p.do(t, "GET", "/v1/apps/chat/users/bob/friends/status", "")
 	if !strings.Contains(body, `"user":"alice","state":"offline"`) || !strings.Contains(body, `"text":"before the loss"`) {
 		t.Fatalf("after the rebuild, bob's friends: %s", body)
 	}
@@ -140,4 +158,31 @@ func requireSpread(t *testing.T, cluster *redistest.Cluster) {
 			t.Fatalf("master %s holds %d keys (%v): the state is not spread", m.Addr, n, err)
 		}
 	}
+}
+
+// flushOneMaster empties, with FLUSHALL, a master of cluster that holds
+// users but no checkpoint, and returns its address.
+func flushOneMaster(t *testing.T, cluster *redistest.Cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	for _, m := range cluster.Masters {
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr})
+		defer rdb.Close()
+		checkpoints, err := rdb.Keys(ctx, "presence:checkpoint:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		users, err := rdb.Keys(ctx, "presence:{chat/u*}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(checkpoints) == 0 && len(users) > 0 {
+			if err := rdb.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			return m.Addr
+		}
+	}
+	t.Fatal("every master holds a checkpoint or no user")
+	return ""
 }
