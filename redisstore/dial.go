@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -26,8 +27,11 @@ func Dial(ctx context.Context, raw string) (redis.UniversalClient, error) {
 	}
 	rdb := redis.NewClient(opts)
 	info, err := rdb.Info(ctx, "cluster").Result()
-	if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
-		// A user not allowed INFO is taken at its word: one server.
+	if _, reply := errors.AsType[redis.Error](err); reply {
+		// A server that answers but will not tell (a user not allowed
+		// INFO, a server without the section) is one server; one that
+		// refuses the client (a wrong password, still loading) says so
+		// again to the Ping that follows.
 		return rdb, nil
 	}
 	if err != nil {
