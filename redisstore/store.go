@@ -17,7 +17,7 @@
 //	P:expire:<topic>:<partition>
 //	                     record keys to tombstone once dead (see
 //	                     expire.go)
-//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways, the
+//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways:<n>, the
 //	                     gateways (see gateways.go)
 //	P:alive:{<tag>}      one marker per master of a Redis Cluster (see
 //	                     masters.go)
