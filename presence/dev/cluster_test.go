@@ -24,7 +24,7 @@ func TestClusterEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	cluster := redistest.SharedCluster(t)
 	dir := t.TempDir()
-	cfg := dev.Config{DataDir: dir, RedisURL: cluster.SeedURL(), OfflineGrace: time.Second}
+	cfg := dev.Config{DataDir: dir, RedisURL: flushCluster(t), OfflineGrace: time.Second}
 	p := startDevWith(t, cfg)
 
 	const n = 30
@@ -185,4 +185,17 @@ func flushOneMaster(t *testing.T, cluster *redistest.Cluster) string {
 	}
 	t.Fatal("every master holds a checkpoint or no user")
 	return ""
+}
+
+// flushCluster empties every master of the test binary's cluster, for a
+// test that uses the default key prefix, and returns the URL of a seed.
+func flushCluster(t *testing.T) string {
+	t.Helper()
+	err := redistest.ClusterClient(t).ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		return m.FlushAll(ctx).Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return redistest.SharedCluster(t).SeedURL()
 }
