@@ -65,7 +65,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	fs := flag.NewFlagSet("presence replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the target")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the target: one server, or a Redis Cluster (any node, or redis://h1:p1?addr=h2:p2)")
 	prefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered; the processors' value")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
