@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -112,13 +113,18 @@ func (s *Store) getMarkers(ctx context.Context, c *redis.ClusterClient, tags []s
 		}
 		return nil
 	})
-	if err != nil && err != redis.Nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("reading the markers of the masters: %w", err)
 	}
 	out := map[string]string{}
 	for i, cmd := range cmds {
-		if v, err := cmd.Result(); err == nil {
+		// Only a marker Redis says is not there is missing: one that
+		// could not be read is no sign of a loss.
+		switch v, err := cmd.Result(); {
+		case err == nil:
 			out[tags[i]] = v
+		case !errors.Is(err, redis.Nil):
+			return nil, fmt.Errorf("reading the marker of a master: %w", err)
 		}
 	}
 	return out, nil
