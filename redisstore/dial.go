@@ -15,7 +15,8 @@ import (
 // or a Redis Cluster, given in go-redis's cluster URL form
 // (redis://h1:p1?addr=h2:p2&addr=h3:p3) or recognised from a single seed
 // that says cluster_enabled:1 (INFO cluster). A cluster client finds the
-// other nodes itself. Its errors never hold the password. Close the client
+// other nodes itself. A cluster has database 0 only: its nodes refuse a
+// seed URL that names another (SELECT is not allowed in cluster mode). Its errors never hold the password. Close the client
 // when done.
 func Dial(ctx context.Context, raw string) (redis.UniversalClient, error) {
 	if isClusterURL(raw) {
@@ -42,9 +43,6 @@ func Dial(ctx context.Context, raw string) (redis.UniversalClient, error) {
 		return rdb, nil
 	}
 	rdb.Close()
-	if opts.DB != 0 {
-		return nil, fmt.Errorf("redis at %s is a cluster node: a cluster has no database %d", RedactURL(raw), opts.DB)
-	}
 	return dialCluster(raw)
 }
 
