@@ -48,6 +48,7 @@ func TestDialErrorsHideThePassword(t *testing.T) {
 	for _, raw := range []string{
 		"redis://:" + secret + "@127.0.0.1:1?addr=127.0.0.1:2&dial_timeout=soon",
 		"redis://:" + secret + "@127.0.0.1:1/0?dial_timeout=100ms",
+		"redis://127.0.0.1:1?addr=:" + secret + "@127.0.0.1:2",
 	} {
 		_, err := redisstore.Open(ctx, raw, redisstore.Options{})
 		if err == nil {

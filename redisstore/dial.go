@@ -81,12 +81,20 @@ func parseClusterURL(raw string) (*redis.ClusterOptions, error) {
 }
 
 // redactError is the text of err with the password of raw, if any,
-// replaced.
+// replaced, and the user information of any addr parameter (a password
+// misplaced there) too.
 func redactError(raw string, err error) string {
 	msg := err.Error()
-	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	u, perr := url.Parse(raw)
+	if perr != nil {
+		return msg
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	for _, addr := range u.Query()["addr"] {
+		if at := strings.LastIndex(addr, "@"); at >= 0 {
+			msg = strings.ReplaceAll(msg, addr, "xxxxx@"+addr[at+1:])
 		}
 	}
 	return msg
