@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,5 +103,61 @@ func TestResetOnEveryMaster(t *testing.T) {
 	})
 	if err != nil || held != 3 {
 		t.Fatalf("masters holding users after the reset: %d (%v), want 3", held, err)
+	}
+}
+
+// On a cluster, scripts are loaded on every master once, not with every
+// batch; after the masters lost their scripts, a batch fails (to be
+// retried whole) at most once, and the next applies it all.
+func TestClusterScripts(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.ClusterClient(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: redistest.Prefix(t), OfflineTTL: time.Hour})
+	loads := func() int64 {
+		var mu sync.Mutex
+		var n int64
+		err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			info, err := m.Info(ctx, "commandstats").Result()
+			for line := range strings.SplitSeq(info, "\n") {
+				if rest, ok := strings.CutPrefix(line, "cmdstat_script|load:calls="); ok {
+					calls, _, _ := strings.Cut(rest, ",")
+					var c int64
+					fmt.Sscan(calls, &c)
+					mu.Lock()
+					n += c
+					mu.Unlock()
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	apply(t, s, connect("ann", "s0", 1, base))
+	before := loads()
+	if before == 0 {
+		t.Fatal("no script load counted on the masters")
+	}
+	for i := range 10 {
+		apply(t, s, connect(fmt.Sprintf("u%d", i), "s1", 1, base))
+	}
+	if after := loads(); after != before {
+		t.Errorf("10 batches loaded scripts %d times, want none", after-before)
+	}
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.ScriptFlush(ctx).Err() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := []redisstore.Change{connect("ann", "s1", 2, base), connect("bob", "s1", 3, base)}
+	if _, err := s.Apply(ctx, changes, false); err != nil {
+		t.Logf("the first batch after the flush: %v", err)
+		apply(t, s, changes...)
+	}
+	for _, user := range []string{"ann", "bob"} {
+		if st := status(t, s, user); st == nil || !slices.Contains(sessionIDs(st), "s1") {
+			t.Fatalf("%s after the script flush: %+v, want session s1", user, st)
+		}
 	}
 }

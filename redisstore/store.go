@@ -34,6 +34,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,6 +75,9 @@ type Store struct {
 	reserve    *redis.Script
 	// scripts holds the source of apply and announced.
 	scripts map[*redis.Script]string
+	// loaded says, on a sharded Redis, that apply or announced was
+	// loaded on every node and no call has failed since (see scripted).
+	loaded map[*redis.Script]*atomic.Bool
 }
 
 // New returns a Store over rdb.
@@ -88,6 +92,7 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
 		reserve: redis.NewScript(reserveSource)}
 	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource}
+	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool)}
 	return s
 }
 
