@@ -61,9 +61,9 @@ bench: build redis-server
 	./bin/presence bench --chart bench.svg
 
 redis-server:
-	@command -v redis-server >/dev/null || { \
-		echo "redis-server is missing: installing it (Debian package redis-server)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+		echo "redis-server or redis-cli is missing: installing them (Debian packages redis-server, redis-tools)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
 
 ## proto: regenerate schemas/presencepb from schemas/proto
 proto:

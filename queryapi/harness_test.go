@@ -44,7 +44,7 @@ var lookups = []struct{ method, path, body string }{
 type harness struct {
 	t      *testing.T
 	kafka  *kfake.Cluster
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	store  *redisstore.Store
 	srv    *httptest.Server
@@ -59,7 +59,7 @@ func newHarness(t *testing.T, configure ...func(*queryapi.Config)) *harness {
 }
 
 // newHarnessOn is newHarness over the Redis of rdb.
-func newHarnessOn(t *testing.T, rdb *redis.Client, configure ...func(*queryapi.Config)) *harness {
+func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*queryapi.Config)) *harness {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
 		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic))

@@ -263,14 +263,18 @@ func decodeOutcome(res []any) (Outcome, error) {
 // FLUSH), a call that failed with NOSCRIPT while a later one succeeded
 // (loaded meanwhile by another connection) would be re-run after it, and
 // its records dropped as older. On Redis Cluster, where a keyless command
-// goes to any node, the script is loaded on every node first, and a
-// NOSCRIPT error is returned, to be retried whole, rather than re-run.
+// goes to any node, the script is loaded on every node once, not with
+// every batch (a load reaches every master), and again after a call that
+// failed: a NOSCRIPT error is returned, to be retried whole, rather than
+// re-run.
 func (s *Store) scripted(ctx context.Context, script *redis.Script, queue func(redis.Pipeliner)) error {
 	_, single := s.rdb.(*redis.Client)
-	if !single {
+	loaded := s.loaded[script]
+	if !single && !loaded.Load() {
 		if err := script.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("loading script: %w", err)
 		}
+		loaded.Store(true)
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if single {
@@ -279,6 +283,9 @@ func (s *Store) scripted(ctx context.Context, script *redis.Script, queue func(r
 		queue(p)
 		return nil
 	})
+	if err != nil {
+		loaded.Store(false)
+	}
 	return err
 }
 

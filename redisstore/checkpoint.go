@@ -52,8 +52,17 @@ func (s *Store) checkpointKey(topic string) string {
 	return s.prefix + ":checkpoint:" + topic
 }
 
-// Checkpoint reads the checkpoint of topic.
+// Checkpoint reads the checkpoint of topic. On a Redis Cluster it first
+// checks that no master lost its data, and forgets every checkpoint if one
+// did (see masters.go).
 func (s *Store) Checkpoint(ctx context.Context, topic string) (Checkpoint, error) {
+	if err := s.guardMasters(ctx); err != nil {
+		return Checkpoint{}, fmt.Errorf("reading checkpoint of %s: %w", topic, err)
+	}
+	return s.readCheckpoint(ctx, topic)
+}
+
+func (s *Store) readCheckpoint(ctx context.Context, topic string) (Checkpoint, error) {
 	raw, err := s.rdb.HGetAll(ctx, s.checkpointKey(topic)).Result()
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading checkpoint of %s: %w", topic, err)
@@ -164,15 +173,7 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 		}
 		return unlink(ctx, c, doomed)
 	}
-	var err error
-	switch c := s.rdb.(type) {
-	case *redis.Client:
-		err = scan(ctx, c)
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	default:
-		err = fmt.Errorf("unsupported redis client %T", s.rdb)
-	}
+	err := ForEachNode(ctx, s.rdb, scan)
 	for p := range ends {
 		if err != nil {
 			break
@@ -200,7 +201,7 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 	if err := s.rdb.HSet(ctx, s.checkpointKey(topic), fields...).Err(); err != nil {
 		return fmt.Errorf("starting checkpoints of %s: %w", topic, err)
 	}
-	return nil
+	return s.markMasters(ctx)
 }
 
 // unlink deletes keys, one UNLINK each in one pipeline: they belong to
@@ -239,11 +240,15 @@ func (s *Store) Forget(ctx context.Context, topic string) error {
 // Rebuilding returns how many partitions of the state topics are not yet
 // built: being rebuilt, or without a checkpoint (lost, or never built); a
 // topic never built counts as one. While it is above 0 the state is
-// incomplete.
+// incomplete. On a Redis Cluster, a master that lost its data makes every
+// checkpoint forgotten first (see masters.go).
 func (s *Store) Rebuilding(ctx context.Context) (int, error) {
+	if err := s.guardMasters(ctx); err != nil {
+		return 0, err
+	}
 	pending := 0
 	for _, topic := range schemas.StateTopics {
-		cp, err := s.Checkpoint(ctx, topic)
+		cp, err := s.readCheckpoint(ctx, topic)
 		if err != nil {
 			return 0, err
 		}

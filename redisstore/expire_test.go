@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -161,5 +162,38 @@ func TestGatewayIndexBeforeBuckets(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, prefix+":gw:{gw-old}").Val(); n != 0 {
 		t.Fatalf("old index left after unindexing its last session")
+	}
+}
+
+// A gateway in the one set of gateways releases before wrote is still
+// listed, and forgotten once gone; gateways are spread over sets of
+// their own (on a cluster, over its masters).
+func TestGatewaySetBeforeSpread(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+	if err := rdb.SAdd(ctx, prefix+":gateways", "gw-old").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var changes []redisstore.Change
+	for i := range 20 {
+		c := connect(fmt.Sprintf("u%d", i), "s", int64(i+1), base)
+		c.Gateway = fmt.Sprintf("gw-%d", i)
+		changes = append(changes, c)
+	}
+	apply(t, s, changes...)
+	gws, err := s.Gateways(ctx)
+	if err != nil || len(gws) != 21 || !slices.Contains(gws, "gw-old") {
+		t.Fatalf("gateways: %v, %v; want gw-old and 20 more", gws, err)
+	}
+	if sets := rdb.Keys(ctx, prefix+":gateways:*").Val(); len(sets) < 2 {
+		t.Errorf("20 gateways are in %d sets, want them spread", len(sets))
+	}
+	if err := s.Unindex(ctx, "gw-old", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if gws, _ := s.Gateways(ctx); len(gws) != 20 || slices.Contains(gws, "gw-old") {
+		t.Fatalf("gateways once gw-old is gone: %v", gws)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,13 @@ import (
 // ended (see the processor's leases):
 //
 //	P:gw:{<gateway>}:<bucket>  hash: session key -> "<epoch>\x1f<connected at ms>"
-//	P:gateways                 set: the gateways with sessions in a P:gw hash
+//	P:gateways:<n>             sets: the gateways with sessions in a P:gw
+//	                           hash, each in set n = hash(gateway) mod 64
+//
+// The gateways are spread over gatewaySets sets, written with every batch
+// that connects a session, so that on a Redis Cluster they spread over the
+// masters rather than make one slot hot; P:gateways, the one set releases
+// before wrote, is still read and cleaned up.
 //
 // A gateway's sessions are spread over gatewayBuckets hashes, so that
 // each stays small enough for Redis's compact encoding (listpack, up to
@@ -50,7 +57,25 @@ func (s *Store) gatewayKey(gateway string, bucket uint32) string {
 	return s.prefix + ":gw:{" + gateway + "}:" + strconv.FormatUint(uint64(bucket), 10)
 }
 
-func (s *Store) gatewaysKey() string { return s.prefix + ":gateways" }
+// gatewaySets is how many sets hold the gateways.
+const gatewaySets = 64
+
+// gatewaysKey is the set that holds gateway.
+func (s *Store) gatewaysKey(gateway string) string {
+	h := fnv.New32a()
+	h.Write([]byte(gateway))
+	return s.prefix + ":gateways:" + strconv.FormatUint(uint64(h.Sum32()%gatewaySets), 10)
+}
+
+// allGatewaysKeys are every set of gateways, the legacy one last.
+func (s *Store) allGatewaysKeys() []string {
+	keys := make([]string, gatewaySets+1)
+	for n := range gatewaySets {
+		keys[n] = s.prefix + ":gateways:" + strconv.Itoa(n)
+	}
+	keys[gatewaySets] = s.prefix + ":gateways"
+	return keys
+}
 
 // gatewayBucket is the bucket of a session key in partition.
 func gatewayBucket(partition int32, sessionKey string) uint32 {
@@ -108,18 +133,30 @@ func (s *Store) indexSessions(ctx context.Context, p redis.Pipeliner, changes []
 			p.HDel(ctx, s.gatewayKey(gw, b), fields...)
 		}
 		if len(set) > 0 {
-			p.SAdd(ctx, s.gatewaysKey(), gw)
+			p.SAdd(ctx, s.gatewaysKey(gw), gw)
 		}
 	}
 }
 
 // Gateways returns the gateways that hold, or held, indexed sessions.
 func (s *Store) Gateways(ctx context.Context) ([]string, error) {
-	gws, err := s.rdb.SMembers(ctx, s.gatewaysKey()).Result()
+	keys := s.allGatewaysKeys()
+	reads := make([]*redis.StringSliceCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			reads[i] = p.SMembers(ctx, key)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading gateways: %w", err)
 	}
-	return gws, nil
+	var gws []string
+	for _, read := range reads {
+		gws = append(gws, read.Val()...)
+	}
+	slices.Sort(gws)
+	return slices.Compact(gws), nil
 }
 
 // GatewaySession is a session a gateway's index names.
@@ -184,13 +221,17 @@ func (s *Store) Unindex(ctx context.Context, gateway string, sessions []GatewayS
 	// Remove first, then look: a session indexed meanwhile (its SADD
 	// before the SREM) is seen, and the gateway added back. The buckets
 	// share a slot, so one EXISTS counts them all.
-	err := s.rdb.SRem(ctx, s.gatewaysKey(), gateway).Err()
+	keys := s.allGatewaysKeys()
+	err := s.rdb.SRem(ctx, s.gatewaysKey(gateway), gateway).Err()
+	if err == nil {
+		err = s.rdb.SRem(ctx, keys[len(keys)-1], gateway).Err()
+	}
 	var n int64
 	if err == nil {
 		n, err = s.rdb.Exists(ctx, s.gatewayKeys(gateway)...).Result()
 	}
 	if err == nil && n > 0 {
-		err = s.rdb.SAdd(ctx, s.gatewaysKey(), gateway).Err()
+		err = s.rdb.SAdd(ctx, s.gatewaysKey(gateway), gateway).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("forgetting gateway %q: %w", gateway, err)

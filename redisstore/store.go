@@ -17,8 +17,10 @@
 //	P:expire:<topic>:<partition>
 //	                     record keys to tombstone once dead (see
 //	                     expire.go)
-//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways, the
+//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways:<n>, the
 //	                     gateways (see gateways.go)
+//	P:alive:{<tag>}      one marker per master of a Redis Cluster (see
+//	                     masters.go)
 //	P:checkpoint:<topic> hash: partition -> next offset to apply, rebuild
 //	                     targets, and the id and partition count of the
 //	                     topic the state was built from (see
@@ -32,6 +34,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,6 +75,9 @@ type Store struct {
 	reserve    *redis.Script
 	// scripts holds the source of apply and announced.
 	scripts map[*redis.Script]string
+	// loaded says, on a sharded Redis, that apply or announced was
+	// loaded on every node and no call has failed since (see scripted).
+	loaded map[*redis.Script]*atomic.Bool
 }
 
 // New returns a Store over rdb.
@@ -86,18 +92,19 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
 		reserve: redis.NewScript(reserveSource)}
 	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource}
+	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool)}
 	return s
 }
 
-// Open connects to the Redis at url (redis://[user:password@]host:port/db,
-// rediss:// for TLS; see ParseURL) and checks that it answers. Its errors
-// never hold the password. Close the Store when done.
+// Open connects to the Redis at url, one server or a cluster (see Dial),
+// and checks that every master answers. Its errors never hold the
+// password. Close the Store when done.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	ropts, err := ParseURL(url)
+	rdb, err := Dial(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	s := New(redis.NewClient(ropts), opts)
+	s := New(rdb, opts)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("redis at %s: %w", RedactURL(url), err)
@@ -108,9 +115,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // Close closes the Redis client.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers: every master of a cluster.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
+	err := ForEachNode(ctx, s.rdb, func(ctx context.Context, c *redis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("%s: %w", c.Options().Addr, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("pinging redis: %w", err)
 	}
 	return nil

@@ -331,3 +331,14 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// A Redis Cluster given is refused plainly, before anything is written to
+// it: the bench compares against raw commands on one server.
+func TestRefusesCluster(t *testing.T) {
+	cfg := smallConfig(t, "14")
+	cfg.RedisURL, cfg.Scenarios = redistest.SharedCluster(t).SeedURL(), []string{"ingest"}
+	_, err := bench.Run(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "is a cluster") {
+		t.Fatalf("got %v, want a refusal saying it is a cluster", err)
+	}
+}

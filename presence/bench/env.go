@@ -51,7 +51,11 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 		}
 		e.server, e.redisURL = s, s.URL()
 	}
-	opts, err := redisstore.ParseURL(e.redisURL)
+	err := e.refuseCluster(ctx)
+	var opts *redis.Options
+	if err == nil {
+		opts, err = redisstore.ParseURL(e.redisURL)
+	}
 	if err != nil {
 		e.close()
 		return nil, err
@@ -64,6 +68,20 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 	}
 	out.printf("redis %s at %s, kafka %s", e.redisVersion, redisstore.RedactURL(e.redisURL), e.kafkaKind())
 	return e, nil
+}
+
+// refuseCluster refuses a Redis Cluster: the bench compares Presence with
+// raw commands on one server (FLUSHDB, DBSIZE and INFO between phases).
+func (e *env) refuseCluster(ctx context.Context) error {
+	rdb, err := redisstore.Dial(ctx, e.redisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if _, single := rdb.(*redis.Client); !single {
+		return fmt.Errorf("redis at %s is a cluster: the bench runs against one redis-server only", redisstore.RedactURL(e.redisURL))
+	}
+	return nil
 }
 
 // check reads the version of Redis and refuses a Redis database or a Kafka

@@ -19,9 +19,15 @@ import (
 // processor ends its sessions, and after the grace period the friends of
 // its users, on another gateway, are told they went offline. The users of
 // the other gateway, which keeps its lease, are untouched.
+// It holds on the embedded Redis and on a real 3-master Redis Cluster.
 func TestGatewayKilled(t *testing.T) {
+	t.Run("embedded redis", func(t *testing.T) { gatewayKilled(t, "") })
+	t.Run("redis cluster", func(t *testing.T) { gatewayKilled(t, flushCluster(t)) })
+}
+
+func gatewayKilled(t *testing.T, redisURL string) {
 	const lease, grace = time.Second, 500 * time.Millisecond
-	p := startDevWith(t, dev.Config{DataDir: t.TempDir(), GatewayLease: lease, OfflineGrace: grace})
+	p := startDevWith(t, dev.Config{DataDir: t.TempDir(), RedisURL: redisURL, GatewayLease: lease, OfflineGrace: grace})
 	doomed := startGateway(t, p.Brokers, "gw-doomed", lease)
 	p.do(t, "PUT", "/v1/apps/chat/users/ann/friends/bob", "")
 	p.do(t, "PUT", "/v1/apps/chat/users/ann/friends/cid", "")

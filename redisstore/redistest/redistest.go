@@ -1,4 +1,5 @@
-// Package redistest runs a real redis-server for tests. Each test binary
+// Package redistest runs a real redis-server, or a real Redis Cluster of
+// three (StartCluster, SharedCluster), for tests. Each test binary
 // starts its own server on a free loopback port (or uses the one named by
 // PRESENCE_TEST_REDIS_URL) and each test gets its own key prefix, so tests
 // never see each other's keys. A missing redis-server fails the test: it is
@@ -76,6 +77,9 @@ type Options struct {
 	Users map[string]string
 	// TLS, when set, makes the server serve TLS only, with these files.
 	TLS *TLS
+	// cluster makes the server a Redis Cluster node with no slots yet
+	// (see StartCluster).
+	cluster bool
 }
 
 // TLS are the PEM files of a server that serves TLS. Clients need not
@@ -117,6 +121,17 @@ func StartWith(opts Options) (*Server, error) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Users)) {
 		args = append(args, "--user", name, "on", ">"+opts.Users[name], "~*", "&*", "+@all")
+	}
+	if opts.cluster {
+		// The bus port is chosen too: port+10000, the default, may be
+		// taken or past 65535.
+		bus, err := freePort()
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(bus))
 	}
 	if opts.TLS != nil {
 		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", opts.TLS.CertFile,
@@ -274,6 +289,9 @@ func Main(m *testing.M) {
 	code := m.Run()
 	if shared.server != nil {
 		shared.server.Stop()
+	}
+	if sharedCluster.cluster != nil {
+		sharedCluster.cluster.Stop()
 	}
 	os.Exit(code)
 }

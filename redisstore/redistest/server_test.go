@@ -3,7 +3,9 @@ package redistest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -49,5 +51,37 @@ func TestServerRestart(t *testing.T) {
 				t.Fatalf("after a restart without persistence, k = %q (err %v), want nothing", got, err)
 			}
 		})
+	}
+}
+
+// A cluster started for tests has three masters that together serve every
+// slot: keys of different slots land on different masters.
+func TestCluster(t *testing.T) {
+	ctx := context.Background()
+	rdb := ClusterClient(t)
+	for i := range 30 {
+		if err := rdb.Set(ctx, fmt.Sprintf("k%d", i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	sizes := map[string]int64{}
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		n, err := m.DBSize(ctx).Result()
+		mu.Lock()
+		sizes[m.Options().Addr] = n
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) != 3 {
+		t.Fatalf("masters: %v, want 3", sizes)
+	}
+	for addr, n := range sizes {
+		if n == 0 {
+			t.Errorf("master %s holds none of 30 keys: %v", addr, sizes)
+		}
 	}
 }

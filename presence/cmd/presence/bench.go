@@ -53,7 +53,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every component runs in this process, Redis aside) to this file")
 	brokers := fs.String("brokers", "", "external Kafka seed brokers, comma-separated, instead of an in-process one; it must not hold the Presence topics")
 	kafka := kafkaconn.Register(fs)
-	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own; its database must be empty")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own (one server, not a cluster); its database must be empty")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics")
 	fs.IntVar(&cfg.Writers, "writers", bench.DefaultWriters, "goroutines writing at once: publishing through the gateway library, or sending raw pipelines")
 	fs.IntVar(&cfg.IngestUsers, "ingest-users", bench.DefaultIngestUsers, "ingest: users that connect, every other one then disconnecting")

@@ -76,7 +76,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.StringVar(&cfg.KafkaAddr, "kafka-addr", "127.0.0.1:9092", "listen address of the embedded Kafka")
 	fs.StringVar(&brokers, "brokers", "", "external Kafka seed brokers, comma-separated, instead of the embedded Kafka")
 	kafka := kafkaconn.Register(fs)
-	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of the embedded Redis (redis://[user:password@]host:port/db, rediss:// for TLS)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of the embedded Redis (redis://[user:password@]host:port/db, rediss:// for TLS; a Redis Cluster: any node, or redis://h1:p1?addr=h2:p2)")
 	fs.StringVar(&cfg.QueryAddr, "query-addr", "127.0.0.1:8080", "listen address of the query API")
 	fs.StringVar(&cfg.GatewayAddr, "gateway-addr", "127.0.0.1:8090", "listen address of the gateway server")
 	fs.DurationVar(&cfg.OfflineTTL, "offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered")

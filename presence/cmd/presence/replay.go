@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -63,7 +65,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	fs := flag.NewFlagSet("presence replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the target")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL of the target: one server, or a Redis Cluster (any node, or redis://h1:p1?addr=h2:p2)")
 	prefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered; the processors' value")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
@@ -90,7 +92,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	redisstore.LogTo(log)
-	if _, err := redisstore.ParseURL(cfg.redisURL); err != nil {
+	if err := redisstore.CheckURL(cfg.redisURL); err != nil {
 		return fmt.Errorf("--redis-url: %w", err)
 	}
 	var err error
@@ -106,11 +108,10 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 // replay checks that the target is empty (or empties it), then runs a
 // quiet processor in a group of its own until it has caught up.
 func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logger) error {
-	ropts, err := redisstore.ParseURL(cfg.redisURL)
+	rdb, err := redisstore.Dial(ctx, cfg.redisURL)
 	if err != nil {
 		return fmt.Errorf("--redis-url: %w", err)
 	}
-	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
 	store := redisstore.New(rdb, redisstore.Options{Prefix: cfg.prefix, OfflineTTL: cfg.offlineTTL})
 	target := fmt.Sprintf("%s prefix %q", redisstore.RedactURL(cfg.redisURL), cfg.prefix)
@@ -222,7 +223,7 @@ func watch(ctx context.Context, p *processor.Processor, ended <-chan struct{}, l
 }
 
 // summarize prints what the replay built.
-func summarize(ctx context.Context, store *redisstore.Store, rdb *redis.Client, prefix string, records int64, elapsed time.Duration, out io.Writer) error {
+func summarize(ctx context.Context, store *redisstore.Store, rdb redis.UniversalClient, prefix string, records int64, elapsed time.Duration, out io.Writer) error {
 	partitions := 0
 	for _, topic := range schemas.StateTopics {
 		cp, err := store.Checkpoint(ctx, topic)
@@ -296,7 +297,7 @@ func deleteGroup(adm *kadm.Client, group string, log *slog.Logger) {
 
 // heldState describes what the target holds under prefix: the checkpoints
 // of the state topics, or else any key; "" when nothing.
-func heldState(ctx context.Context, store *redisstore.Store, rdb *redis.Client, prefix string) (string, error) {
+func heldState(ctx context.Context, store *redisstore.Store, rdb redis.UniversalClient, prefix string) (string, error) {
 	var held []string
 	for _, topic := range schemas.StateTopics {
 		cp, err := store.Checkpoint(ctx, topic)
@@ -310,8 +311,13 @@ func heldState(ctx context.Context, store *redisstore.Store, rdb *redis.Client, 
 	if len(held) > 0 {
 		return "the state of " + strings.Join(held, ", "), nil
 	}
-	var first string
-	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(keys []string) (bool, error) {
+	var (
+		mu    sync.Mutex
+		first string
+	)
+	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(_ *redis.Client, keys []string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		first = keys[0]
 		return false, nil
 	})
@@ -324,44 +330,55 @@ func heldState(ctx context.Context, store *redisstore.Store, rdb *redis.Client, 
 // globEscaper escapes the characters SCAN's MATCH pattern treats specially.
 var globEscaper = strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`)
 
-// scanKeys calls fn with each batch of the keys matching pattern until it
-// returns false or an error.
-func scanKeys(ctx context.Context, rdb *redis.Client, pattern string, fn func(keys []string) (bool, error)) error {
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
-		if err != nil {
-			return fmt.Errorf("scanning keys %s: %w", pattern, err)
-		}
-		if len(keys) > 0 {
-			if more, err := fn(keys); err != nil || !more {
-				return err
+// scanKeys calls fn with each batch of the keys matching pattern, and the
+// client of the node holding them, until it returns false or an error. The
+// nodes of a cluster are scanned concurrently: fn must be safe for that.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, pattern string, fn func(c *redis.Client, keys []string) (bool, error)) error {
+	return redisstore.ForEachNode(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return fmt.Errorf("scanning keys %s on %s: %w", pattern, c.Options().Addr, err)
+			}
+			if len(keys) > 0 {
+				if more, err := fn(c, keys); err != nil || !more {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		if cursor = next; cursor == 0 {
-			return nil
-		}
-	}
+	})
 }
 
 // unlinkAll deletes every key under prefix, a batch at a time, and returns
-// how many it deleted.
-func unlinkAll(ctx context.Context, rdb *redis.Client, prefix string) (int64, error) {
-	var n int64
-	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(keys []string) (bool, error) {
-		deleted, err := rdb.Unlink(ctx, keys...).Result()
-		n += deleted
+// how many it deleted. The keys of a batch are unlinked one by one in a
+// pipeline: on a cluster they lie in different slots.
+func unlinkAll(ctx context.Context, rdb redis.UniversalClient, prefix string) (int64, error) {
+	var n atomic.Int64
+	err := scanKeys(ctx, rdb, globEscaper.Replace(prefix)+":*", func(c *redis.Client, keys []string) (bool, error) {
+		cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Unlink(ctx, k)
+			}
+			return nil
+		})
+		for _, cmd := range cmds {
+			n.Add(cmd.(*redis.IntCmd).Val())
+		}
 		return true, err
 	})
-	return n, err
+	return n.Load(), err
 }
 
 // countKeys counts the keys matching pattern.
-func countKeys(ctx context.Context, rdb *redis.Client, pattern string) (int64, error) {
-	var n int64
-	err := scanKeys(ctx, rdb, pattern, func(keys []string) (bool, error) {
-		n += int64(len(keys))
+func countKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) (int64, error) {
+	var n atomic.Int64
+	err := scanKeys(ctx, rdb, pattern, func(_ *redis.Client, keys []string) (bool, error) {
+		n.Add(int64(len(keys)))
 		return true, nil
 	})
-	return n, err
+	return n.Load(), err
 }

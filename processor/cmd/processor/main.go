@@ -27,7 +27,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	fs := flag.NewFlagSet("processor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL: one server, or a Redis Cluster (any node, or redis://h1:p1?addr=h2:p2)")
 	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	group := fs.String("group", processor.DefaultGroup, "Kafka consumer group")
 	instanceID := fs.String("instance-id", "", "static member id in the consumer group, unique per processor and kept across restarts (a pod name): a restart takes its partitions back at once (empty: a dynamic member)")

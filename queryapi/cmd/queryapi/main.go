@@ -26,7 +26,7 @@ func main() { cli.Main("queryapi", run) }
 func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("queryapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
+	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL: one server, or a Redis Cluster (any node, or redis://h1:p1?addr=h2:p2)")
 	keyPrefix := fs.String("key-prefix", redisstore.DefaultPrefix, "prefix of every Redis key")
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
