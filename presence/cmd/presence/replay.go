@@ -191,7 +191,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 	if !named || watchErr == nil {
 		// Others of a named group may still be in it: Kafka refuses to
 		// delete it then, and the last to leave deletes it.
-		deleteGroup(adm, group, named, log)
+		deleteGroup(adm, group, log)
 	}
 	elapsed := time.Since(start)
 
@@ -358,16 +358,26 @@ func endsToReplay(ctx context.Context, adm *kadm.Client) (replayEnds, error) {
 
 // deleteGroup deletes the replay's consumer group, which holds nothing of
 // use once the replay ends. Failing is no error: Kafka expires the group.
-// A named group that still has members is left to them.
-func deleteGroup(adm *kadm.Client, group string, named bool, log *slog.Logger) {
+// Kafka refuses while members remain: the processes of a named group all
+// see the whole complete within a poll of each other and leave, so it
+// tries again for a while, and the last to leave deletes it.
+func deleteGroup(adm *kadm.Client, group string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := adm.DeleteGroup(ctx, group)
-	if err = cmp.Or(err, resp.Err); named && errors.Is(err, kerr.NonEmptyGroup) {
-		return
-	}
-	if err != nil {
-		log.Warn("deleting the replay's consumer group failed; Kafka expires it, or delete it by hand", "group", group, "err", err)
+	for {
+		resp, err := adm.DeleteGroup(ctx, group)
+		err = cmp.Or(err, resp.Err)
+		if !errors.Is(err, kerr.NonEmptyGroup) {
+			if err != nil && !errors.Is(err, kerr.GroupIDNotFound) { // not found: another process deleted it
+				log.Warn("deleting the replay's consumer group failed; Kafka expires it, or delete it by hand", "group", group, "err", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return // another process of the group deletes it
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
