@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -162,8 +163,10 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 		return err
 	}
 
+	reg := prometheus.NewRegistry()
 	p, err := processor.New(processor.Config{
-		Brokers: cfg.brokers, KafkaOpts: cfg.kafkaOpts, Group: group, Store: store, Partitions: cfg.partitions, Limits: cfg.limits, Quiet: true, Logger: log,
+		Brokers: cfg.brokers, KafkaOpts: cfg.kafkaOpts, Group: group, Store: store, Partitions: cfg.partitions, Limits: cfg.limits, Quiet: true,
+		Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return err
@@ -176,7 +179,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 	var runErr error
 	ended := make(chan struct{})
 	go func() { runErr = p.Run(runCtx); close(ended) }()
-	done, mine, watchErr := watch(ctx, store, p, ended, ends, cfg.progressEvery, out)
+	done, watchErr := watch(ctx, store, ended, ends, cfg.progressEvery, out)
 	stop()
 	select {
 	case <-ended:
@@ -209,7 +212,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 			cmp.Or(runErr, watchErr), rs.name, again)
 	}
 	if named {
-		fmt.Fprintf(out, "replay: this process applied %d records\n", mine)
+		fmt.Fprintf(out, "replay: this process applied %d records\n", recordsRead(reg))
 	}
 	return summarize(ctx, store, rdb, cfg.prefix, done, elapsed, out)
 }
@@ -217,38 +220,37 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 // watch prints the progress of the whole replay, read from the
 // checkpoints in Redis, every period until Redis holds every record of
 // ends (nil), ctx ends (errInterrupted) or the processor stops by itself.
-// It returns how many records of ends Redis holds, and how many this
-// process applied.
-func watch(ctx context.Context, store *redisstore.Store, p *processor.Processor, ended <-chan struct{}, ends replayEnds, period time.Duration, out io.Writer) (int64, int64, error) {
+// It returns how many records of ends Redis holds.
+func watch(ctx context.Context, store *redisstore.Store, ended <-chan struct{}, ends replayEnds, period time.Duration, out io.Writer) (int64, error) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	poll := time.NewTicker(min(period, 100*time.Millisecond))
 	defer poll.Stop()
 	var (
-		done, mine int64
+		done, last int64
 		total      = ends.total()
-		last       int64
 		lastAt     = time.Now()
 	)
 	for {
 		select {
 		case <-ctx.Done():
-			return done, mine, errInterrupted
+			return done, errInterrupted
 		case <-ended:
 			if ctx.Err() != nil {
 				// The processor stopped because ctx ended.
-				return done, mine, errInterrupted
+				return done, errInterrupted
 			}
-			return done, mine, errors.New("the processor stopped before it caught up")
+			return done, errors.New("the processor stopped before it caught up")
 		case <-poll.C:
-			mine = p.Progress().Done
-			var complete bool
-			var err error
-			if done, complete, err = ends.held(ctx, store); err != nil {
-				return done, mine, err
+			held, complete, err := ends.held(ctx, store)
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return done, errInterrupted
+			case err != nil:
+				return done, err
 			}
-			if complete {
-				return done, mine, nil
+			if done = held; complete {
+				return done, nil
 			}
 		case now := <-tick.C:
 			rate := float64(done-last) / now.Sub(lastAt).Seconds()
@@ -261,6 +263,21 @@ func watch(ctx context.Context, store *redisstore.Store, p *processor.Processor,
 			last, lastAt = done, now
 		}
 	}
+}
+
+// recordsRead is how many records the replay's processor read
+// (presence_processor_records_total), whichever partitions it held.
+func recordsRead(reg *prometheus.Registry) int64 {
+	families, _ := reg.Gather()
+	var n float64
+	for _, f := range families {
+		if f.GetName() == "presence_processor_records_total" {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return int64(n)
 }
 
 // replayEnds holds the end of each partition of each state topic when the
