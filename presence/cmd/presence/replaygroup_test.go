@@ -239,3 +239,66 @@ func keysUnder(t *testing.T, rdb redis.UniversalClient, prefix string) []string 
 	slices.Sort(keys)
 	return keys
 }
+
+// A process of a group that stops hands its partitions to the others,
+// which finish the whole; a group stopped altogether leaves its marker,
+// refuses other replays, and is finished by running it again.
+func TestReplayGroupStops(t *testing.T) {
+	ctx := context.Background()
+	c, cl := replayKafka(t, false)
+	h := makeHistory(t, 6, 2000)
+	h.produce(t, cl)
+	url, rdb := redistest.URL(t), redistest.Client(t)
+	prefix := redistest.Prefix(t)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	const group = "rebuild-stops"
+
+	// Stopped altogether before applying anything.
+	release := holdFetches(t, c)
+	stopCtx, stop := context.WithCancel(ctx)
+	var stopped syncBuffer
+	errs := make(chan error, 2)
+	go func() { errs <- replayInto(stopCtx, t, c, url, prefix, &stopped, "--group", group) }()
+	waitShared(t, cl, group, 1)
+	stop()
+	if err := <-errs; !errors.Is(err, errInterrupted) || !strings.Contains(stopped.String(), "--group "+group+" again") {
+		t.Fatalf("stopped replay: %v, want interrupted and told to run --group %s again:\n%s", err, group, stopped.String())
+	}
+	var other syncBuffer
+	if err := replayInto(ctx, t, c, url, prefix, &other); !errors.Is(err, errNotEmpty) || !strings.Contains(err.Error(), "--group "+group) {
+		t.Fatalf("replay of another group into the stopped one's target: %v, want a refusal naming --group %s", err, group)
+	}
+
+	// Run again by two processes; one stops, the other finishes.
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	defer stopFirst()
+	outs := []*syncBuffer{{}, {}}
+	go func() { errs <- replayInto(firstCtx, t, c, url, prefix, outs[0], "--group", group) }()
+	waitShared(t, cl, group, 1)
+	go func() { errs <- replayInto(ctx, t, c, url, prefix, outs[1], "--group", group) }()
+	waitShared(t, cl, group, 2)
+	stopFirst()
+	if err := <-errs; !errors.Is(err, errInterrupted) {
+		t.Fatalf("first process stopped: %v, want interrupted\n%s", err, outs[0].String())
+	}
+	release()
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatalf("second process: %v\n%s", err, outs[1].String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the second process did not finish within 2 minutes")
+	}
+	if s := outs[1].String(); !strings.Contains(s, "joining the replay of consumer group "+group) ||
+		!strings.Contains(s, fmt.Sprintf("replayed %d records of %d partitions", len(h.records), 3*replayPartitions)) {
+		t.Errorf("the second process did not join and finish the whole:\n%s", s)
+	}
+	requireHistory(t, store, h)
+	if n, err := store.Rebuilding(ctx); err != nil || n != 0 {
+		t.Errorf("%d partitions still rebuilding (%v)", n, err)
+	}
+	if n, err := rdb.Exists(ctx, markerKey(prefix)).Result(); err != nil || n != 0 {
+		t.Errorf("replay marker left behind (%d, %v)", n, err)
+	}
+}
