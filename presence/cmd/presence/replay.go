@@ -42,13 +42,13 @@ stop the processors writing to that Redis and prefix first and pass
 Stopped early (Ctrl-C), it leaves a partial state marked as rebuilding:
 run it again with --reset, or start a processor on it, to finish.
 
-To rebuild faster, run several processes with the same --group NAME (pass
+To rebuild faster, run several processes with the same --replay-group NAME (pass
 --reset to one of them at most): they share the partitions through that
 consumer group, a process that stops hands its partitions to the others,
 and each prints the progress of the whole and exits once the whole is in
 Redis. The key P:replay names the group replaying into the prefix; a
 replay of another group is refused while it runs. A group stopped early
-is finished by running it again with the same --group.
+is finished by running it again with the same --replay-group.
 Progress goes to stdout every --progress-every.`
 
 // errNotEmpty means the target already holds state under the prefix.
@@ -82,7 +82,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	offlineTTL := fs.Duration("offline-ttl", redisstore.DefaultOfflineTTL, "how long a user with no session is remembered; the processors' value")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics created when missing")
 	reset := fs.Bool("reset", false, "delete every key under --key-prefix first (stop the processors writing to it before)")
-	group := fs.String("group", "", "Kafka consumer group shared by the replay processes rebuilding one target together (default: one of its own, deleted at the end)")
+	group := fs.String("replay-group", "", "Kafka consumer group shared by the replay processes rebuilding one target together (default: one of its own, deleted at the end)")
 	progressEvery := fs.Duration("progress-every", time.Second, "how often progress is printed")
 	kafka := kafkaconn.Register(fs)
 	var limits processor.Limits
@@ -98,8 +98,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 		return errors.New("--offline-ttl, --partitions, --progress-every, --max-record-bytes and --max-clock-skew must be positive")
 	case *prefix == "":
 		return errors.New("--key-prefix must not be empty")
-	case processor.CheckInstanceID(*group) != nil:
-		return fmt.Errorf("--group: %w", processor.CheckInstanceID(*group))
+	case processor.CheckInstanceID(*group) != nil: // the same rule suits a group name, which names the marker too
+		return fmt.Errorf("--replay-group %.64q: want at most 249 letters, digits, '.', '_' or '-' (not . or ..)", *group)
 	}
 	cfg := replayConfig{
 		brokers: strings.Split(*brokers, ","), redisURL: *redisURL, prefix: *prefix, offlineTTL: *offlineTTL,
@@ -200,7 +200,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 
 	again := "run presence replay --reset again"
 	if named {
-		again = "run presence replay --group " + group + " again"
+		again = "run presence replay --replay-group " + group + " again"
 	}
 	switch {
 	case errors.Is(watchErr, errInterrupted):

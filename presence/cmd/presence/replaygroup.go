@@ -1,6 +1,7 @@
 package main
 
-// Parallel replays. Every `presence replay` given the same --group joins
+// Parallel replays. Every `presence replay` given the same --replay-group
+// (not --group: PRESENCE_GROUP names the processors' group) joins
 // that Kafka consumer group, which spreads the partitions among them and
 // moves those of a process that stops to the others; the checkpoints in
 // Redis say where each partition resumes, whoever applies it. A marker
@@ -10,7 +11,7 @@ package main
 // process of the group empties the target (--reset): a process joining
 // then waits, so that it never starts from checkpoints about to be
 // deleted. The marker is deleted once the whole is in Redis; a replay
-// stopped early leaves it, so that the same --group finishes the work.
+// stopped early leaves it, so that the same --replay-group finishes the work.
 
 import (
 	"context"
@@ -59,9 +60,21 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 			}
 		}
 		switch {
+		case owner != group && cfg.group != "":
+			// A group with members that does not replay into this target
+			// (the processors' group, or a replay into another) must not
+			// be joined: its partitions would go quiet.
+			if inUse, err := groupLive(ctx, adm, group); err != nil {
+				return err
+			} else if inUse {
+				return fmt.Errorf("%w: consumer group %s has members but is not replaying into %s; nothing was changed. "+
+					"Choose a --replay-group of its own", errReplayRunning, group, rs.name)
+			}
+		}
+		switch {
 		case owner != "" && owner != group && live:
 			return fmt.Errorf("%w: the replay of consumer group %s is writing to %s; nothing was changed. "+
-				"Join it with --group %s (without --reset), or wait for it to end", errReplayRunning, owner, rs.name, owner)
+				"Join it with --replay-group %s (without --reset), or wait for it to end", errReplayRunning, owner, rs.name, owner)
 		case owner == group && cfg.reset && live:
 			return fmt.Errorf("%w: the replay of consumer group %s is writing to %s and --reset would delete its work; nothing was changed. "+
 				"Join it without --reset", errReplayRunning, owner, rs.name)
@@ -78,7 +91,7 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 			return nil
 		case owner != "" && !cfg.reset:
 			return fmt.Errorf("%w: %s holds the partial state of a replay stopped early (consumer group %s); nothing was changed. "+
-				"Finish it with --group %s, or run again with --reset", errNotEmpty, rs.name, owner, owner)
+				"Finish it with --replay-group %s, or run again with --reset", errNotEmpty, rs.name, owner, owner)
 		case owner == "" && !cfg.reset:
 			state, err := heldState(ctx, rs.store, rs.rdb, cfg.prefix)
 			if err != nil {

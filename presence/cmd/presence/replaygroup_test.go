@@ -24,7 +24,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
-// Two replay processes sharing --group into one Redis build the same
+// Two replay processes sharing --replay-group into one Redis build the same
 // state as one process into another prefix; each reports the progress of
 // the whole; a replay of another group, or a --reset, is refused while
 // they run.
@@ -60,15 +60,24 @@ func testReplayInParallel(t *testing.T, url string, rdb redis.UniversalClient) {
 	outs := []*syncBuffer{{}, {}}
 	errs := make(chan error, len(outs))
 	for _, out := range outs {
-		go func() { errs <- replayInto(ctx, t, c, url, shared, out, "--group", group) }()
+		go func() { errs <- replayInto(ctx, t, c, url, shared, out, "--replay-group", group) }()
 	}
 	waitShared(t, cl, group, 2)
 	before := keysUnder(t, rdb, shared)
 	var other syncBuffer
-	for _, extra := range [][]string{{"--group", "rebuild-other"}, {}, {"--group", group, "--reset"}} {
+	for _, extra := range [][]string{{"--replay-group", "rebuild-other"}, {}, {"--replay-group", group, "--reset"}} {
 		if err := replayInto(ctx, t, c, url, shared, &other, extra...); !errors.Is(err, errReplayRunning) || !strings.Contains(err.Error(), "nothing was changed") {
 			t.Errorf("replay %q while group %s runs: %v, want it refused", extra, group, err)
 		}
+	}
+	// The group is not joined from another target: its members replay
+	// into this one (and a processors' group is refused alike).
+	elsewhere := redistest.Prefix(t) + "-elsewhere"
+	if err := replayInto(ctx, t, c, url, elsewhere, &other, "--replay-group", group); !errors.Is(err, errReplayRunning) {
+		t.Errorf("replay into another prefix in group %s: %v, want it refused", group, err)
+	}
+	if keys := keysUnder(t, rdb, elsewhere); len(keys) > 0 {
+		t.Errorf("the refused replay wrote %q", keys)
 	}
 	// The processors of the group may still be starting their
 	// partitions (writing checkpoints), but delete nothing: a key gone
@@ -258,24 +267,24 @@ func TestReplayGroupStops(t *testing.T) {
 	stopCtx, stop := context.WithCancel(ctx)
 	var stopped syncBuffer
 	errs := make(chan error, 2)
-	go func() { errs <- replayInto(stopCtx, t, c, url, prefix, &stopped, "--group", group) }()
+	go func() { errs <- replayInto(stopCtx, t, c, url, prefix, &stopped, "--replay-group", group) }()
 	waitShared(t, cl, group, 1)
 	stop()
-	if err := <-errs; !errors.Is(err, errInterrupted) || !strings.Contains(stopped.String(), "--group "+group+" again") {
-		t.Fatalf("stopped replay: %v, want interrupted and told to run --group %s again:\n%s", err, group, stopped.String())
+	if err := <-errs; !errors.Is(err, errInterrupted) || !strings.Contains(stopped.String(), "--replay-group "+group+" again") {
+		t.Fatalf("stopped replay: %v, want interrupted and told to run --replay-group %s again:\n%s", err, group, stopped.String())
 	}
 	var other syncBuffer
-	if err := replayInto(ctx, t, c, url, prefix, &other); !errors.Is(err, errNotEmpty) || !strings.Contains(err.Error(), "--group "+group) {
-		t.Fatalf("replay of another group into the stopped one's target: %v, want a refusal naming --group %s", err, group)
+	if err := replayInto(ctx, t, c, url, prefix, &other); !errors.Is(err, errNotEmpty) || !strings.Contains(err.Error(), "--replay-group "+group) {
+		t.Fatalf("replay of another group into the stopped one's target: %v, want a refusal naming --replay-group %s", err, group)
 	}
 
 	// Run again by two processes; one stops, the other finishes.
 	firstCtx, stopFirst := context.WithCancel(ctx)
 	defer stopFirst()
 	outs := []*syncBuffer{{}, {}}
-	go func() { errs <- replayInto(firstCtx, t, c, url, prefix, outs[0], "--group", group) }()
+	go func() { errs <- replayInto(firstCtx, t, c, url, prefix, outs[0], "--replay-group", group) }()
 	waitShared(t, cl, group, 1)
-	go func() { errs <- replayInto(ctx, t, c, url, prefix, outs[1], "--group", group) }()
+	go func() { errs <- replayInto(ctx, t, c, url, prefix, outs[1], "--replay-group", group) }()
 	waitShared(t, cl, group, 2)
 	stopFirst()
 	if err := <-errs; !errors.Is(err, errInterrupted) {
