@@ -186,15 +186,16 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 	case <-time.After(replayStopTimeout):
 		return fmt.Errorf("the replay's processor did not stop within %s", replayStopTimeout)
 	}
-	if watchErr == nil {
-		if err := release(ctx, rdb, cfg.prefix, group); err != nil {
-			return err
-		}
-	}
 	if !named || watchErr == nil {
-		// Others of a named group may still be in it: Kafka refuses to
-		// delete it then, and the last to leave deletes it.
-		deleteGroup(adm, group, log)
+		// Others of a named group may still be in it, applying records
+		// of ends taken after this one's: Kafka refuses to delete it
+		// then, and the last to leave deletes it, and the marker, which
+		// keeps other replays off the target until then.
+		if deleteGroup(adm, group, log) && watchErr == nil {
+			if err := release(ctx, rdb, cfg.prefix, group); err != nil {
+				return err
+			}
+		}
 	}
 	elapsed := time.Since(start)
 
@@ -374,25 +375,26 @@ func endsToReplay(ctx context.Context, adm *kadm.Client) (replayEnds, error) {
 }
 
 // deleteGroup deletes the replay's consumer group, which holds nothing of
-// use once the replay ends. Failing is no error: Kafka expires the group.
-// Kafka refuses while members remain: the processes of a named group all
-// see the whole complete within a poll of each other and leave, so it
-// tries again for a while, and the last to leave deletes it.
-func deleteGroup(adm *kadm.Client, group string, log *slog.Logger) {
+// use once the replay ends, and reports whether it is gone. Failing is no
+// error: Kafka expires the group. Kafka refuses while members remain: the
+// processes of a named group that started together see the whole
+// complete within a poll of each other and leave, so it tries again for a
+// while; one that started later has more to apply, and deletes it itself.
+func deleteGroup(adm *kadm.Client, group string, log *slog.Logger) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
 		resp, err := adm.DeleteGroup(ctx, group)
-		err = cmp.Or(err, resp.Err)
-		if !errors.Is(err, kerr.NonEmptyGroup) {
-			if err != nil && !errors.Is(err, kerr.GroupIDNotFound) { // not found: another process deleted it
-				log.Warn("deleting the replay's consumer group failed; Kafka expires it, or delete it by hand", "group", group, "err", err)
-			}
-			return
+		switch err = cmp.Or(err, resp.Err); {
+		case err == nil || errors.Is(err, kerr.GroupIDNotFound): // not found: another process deleted it
+			return true
+		case !errors.Is(err, kerr.NonEmptyGroup):
+			log.Warn("deleting the replay's consumer group failed; Kafka expires it, or delete it by hand", "group", group, "err", err)
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return // another process of the group deletes it
+			return false // another process of the group deletes it
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -10,7 +10,8 @@ package main
 // refused. Its value is the group, preceded by "reset " while the first
 // process of the group empties the target (--reset): a process joining
 // then waits, so that it never starts from checkpoints about to be
-// deleted. The marker is deleted once the whole is in Redis; a replay
+// deleted. The marker is deleted once the whole is in Redis, by the last
+// process to leave the group (see deleteGroup); a replay
 // stopped early leaves it, so that the same --replay-group finishes the work.
 
 import (
@@ -124,7 +125,8 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 	}
 }
 
-// release deletes the marker of group, once the whole is in Redis.
+// release deletes the marker of group, once the whole is in Redis and the
+// group is gone.
 func release(ctx context.Context, rdb redis.UniversalClient, prefix, group string) error {
 	_, err := swap(ctx, rdb, markerKey(prefix), group, "")
 	return err

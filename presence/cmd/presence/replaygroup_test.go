@@ -134,6 +134,9 @@ func testReplayInParallel(t *testing.T, url string, rdb redis.UniversalClient) {
 	if _, ok := groups[group]; ok {
 		t.Errorf("consumer group %s left behind", group)
 	}
+	if n, err := rdb.Exists(ctx, markerKey(shared)).Result(); err != nil || n != 0 {
+		t.Errorf("replay marker left behind (%d, %v)", n, err)
+	}
 }
 
 // sameState checks that a and b hold the state h describes, and the same
