@@ -48,6 +48,7 @@ func markerKey(prefix string) string { return prefix + ":replay" }
 // this process reset the target.
 func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget, adm *kadm.Client, out io.Writer) error {
 	key := markerKey(cfg.prefix)
+	waited := false
 	for {
 		held, err := rs.rdb.Get(ctx, key).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
@@ -79,8 +80,14 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 		case owner == group && cfg.reset && live:
 			return fmt.Errorf("%w: the replay of consumer group %s is writing to %s and --reset would delete its work; nothing was changed. "+
 				"Join it without --reset", errReplayRunning, owner, rs.name)
-		case owner == group && resetting:
-			// The first process of the group is emptying the target.
+		case owner == group && resetting && !cfg.reset:
+			// The first process of the group is emptying the target
+			// (it joins the group once done, so it shows no member).
+			if !waited {
+				fmt.Fprintf(out, "replay: waiting for the --reset of %s by consumer group %s to end "+
+					"(if that process died, run one with --reset again)\n", rs.name, group)
+				waited = true
+			}
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%w while waiting for the reset of %s by consumer group %s", errInterrupted, rs.name, group)

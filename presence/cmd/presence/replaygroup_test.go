@@ -314,3 +314,53 @@ func TestReplayGroupStops(t *testing.T) {
 		t.Errorf("replay marker left behind (%d, %v)", n, err)
 	}
 }
+
+// A process joining its group while the first one empties the target
+// waits for the reset to end before it reads any checkpoint; a --reset
+// takes over a reset whose process died.
+func TestReplayWaitsForReset(t *testing.T) {
+	ctx := context.Background()
+	c, cl := replayKafka(t, false)
+	h := makeHistory(t, 7, 500)
+	h.produce(t, cl)
+	url, rdb := redistest.URL(t), redistest.Client(t)
+	const group = "rebuild-waits"
+	for _, reset := range []bool{false, true} {
+		prefix := redistest.Prefix(t) + fmt.Sprint(reset)
+		if err := rdb.Set(ctx, markerKey(prefix), resetPhase+group, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--replay-group", group}
+		if reset {
+			args = append(args, "--reset")
+		}
+		var out syncBuffer
+		done := make(chan error, 1)
+		go func() { done <- replayInto(ctx, t, c, url, prefix, &out, args...) }()
+		if !reset {
+			deadline := time.Now().Add(30 * time.Second)
+			for !strings.Contains(out.String(), "waiting for the --reset") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the joining process does not wait for the reset:\n%s", out.String())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n, err := rdb.Exists(ctx, prefix+":checkpoint:"+schemas.SessionsTopic).Result(); err != nil || n != 0 {
+				t.Fatalf("the waiting process wrote checkpoints (%d, %v)", n, err)
+			}
+			// The reset ends.
+			if err := rdb.Set(ctx, markerKey(prefix), group, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("replay %q: %v\n%s", args, err, out.String())
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("replay %q did not end within 2 minutes:\n%s", args, out.String())
+		}
+		requireHistory(t, redisstore.New(rdb, redisstore.Options{Prefix: prefix}), h)
+	}
+}
