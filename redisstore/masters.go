@@ -160,9 +160,23 @@ func (s *Store) markerTags(slots []redis.ClusterSlot) ([]string, error) {
 }
 
 // writeMarkers writes the marker of every tag of mine, each naming known.
+// The markers missing are first created naming only themselves: the
+// masters are written side by side, and a processor reading them
+// meanwhile (another member rebuilding its partitions) would otherwise
+// see a marker naming one not yet written, take it for a lost master and
+// forget every checkpoint.
 func (s *Store) writeMarkers(ctx context.Context, c *redis.ClusterClient, mine, known []string) error {
-	value := strings.Join(known, " ")
 	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, tag := range mine {
+			p.SetNX(ctx, s.markerKey(tag), tag, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("creating the markers of the masters: %w", err)
+	}
+	value := strings.Join(known, " ")
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, tag := range mine {
 			p.Set(ctx, s.markerKey(tag), value, 0)
 		}

@@ -561,6 +561,8 @@ func TestReplayUsage(t *testing.T) {
 		{"zero clock skew", []string{"replay", "--max-clock-skew", "0s"}, "must be positive"},
 		{"empty prefix", []string{"replay", "--key-prefix", ""}, "must not be empty"},
 		{"bad redis url", []string{"replay", "--redis-url", "http://nowhere"}, "--redis-url"},
+		{"group with a space", []string{"replay", "--replay-group", "a b"}, "--replay-group"},
+		{"group too long", []string{"replay", "--replay-group", strings.Repeat("g", 250)}, "--replay-group"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr syncBuffer
@@ -573,7 +575,7 @@ func TestReplayUsage(t *testing.T) {
 	var stdout, stderr syncBuffer
 	run(context.Background(), []string{"replay", "--help"}, func(string) string { return "" }, &stdout, &stderr)
 	help := strings.Join(strings.Fields(stderr.String()), " ")
-	for _, f := range []string{"brokers", "redis-url", "key-prefix", "offline-ttl", "partitions", "reset", "progress-every", "max-record-bytes", "max-clock-skew"} {
+	for _, f := range []string{"brokers", "redis-url", "key-prefix", "offline-ttl", "partitions", "reset", "replay-group", "progress-every", "max-record-bytes", "max-clock-skew"} {
 		if !strings.Contains(help, "--"+f+" (PRESENCE_") {
 			t.Errorf("presence replay --help does not list --%s:\n%s", f, help)
 		}
