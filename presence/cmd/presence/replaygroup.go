@@ -106,6 +106,9 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 				return fmt.Errorf("looking at %s: %w", rs.name, err)
 			}
 			if state != "" {
+				if again, err := rs.rdb.Get(ctx, key).Result(); err == nil && again != "" {
+					continue // another process marked it, and has begun, since we read the marker
+				}
 				return fmt.Errorf("%w: %s holds %s; nothing was changed. Stop the processors writing to it and run again with --reset, "+
 					"or replay into a new Redis or --key-prefix and point the services at it afterwards", errNotEmpty, rs.name, state)
 			}
