@@ -81,9 +81,9 @@ func (s *Server) friendsStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	statuses, err := s.store.Statuses(r.Context(), app, friends)
+	statuses, err := s.statuses(w, r, app, friends)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	s.metrics.count(statuses)
 	known := make([]*redisstore.Status, 0, len(statuses))

@@ -27,6 +27,8 @@ const rebuildingTimeout = time.Second
 // rebuilding reads redisstore.Store.Rebuilding at most once per
 // rebuildingTTL, so that a lookup costs no round trip more in the common
 // case. Lookups that come while a read is under way use the previous one.
+// A lookup whose own read finds the state not whole (a loss since the last
+// read) reads it at once (fresh; see Server.statuses).
 type rebuilding struct {
 	store *redisstore.Store
 	now   func() time.Time
@@ -60,6 +62,22 @@ func (r *rebuilding) count(ctx context.Context) (int, bool) {
 	defer r.mu.Unlock()
 	r.at, r.n, r.known, r.reading = now, n, err == nil, false
 	return r.n, r.known
+}
+
+// fresh reads the count now, whatever the age of the last read, and keeps
+// it: a lookup that saw the state lose its data must not answer with a
+// count read before the loss.
+func (r *rebuilding) fresh(ctx context.Context) (int, bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rebuildingTimeout)
+	defer cancel()
+	n, err := r.store.Rebuilding(ctx)
+	if err != nil {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at, r.n, r.known = r.now(), n, true
+	return n, true
 }
 
 // gauge is the value of presence_queryapi_rebuilding_partitions: the

@@ -95,3 +95,38 @@ func TestRebuildingHeader(t *testing.T) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 }
+
+// A lookup right after Redis lost the state (its checkpoints gone with
+// it) says so, though the rebuild count was read less than a second
+// before: its own read finds the state not whole and reads the count anew.
+func TestRebuildingFromTheFirstLookup(t *testing.T) {
+	clk := newClock(now)
+	h := newHarness(t, func(c *queryapi.Config) { c.Now = clk.now })
+	ctx := context.Background()
+	for _, topic := range schemas.StateTopics {
+		ends := map[int32]int64{}
+		for p := range int32(partitions) {
+			ends[p] = 0
+		}
+		if err := h.store.Reset(ctx, topic, topic+"-id", partitions, ends); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.advance(time.Second)
+	code, header, body := h.doHeader("POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`)
+	if code != http.StatusOK || header.Get(queryapi.RebuildingHeader) != "" {
+		t.Fatalf("a lookup while the state is whole: %d %q %s, want 200 without %s", code, header.Get(queryapi.RebuildingHeader), body, queryapi.RebuildingHeader)
+	}
+	// The loss: the checkpoints go, as with the rest of a flushed Redis.
+	for _, topic := range schemas.StateTopics {
+		if err := h.store.Forget(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range lookups {
+		_, header, body := h.doHeader(l.method, l.path, l.body)
+		if got := header.Get(queryapi.RebuildingHeader); got != "3" {
+			t.Errorf("%s %s at once after the loss: %s %q (%s), want 3", l.method, l.path, queryapi.RebuildingHeader, got, body)
+		}
+	}
+}

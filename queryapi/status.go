@@ -3,6 +3,7 @@ package queryapi
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
@@ -33,9 +34,9 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 	if err := checkUsers(req.Users); err != nil {
 		return err
 	}
-	results, err := s.store.Statuses(r.Context(), app, req.Users)
+	results, err := s.statuses(w, r, app, req.Users)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	s.metrics.count(results)
 	s.writeResults(w, results)
@@ -48,16 +49,35 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.store.Status(r.Context(), app, user)
+	sts, err := s.statuses(w, r, app, []string{user})
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
-	s.metrics.count([]*redisstore.Status{st})
+	st := sts[0]
+	s.metrics.count(sts)
 	if st == nil {
 		return httpapi.Errorf(httpapi.CodeNotFound, fmt.Sprintf("user %q of app %q is not known (never seen, or offline for longer than the offline TTL)", user, app))
 	}
 	s.writeEncoded(w, http.StatusOK, answerSize(1), st.AppendJSON)
 	return nil
+}
+
+// statuses reads the statuses of users for a lookup. When that read finds
+// the state not whole (Redis, or a master of a cluster, lost its data
+// since the rebuild count was last read), the count is read again at once
+// and the answer carries RebuildingHeader: never a null or a 404 for a
+// user whose state was lost without saying so.
+func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string) ([]*redisstore.Status, error) {
+	results, intact, err := s.store.StatusesIntact(r.Context(), app, users)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if !intact && w.Header().Get(RebuildingHeader) == "" { // the count read last said whole
+		if n, ok := s.rebuilding.fresh(r.Context()); ok && n > 0 {
+			w.Header().Set(RebuildingHeader, strconv.Itoa(n))
+		}
+	}
+	return results, nil
 }
 
 // checkUsers checks the "users" list of a request as every batch endpoint

@@ -75,9 +75,9 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
 		return err
 	}
-	results, err := s.store.Statuses(r.Context(), app, req.Users)
+	results, err := s.statuses(w, r, app, req.Users)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	s.metrics.count(results)
 	s.writeEncoded(w, http.StatusOK, answerSize(len(results)), func(b []byte) []byte {

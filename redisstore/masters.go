@@ -81,6 +81,8 @@ func (s *Store) readMarkers(ctx context.Context, c *redis.ClusterClient) (marker
 	}
 	maps.Copy(found, values)
 	m.present = len(found) > 0
+	present := slices.Sorted(maps.Keys(found))
+	s.present.Store(&present)
 	for _, tag := range m.known {
 		if _, ok := found[tag]; ok {
 			continue

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
 )
 
 // Status is what Presence knows of one user, in the shape the query API
@@ -52,26 +54,50 @@ type Custom struct {
 // for a user Presence does not know. It reads each distinct user once, all
 // in one pipelined round trip.
 func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*Status, error) {
+	out, _, err := s.StatusesIntact(ctx, app, users)
+	return out, err
+}
+
+// StatusesIntact is Statuses, and whether the state was whole as far as
+// the same round trip can tell: false when the checkpoints of
+// presence.sessions are missing (Redis lost its data, or was never built)
+// or, on a Redis Cluster, a master's marker found before is gone (that
+// master lost its data; see masters.go). A lookup that finds it false
+// asks Rebuilding at once rather than trusting a count read before the
+// loss.
+func (s *Store) StatusesIntact(ctx context.Context, app string, users []string) ([]*Status, bool, error) {
 	if len(users) == 0 {
-		return []*Status{}, nil
+		return []*Status{}, true, nil
 	}
 	reads := make(map[string]*redis.MapStringStringCmd, len(users))
+	var built *redis.IntCmd
+	var markers []*redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, u := range users {
 			if _, ok := reads[u]; !ok {
 				reads[u] = p.HGetAll(ctx, s.userKey(app, u))
 			}
 		}
+		built = p.Exists(ctx, s.checkpointKey(schemas.SessionsTopic))
+		if tags := s.present.Load(); tags != nil {
+			for _, tag := range *tags {
+				markers = append(markers, p.Exists(ctx, s.markerKey(tag)))
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading %d statuses: %w", len(reads), err)
+		return nil, false, fmt.Errorf("reading %d statuses: %w", len(reads), err)
+	}
+	intact := built.Val() == 1
+	for _, m := range markers {
+		intact = intact && m.Val() == 1
 	}
 	decoded := make(map[string]*Status, len(reads))
 	for u, cmd := range reads {
 		st, err := decodeStatus(u, cmd.Val())
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		decoded[u] = st
 	}
@@ -79,7 +105,7 @@ func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*St
 	for i, u := range users {
 		out[i] = decoded[u]
 	}
-	return out, nil
+	return out, intact, nil
 }
 
 // Status returns the status of one user, nil when unknown.

@@ -78,6 +78,10 @@ type Store struct {
 	// loaded says, on a sharded Redis, that apply or announced was
 	// loaded on every node and no call has failed since (see scripted).
 	loaded map[*redis.Script]*atomic.Bool
+	// present holds, on a Redis Cluster, the tags of the masters' markers
+	// found at their last read: a lookup checks they are still there
+	// (StatusesIntact).
+	present atomic.Pointer[[]string]
 }
 
 // New returns a Store over rdb.
