@@ -51,33 +51,34 @@ func (r *rebuilding) count(ctx context.Context) (int, bool) {
 	}
 	r.reading = true
 	r.mu.Unlock()
+	n, known := r.read(ctx, now)
+	r.mu.Lock()
+	r.reading = false
+	r.mu.Unlock()
+	return n, known
+}
 
+// fresh reads the count now, whatever the age of the last read: a lookup
+// that saw the state lose its data must not answer with a count read
+// before the loss.
+func (r *rebuilding) fresh(ctx context.Context) (int, bool) {
+	return r.read(ctx, r.now())
+}
+
+// read reads the count, started at start, and keeps it unless a read
+// started later has been kept meanwhile.
+func (r *rebuilding) read(ctx context.Context, start time.Time) (int, bool) {
 	// Detached from the request: a client that hangs up must not leave
 	// the count unknown for every other lookup.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rebuildingTimeout)
 	defer cancel()
 	n, err := r.store.Rebuilding(ctx)
-
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.at, r.n, r.known, r.reading = now, n, err == nil, false
-	return r.n, r.known
-}
-
-// fresh reads the count now, whatever the age of the last read, and keeps
-// it: a lookup that saw the state lose its data must not answer with a
-// count read before the loss.
-func (r *rebuilding) fresh(ctx context.Context) (int, bool) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rebuildingTimeout)
-	defer cancel()
-	n, err := r.store.Rebuilding(ctx)
-	if err != nil {
-		return 0, false
+	if !start.Before(r.at) {
+		r.at, r.n, r.known = start, n, err == nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.at, r.n, r.known = r.now(), n, true
-	return n, true
+	return n, err == nil
 }
 
 // gauge is the value of presence_queryapi_rebuilding_partitions: the

@@ -241,9 +241,12 @@ func (s *Store) Forget(ctx context.Context, topic string) error {
 // built: being rebuilt, or without a checkpoint (lost, or never built); a
 // topic never built counts as one. While it is above 0 the state is
 // incomplete. On a Redis Cluster, a master that lost its data makes every
-// checkpoint forgotten first (see masters.go).
+// partition count as unbuilt; it only reads: forgetting the checkpoints is
+// the processors' (Checkpoint), so that readers never race a rebuild that
+// has begun.
 func (s *Store) Rebuilding(ctx context.Context) (int, error) {
-	if err := s.guardMasters(ctx); err != nil {
+	lost, err := s.mastersLost(ctx)
+	if err != nil {
 		return 0, err
 	}
 	pending := 0
@@ -252,7 +255,11 @@ func (s *Store) Rebuilding(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		pending += cp.Unbuilt()
+		if lost {
+			pending += max(cp.Partitions, 1)
+		} else {
+			pending += cp.Unbuilt()
+		}
 	}
 	return pending, nil
 }

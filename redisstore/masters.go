@@ -204,6 +204,20 @@ func (s *Store) markMasters(ctx context.Context) error {
 	return s.writeMarkers(ctx, c, m.mine, m.mine)
 }
 
+// mastersLost reports, on a cluster, whether a master lost its data (a
+// marker named by another is missing), writing nothing.
+func (s *Store) mastersLost(ctx context.Context) (bool, error) {
+	c, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return false, nil
+	}
+	m, err := s.readMarkers(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	return len(m.lost) > 0, nil
+}
+
 // guardMasters checks, on a cluster, that no master lost its data. If
 // one did, it forgets the checkpoints of every state topic, then marks
 // the masters anew: every processor finds its partitions unbuilt and

@@ -191,6 +191,11 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 		h.batches.WithLabelValues("refused").Inc()
 		return err
 	}
+	if app := r.PathValue("app"); h.auth != nil && (id.App != app || !id.Has(auth.ScopeGateway)) {
+		// Refused before the body is read: only the gateway list needs it.
+		h.batches.WithLabelValues("refused").Inc()
+		return id.AllowGateway(app, "")
+	}
 	events, gw, err := h.parseEvents(w, r)
 	if err != nil {
 		h.batches.WithLabelValues("invalid").Inc()

@@ -41,7 +41,6 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 			s.reject(w, r, connectForbidden, err)
 			return
 		}
-		r = r.WithContext(auth.NewContext(r.Context(), id))
 		c.expires = id.Expires
 	}
 	if err := s.reserve(r.Context(), c); err != nil {

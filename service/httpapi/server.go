@@ -25,15 +25,8 @@ type Router interface {
 	Handle(pattern string, h http.Handler)
 }
 
-// Ops adds /healthz (the process answers), /readyz (every probe passes)
-// and /metrics (gatherer's metrics) to r.
-func Ops(r Router, gatherer prometheus.Gatherer, probes ...Probe) {
-	Health(r, probes...)
-	Metrics(r, gatherer)
-}
-
-// Metrics adds /metrics (gatherer's metrics) to r: with Health, the parts
-// of Ops for a server whose metrics have an address of their own.
+// Metrics adds /metrics (gatherer's metrics) to r; a server whose metrics
+// have an address of their own serves them with ServeMetrics instead.
 func Metrics(r Router, gatherer prometheus.Gatherer) {
 	r.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 }

@@ -192,17 +192,13 @@ func (f *Flags) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// Check asks one of brokers for the cluster's brokers with the flags'
-// settings, within ctx and CheckTimeout, and returns why it could not: Kafka unreachable, a
+// Check asks one of brokers for the cluster's brokers with opts (what
+// Opts returned for these flags), within ctx and CheckTimeout, and returns why it could not: Kafka unreachable, a
 // certificate it does not trust or that does not trust it, credentials
 // refused. Franz-go retries such failures quietly while producing or
 // consuming; commands call Check at start so that a wrong setting fails
 // them at once, with an error that says what was tried.
-func (f *Flags) Check(ctx context.Context, brokers []string) error {
-	opts, err := f.Opts(nil)
-	if err != nil {
-		return err
-	}
+func (f *Flags) Check(ctx context.Context, brokers []string, opts []kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)

@@ -242,11 +242,15 @@ func mustOpts(t *testing.T, f *Flags) []kgo.Opt {
 	return opts
 }
 
-// check runs f.Check, giving up after 10s.
+// check runs f.Check with f's options, giving up after 10s.
 func check(brokers []string, f *Flags) error {
+	opts, err := f.Opts(nil)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return f.Check(ctx, brokers)
+	return f.Check(ctx, brokers, opts)
 }
 
 // roundTrip writes a record with opts and reads it back with opts.

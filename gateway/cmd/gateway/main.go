@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+	if err := kafka.Check(ctx, strings.Split(*brokers, ","), kopts); err != nil {
 		return err
 	}
 

@@ -63,7 +63,7 @@ func runImportFriends(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return fmt.Errorf("%s: %w; nothing was written", name, err)
 	}
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+	if err := kafka.Check(ctx, strings.Split(*brokers, ","), kopts); err != nil {
 		return fmt.Errorf("%w; nothing was written", err)
 	}
 	fmt.Fprintf(stderr, "import-friends: %s holds %d friendships of app %s, writing %d records\n", name, in.Edges(), *app, 2*in.Edges())

@@ -139,7 +139,7 @@ func externalKafka(ctx context.Context, given string, kafka *kafkaconn.Flags, lo
 		return err
 	}
 	b := strings.Split(given, ",")
-	if err := kafka.Check(ctx, b); err != nil {
+	if err := kafka.Check(ctx, b, o); err != nil {
 		return err
 	}
 	*brokers, *opts = b, o

@@ -114,7 +114,7 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if cfg.kafkaOpts, err = kafka.Opts(log); err != nil {
 		return err
 	}
-	if err := kafka.Check(ctx, cfg.brokers); err != nil {
+	if err := kafka.Check(ctx, cfg.brokers, cfg.kafkaOpts); err != nil {
 		return err
 	}
 	return replay(ctx, cfg, stdout, log)

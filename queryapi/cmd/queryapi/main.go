@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer store.Close()
-	if err := kafka.Check(ctx, strings.Split(*brokers, ",")); err != nil {
+	if err := kafka.Check(ctx, strings.Split(*brokers, ","), kopts); err != nil {
 		return err
 	}
 	reg := httpapi.NewRegistry()
