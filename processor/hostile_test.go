@@ -312,26 +312,36 @@ func TestFutureConnectIsClamped(t *testing.T) {
 	}
 }
 
-// A heartbeat asking for a lease of 35,000 years gets the longest allowed:
-// when its gateway goes silent, its sessions end that long after. A
-// gateway that keeps heartbeating keeps its sessions.
+// A heartbeat asking for a lease of a day (a valid one, far above the
+// cap) gets the longest allowed: its gateway's sessions outlive the
+// default lease but end the cap after it went silent. A gateway that
+// keeps heartbeating keeps its sessions.
 func TestHugeLeaseIsCapped(t *testing.T) {
-	const lease, maxLease = 500 * time.Millisecond, 2 * time.Second
+	const lease, maxLease = 500 * time.Millisecond, 3 * time.Second
 	c, cl := newCluster(t)
 	store := newStore(t)
-	startWith(t, c, processor.Config{Store: store, GatewayLease: lease, Limits: processor.Limits{MaxGatewayLease: maxLease}})
+	reg := prometheus.NewRegistry()
+	startWith(t, c, processor.Config{Store: store, GatewayLease: lease, Registerer: reg,
+		Limits: processor.Limits{MaxGatewayLease: maxLease}})
 	keepLease(t, cl, "gw-b", "b1", lease)
-	value, _ := proto.Marshal(&pb.GatewayHeartbeat{Gateway: "gw-h", Epoch: "h1", LeaseMs: 1 << 50, TimestampMs: time.Now().UnixMilli()})
+	sent := time.Now()
+	value, _ := proto.Marshal(&pb.GatewayHeartbeat{Gateway: "gw-h", Epoch: "h1", LeaseMs: (24 * time.Hour).Milliseconds(), TimestampMs: sent.UnixMilli()})
 	produceRecords(t, cl, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte("gw-h"), Value: value})
-	now := time.Now()
-	produce(t, cl, onEpoch("gw-h", "h1", connectEv("ann", "a1", now)), onEpoch("gw-b", "b1", connectEv("bob", "b1", now)))
+	produce(t, cl, onEpoch("gw-h", "h1", connectEv("ann", "a1", sent)), onEpoch("gw-b", "b1", connectEv("bob", "b1", sent)))
 	if lost := lostDisconnects(t, cl, 1); len(lost) != 1 || lost[0] != "ann/a1" {
 		t.Fatalf("gateway_lost disconnects: %q, want ann/a1 only", lost)
+	}
+	// Ended by the cap, not by the default lease nor the day asked for.
+	if took := time.Since(sent); took < maxLease {
+		t.Errorf("ann's session ended %s after the heartbeat, before the %s cap: the lease asked was not taken", took, maxLease)
+	}
+	if got := metricValue(t, reg, "presence_processor_clamped_total"); got < 1 {
+		t.Errorf("clamped: %v, want the lease counted", got)
 	}
 	waitCaughtUp(t, cl, store)
 	requireOnlineWith(t, store, "bob", "b1")
 	if st, _ := store.Status(context.Background(), "chat", "ann"); st == nil || st.State != redisstore.Offline {
-		t.Fatalf("ann on the silent gateway with a huge lease: %+v, want offline", st)
+		t.Fatalf("ann on the silent gateway with a capped lease: %+v, want offline", st)
 	}
 }
 

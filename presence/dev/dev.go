@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer pub.Close()
-	ing, err := ingest.New(pub, log, reg, authn)
+	ing, err := ingest.New(pub, log, reg, authn, ingest.MaxClockSkew(cmp.Or(cfg.Limits.MaxClockSkew, ingest.DefaultMaxClockSkew)))
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ Redis (or a new --key-prefix) and point the services at it afterwards, or
 stop the processors writing to that Redis and prefix first and pass
 --reset, which deletes every key under the prefix before replaying.
 Stopped early (Ctrl-C), it leaves a partial state marked as rebuilding:
-run it again with --reset, or start a processor on it, to finish.
+run it again (with --reset, or with its --replay-group) to finish.
 
 To rebuild faster, run several processes with the same --replay-group NAME (pass
 --reset to one of them at most): they share the partitions through that
@@ -206,7 +206,7 @@ func replay(ctx context.Context, cfg replayConfig, out io.Writer, log *slog.Logg
 	switch {
 	case errors.Is(watchErr, errInterrupted):
 		fmt.Fprintf(out, "replay: interrupted after %d of %d records: %s holds a partial state, marked as rebuilding; "+
-			"%s, or start a processor on it, to finish\n", done, ends.total(), rs.name, again)
+			"%s to finish\n", done, ends.total(), rs.name, again)
 		return fmt.Errorf("%w after %d of %d records; %s is incomplete", errInterrupted, done, ends.total(), rs.name)
 	case watchErr != nil || runErr != nil:
 		return fmt.Errorf("replaying: %w; %s may hold a partial state: once this is fixed, %s",

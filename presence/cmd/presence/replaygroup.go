@@ -44,8 +44,7 @@ func markerKey(prefix string) string { return prefix + ":replay" }
 
 // claim takes the target for the replay of group: empty, it marks it; a
 // replay of the same group under way (or stopped), it joins; with reset,
-// it empties it first unless a live replay holds it. It returns whether
-// this process reset the target.
+// it empties it first unless a live replay holds it.
 func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget, adm *kadm.Client, out io.Writer) error {
 	key := markerKey(cfg.prefix)
 	waited := false
@@ -61,8 +60,7 @@ func claim(ctx context.Context, cfg replayConfig, group string, rs *replayTarget
 				return err
 			}
 		}
-		switch {
-		case owner != group && cfg.group != "":
+		if owner != group && cfg.group != "" {
 			// A group with members that does not replay into this target
 			// (the processors' group, or a replay into another) must not
 			// be joined: its partitions would go quiet.
