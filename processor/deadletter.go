@@ -8,9 +8,10 @@ package processor
 //
 // The copy is bounded, so that it can always be written: the value is cut
 // to deadLetterValueBytes, the key to deadLetterKeyBytes, the source's
-// headers are kept only while they fit deadLetterHeaderBytes, and the
-// reason to deadLetterReasonBytes; a copy cut short says so in the header
-// presence-truncated, with the original record's size. Whatever was cut is
+// headers are kept only while they fit deadLetterHeaderBytes (a copy whose
+// key, value or headers were cut says so in the header presence-truncated,
+// with the original record's size), and the reason is cut to
+// deadLetterReasonBytes. Whatever was cut is
 // still in the source topic, at the offset presence-source names, until
 // compaction replaces it.
 //

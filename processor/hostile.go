@@ -7,9 +7,9 @@ package processor
 // belongs to. Decoding then checks its key is canonical and matches its
 // value (decode.go). A record that fails any check is a dead letter
 // (deadletter.go); one refused under a canonical key in its own partition
-// also ends what that key held (batch.refuse), as compaction will. The times a record carries are clamped to the
-// processor's clock (clampTime), and a heartbeat's lease is capped
-// (Config.MaxGatewayLease, lease.go).
+// also ends what that key held (batch.refuse), as compaction will. The
+// times a record carries are clamped to the processor's clock (clampTime),
+// and a heartbeat's lease is capped (Config.MaxGatewayLease, lease.go).
 
 import (
 	"errors"

@@ -17,11 +17,14 @@ import (
 // counts the caller instead (CallerApp, CallerUser), so that nobody spends
 // another app's or another user's requests.
 
-// maxKeyBytes bounds the app and user ids the path keys count: longer
-// ones (ids are at most 128 bytes, apps 64) are refused 400 by every route,
-// and counting them would let made-up ids of a header's length fill the
-// buckets' memory.
-const maxKeyBytes = 128
+// maxAppBytes and maxUserBytes bound the ids the path keys count (those of
+// schemas.MaxAppBytes and MaxIDBytes): longer ones are refused 400 by
+// every route, and counting them would let made-up ids of a header's
+// length fill the buckets' memory.
+const (
+	maxAppBytes  = 64
+	maxUserBytes = 128
+)
 
 // PathApp is the {app} of a request's path, or "" when the path is not an
 // app's (health, metrics, heartbeats).
@@ -30,7 +33,7 @@ func PathApp(r *http.Request) string {
 	if len(seg) < 3 || seg[0] != "v1" || seg[1] != "apps" {
 		return ""
 	}
-	return bounded(unescape(seg[2]))
+	return bounded(unescape(seg[2]), maxAppBytes)
 }
 
 // PathUser is the user a request acts as: the {user} of
@@ -42,17 +45,17 @@ func PathUser(r *http.Request) string {
 	if len(seg) < 4 || seg[0] != "v1" || seg[1] != "apps" {
 		return ""
 	}
-	app := bounded(unescape(seg[2]))
+	app := bounded(unescape(seg[2]), maxAppBytes)
 	if app == "" {
 		return ""
 	}
 	switch {
 	case seg[3] == "users" && len(seg) >= 5:
-		if u := bounded(unescape(seg[4])); u != "" {
+		if u := bounded(unescape(seg[4]), maxUserBytes); u != "" {
 			return app + "\x00" + u
 		}
 	case seg[3] == "ws" && len(seg) == 4:
-		if u := bounded(r.URL.Query().Get("user")); u != "" {
+		if u := bounded(r.URL.Query().Get("user"), maxUserBytes); u != "" {
 			return app + "\x00" + u
 		}
 	}
@@ -84,9 +87,9 @@ func CallerUser(r *http.Request) string {
 	}
 }
 
-// bounded is id, or "" (not counted) when it is longer than maxKeyBytes.
-func bounded(id string) string {
-	if len(id) > maxKeyBytes {
+// bounded is id, or "" (not counted) when it is longer than most.
+func bounded(id string, most int) string {
+	if len(id) > most {
 		return ""
 	}
 	return id

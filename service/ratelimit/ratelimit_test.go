@@ -164,7 +164,7 @@ func TestKeys(t *testing.T) {
 		{"/healthz", "", ""},
 		{"/v1/apps/", "", ""},
 		// ids longer than any valid one are not counted (refused 400)
-		{"/v1/apps/" + strings.Repeat("a", 129) + "/users/alice/status", "", ""},
+		{"/v1/apps/" + strings.Repeat("a", 65) + "/users/alice/status", "", ""},
 		{"/v1/apps/chat/users/" + strings.Repeat("u", 129) + "/status", "chat", ""},
 		{"/v1/apps/chat/ws?user=" + strings.Repeat("u", 129), "chat", ""},
 		{"/v1/apps/chat/users/" + strings.Repeat("u", 128) + "/status", "chat", "chat\x00" + strings.Repeat("u", 128)},

@@ -42,14 +42,13 @@ const (
 
 // Three processors share the partitions. One is killed and restarted at
 // once with its instance id: it takes its partitions back within half the
-// session timeout, while a new member (another id) waits until the old
-// one's session times out. Another is
-// killed for good, and a fourth joins meanwhile: the dead one's
-// partitions are taken over after about the session timeout. A third is
-// stopped with SIGTERM: it leaves the group, and its partitions are taken
-// over at once. Through all three, every new connect on a partition of a processor
-// that kept running is visible within half the session timeout, and in the
-// end Redis holds exactly what the records say.
+// session timeout. Another is killed for good, and a fourth joins
+// meanwhile: the dead one's partitions are taken over after about the
+// session timeout. A third is stopped with SIGTERM: it leaves the group,
+// and its partitions are taken over at once. Through all three, every new
+// connect on a partition of a processor that kept running is visible
+// within half the session timeout, and in the end Redis holds exactly what
+// the records say.
 func TestFailover(t *testing.T) {
 	bin := buildProcessor(t)
 	cl := newKafka(t)
