@@ -28,7 +28,8 @@ const rebuildingTimeout = time.Second
 // rebuildingTTL, so that a lookup costs no round trip more in the common
 // case. Lookups that come while a read is under way use the previous one.
 // A lookup whose own read finds the state not whole (a loss since the last
-// read) reads it at once (fresh; see Server.statuses).
+// read), or of another generation than the count's (a rebuild began
+// since), reads it at once (fresh; see Server.statuses).
 type rebuilding struct {
 	store *redisstore.Store
 	now   func() time.Time
@@ -36,7 +37,8 @@ type rebuilding struct {
 	mu      sync.Mutex
 	at      time.Time // of the last read; zero before the first
 	n       int
-	known   bool // the last read succeeded
+	known   bool   // the last read succeeded
+	gen     string // the state's generation, read just before n
 	reading bool
 }
 
@@ -72,13 +74,25 @@ func (r *rebuilding) read(ctx context.Context, start time.Time) (int, bool) {
 	// the count unknown for every other lookup.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rebuildingTimeout)
 	defer cancel()
-	n, err := r.store.Rebuilding(ctx)
+	gen, err := r.store.Generation(ctx)
+	var n int
+	if err == nil {
+		n, err = r.store.Rebuilding(ctx)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !start.Before(r.at) {
-		r.at, r.n, r.known = start, n, err == nil
+		r.at, r.n, r.known, r.gen = start, n, err == nil, gen
 	}
 	return n, err == nil
+}
+
+// current says whether a lookup that saw the state as seen may trust the
+// count held: the state was whole, of the generation read with it.
+func (r *rebuilding) current(seen redisstore.Observed) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return seen.Whole && seen.Generation == r.gen
 }
 
 // gauge is the value of presence_queryapi_rebuilding_partitions: the

@@ -130,3 +130,48 @@ func TestRebuildingFromTheFirstLookup(t *testing.T) {
 		}
 	}
 }
+
+// A lookup right after Redis lost the state says so even when the
+// processors have already put the checkpoints back (their rebuild begun)
+// before any lookup saw them gone: the state's generation changed.
+func TestRebuildingAfterCheckpointsAreBack(t *testing.T) {
+	clk := newClock(now)
+	h := newHarness(t, func(c *queryapi.Config) { c.Now = clk.now })
+	ctx := context.Background()
+	resetAll := func(target int64) {
+		t.Helper()
+		for _, topic := range schemas.StateTopics {
+			ends := map[int32]int64{}
+			for p := range int32(partitions) {
+				ends[p] = 0
+			}
+			if topic == schemas.SessionsTopic {
+				ends[0] = target
+			}
+			if err := h.store.Reset(ctx, topic, topic+"-id", partitions, ends); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	resetAll(0)
+	clk.advance(time.Second)
+	code, header, body := h.doHeader("POST", "/v1/apps/chat/status/query", `{"users":["alice"]}`)
+	if code != http.StatusOK || header.Get(queryapi.RebuildingHeader) != "" {
+		t.Fatalf("a lookup while the state is whole: %d %q %s, want 200 without %s", code, header.Get(queryapi.RebuildingHeader), body, queryapi.RebuildingHeader)
+	}
+	// The loss, then at once the processors' rebuild: partition 0 of
+	// presence.sessions has records to apply again. The clock stays: the
+	// count read above is less than a second old.
+	for _, topic := range schemas.StateTopics {
+		if err := h.store.Forget(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resetAll(7)
+	for _, l := range lookups {
+		_, header, body := h.doHeader(l.method, l.path, l.body)
+		if got := header.Get(queryapi.RebuildingHeader); got != "1" {
+			t.Errorf("%s %s at once after the rebuild began: %s %q (%s), want 1", l.method, l.path, queryapi.RebuildingHeader, got, body)
+		}
+	}
+}

@@ -64,15 +64,16 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 
 // statuses reads the statuses of users for a lookup. When that read finds
 // the state not whole (Redis, or a master of a cluster, lost its data
-// since the rebuild count was last read), the count is read again at once
-// and the answer carries RebuildingHeader: never a null or a 404 for a
-// user whose state was lost without saying so.
+// since the rebuild count was last read) or of another generation (a
+// rebuild began since), the count is read again at once and the answer
+// carries RebuildingHeader: never a null or a 404 for a user whose state
+// was lost without saying so.
 func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string) ([]*redisstore.Status, error) {
-	results, intact, err := s.store.StatusesIntact(r.Context(), app, users)
+	results, seen, err := s.store.StatusesIntact(r.Context(), app, users)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	if !intact && w.Header().Get(RebuildingHeader) == "" { // the count read last said whole
+	if w.Header().Get(RebuildingHeader) == "" && !s.rebuilding.current(seen) { // the count read last said whole
 		if n, ok := s.rebuilding.fresh(r.Context()); ok && n > 0 {
 			w.Header().Set(RebuildingHeader, strconv.Itoa(n))
 		}

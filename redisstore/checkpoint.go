@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -50,6 +51,34 @@ const (
 
 func (s *Store) checkpointKey(topic string) string {
 	return s.prefix + ":checkpoint:" + topic
+}
+
+// generationKey holds the generation of the state: a random value written
+// anew whenever a rebuild begins (Reset) or checkpoints are forgotten
+// (Forget), and lost with the data when Redis loses it. A reader that saw
+// one generation and finds another knows the state changed under it, even
+// when the checkpoints are back by then (see Generation).
+func (s *Store) generationKey() string { return s.prefix + ":generation" }
+
+// Generation returns the generation of the state, "" when there is none (a
+// Redis that lost its data, or a state built before generations existed).
+// Read it before Rebuilding: a lookup that finds another generation than
+// the one read with the last count must read the count anew
+// (StatusesIntact).
+func (s *Store) Generation(ctx context.Context) (string, error) {
+	g, err := s.rdb.Get(ctx, s.generationKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("reading the generation of the state: %w", err)
+	}
+	return g, nil
+}
+
+// newGeneration writes a new generation of the state.
+func (s *Store) newGeneration(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.generationKey(), rand.Text(), 0).Err(); err != nil {
+		return fmt.Errorf("writing a new generation of the state: %w", err)
+	}
+	return nil
 }
 
 // Checkpoint reads the checkpoint of topic. On a Redis Cluster it first
@@ -138,18 +167,27 @@ func (s *Store) userOf(key string) (user, suffix string) {
 }
 
 // Reset empties the state of some partitions of topic, a topic with id
-// topicID and n partitions, to rebuild them: it deletes what was
-// materialized from their records, then starts their checkpoints at offset
-// 0, with ends (partition -> end offset now) as their rebuild targets. It
-// reads every key of the store once, so it is meant for rebuilds, not the
-// hot path.
+// topicID and n partitions, to rebuild them: it removes their checkpoints
+// (so that they count as unbuilt from then on) and writes a new
+// generation, deletes what was materialized from their records, then
+// starts their checkpoints at offset 0, with ends (partition -> end offset
+// now) as their rebuild targets. It reads every key of the store once, so
+// it is meant for rebuilds, not the hot path.
 func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends map[int32]int64) error {
 	if len(ends) == 0 {
 		return nil
 	}
 	reset := make(map[int]bool, len(ends))
+	unbuilt := make([]string, 0, 2*len(ends))
 	for p := range ends {
 		reset[int(p)] = true
+		unbuilt = append(unbuilt, strconv.Itoa(int(p)), fieldRebuild+strconv.Itoa(int(p)))
+	}
+	if err := s.rdb.HDel(ctx, s.checkpointKey(topic), unbuilt...).Err(); err != nil {
+		return fmt.Errorf("removing the checkpoints of %d partitions of %s: %w", len(ends), topic, err)
+	}
+	if err := s.newGeneration(ctx); err != nil {
+		return err
 	}
 	suffixes := topicKeys[topic]
 	scan := func(ctx context.Context, c *redis.Client) error {
@@ -234,7 +272,7 @@ func (s *Store) Forget(ctx context.Context, topic string) error {
 	if err := s.rdb.Del(ctx, s.checkpointKey(topic)).Err(); err != nil {
 		return fmt.Errorf("forgetting the checkpoints of %s: %w", topic, err)
 	}
-	return nil
+	return s.newGeneration(ctx)
 }
 
 // Rebuilding returns how many partitions of the state topics are not yet

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -58,26 +59,39 @@ func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*St
 	return out, err
 }
 
-// StatusesIntact is Statuses, and whether the state was whole as far as
-// the same round trip can tell: false when the checkpoints of
-// presence.sessions are missing (Redis lost its data, or was never built)
-// or, on a Redis Cluster, a master's marker found before is gone (that
-// master lost its data; see masters.go). A lookup that finds it false
-// asks Rebuilding at once rather than trusting a count read before the
-// loss.
-func (s *Store) StatusesIntact(ctx context.Context, app string, users []string) ([]*Status, bool, error) {
+// Observed is what a lookup's own round trip saw of the state.
+type Observed struct {
+	// Whole is false when the checkpoints of presence.sessions are
+	// missing (Redis lost its data, or was never built) or, on a Redis
+	// Cluster, a master's marker found before is gone (that master lost
+	// its data; see masters.go).
+	Whole bool
+	// Generation is the state's generation then (see Store.Generation).
+	Generation string
+}
+
+// StatusesIntact is Statuses, and what the same round trip saw of the
+// state. A lookup that finds it not whole, or of another generation than
+// the rebuild count it holds was read with, asks Rebuilding at once
+// rather than trusting a count read before a loss or a rebuild began. On
+// a single Redis the generation is read after the statuses, so a lookup
+// that finds the old one read nothing a rebuild had begun to delete; on a
+// cluster the masters answer in parallel, so that holds only to within
+// the round trip.
+func (s *Store) StatusesIntact(ctx context.Context, app string, users []string) ([]*Status, Observed, error) {
 	return s.statuses(ctx, app, users, true)
 }
 
-// statuses reads the statuses of users, and with check whether the state
-// is whole (see StatusesIntact); without, it reports true.
-func (s *Store) statuses(ctx context.Context, app string, users []string, check bool) ([]*Status, bool, error) {
+// statuses reads the statuses of users, and with check what the state
+// was (see StatusesIntact); without, it reports it whole.
+func (s *Store) statuses(ctx context.Context, app string, users []string, check bool) ([]*Status, Observed, error) {
 	if len(users) == 0 {
-		return []*Status{}, true, nil
+		return []*Status{}, Observed{Whole: true}, nil
 	}
 	reads := make(map[string]*redis.MapStringStringCmd, len(users))
 	var built *redis.IntCmd
 	var markers []*redis.IntCmd
+	var generation *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, u := range users {
 			if _, ok := reads[u]; !ok {
@@ -93,20 +107,24 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 				markers = append(markers, p.Exists(ctx, s.markerKey(tag)))
 			}
 		}
+		generation = p.Get(ctx, s.generationKey())
 		return nil
 	})
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %d statuses: %w", len(reads), err)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, Observed{}, fmt.Errorf("reading %d statuses: %w", len(reads), err)
 	}
-	intact := !check || built.Val() == 1
+	seen := Observed{Whole: !check || built.Val() == 1}
 	for _, m := range markers {
-		intact = intact && m.Val() == 1
+		seen.Whole = seen.Whole && m.Val() == 1
+	}
+	if check {
+		seen.Generation = generation.Val()
 	}
 	decoded := make(map[string]*Status, len(reads))
 	for u, cmd := range reads {
 		st, err := decodeStatus(u, cmd.Val())
 		if err != nil {
-			return nil, false, err
+			return nil, Observed{}, err
 		}
 		decoded[u] = st
 	}
@@ -114,7 +132,7 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 	for i, u := range users {
 		out[i] = decoded[u]
 	}
-	return out, intact, nil
+	return out, seen, nil
 }
 
 // Status returns the status of one user, nil when unknown.

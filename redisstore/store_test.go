@@ -271,6 +271,64 @@ func TestReset(t *testing.T) {
 	}
 }
 
+// The state's generation changes whenever a rebuild begins or checkpoints
+// are forgotten, and is gone with the data; applying and advancing keep it.
+func TestGeneration(t *testing.T) {
+	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	ctx := context.Background()
+	generation := func() string {
+		t.Helper()
+		g, err := s.Generation(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, seen, err := s.StatusesIntact(ctx, "chat", []string{"frank"})
+		if err != nil || seen.Generation != g {
+			t.Fatalf("a lookup saw generation %q (%v), Generation says %q", seen.Generation, err, g)
+		}
+		return g
+	}
+	if g := generation(); g != "" {
+		t.Fatalf("generation of a state never built: %q, want none", g)
+	}
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", 2, map[int32]int64{0: 0, 1: 0}); err != nil {
+		t.Fatal(err)
+	}
+	first := generation()
+	apply(t, s, connect("frank", "s1", 1, base))
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{0: 0, 1: 0}, map[int32]int64{0: 1, 1: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if g := generation(); first == "" || g != first {
+		t.Fatalf("generation after a reset %q, after applying %q: want one, kept", first, g)
+	}
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", 2, map[int32]int64{1: 0}); err != nil {
+		t.Fatal(err)
+	}
+	second := generation()
+	if second == "" || second == first {
+		t.Fatalf("generation after a second reset %q, before %q: want a new one", second, first)
+	}
+	if err := s.Forget(ctx, schemas.SessionsTopic); err != nil {
+		t.Fatal(err)
+	}
+	if g := generation(); g == "" || g == second {
+		t.Fatalf("generation after forgetting %q, before %q: want a new one", g, second)
+	}
+	// The loss: every key of the store goes.
+	keys, err := rdb.Keys(ctx, prefix+":*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys of the store: %v, %v", keys, err)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if g := generation(); g != "" {
+		t.Fatalf("generation after the data is lost: %q, want none", g)
+	}
+}
+
 // Apply survives Redis forgetting its scripts.
 func TestApplyReloadsScript(t *testing.T) {
 	rdb := redistest.Client(t)
