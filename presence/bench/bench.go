@@ -68,9 +68,12 @@ const (
 type Config struct {
 	// Scenarios are the scenarios to run, among Scenarios() (all of them).
 	Scenarios []string
-	// RedisURL is the Redis to measure. Empty starts a redis-server of
-	// the run's own on a free loopback port. A Redis given must hold
-	// nothing in its database: the run flushes it between phases.
+	// RedisURL is the Redis to measure: one server or a Redis Cluster,
+	// as redisstore.Dial takes them. Empty starts a redis-server of the
+	// run's own on a free loopback port. A Redis given must hold nothing
+	// in its database (on any master of a cluster): the run flushes it
+	// between phases. On a cluster, Redis CPU and memory are the totals
+	// of its masters.
 	RedisURL string
 	// Brokers is the Kafka to measure. Empty starts an in-process Kafka
 	// (kfake), a fresh one per scenario. A Kafka given must not hold the

@@ -48,7 +48,80 @@ func smallConfig(t *testing.T, db string) bench.Config {
 }
 
 func TestSmoke(t *testing.T) {
-	cfg := smallConfig(t, "11")
+	checkSmallRun(t, smallConfig(t, "11"))
+}
+
+// On a Redis Cluster (the test binary's 3 masters) every scenario runs,
+// both sides, and its work is checked as on one server: the raw pipelines
+// reach every master, the keys and memory counted are every master's.
+func TestCluster(t *testing.T) {
+	rdb := redistest.ClusterClient(t)
+	ctx := context.Background()
+	flushCluster(t, rdb)
+	cfg := smallConfig(t, "14")
+	cfg.RedisURL = redistest.SharedCluster(t).SeedURL()
+	rep, progress := checkSmallRun(t, cfg)
+	if !strings.Contains(rep.Machine.Redis, ".") || !strings.Contains(progress, "a cluster of 3 masters") {
+		t.Errorf("redis version %q, progress:\n%s\nwant the masters' version, and a line saying it is a cluster of 3", rep.Machine.Redis, progress)
+	}
+	// The run's keys went to every master, and none is left behind.
+	n := 0
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		keys, err := c.DBSize(ctx).Result()
+		if keys != 0 {
+			t.Errorf("the run left %d keys on master %s, want none", keys, c.Options().Addr)
+		}
+		n++
+		return err
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("visited %d masters (%v), want 3", n, err)
+	}
+}
+
+// A Redis Cluster given whose masters hold keys is refused before anything
+// is written to it.
+func TestRefusesNonEmptyCluster(t *testing.T) {
+	rdb := redistest.ClusterClient(t)
+	ctx := context.Background()
+	flushCluster(t, rdb)
+	defer flushCluster(t, rdb)
+	keys := []string{"precious-a", "precious-b", "precious-c"}
+	for _, key := range keys {
+		if err := rdb.Set(ctx, key, "1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := smallConfig(t, "14")
+	cfg.RedisURL, cfg.Scenarios = redistest.SharedCluster(t).URL(), []string{"ingest"}
+	_, err := bench.Run(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "holds 3 keys on its 3 masters") {
+		t.Fatalf("got %v, want a refusal naming the keys held", err)
+	}
+	for _, key := range keys {
+		if v, err := rdb.Get(ctx, key).Result(); v != "1" {
+			t.Errorf("the key %s held is now %q (%v), want it untouched", key, v, err)
+		}
+	}
+}
+
+// flushCluster empties every master of the test binary's cluster, which
+// only this package's tests use, one at a time.
+func flushCluster(t *testing.T, rdb *redis.ClusterClient) {
+	t.Helper()
+	err := rdb.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
+		return c.FlushDB(ctx).Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkSmallRun runs cfg, every scenario at smallConfig's sizes, and
+// checks what each measured and verified. It returns the report and the
+// progress written.
+func checkSmallRun(t *testing.T, cfg bench.Config) (*bench.Report, string) {
+	t.Helper()
 	var progress bytes.Buffer
 	cfg.Progress = &progress
 	rep, err := bench.Run(context.Background(), cfg)
@@ -180,6 +253,7 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	})
+	return rep, progress.String()
 }
 
 func checkCounts(t *testing.T, got, want map[string]int64) {
@@ -329,16 +403,5 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("got %v, want ErrConfig saying %q", err, c.want)
 			}
 		})
-	}
-}
-
-// A Redis Cluster given is refused plainly, before anything is written to
-// it: the bench compares against raw commands on one server.
-func TestRefusesCluster(t *testing.T) {
-	cfg := smallConfig(t, "14")
-	cfg.RedisURL, cfg.Scenarios = redistest.SharedCluster(t).SeedURL(), []string{"ingest"}
-	_, err := bench.Run(context.Background(), cfg)
-	if err == nil || !strings.Contains(err.Error(), "is a cluster") {
-		t.Fatalf("got %v, want a refusal saying it is a cluster", err)
 	}
 }

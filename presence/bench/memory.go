@@ -22,9 +22,9 @@ const memoryGrace = time.Second
 //
 // Project: MemoryUsers users connect, one session each, through
 // gateway.Publisher and Kafka, applied by a processor (not quiet). The
-// growth of used_memory (INFO memory) from before to after, per user, is
-// the cost of an online session: the user's hash and the session's entry
-// in its gateway's index. Then every one disconnects; once the processor
+// growth of used_memory (INFO memory; on a cluster, the masters' total)
+// from before to after, per user, is the cost of an online session: the
+// user's hash and the session's entry in its gateway's index. Then every one disconnects; once the processor
 // has applied them and made their offline announcements (the grace
 // period passed), the growth from the empty state, per user, is the cost
 // of an offline user: the hash with its last seen and expiry, and the

@@ -95,7 +95,7 @@ func runReplay(ctx context.Context, r *runner) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if checks["raw_keys"], err = r.countKeys(ctx); err != nil {
+	if checks["raw_keys"], err = r.env.countKeys(ctx); err != nil {
 		return Result{}, err
 	}
 	r.out.printf("raw: %.0f sessions/s (%d in %.2fs)", perSecond(done.Load(), raw.elapsed), done.Load(), raw.elapsed.Seconds())
