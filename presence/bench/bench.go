@@ -7,8 +7,10 @@
 // reports both and their ratio:
 //
 //   - ingest: session records per second from gateway.Publisher through
-//     Kafka and the processor into Redis, against pipelined HSET/HDEL of
-//     the same sessions (ingest.go).
+//     Kafka and the processor into Redis, against the same records
+//     through a plain franz-go producer, the same Kafka and a plain
+//     consumer writing them as pipelined HSET/HDEL (ingest.go,
+//     ingestraw.go).
 //   - query: user ids per second, and latency, of 500-id batch lookups
 //     through the query API, against pipelined HGETALL of the same keys at
 //     the same concurrency (query.go).

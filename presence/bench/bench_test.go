@@ -173,7 +173,7 @@ func checkSmallRun(t *testing.T, cfg bench.Config) (*bench.Report, string) {
 
 	t.Run("ingest/every record is in redis", func(t *testing.T) {
 		c := results["ingest"].Checks
-		want := map[string]int64{"records": 201 + 101, "users_offline": 101, "users_online": 100, "users_wrong": 0, "raw_keys": 100}
+		want := map[string]int64{"records": 201 + 101, "users_offline": 101, "users_online": 100, "users_wrong": 0, "raw_records": 201 + 101, "raw_keys": 100}
 		checkCounts(t, c, want)
 	})
 

@@ -85,7 +85,7 @@ func runMemory(ctx context.Context, r *runner) (Result, error) {
 		r.out.printf("project: %d users %s through gateway.Publisher and the processor", n, step.name)
 		var published atomic.Int64
 		stop := r.out.every(counting("project: "+step.name+"s published", int64(n), published.Load))
-		err := publish(ctx, pub, r.cfg.Writers, setupBatch, events(step.t), &published)
+		err := publish(ctx, pub.Publish, r.cfg.Writers, setupBatch, events(step.t), &published)
 		stop()
 		if err != nil {
 			return Result{}, err

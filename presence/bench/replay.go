@@ -117,7 +117,7 @@ func (r *runner) writeReplayTopic(ctx context.Context, k *kafka, users int, at t
 	var done atomic.Int64
 	stop := r.out.every(counting("setup: sessions published", int64(2*users), done.Load))
 	defer stop()
-	return publish(ctx, pub, r.cfg.Writers, setupBatch, func(l int) iter.Seq[gateway.Event] {
+	return publish(ctx, pub.Publish, r.cfg.Writers, setupBatch, func(l int) iter.Seq[gateway.Event] {
 		return func(yield func(gateway.Event) bool) {
 			for e := range replayEvents(users, l, r.cfg.Writers) {
 				e.At = at

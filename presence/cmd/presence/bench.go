@@ -25,7 +25,9 @@ work with go-redis and a plain franz-go client, one after the other, on
 the same machine, and prints both, their ratio and the design's target:
 
   ingest  records/s from gateway.Publisher through Kafka and the processor
-          into Redis, against pipelined HSET/HDEL (target ≥ 0.5× raw)
+          into Redis, against the same records through a plain producer,
+          Kafka and a plain consumer writing pipelined HSET/HDEL
+          (target ≥ 0.5× raw)
   query   ids/s and latency of 500-id lookups through the query API,
           against pipelined HGETALL of the same keys (target ≥ 0.6× raw)
   replay  sessions/s rebuilt from the sessions topic by a quiet processor,
