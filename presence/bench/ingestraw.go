@@ -115,6 +115,9 @@ func (c *rawConsumer) run(ctx context.Context) error {
 		var n int64
 		var bad error
 		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				return // a tombstone: no session to write
+			}
 			ev := new(pb.SessionEvent)
 			if err := proto.Unmarshal(r.Value, ev); err != nil {
 				bad = fmt.Errorf("decoding %s/%d at %d: %w", r.Topic, r.Partition, r.Offset, err)
