@@ -206,7 +206,10 @@ type Machine struct {
 	CPUs  int    `json:"cpus"`
 	Go    string `json:"go"`
 	Redis string `json:"redis"`
-	Kafka string `json:"kafka"`
+	// RedisMasters is the master count of a Redis Cluster (0 for one
+	// server), whose Redis CPU and memory figures are the total.
+	RedisMasters int    `json:"redis_masters,omitempty"`
+	Kafka        string `json:"kafka"`
 }
 
 // Result is what one scenario measured.
@@ -327,7 +330,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer env.close()
 	rep := &Report{Started: start, Config: cfg, Machine: Machine{
-		CPUs: runtime.NumCPU(), Go: runtime.Version(), Redis: env.redisVersion, Kafka: env.kafkaKind(),
+		CPUs: runtime.NumCPU(), Go: runtime.Version(), Redis: env.redisVersion, RedisMasters: env.masters, Kafka: env.kafkaKind(),
 	}}
 	rep.Config.RedisURL = redisstore.RedactURL(cfg.RedisURL)
 	r := &runner{cfg: cfg, env: env, log: cfg.Logger, out: out}

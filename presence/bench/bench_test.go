@@ -61,8 +61,12 @@ func TestCluster(t *testing.T) {
 	cfg := smallConfig(t, "14")
 	cfg.RedisURL = redistest.SharedCluster(t).SeedURL()
 	rep, progress := checkSmallRun(t, cfg)
-	if !strings.Contains(rep.Machine.Redis, ".") || !strings.Contains(progress, "a cluster of 3 masters") {
-		t.Errorf("redis version %q, progress:\n%s\nwant the masters' version, and a line saying it is a cluster of 3", rep.Machine.Redis, progress)
+	if !strings.Contains(rep.Machine.Redis, ".") || rep.Machine.RedisMasters != 3 || !strings.Contains(progress, "a cluster of 3 masters") {
+		t.Errorf("redis version %q, %d masters, progress:\n%s\nwant the masters' version, and 3 masters said", rep.Machine.Redis, rep.Machine.RedisMasters, progress)
+	}
+	var table bytes.Buffer
+	if err := bench.WriteTable(&table, rep); err != nil || !strings.Contains(table.String(), "total of the cluster's 3 masters") {
+		t.Errorf("table (%v) does not say the redis figures are the masters' total:\n%s", err, table.String())
 	}
 	// The run's keys went to every master, and none is left behind.
 	n := 0
