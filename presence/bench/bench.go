@@ -7,8 +7,10 @@
 // reports both and their ratio:
 //
 //   - ingest: session records per second from gateway.Publisher through
-//     Kafka and the processor into Redis, against pipelined HSET/HDEL of
-//     the same sessions (ingest.go).
+//     Kafka and the processor into Redis, against the same records
+//     through a plain franz-go producer, the same Kafka and a plain
+//     consumer writing them as pipelined HSET/HDEL (ingest.go,
+//     ingestraw.go).
 //   - query: user ids per second, and latency, of 500-id batch lookups
 //     through the query API, against pipelined HGETALL of the same keys at
 //     the same concurrency (query.go).
@@ -68,9 +70,12 @@ const (
 type Config struct {
 	// Scenarios are the scenarios to run, among Scenarios() (all of them).
 	Scenarios []string
-	// RedisURL is the Redis to measure. Empty starts a redis-server of
-	// the run's own on a free loopback port. A Redis given must hold
-	// nothing in its database: the run flushes it between phases.
+	// RedisURL is the Redis to measure: one server or a Redis Cluster,
+	// as redisstore.Dial takes them. Empty starts a redis-server of the
+	// run's own on a free loopback port. A Redis given must hold nothing
+	// in its database (on any master of a cluster): the run flushes it
+	// between phases. On a cluster, Redis CPU and memory are the totals
+	// of its masters.
 	RedisURL string
 	// Brokers is the Kafka to measure. Empty starts an in-process Kafka
 	// (kfake), a fresh one per scenario. A Kafka given must not hold the
@@ -201,7 +206,10 @@ type Machine struct {
 	CPUs  int    `json:"cpus"`
 	Go    string `json:"go"`
 	Redis string `json:"redis"`
-	Kafka string `json:"kafka"`
+	// RedisMasters is the master count of a Redis Cluster (0 for one
+	// server), whose Redis CPU and memory figures are the total.
+	RedisMasters int    `json:"redis_masters,omitempty"`
+	Kafka        string `json:"kafka"`
 }
 
 // Result is what one scenario measured.
@@ -322,7 +330,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer env.close()
 	rep := &Report{Started: start, Config: cfg, Machine: Machine{
-		CPUs: runtime.NumCPU(), Go: runtime.Version(), Redis: env.redisVersion, Kafka: env.kafkaKind(),
+		CPUs: runtime.NumCPU(), Go: runtime.Version(), Redis: env.redisVersion, RedisMasters: env.masters, Kafka: env.kafkaKind(),
 	}}
 	rep.Config.RedisURL = redisstore.RedactURL(cfg.RedisURL)
 	r := &runner{cfg: cfg, env: env, log: cfg.Logger, out: out}

@@ -2,34 +2,24 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"strconv"
 	"time"
 )
 
 // cpuSpent is CPU time, user and system, of Redis (every thread of
-// redis-server) and of this process (the in-process Kafka, the project's
+// redis-server; on a cluster, the masters' total) and of this process (the in-process Kafka, the project's
 // components and the clients of the bench).
 type cpuSpent struct{ redis, self time.Duration }
 
 func (c cpuSpent) sub(d cpuSpent) cpuSpent { return cpuSpent{c.redis - d.redis, c.self - d.self} }
 
-// cpuNow returns the CPU time Redis and this process have used so far.
+// cpuNow returns the CPU time Redis (every master of a cluster) and this
+// process have used so far.
 func (r *runner) cpuNow(ctx context.Context) (cpuSpent, error) {
-	info, err := r.env.rdb.Info(ctx, "cpu").Result()
+	used, err := r.env.usedCPU(ctx)
 	if err != nil {
-		return cpuSpent{}, fmt.Errorf("reading redis cpu: %w", err)
+		return cpuSpent{}, err
 	}
-	var spent cpuSpent
-	for _, field := range []string{"used_cpu_user", "used_cpu_sys"} {
-		s, err := strconv.ParseFloat(infoField(info, field), 64)
-		if err != nil {
-			return cpuSpent{}, fmt.Errorf("reading redis %s: %w", field, err)
-		}
-		spent.redis += time.Duration(s * float64(time.Second))
-	}
-	spent.self = processCPU()
-	return spent, nil
+	return cpuSpent{redis: used, self: processCPU()}, nil
 }
 
 // measured is the wall and CPU time of a phase.

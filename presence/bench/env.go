@@ -1,13 +1,14 @@
 package bench
 
-// The environment a run measures: one Redis for the whole run, flushed
-// between phases, and a Kafka per scenario.
+// The environment a run measures: one Redis (one server or a cluster) for
+// the whole run, flushed between phases, and a Kafka per scenario.
 
 import (
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,9 +23,9 @@ import (
 	"github.com/presence-im/presence/schemas"
 )
 
-// redisPoolSize is the most connections to Redis at once: the processor
-// applies up to a partition count of pipelines at once, the query API
-// serves every client at once.
+// redisPoolSize is the most connections to Redis at once (to each master
+// of a cluster): the processor applies up to a partition count of
+// pipelines at once, the query API serves every client at once.
 const redisPoolSize = 64
 
 // env is the Redis and Kafka of a run.
@@ -34,14 +35,18 @@ type env struct {
 	server       *redistest.Server // nil with an external Redis
 	redisURL     string
 	redisVersion string
-	rdb          *redis.Client
+	// rdb is one server's client or a cluster's: what is said of "the
+	// database" below is, on a cluster, of database 0 of every master.
+	rdb     redis.UniversalClient
+	masters int // 0 for one server
 	// emptied: the external Redis's database was found empty, so that
 	// what it holds now is the run's.
 	emptied bool
 }
 
-// newEnv starts a redis-server unless cfg names a Redis, and checks that a
-// Redis or Kafka given holds nothing the run would destroy.
+// newEnv starts a redis-server unless cfg names a Redis (one server or a
+// cluster), and checks that a Redis or Kafka given holds nothing the run
+// would destroy.
 func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 	e := &env{cfg: cfg, out: out, redisURL: cfg.RedisURL}
 	if e.redisURL == "" {
@@ -51,51 +56,54 @@ func newEnv(ctx context.Context, cfg Config, out *progress) (*env, error) {
 		}
 		e.server, e.redisURL = s, s.URL()
 	}
-	err := e.refuseCluster(ctx)
-	var opts *redis.Options
-	if err == nil {
-		opts, err = redisstore.ParseURL(e.redisURL)
-	}
-	if err != nil {
+	var err error
+	if e.rdb, err = dial(ctx, e.redisURL); err != nil {
 		e.close()
 		return nil, err
 	}
-	opts.PoolSize = redisPoolSize
-	e.rdb = redis.NewClient(opts)
 	if err := e.check(ctx); err != nil {
 		e.close()
 		return nil, err
 	}
-	out.printf("redis %s at %s, kafka %s", e.redisVersion, redisstore.RedactURL(e.redisURL), e.kafkaKind())
+	kind := ""
+	if e.masters > 0 {
+		kind = fmt.Sprintf(" (a cluster of %d masters)", e.masters)
+	}
+	out.printf("redis %s at %s%s, kafka %s", e.redisVersion, redisstore.RedactURL(e.redisURL), kind, e.kafkaKind())
 	return e, nil
-}
-
-// refuseCluster refuses a Redis Cluster: the bench compares Presence with
-// raw commands on one server (FLUSHDB, DBSIZE and INFO between phases).
-func (e *env) refuseCluster(ctx context.Context) error {
-	rdb, err := redisstore.Dial(ctx, e.redisURL)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	if _, single := rdb.(*redis.Client); !single {
-		return fmt.Errorf("redis at %s is a cluster: the bench runs against one redis-server only", redisstore.RedactURL(e.redisURL))
-	}
-	return nil
 }
 
 // check reads the version of Redis and refuses a Redis database or a Kafka
 // that holds anything.
 func (e *env) check(ctx context.Context) error {
-	info, err := e.rdb.Info(ctx, "server").Result()
+	var mu sync.Mutex
+	var versions []string
+	err := redisstore.ForEachNode(ctx, e.rdb, func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		versions = append(versions, infoField(info, "redis_version"))
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("reaching redis at %s: %w", redisstore.RedactURL(e.redisURL), err)
 	}
-	e.redisVersion = infoField(info, "redis_version")
+	if _, cluster := e.rdb.(*redis.ClusterClient); cluster {
+		e.masters = len(versions)
+	}
+	slices.Sort(versions)
+	e.redisVersion = strings.Join(slices.Compact(versions), ", ")
 	if e.server == nil {
-		n, err := e.rdb.DBSize(ctx).Result()
+		n, err := e.countKeys(ctx)
 		if err != nil {
-			return fmt.Errorf("counting the keys of redis at %s: %w", redisstore.RedactURL(e.redisURL), err)
+			return fmt.Errorf("redis at %s: %w", redisstore.RedactURL(e.redisURL), err)
+		}
+		if n > 0 && e.masters > 0 {
+			return fmt.Errorf("redis at %s holds %d keys on its %d masters: the bench flushes every master between phases, "+
+				"so give it an empty cluster, or no --redis-url", redisstore.RedactURL(e.redisURL), n, e.masters)
 		}
 		if n > 0 {
 			return fmt.Errorf("redis at %s holds %d keys in its database: the bench flushes the database between phases, "+
@@ -152,31 +160,10 @@ func (e *env) close() {
 	}
 }
 
-// flush empties the Redis database, whose keys are all the run's.
-func (e *env) flush(ctx context.Context) error {
-	if err := e.rdb.FlushDB(ctx).Err(); err != nil {
-		return fmt.Errorf("flushing redis: %w", err)
-	}
-	return nil
-}
-
 // store is redisstore over the run's Redis, with its default layout. It
 // shares the env's client: do not close it.
 func (e *env) store() *redisstore.Store {
 	return redisstore.New(e.rdb, redisstore.Options{})
-}
-
-// usedMemory is Redis's used_memory: the bytes its allocator holds.
-func (e *env) usedMemory(ctx context.Context) (int64, error) {
-	info, err := e.rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, fmt.Errorf("reading redis memory: %w", err)
-	}
-	var n int64
-	if _, err := fmt.Sscan(infoField(info, "used_memory"), &n); err != nil {
-		return 0, fmt.Errorf("reading used_memory: %w", err)
-	}
-	return n, nil
 }
 
 // kafka is the Kafka of one scenario, its Presence topics created.
@@ -297,14 +284,4 @@ func presenceTopics() []string {
 		names = append(names, t.Name)
 	}
 	return names
-}
-
-// infoField returns the value of field in the text of INFO.
-func infoField(info, field string) string {
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
-			return v
-		}
-	}
-	return ""
 }

@@ -211,7 +211,7 @@ func (r *runner) setupFanout(ctx context.Context, k *kafka, plan fanoutPlan, pub
 
 	var published atomic.Int64
 	for g, pub := range pubs {
-		err := publish(ctx, pub, 1, setupBatch, func(int) iter.Seq[gateway.Event] {
+		err := publish(ctx, pub.Publish, 1, setupBatch, func(int) iter.Seq[gateway.Event] {
 			return func(yield func(gateway.Event) bool) {
 				for j := g; j < plan.onPool; j += len(pubs) {
 					u := userID("on", j)

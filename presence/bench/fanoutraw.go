@@ -23,14 +23,14 @@ type rawAnnouncer struct {
 	epochs []string
 	prod   *kgo.Client
 	cons   *kgo.Client
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	stop   context.CancelFunc
 	ended  chan struct{}
 }
 
 // newRawAnnouncer starts a plain consumer of the notify topic, from its
 // end, that hands what it reads to t.
-func newRawAnnouncer(ctx context.Context, k *kafka, plan fanoutPlan, pubs []*gateway.Publisher, t *tracker, rdb *redis.Client) (*rawAnnouncer, error) {
+func newRawAnnouncer(ctx context.Context, k *kafka, plan fanoutPlan, pubs []*gateway.Publisher, t *tracker, rdb redis.UniversalClient) (*rawAnnouncer, error) {
 	a := &rawAnnouncer{plan: plan, rdb: rdb, ended: make(chan struct{})}
 	for _, p := range pubs {
 		a.epochs = append(a.epochs, p.Epoch())

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"iter"
 	"sync/atomic"
-	"time"
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/processor"
@@ -29,13 +28,22 @@ const ingestGateway = "bench-gw"
 // time runs from the first publish until the processor's checkpoints in
 // Redis cover every record: each applied, its announcements made.
 //
-// Raw: the same connects and disconnects written to an empty Redis as
-// HSET and HDEL of the session's field in the user's hash (same keys and
-// values as redisstore's layout), in pipelines of 1000 from Writers
-// connections, each user's in order.
+// Raw: the same records (the same SessionEvent values, keys and
+// partitioner as gateway.Publisher's) produced by Writers goroutines
+// through a plain franz-go client, publishBatch per acknowledged produce,
+// to the same Kafka; a plain franz-go consumer (no group: every
+// partition, from where the project's records end) decodes them and
+// writes each poll's to an empty Redis in one pipeline, blindly: HSET of
+// the session's field in the user's hash (redisstore's keys and values)
+// for a connect, HDEL of it for a disconnect. The time runs from the
+// first produce until every record is in Redis. So the ratio is what
+// Presence adds over the tools: validation, the consumer group, the
+// versioned apply, the gateway index, announcements, checkpoints.
 //
 // Checked: afterwards, every user is in Redis with the state its last
-// record says (online with its session, or offline with a last seen).
+// record says (online with its session, or offline with a last seen);
+// on the raw side, every record written and one hash left per online
+// user.
 func runIngest(ctx context.Context, r *runner) (Result, error) {
 	n := r.cfg.IngestUsers
 	total := int64(n + (n+1)/2)
@@ -61,7 +69,7 @@ func runIngest(ctx context.Context, r *runner) (Result, error) {
 	defer keepLease(ctx, pub)()
 
 	r.out.printf("project: %d users connect, every other one disconnects: %d records through gateway.Publisher, kafka, the processor, into redis", n, total)
-	var published, done atomic.Int64
+	var published atomic.Int64
 	store := r.env.store()
 	stop := r.out.every(func() string {
 		ends := map[int32]int64{}
@@ -72,7 +80,7 @@ func runIngest(ctx context.Context, r *runner) (Result, error) {
 		return fmt.Sprintf("project: %d/%d records published, %d applied", published.Load(), total, applied)
 	})
 	project, err := r.measure(ctx, func() error {
-		err := publish(ctx, pub, r.cfg.Writers, publishBatch, func(l int) iter.Seq[gateway.Event] { return ingestEvents(n, l, r.cfg.Writers) }, &published)
+		err := publish(ctx, pub.Publish, r.cfg.Writers, publishBatch, func(l int) iter.Seq[gateway.Event] { return ingestEvents(n, l, r.cfg.Writers) }, &published)
 		if err != nil {
 			return err
 		}
@@ -99,23 +107,42 @@ func runIngest(ctx context.Context, r *runner) (Result, error) {
 	if err := r.env.flush(ctx); err != nil {
 		return Result{}, err
 	}
-	r.out.printf("raw: the same %d records as HSET/HDEL in pipelines of %d", total, rawPipeline)
-	at := time.Now()
-	stop = r.out.every(counting("raw: records written", total, done.Load))
-	raw, err := r.measure(ctx, func() error {
-		return r.writeRaw(ctx, r.cfg.Writers, func(l int) iter.Seq[rawOp] { return rawIngestOps(n, l, r.cfg.Writers, pub.Epoch(), at) }, &done)
-	})
-	stop()
+	r.out.printf("raw: the same %d records through a plain producer, kafka, a plain consumer, into redis as HSET/HDEL pipelined per poll", total)
+	var produced atomic.Int64
+	cons, err := startRawConsumer(ctx, k, r.env.rdb, total)
 	if err != nil {
 		return Result{}, err
 	}
-	if checks["raw_keys"], err = r.countKeys(ctx); err != nil {
+	defer cons.close()
+	cl, err := k.client()
+	if err != nil {
 		return Result{}, err
 	}
-	r.out.printf("raw: %.0f records/s (%d in %.2fs)", perSecond(done.Load(), raw.elapsed), done.Load(), raw.elapsed.Seconds())
+	defer cl.Close()
+	prod := &rawProducer{cl: cl, gateway: ingestGateway, epoch: pub.Epoch()}
+	stop = r.out.every(func() string {
+		return fmt.Sprintf("raw: %d/%d records produced, %d written", produced.Load(), total, cons.written.Load())
+	})
+	raw, err := r.measure(ctx, func() error {
+		err := publish(ctx, prod.send, r.cfg.Writers, publishBatch, func(l int) iter.Seq[gateway.Event] { return ingestEvents(n, l, r.cfg.Writers) }, &produced)
+		if err != nil {
+			return err
+		}
+		return cons.wait(ctx)
+	})
+	stop()
+	if err != nil {
+		return Result{}, fmt.Errorf("producing and writing raw: %w", err)
+	}
+	written := cons.written.Load()
+	checks["raw_records"] = written
+	if checks["raw_keys"], err = r.env.countKeys(ctx); err != nil {
+		return Result{}, err
+	}
+	r.out.printf("raw: %.0f records/s (%d in %.2fs)", perSecond(written, raw.elapsed), written, raw.elapsed.Seconds())
 	return Result{
-		Metrics: append([]Metric{metric("records/s", perSecond(total, project.elapsed), perSecond(done.Load(), raw.elapsed))},
-			cpuMetrics("record", project, total, raw, done.Load())...),
+		Metrics: append([]Metric{metric("records/s", perSecond(total, project.elapsed), perSecond(written, raw.elapsed))},
+			cpuMetrics("record", project, total, raw, written)...),
 		Checks: checks,
 	}, nil
 }
@@ -135,21 +162,6 @@ func ingestEvents(n, l, lanes int) iter.Seq[gateway.Event] {
 		}
 		for i := l; i < n; i += lanes {
 			if u := userID("u", i); ingestOffline(i) && !yield(gateway.Event{Type: gateway.Disconnect, App: app, User: u, Session: u + "-ios"}) {
-				return
-			}
-		}
-	}
-}
-
-// rawIngestOps yields the raw writes of the events of ingestEvents.
-func rawIngestOps(n, l, lanes int, epoch string, at time.Time) iter.Seq[rawOp] {
-	return func(yield func(rawOp) bool) {
-		for e := range ingestEvents(n, l, lanes) {
-			op := rawOp{key: userKey(e.User), field: sessionField(e.Session), del: e.Type == gateway.Disconnect}
-			if !op.del {
-				op.value = rawSession(e.Device, e.DeviceID, ingestGateway, epoch, at)
-			}
-			if !yield(op) {
 				return
 			}
 		}

@@ -22,9 +22,9 @@ const memoryGrace = time.Second
 //
 // Project: MemoryUsers users connect, one session each, through
 // gateway.Publisher and Kafka, applied by a processor (not quiet). The
-// growth of used_memory (INFO memory) from before to after, per user, is
-// the cost of an online session: the user's hash and the session's entry
-// in its gateway's index. Then every one disconnects; once the processor
+// growth of used_memory (INFO memory; on a cluster, the masters' total)
+// from before to after, per user, is the cost of an online session: the
+// user's hash and the session's entry in its gateway's index. Then every one disconnects; once the processor
 // has applied them and made their offline announcements (the grace
 // period passed), the growth from the empty state, per user, is the cost
 // of an offline user: the hash with its last seen and expiry, and the
@@ -85,7 +85,7 @@ func runMemory(ctx context.Context, r *runner) (Result, error) {
 		r.out.printf("project: %d users %s through gateway.Publisher and the processor", n, step.name)
 		var published atomic.Int64
 		stop := r.out.every(counting("project: "+step.name+"s published", int64(n), published.Load))
-		err := publish(ctx, pub, r.cfg.Writers, setupBatch, events(step.t), &published)
+		err := publish(ctx, pub.Publish, r.cfg.Writers, setupBatch, events(step.t), &published)
 		stop()
 		if err != nil {
 			return Result{}, err

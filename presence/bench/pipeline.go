@@ -144,11 +144,12 @@ func (r *runner) waitApplied(ctx context.Context, run *running, topic string, en
 	}
 }
 
-// publish publishes the events of lanes goroutines through pub, each
-// lane's in order, batch at a time, counting them in done. Each
-// Publish waits for Kafka's acknowledgement, so a lane's events are
-// written in order: give all the events of a user to one lane.
-func publish(ctx context.Context, pub *gateway.Publisher, lanes, size int, events func(lane int) iter.Seq[gateway.Event], done *atomic.Int64) error {
+// publish publishes the events of lanes goroutines with send
+// (gateway.Publisher's Publish, or the raw producer's), each lane's in
+// order, batch at a time, counting them in done. Each send waits for
+// Kafka's acknowledgement, so a lane's events are written in order: give
+// all the events of a user to one lane.
+func publish(ctx context.Context, send func(context.Context, ...gateway.Event) error, lanes, size int, events func(lane int) iter.Seq[gateway.Event], done *atomic.Int64) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for lane := range lanes {
 		g.Go(func() error {
@@ -157,7 +158,7 @@ func publish(ctx context.Context, pub *gateway.Publisher, lanes, size int, event
 				if len(batch) == 0 {
 					return nil
 				}
-				if err := pub.Publish(ctx, batch...); err != nil {
+				if err := send(ctx, batch...); err != nil {
 					return err
 				}
 				done.Add(int64(len(batch)))

@@ -350,7 +350,7 @@ func (c *apiClient) lookup(ctx context.Context, ids []string, kinds []kind) (int
 }
 
 // rawLookup reads the users' hashes in one pipeline and checks them.
-func rawLookup(ctx context.Context, rdb *redis.Client, ids []string, kinds []kind) (int, error) {
+func rawLookup(ctx context.Context, rdb redis.UniversalClient, ids []string, kinds []kind) (int, error) {
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {

@@ -95,7 +95,7 @@ func runReplay(ctx context.Context, r *runner) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if checks["raw_keys"], err = r.countKeys(ctx); err != nil {
+	if checks["raw_keys"], err = r.env.countKeys(ctx); err != nil {
 		return Result{}, err
 	}
 	r.out.printf("raw: %.0f sessions/s (%d in %.2fs)", perSecond(done.Load(), raw.elapsed), done.Load(), raw.elapsed.Seconds())
@@ -117,7 +117,7 @@ func (r *runner) writeReplayTopic(ctx context.Context, k *kafka, users int, at t
 	var done atomic.Int64
 	stop := r.out.every(counting("setup: sessions published", int64(2*users), done.Load))
 	defer stop()
-	return publish(ctx, pub, r.cfg.Writers, setupBatch, func(l int) iter.Seq[gateway.Event] {
+	return publish(ctx, pub.Publish, r.cfg.Writers, setupBatch, func(l int) iter.Seq[gateway.Event] {
 		return func(yield func(gateway.Event) bool) {
 			for e := range replayEvents(users, l, r.cfg.Writers) {
 				e.At = at

@@ -48,10 +48,14 @@ func WriteTable(w io.Writer, rep *Report) error {
 		}
 		fmt.Fprintf(w, "checked %s (%.1fs): %s\n", res.Scenario, res.Seconds, strings.Join(parts, ", "))
 	}
+	redis := "redis CPU and memory are redis-server's"
+	if m := rep.Machine.RedisMasters; m > 0 {
+		redis = fmt.Sprintf("redis CPU and memory are the total of the cluster's %d masters", m)
+	}
 	_, err := fmt.Fprintf(w, "\nratio = project / raw: for throughput higher is better, for CPU, latency and memory lower is better.\n"+
-		"redis CPU is redis-server's; process CPU is this process's: the in-process Kafka, the project's components, the clients.\n"+
+		"%s; process CPU is this process's: the in-process Kafka, the project's components, the clients.\n"+
 		"%d CPUs, %s, redis %s, kafka %s; wall time %.1fs\n",
-		rep.Machine.CPUs, rep.Machine.Go, rep.Machine.Redis, rep.Machine.Kafka, rep.Seconds)
+		redis, rep.Machine.CPUs, rep.Machine.Go, rep.Machine.Redis, rep.Machine.Kafka, rep.Seconds)
 	return err
 }
 

@@ -25,7 +25,9 @@ work with go-redis and a plain franz-go client, one after the other, on
 the same machine, and prints both, their ratio and the design's target:
 
   ingest  records/s from gateway.Publisher through Kafka and the processor
-          into Redis, against pipelined HSET/HDEL (target ≥ 0.5× raw)
+          into Redis, against the same records through a plain producer,
+          Kafka and a plain consumer writing pipelined HSET/HDEL
+          (target ≥ 0.5× raw)
   query   ids/s and latency of 500-id lookups through the query API,
           against pipelined HGETALL of the same keys (target ≥ 0.6× raw)
   replay  sessions/s rebuilt from the sessions topic by a quiet processor,
@@ -37,9 +39,11 @@ the same machine, and prints both, their ratio and the design's target:
           (target ≤ 200 bytes per online session), plain HSET for reference
 
 Without --redis-url it starts a redis-server of its own; without --brokers
-an in-process Kafka per scenario. A Redis given must have an empty
-database (the run flushes it); a Kafka given must not hold the Presence
-topics (each scenario creates and deletes them). The table (or --json)
+an in-process Kafka per scenario. A Redis given, one server or a Redis
+Cluster (any node's URL, or the cluster URL form), must have an empty
+database (the run flushes it, on every master of a cluster; Redis CPU and
+memory are then the masters' totals); a Kafka given must not hold the
+Presence topics (each scenario creates and deletes them). The table (or --json)
 goes to stdout, progress to stderr. Timings are wall-clock: on a shared
 machine, compare ratios rather than absolute numbers.`
 
@@ -53,7 +57,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every component runs in this process, Redis aside) to this file")
 	brokers := fs.String("brokers", "", "external Kafka seed brokers, comma-separated, instead of an in-process one; it must not hold the Presence topics")
 	kafka := kafkaconn.Register(fs)
-	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own (one server, not a cluster); its database must be empty")
+	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own: one server, or a cluster (any node, or redis://h1:p1?addr=h2:p2); its database (every master's) must be empty")
 	partitions := fs.Int("partitions", schemas.DefaultPartitions, "partitions of the topics")
 	fs.IntVar(&cfg.Writers, "writers", bench.DefaultWriters, "goroutines writing at once: publishing through the gateway library, or sending raw pipelines")
 	fs.IntVar(&cfg.IngestUsers, "ingest-users", bench.DefaultIngestUsers, "ingest: users that connect, every other one then disconnecting")
