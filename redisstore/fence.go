@@ -39,7 +39,9 @@ func (s *Store) fenceKey(tag, topic string, partition int32) string {
 }
 
 // Own takes partition of topic for the caller: from then on, the writes
-// of whoever took it before are refused (ErrFenced).
+// of whoever took it before are refused (ErrFenced), and so are its moves
+// of the partition's checkpoint (ErrCheckpointMoved; the token is also
+// kept in the checkpoint hash).
 func (s *Store) Own(ctx context.Context, topic string, partition int32) (Owner, error) {
 	o := Owner{topic: topic, partition: partition, token: rand.Text()}
 	tags := []string{""}
@@ -54,6 +56,7 @@ func (s *Store) Own(ctx context.Context, topic string, partition int32) (Owner, 
 		for _, tag := range tags {
 			p.Set(ctx, s.fenceKey(tag, topic, partition), o.token, 0)
 		}
+		p.HSet(ctx, s.checkpointKey(topic), fieldOwner+strconv.Itoa(int(partition)), o.token)
 		return nil
 	})
 	if err != nil {

@@ -50,6 +50,9 @@ func checkFencedWrites(t *testing.T, s *redisstore.Store) {
 		users = append(users, fmt.Sprintf("user-%d", i))
 		first = append(first, image(i, "phone"))
 	}
+	if err := s.Reset(ctx, schemas.SessionsTopic, "id", 8, map[int32]int64{3: 0, 4: 0}); err != nil {
+		t.Fatal(err)
+	}
 	old, err := s.Own(ctx, schemas.SessionsTopic, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +101,17 @@ func checkFencedWrites(t *testing.T, s *redisstore.Store) {
 	}
 	if err := s.Write(ctx, old, stale); !errors.Is(err, redisstore.ErrFenced) {
 		t.Fatalf("a write by the former owner: %v, want ErrFenced", err)
+	}
+	// Nor does it move the checkpoint; the new owner does.
+	at0, to1 := map[int32]int64{3: 0}, map[int32]int64{3: 1}
+	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: old}); !errors.Is(err, redisstore.ErrCheckpointMoved) {
+		t.Fatalf("a checkpoint moved by the former owner: %v, want ErrCheckpointMoved", err)
+	}
+	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: taker}); err != nil {
+		t.Fatalf("a checkpoint moved by the new owner: %v", err)
+	}
+	if cp, err := s.Checkpoint(ctx, schemas.SessionsTopic); err != nil || cp.Next[3] != 1 || len(cp.Next) != 2 {
+		t.Fatalf("checkpoint after the new owner moved it: %+v, %v; want partition 3 at 1 of partitions 3 and 4", cp, err)
 	}
 	sts, err = s.Statuses(ctx, "chat", users[2:])
 	if err != nil {
