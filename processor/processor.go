@@ -513,7 +513,7 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	defer cancel()
 	var commit []*kgo.Record
 	for topic, to := range done {
-		if err := p.cfg.Store.Advance(finish, topic, from[topic], to); err != nil {
+		if err := p.cfg.Store.Advance(finish, topic, from[topic], to, nil); err != nil {
 			if errors.Is(err, redisstore.ErrCheckpointMoved) {
 				// Tell a partition that moved from a Redis that lost
 				// state by what Redis holds now.

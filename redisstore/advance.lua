@@ -5,21 +5,30 @@
 -- partition whose checkpoint reaches its rebuild target is rebuilt: the
 -- target is removed.
 --
+-- A partition taken with redisstore.Store.Own moves only for the owner
+-- that took it last: a processor that lost the partition while paused
+-- finds another's token in the owner field, and moves nothing.
+--
 -- KEYS[1]  the checkpoint hash
--- ARGV     triples: partition, expected offset, new offset
+-- ARGV     quadruples: partition, expected offset, new offset, the
+--          caller's owner token ("" when the caller did not take the
+--          partition with Own)
 --
 -- Returns "" when every checkpoint moved, else "<partition>=<found>" for the
--- first one that was not as expected (found is "" when missing); then
--- nothing is written.
+-- first one that was not as expected (found is "" when missing, "owner"
+-- when another owner took the partition); then nothing is written.
 
 local key = KEYS[1]
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 4 do
+  if ARGV[i + 3] ~= '' and redis.call('HGET', key, 'owner:' .. ARGV[i]) ~= ARGV[i + 3] then
+    return ARGV[i] .. '=owner'
+  end
   local found = redis.call('HGET', key, ARGV[i]) or ''
   if found ~= ARGV[i + 1] then
     return ARGV[i] .. '=' .. found
   end
 end
-for i = 1, #ARGV, 3 do
+for i = 1, #ARGV, 4 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 2])
   local target = redis.call('HGET', key, 'rebuild:' .. ARGV[i])
   if target and tonumber(ARGV[i + 2]) >= tonumber(target) then

@@ -47,6 +47,8 @@ const (
 	fieldPartitions = "partitions"
 	// fieldRebuild prefixes the partition of a rebuild target.
 	fieldRebuild = "rebuild:"
+	// fieldOwner prefixes the partition of the token of its owner (Own).
+	fieldOwner = "owner:"
 )
 
 func (s *Store) checkpointKey(topic string) string {
@@ -102,6 +104,9 @@ func (s *Store) readCheckpoint(ctx context.Context, topic string) (Checkpoint, e
 		if p, ok := strings.CutPrefix(field, fieldRebuild); ok {
 			field, offsets = p, cp.Rebuild
 		}
+		if strings.HasPrefix(field, fieldOwner) {
+			continue
+		}
 		switch field {
 		case fieldTopicID:
 		case fieldPartitions:
@@ -120,18 +125,19 @@ func (s *Store) readCheckpoint(ctx context.Context, topic string) (Checkpoint, e
 }
 
 // Advance moves the checkpoints of topic from the offsets in from to those
-// in to, atomically, only if every one is still at its from offset;
+// in to, atomically, only if every one is still at its from offset and,
+// for each partition in owners, still owned by that owner (see Own);
 // otherwise it writes nothing and returns ErrCheckpointMoved. Call it only
 // once the records before the new offsets are applied. A partition that
 // reaches its rebuild target is rebuilt.
-func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64) error {
-	args := make([]any, 0, 3*len(to))
+func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64, owners map[int32]Owner) error {
+	args := make([]any, 0, 4*len(to))
 	for p, next := range to {
 		expected := ""
 		if f, ok := from[p]; ok {
 			expected = strconv.FormatInt(f, 10)
 		}
-		args = append(args, strconv.Itoa(int(p)), expected, next)
+		args = append(args, strconv.Itoa(int(p)), expected, next, owners[p].token)
 	}
 	if len(args) == 0 {
 		return nil

@@ -135,22 +135,18 @@ func (s *Store) getMarkers(ctx context.Context, c *redis.ClusterClient, tags []s
 // markerTags returns one tag per master of slots: the first of "0", "1",
 // ... whose slot the master serves.
 func (s *Store) markerTags(slots []redis.ClusterSlot) ([]string, error) {
-	owner := make(map[int]string, keySlots)
+	owner := slotOwners(slots)
 	masters := map[string]bool{}
-	for _, r := range slots {
-		if len(r.Nodes) == 0 {
-			continue
-		}
-		masters[r.Nodes[0].Addr] = true
-		for slot := r.Start; slot <= r.End; slot++ {
-			owner[slot] = r.Nodes[0].Addr
+	for _, addr := range owner {
+		if addr != "" {
+			masters[addr] = true
 		}
 	}
 	tagged := map[string]bool{}
 	var tags []string
 	for i := 0; len(tags) < len(masters) && i < 64*keySlots; i++ {
 		tag := strconv.Itoa(i)
-		if addr, ok := owner[keySlot(s.markerKey(tag))]; ok && !tagged[addr] {
+		if addr := owner[keySlot(s.markerKey(tag))]; addr != "" && !tagged[addr] {
 			tagged[addr] = true
 			tags = append(tags, tag)
 		}

@@ -73,6 +73,7 @@ type Store struct {
 	announced  *redis.Script
 	advance    *redis.Script
 	reserve    *redis.Script
+	writer     *redis.Script
 	// scripts holds the source of apply and announced.
 	scripts map[*redis.Script]string
 	// loaded says, on a sharded Redis, that apply or announced was
@@ -82,6 +83,9 @@ type Store struct {
 	// found at their last read: a lookup checks they are still there
 	// (StatusesIntact).
 	present atomic.Pointer[[]string]
+	// fences caches, on a Redis Cluster, which master serves each slot
+	// and the tag of its fences (fence.go).
+	fences routes
 }
 
 // New returns a Store over rdb.
@@ -94,9 +98,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	s := &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
-		reserve: redis.NewScript(reserveSource)}
-	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource}
-	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool)}
+		reserve: redis.NewScript(reserveSource), writer: redis.NewScript(writeSource)}
+	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource, s.writer: writeSource}
+	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool), s.writer: new(atomic.Bool)}
 	return s
 }
 

@@ -201,7 +201,7 @@ func TestCheckpointAdvance(t *testing.T) {
 	if err != nil || len(cp.Rebuild) != 2 || cp.Rebuild[0] != 10 || cp.Rebuild[3] != 42 {
 		t.Fatalf("rebuild targets after a reset: %+v, %v", cp, err)
 	}
-	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}); err != nil {
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}, nil); err != nil {
 		t.Fatal(err)
 	}
 	cp, err = s.Checkpoint(ctx, "topic")
@@ -213,12 +213,12 @@ func TestCheckpointAdvance(t *testing.T) {
 		t.Fatalf("rebuild targets after advancing: %v, want only partition 0's", cp.Rebuild)
 	}
 	// From a value that is no longer there: nothing moves.
-	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50})
+	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50}, nil)
 	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
 		t.Fatalf("advance from a stale value: %v, want ErrCheckpointMoved", err)
 	}
 	// From a partition Redis does not have (it lost its state).
-	err = s.Advance(ctx, "other", map[int32]int64{0: 7}, map[int32]int64{0: 9})
+	err = s.Advance(ctx, "other", map[int32]int64{0: 7}, map[int32]int64{0: 9}, nil)
 	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
 		t.Fatalf("advance of a lost checkpoint: %v, want ErrCheckpointMoved", err)
 	}
@@ -263,7 +263,7 @@ func TestReset(t *testing.T) {
 			}
 		}
 	}
-	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{1: 0}, map[int32]int64{1: 40}); err != nil {
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{1: 0}, map[int32]int64{1: 40}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if pending, err := s.Rebuilding(ctx); err != nil || pending != 5 {
@@ -297,7 +297,7 @@ func TestGeneration(t *testing.T) {
 	}
 	first := generation()
 	apply(t, s, connect("frank", "s1", 1, base))
-	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{0: 0, 1: 0}, map[int32]int64{0: 1, 1: 0}); err != nil {
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{0: 0, 1: 0}, map[int32]int64{0: 1, 1: 0}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if g := generation(); first == "" || g != first {

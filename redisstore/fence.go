@@ -1,0 +1,129 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Fences keep a processor that lost a partition from writing its users.
+// The processor that takes a partition writes a new random token to the
+// partition's fence (Own), one copy per node of a Redis Cluster:
+//
+//	P:fence:<topic>:<partition>          on a single Redis
+//	P:fence:{<tag>}:<topic>:<partition>  on each master, <tag> as for the
+//	                                     markers (masters.go)
+//
+// and every write of its users checks, in the same script call on the
+// same node, that the fence still holds its token (write.lua). A former
+// owner that wakes up finds the new token and writes nothing. A master
+// added later holds no copy: writes to it are refused until the owner
+// takes the partition again.
+
+// Owner is a processor's hold on one partition of a topic, taken by Own.
+type Owner struct {
+	topic     string
+	partition int32
+	token     string
+}
+
+func (s *Store) fenceKey(tag, topic string, partition int32) string {
+	if tag == "" {
+		return s.prefix + ":fence:" + topic + ":" + strconv.Itoa(int(partition))
+	}
+	return s.prefix + ":fence:{" + tag + "}:" + topic + ":" + strconv.Itoa(int(partition))
+}
+
+// Own takes partition of topic for the caller: from then on, the writes
+// of whoever took it before are refused (ErrFenced), and so are its moves
+// of the partition's checkpoint (ErrCheckpointMoved; the token is also
+// kept in the checkpoint hash).
+func (s *Store) Own(ctx context.Context, topic string, partition int32) (Owner, error) {
+	o := Owner{topic: topic, partition: partition, token: rand.Text()}
+	tags := []string{""}
+	if s.isCluster() {
+		r, err := s.fences.route(ctx, s)
+		if err != nil {
+			return Owner{}, err
+		}
+		tags = r.tags
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, tag := range tags {
+			p.Set(ctx, s.fenceKey(tag, topic, partition), o.token, 0)
+		}
+		p.HSet(ctx, s.checkpointKey(topic), fieldOwner+strconv.Itoa(int(partition)), o.token)
+		return nil
+	})
+	if err != nil {
+		return Owner{}, fmt.Errorf("taking %s partition %d: %w", topic, partition, err)
+	}
+	return o, nil
+}
+
+func (s *Store) isCluster() bool {
+	_, ok := s.rdb.(*redis.ClusterClient)
+	return ok
+}
+
+// route is which master of a cluster serves each slot, and the tag of
+// each master's fences.
+type route struct {
+	owner []string          // slot -> address of its master
+	tags  []string          // one per master
+	tagOf map[string]string // master address -> its tag
+}
+
+// routes caches the route of a cluster until a write finds it wrong.
+type routes struct {
+	mu  sync.Mutex
+	cur *route
+}
+
+func (rs *routes) forget() {
+	rs.mu.Lock()
+	rs.cur = nil
+	rs.mu.Unlock()
+}
+
+// route returns the cached route, or reads the cluster's slots.
+func (rs *routes) route(ctx context.Context, s *Store) (*route, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.cur != nil {
+		return rs.cur, nil
+	}
+	slots, err := s.rdb.(*redis.ClusterClient).ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the slots of the cluster: %w", err)
+	}
+	tags, err := s.markerTags(slots)
+	if err != nil {
+		return nil, err
+	}
+	r := &route{owner: slotOwners(slots), tags: tags, tagOf: map[string]string{}}
+	for _, tag := range tags {
+		r.tagOf[r.owner[keySlot(s.markerKey(tag))]] = tag
+	}
+	rs.cur = r
+	return r, nil
+}
+
+// slotOwners returns, per slot, the address of the master serving it ("" for
+// none).
+func slotOwners(slots []redis.ClusterSlot) []string {
+	owner := make([]string, keySlots)
+	for _, r := range slots {
+		if len(r.Nodes) == 0 {
+			continue
+		}
+		for slot := r.Start; slot <= r.End && slot < keySlots; slot++ {
+			owner[slot] = r.Nodes[0].Addr
+		}
+	}
+	return owner
+}

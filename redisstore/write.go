@@ -1,0 +1,152 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed write.lua
+var writeSource string
+
+// ErrFenced means another processor has taken the partition (Own) since
+// this one did: it must stop writing the partition's users.
+var ErrFenced = errors.New("partition owned by another processor")
+
+// Image is what to write of a user's hash: the processor that owns the
+// user's partition keeps the user in memory and writes the result, not
+// the change, so Redis reads and parses nothing.
+type Image struct {
+	App, User string
+	// Fields are set: fields and their values, in pairs.
+	Fields []string
+	// Removed are the fields deleted.
+	Removed []string
+	// Whole says Fields are the whole hash: every other field goes (the
+	// key is deleted first), for a writer that does not know what the
+	// hash holds. Whole without Fields forgets the user.
+	Whole bool
+	// ExpireAt is when the key expires, if not zero; Persist removes an
+	// expiry. Neither: the expiry stays as it is.
+	ExpireAt time.Time
+	Persist  bool
+}
+
+// args appends the image's part of a call of write.lua to args.
+func (im Image) args(args []any, key string) []any {
+	whole := ""
+	if im.Whole {
+		whole = "w"
+	}
+	args = append(args, key, whole, len(im.Fields))
+	for _, f := range im.Fields {
+		args = append(args, f)
+	}
+	args = append(args, len(im.Removed))
+	for _, f := range im.Removed {
+		args = append(args, f)
+	}
+	switch {
+	case !im.ExpireAt.IsZero():
+		return append(args, strconv.FormatInt(im.ExpireAt.UnixMilli(), 10))
+	case im.Persist:
+		return append(args, "p")
+	}
+	return append(args, "")
+}
+
+// maxWritten bounds the users of one call of write.lua, and so the time
+// Redis spends in one call without serving others (a microsecond or two
+// each).
+const maxWritten = 500
+
+// Write writes images of users of the partition o owns, in as few script calls as the users' nodes allow
+// (one per maxWritten users of one node), pipelined. It returns ErrFenced,
+// and writes nothing more, when another processor has taken the partition
+// since: its writes must win. Users whose call was not refused may have
+// been written, which is harmless: the new owner writes every user the
+// records since its checkpoint touch. On a Redis Cluster whose slots moved
+// under it, Write reads the slots again and retries once.
+func (s *Store) Write(ctx context.Context, o Owner, images []Image) error {
+	if len(images) == 0 {
+		return nil
+	}
+	err := s.write(ctx, o, images)
+	if err != nil && !errors.Is(err, ErrFenced) && s.isCluster() {
+		s.fences.forget()
+		err = s.write(ctx, o, images)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %d users of %s partition %d: %w", len(images), o.topic, o.partition, err)
+	}
+	return nil
+}
+
+func (s *Store) write(ctx context.Context, o Owner, images []Image) error {
+	groups, err := s.byNode(ctx, images)
+	if err != nil {
+		return err
+	}
+	var cmds []*redis.Cmd
+	err = s.scripted(ctx, s.writer, func(p redis.Pipeliner) {
+		for _, g := range groups {
+			for start := 0; start < len(g.images); start += maxWritten {
+				call := g.images[start:min(start+maxWritten, len(g.images))]
+				args := make([]any, 0, 1+8*len(call))
+				args = append(args, o.token)
+				for _, im := range call {
+					args = im.args(args, s.userKey(im.App, im.User))
+				}
+				cmds = append(cmds, s.writer.EvalSha(ctx, p, []string{s.fenceKey(g.tag, o.topic, o.partition)}, args...))
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if n, err := c.Int(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrFenced
+		}
+	}
+	return nil
+}
+
+// nodeImages are the images of users served by one node, whose fence
+// is tagged tag.
+type nodeImages struct {
+	tag    string
+	images []Image
+}
+
+// byNode groups images by the node that serves their users: one group on
+// a single Redis.
+func (s *Store) byNode(ctx context.Context, images []Image) ([]nodeImages, error) {
+	if !s.isCluster() {
+		return []nodeImages{{tag: "", images: images}}, nil
+	}
+	r, err := s.fences.route(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	byTag := map[string]int{}
+	var groups []nodeImages
+	for _, im := range images {
+		tag := r.tagOf[r.owner[keySlot(s.userKey(im.App, im.User))]]
+		i, ok := byTag[tag]
+		if !ok {
+			i = len(groups)
+			byTag[tag] = i
+			groups = append(groups, nodeImages{tag: tag})
+		}
+		groups[i].images = append(groups[i].images, im)
+	}
+	return groups, nil
+}
