@@ -92,7 +92,7 @@ const keep redisstore.Op = 0
 // returns for it: whether it applied, what to announce, the visible state
 // to pass to MarkAnnounced once announced, and the session a gateway_lost
 // disconnect kept. During a rebuild (quiet) the outcome holds only
-// Applied and Kept, and the state counts as announced.
+// Applied, and the state counts as announced.
 func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	now := p.now().UnixMilli()
 	key := schemas.UserKey(c.App, c.User)
@@ -151,7 +151,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		}
 	}
 	if quiet {
-		return o
+		return redisstore.Outcome{Applied: o.Applied}
 	}
 	state := offline
 	if exists {
