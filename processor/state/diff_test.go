@@ -312,6 +312,9 @@ func (d *diff) compare(t *testing.T, ctx context.Context) {
 			}
 		}
 	}
+	if err := d.model.CheckIndexes(); err != nil {
+		t.Fatal(err)
+	}
 	if d.model.Len() != known {
 		t.Fatalf("the model knows %d users, redis %d", d.model.Len(), known)
 	}
