@@ -16,6 +16,11 @@ func (p *Partition) CheckIndexes() error {
 			}
 		}
 	}
+	for u := range p.told {
+		if p.users[u.key] != u || u.flags&told == 0 {
+			return fmt.Errorf("the announcement told to %s is kept for a user forgotten or told else", u.key)
+		}
+	}
 	inQueue := map[*user]bool{}
 	for _, e := range p.expiries {
 		inQueue[e.u] = true
@@ -26,7 +31,7 @@ func (p *Partition) CheckIndexes() error {
 		}
 		for i := range u.sessions {
 			if _, ok := p.gateways[u.sessions[i].gateway()][u]; !ok {
-				return fmt.Errorf("session %s of %s is not indexed under gateway %s", u.sessions[i].id, key, u.sessions[i].gateway())
+				return fmt.Errorf("session %s of %s is not indexed under gateway %s", u.sessions[i].id(), key, u.sessions[i].gateway())
 			}
 		}
 		if len(u.sessions) == 0 && (!inQueue[u] || u.flags&queued == 0) {

@@ -65,7 +65,7 @@ func (p *Partition) SessionsOf(gateway string) []GatewaySession {
 		ids := schemas.SplitKey([]byte(u.key))
 		for i := range u.sessions {
 			if s := &u.sessions[i]; s.gateway() == gateway {
-				out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: s.public(s.id)})
+				out = append(out, GatewaySession{App: ids[0], User: ids[1], Session: s.public(s.id())})
 			}
 		}
 	}
@@ -79,6 +79,6 @@ func (p *Partition) SessionsOf(gateway string) []GatewaySession {
 // public is the session as redisstore shows it, with id.
 func (s *session) public(id string) redisstore.Session {
 	h := s.host.Value()
-	return redisstore.Session{Session: id, Device: s.device.Value(), DeviceID: s.deviceID,
+	return redisstore.Session{Session: id, Device: s.device.Value(), DeviceID: s.deviceID(),
 		Gateway: h.gateway, ConnectedAt: redisstore.Time{Time: millis(s.at)}, Epoch: h.epoch}
 }

@@ -57,7 +57,7 @@ func (p *Partition) TakeDirty() []Image {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	clear(p.dirty)
+	p.dirty = map[string]struct{}{} // not cleared: a rebuild's would keep its size
 	out := make([]Image, len(keys))
 	for i, k := range keys {
 		ids := schemas.SplitKey([]byte(k))
@@ -84,10 +84,10 @@ func (u *user) fields() []string {
 	f = append(f, "v", strconv.FormatInt(u.version, 10))
 	for i := range u.sessions {
 		s := &u.sessions[i]
-		f = append(f, "s"+s.id, s.encode())
+		f = append(f, "s"+s.id(), s.encode())
 	}
-	if u.custom != "" {
-		f = append(f, "c", u.custom)
+	if u.custom != nil {
+		f = append(f, "c", *u.custom)
 	}
 	if u.flags&seen != 0 {
 		f = append(f, "l", strconv.FormatInt(u.lastSeen, 10))
@@ -101,7 +101,7 @@ func (s *session) encode() string {
 	b := make([]byte, 0, 64)
 	b = append(b, s.device.Value()...)
 	b = append(b, sep)
-	b = append(b, s.deviceID...)
+	b = append(b, s.deviceID()...)
 	b = append(b, sep)
 	b = append(b, h.gateway...)
 	b = append(b, sep)

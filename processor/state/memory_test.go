@@ -58,8 +58,8 @@ func TestMemory(t *testing.T) {
 		offline bool
 		limit   uint64
 	}{
-		{"online session", false, 320},
-		{"offline user", true, 240},
+		{"online session", false, 300},
+		{"offline user", true, 200},
 	} {
 		bytes, p := heapAfter(func() *state.Partition { return fill(tc.offline) })
 		if p.Len() != memoryUsers {
@@ -71,5 +71,18 @@ func TestMemory(t *testing.T) {
 			t.Errorf("%s: %d bytes each, more than %d", tc.name, per, tc.limit)
 		}
 		runtime.KeepAlive(p)
+	}
+}
+
+// BenchmarkMemory reports the state's memory per online session and per
+// offline user (go test -run '^$' -bench Memory ./processor/state).
+func BenchmarkMemory(b *testing.B) {
+	for range b.N {
+		online, p := heapAfter(func() *state.Partition { return fill(false) })
+		runtime.KeepAlive(p)
+		offline, p := heapAfter(func() *state.Partition { return fill(true) })
+		runtime.KeepAlive(p)
+		b.ReportMetric(float64(online)/memoryUsers, "bytes/online-session")
+		b.ReportMetric(float64(offline)/memoryUsers, "bytes/offline-user")
 	}
 }

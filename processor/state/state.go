@@ -40,7 +40,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unique"
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
@@ -67,6 +66,10 @@ type Partition struct {
 	gateways map[string]map[*user]struct{}
 	// expiries is the queue of offline users by when they are forgotten.
 	expiries expiryQueue
+	// told holds the state last told to the audience of the users
+	// whose flag says so: those told something they no longer show
+	// (until their change is announced), few at a time.
+	told map[*user]string
 	// dirty holds the users changed since the last TakeDirty.
 	dirty map[string]struct{}
 }
@@ -78,7 +81,7 @@ func New(cfg Config) *Partition {
 		cfg.Now = time.Now
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
-		gateways: map[string]map[*user]struct{}{}, dirty: map[string]struct{}{}}
+		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]struct{}{}}
 }
 
 // Len returns how many users the partition remembers.
@@ -101,8 +104,8 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	if !existed {
 		u = &user{key: key, version: -1}
 	}
-	a := u.announced
-	announced := u.told()
+	a := p.announced(u)
+	announced := p.toldState(u)
 	op, i := c.Op, -1
 	if op == redisstore.Connect || op == redisstore.Disconnect {
 		i = u.find(c.Session)
@@ -140,7 +143,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 			u.flags |= seen
 		}
 		if quiet {
-			u.announced = sameAsVisible
+			p.setAnnounced(u, sameAsVisible)
 		}
 		if o.Applied && offlineNow {
 			p.expireAt(u, at+p.ttl)
@@ -166,7 +169,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		return o
 	case exists && a == sameAsVisible:
 		// The state told is about to differ from the one shown: keep it.
-		u.announced = announced
+		p.setAnnounced(u, announced)
 	}
 	if offlineNow && announced[0] != offline[0] && op != keep {
 		o.Announce = redisstore.AfterGrace
@@ -182,8 +185,7 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 	u.version = c.Version
 	switch op {
 	case redisstore.Connect:
-		s := session{id: c.Session, deviceID: c.DeviceID, device: unique.Make(c.Device),
-			host: unique.Make(host{c.Gateway, c.Epoch}), at: c.At.UnixMilli()}
+		s := newSession(c.Session, c.DeviceID, c.Device, c.Gateway, c.Epoch, c.At.UnixMilli())
 		if i >= 0 {
 			p.unindex(u, i)
 			u.sessions[i] = s
@@ -201,9 +203,10 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 			}
 		}
 	case redisstore.SetCustom:
-		u.custom = encodeCustom(c.Custom)
+		custom := encodeCustom(c.Custom)
+		u.custom = &custom
 	case redisstore.ClearCustom:
-		u.custom = ""
+		u.custom = nil
 	}
 }
 
@@ -217,7 +220,7 @@ func (p *Partition) Check(who redisstore.User) redisstore.Outcome {
 	}
 	state := u.visible()
 	o := redisstore.Outcome{Visible: strconv.FormatInt(u.version, 10) + ":" + state}
-	if state != u.told() {
+	if state != p.toldState(u) {
 		o.Announce = redisstore.Now
 	}
 	return o
@@ -233,9 +236,9 @@ func (p *Partition) MarkAnnounced(who redisstore.User, visible string) {
 		return
 	}
 	if version == strconv.FormatInt(u.version, 10) {
-		u.announced = sameAsVisible // the user still shows it
+		p.setAnnounced(u, sameAsVisible) // the user still shows it
 	} else {
-		u.announced = state
+		p.setAnnounced(u, state)
 	}
 }
 
@@ -256,4 +259,5 @@ func (p *Partition) forget(u *user) {
 	if p.users[u.key] == u {
 		delete(p.users, u.key)
 	}
+	p.setAnnounced(u, "")
 }
