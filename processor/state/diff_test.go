@@ -36,9 +36,17 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 // and, between batches, announcements marked and grace-period checks, as
 // the processor makes them.
 func TestSameAsRedis(t *testing.T) {
-	for seed := range uint64(4) {
+	for seed := range uint64(6) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
-			newDiff(t, seed).run(t, 1500)
+			d := newDiff(t, seed)
+			d.run(t, 1500)
+			// The records met every case, or the test proves less
+			// than it says.
+			for _, c := range []string{"quiet", "not applied", "now", "after grace", "kept", "forgotten"} {
+				if d.seen[c] == 0 {
+					t.Errorf("no record made the case %q: %v", c, d.seen)
+				}
+			}
 		})
 	}
 }
@@ -59,6 +67,8 @@ type diff struct {
 	// a prefix, and windows later on, so that records of a rebuild meet
 	// state announced live.
 	quiet [][2]int64
+	// seen counts the cases the records made.
+	seen map[string]int
 }
 
 func newDiff(t *testing.T, seed uint64) *diff {
@@ -66,7 +76,7 @@ func newDiff(t *testing.T, seed uint64) *diff {
 	prefix := redistest.Prefix(t)
 	d := &diff{
 		rng: rand.New(rand.NewPCG(seed, 14)), rdb: rdb, refPrefix: prefix + "-ref", imagePrefix: prefix + "-img",
-		model: state.New(state.Config{OfflineTTL: diffTTL}),
+		model: state.New(state.Config{OfflineTTL: diffTTL}), seen: map[string]int{},
 	}
 	d.ref = redisstore.New(rdb, redisstore.Options{Prefix: d.refPrefix, OfflineTTL: diffTTL})
 	d.written = redisstore.New(rdb, redisstore.Options{Prefix: d.imagePrefix, OfflineTTL: diffTTL})
@@ -80,8 +90,8 @@ func newDiff(t *testing.T, seed uint64) *diff {
 
 var (
 	diffApps     = []string{"chat", "game"}
-	diffUsers    = []string{"ann", "bob", "cy", "dee", "eve"}
-	diffSessions = []string{"s1", "s2", "s3"}
+	diffUsers    = []string{"ann", "bob", "cy", "x/y%z", "zoë"} // escaped in keys
+	diffSessions = []string{"s1", "s2", "sé/3"}
 	diffDevices  = []string{"ios", "web"}
 	diffHosts    = [][2]string{{"gw-a", "e1"}, {"gw-a", "e2"}, {"gw-b", "e1"}}
 	diffTexts    = []string{"", "busy", "at lunch"}
@@ -97,7 +107,7 @@ func (d *diff) record(now time.Time) redisstore.Change {
 	c := redisstore.Change{App: diffApps[r.IntN(len(diffApps))], User: diffUsers[r.IntN(len(diffUsers))],
 		Version: d.next, At: now.Add(-time.Duration(r.IntN(600_000)) * time.Millisecond).Truncate(time.Millisecond)}
 	d.next += 1 + int64(r.IntN(3)) // compaction leaves gaps
-	if r.IntN(25) == 0 {
+	if r.IntN(10) == 0 {
 		c.At = now.Add(-2 * diffTTL) // older than the offline TTL
 	}
 	switch n := r.IntN(20); {
@@ -148,6 +158,27 @@ func (d *diff) run(t *testing.T, records int) {
 	}
 }
 
+func (d *diff) count(c redisstore.Change, o redisstore.Outcome, quiet bool) {
+	switch {
+	case quiet:
+		d.seen["quiet"]++
+	case !o.Applied:
+		d.seen["not applied"]++
+	}
+	switch {
+	case o.Announce == redisstore.Now:
+		d.seen["now"]++
+	case o.Announce == redisstore.AfterGrace:
+		d.seen["after grace"]++
+	}
+	if o.Kept != nil {
+		d.seen["kept"]++
+	}
+	if o.Applied && strings.HasPrefix(d.model.Check(redisstore.User{App: c.App, User: c.User}).Visible, "-1:") {
+		d.seen["forgotten"]++ // at once: too old, or nothing left to show
+	}
+}
+
 func (d *diff) isQuiet(c redisstore.Change) bool {
 	for _, q := range d.quiet {
 		if c.Version >= q[0] && c.Version < q[1] {
@@ -177,6 +208,7 @@ func (d *diff) apply(t *testing.T, ctx context.Context, batch []redisstore.Chang
 		if !reflect.DeepEqual(got, want[i]) {
 			t.Fatalf("record %+v (quiet %v): model %s, redis %s", c, quiet, show(got), show(want[i]))
 		}
+		d.count(c, got, quiet)
 		if got.Announce == redisstore.Now && d.rng.IntN(4) > 0 {
 			users = append(users, redisstore.User{App: c.App, User: c.User})
 			visible = append(visible, got.Visible)
