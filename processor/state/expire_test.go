@@ -18,31 +18,41 @@ func TestExpiry(t *testing.T) {
 	p.Apply(setCustom("bob", 1, "hi", 3, t0), false)                  // bob: due at t0+1h
 	p.Apply(setCustom("bob", 1, "hi", 4, t0.Add(time.Minute)), false) // bob: moved to t0+1h1m
 	p.Apply(conn("cy", "s1", "gw-a", "e1", 5, t0), false)             // cy: online
+	p.Apply(setCustom("dee", 1, "hi", 6, t0.Add(time.Hour)), false)   // dee: due at t0+2h
 	p.TakeDirty()
-
-	c.t = t0.Add(time.Hour - time.Millisecond)
-	if n := p.Expire(c.t, 0); n != 0 || p.Len() != 3 {
-		t.Fatalf("before the deadline: %d forgotten, %d known", n, p.Len())
+	steps := []struct {
+		name      string
+		at        time.Time
+		forgotten int
+	}{
+		{"before any deadline", t0.Add(time.Hour - time.Millisecond), 0},
+		{"at ann's deadline, not bob's moved one", t0.Add(time.Hour), 1},
+		{"at bob's moved deadline", t0.Add(time.Hour + time.Minute), 1},
 	}
-	c.t = t0.Add(time.Hour)
-	if n := p.Expire(c.t, 0); n != 1 || p.Len() != 2 {
-		t.Fatalf("at ann's deadline: %d forgotten, %d known, want ann only", n, p.Len())
+	for _, step := range steps {
+		c.t = step.at
+		if n := p.Expire(c.t, 0); n != step.forgotten {
+			t.Fatalf("%s: %d forgotten, want %d", step.name, n, step.forgotten)
+		}
+	}
+	if p.Len() != 2 {
+		t.Fatalf("%d users known, want cy and dee", p.Len())
 	}
 	if o := p.Check(redisstore.User{App: "chat", User: "ann"}); o.Visible != "-1:\x1d" {
 		t.Fatalf("ann after expiry: %+v, want unknown", o)
 	}
-	// Looked up past its deadline, bob is forgotten even before Expire
+	// Looked up past its deadline, dee is forgotten before Expire
 	// reaches it: an older record then applies, as to a new key.
-	c.t = t0.Add(time.Hour + time.Minute)
-	if o := p.Apply(setCustom("bob", 2, "old", 1, t0.Add(time.Hour)), false); !o.Applied {
-		t.Fatalf("an old record after bob expired: %+v, want applied", o)
+	c.t = t0.Add(2 * time.Hour)
+	if o := p.Apply(setCustom("dee", 2, "old", 1, t0.Add(90*time.Minute)), false); !o.Applied {
+		t.Fatalf("an old record after dee expired: %+v, want applied", o)
 	}
 	c.t = t0.Add(100 * time.Hour)
 	if n := p.Expire(c.t, 0); n != 1 || p.Len() != 1 {
-		t.Fatalf("much later: %d forgotten, %d known, want bob only (cy is online)", n, p.Len())
+		t.Fatalf("much later: %d forgotten, %d known, want dee only (cy is online)", n, p.Len())
 	}
-	if imgs := p.TakeDirty(); len(imgs) != 1 || imgs[0].User.User != "bob" || !imgs[0].Gone {
-		t.Fatalf("images after bob was forgotten: %+v, want bob gone", imgs)
+	if imgs := p.TakeDirty(); len(imgs) != 1 || imgs[0].User.User != "dee" || !imgs[0].Gone {
+		t.Fatalf("images after dee was forgotten: %+v, want dee gone", imgs)
 	}
 	if err := p.CheckIndexes(); err != nil {
 		t.Fatal(err)
