@@ -87,81 +87,40 @@ func New(cfg Config) *Partition {
 // Len returns how many users the partition remembers.
 func (p *Partition) Len() int { return len(p.users) }
 
-// keep is the op of a record that applies nothing: a gateway_lost
-// disconnect of a session held elsewhere, or an unknown op.
-const keep redisstore.Op = 0
-
 // Apply applies one record of the partition, and returns what apply.lua
 // returns for it: whether it applied, what to announce, the visible state
 // to pass to MarkAnnounced once announced, and the session a gateway_lost
 // disconnect kept. During a rebuild (quiet) the outcome holds only
-// Applied, and the state counts as announced.
+// Applied, and the state counts as announced. It follows apply.lua step
+// by step.
 func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	now := p.now().UnixMilli()
 	key := schemas.UserKey(c.App, c.User)
 	u := p.lookup(key, now)
 	existed := u != nil
 	if !existed {
-		u = &user{key: key, version: -1}
+		u = &user{key: key, version: -1} // kept if the record applies
 	}
-	a := p.announced(u)
-	announced := p.toldState(u)
-	op, i := c.Op, -1
-	if op == redisstore.Connect || op == redisstore.Disconnect {
-		i = u.find(c.Session)
-	} else if op != redisstore.SetCustom && op != redisstore.ClearCustom {
-		op = keep
-	}
-	var o redisstore.Outcome
-	if op == redisstore.Disconnect && c.OnlyHere && i >= 0 {
-		if h := u.sessions[i].host.Value(); h.gateway != c.Gateway || h.epoch != c.Epoch {
-			kept := u.sessions[i].public(c.Session)
-			o.Kept = &kept
-			op = keep
-		}
-	}
+	// What was told, as the state was before the record.
+	a, announced := p.announced(u), p.toldState(u)
+	op, i, kept := resolve(u, c)
 	version := u.version
-	o.Applied = op != keep && c.Version > u.version
+	o := redisstore.Outcome{Applied: op != keep && c.Version > u.version, Kept: kept}
 	if o.Applied {
 		if !existed {
 			p.users[key] = u
 		}
 		p.change(u, op, i, c)
 		p.dirty[key] = struct{}{}
+		version = c.Version
 	}
-	exists := existed || o.Applied
-	offlineNow := len(u.sessions) == 0
-	at := c.At.UnixMilli()
-	switch {
-	case o.Applied && offlineNow && op == redisstore.ClearCustom && u.flags&seen == 0:
-		// Nothing left to show: the user never connected.
-		p.forget(u)
-		exists = false
-	case exists:
-		if o.Applied && offlineNow && op == redisstore.Disconnect {
-			u.lastSeen = at
-			u.flags |= seen
-		}
-		if quiet {
-			p.setAnnounced(u, sameAsVisible)
-		}
-		if o.Applied && offlineNow {
-			p.expireAt(u, at+p.ttl)
-			if u.expireAt <= now { // a deadline already past forgets at once
-				p.forget(u)
-				exists = false
-			}
-		}
-	}
+	exists := p.settle(u, op, o.Applied, existed || o.Applied, quiet, c.At.UnixMilli(), now)
 	if quiet {
 		return redisstore.Outcome{Applied: o.Applied}
 	}
 	state := offline
 	if exists {
 		state = u.visible()
-	}
-	if o.Applied {
-		version = c.Version
 	}
 	o.Visible = strconv.FormatInt(version, 10) + ":" + state
 	switch {
@@ -171,12 +130,69 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		// The state told is about to differ from the one shown: keep it.
 		p.setAnnounced(u, announced)
 	}
-	if offlineNow && announced[0] != offline[0] && op != keep {
+	if len(u.sessions) == 0 && announced[0] != offline[0] && op != keep {
 		o.Announce = redisstore.AfterGrace
 	} else {
 		o.Announce = redisstore.Now
 	}
 	return o
+}
+
+// keep is the op of a record that applies nothing: a gateway_lost
+// disconnect of a session held elsewhere, or an unknown op.
+const keep redisstore.Op = 0
+
+// resolve returns what c does to u: its op (keep when it does nothing),
+// the index of its session (-1: none), and, for a gateway_lost disconnect
+// of a session another gateway or epoch holds, that session, which is
+// kept.
+func resolve(u *user, c redisstore.Change) (redisstore.Op, int, *redisstore.Session) {
+	switch c.Op {
+	case redisstore.SetCustom, redisstore.ClearCustom:
+		return c.Op, -1, nil
+	case redisstore.Connect, redisstore.Disconnect:
+	default:
+		return keep, -1, nil
+	}
+	i := u.find(c.Session)
+	if c.Op == redisstore.Disconnect && c.OnlyHere && i >= 0 {
+		if h := u.sessions[i].host.Value(); h.gateway != c.Gateway || h.epoch != c.Epoch {
+			kept := u.sessions[i].public(c.Session)
+			return keep, i, &kept
+		}
+	}
+	return c.Op, i, nil
+}
+
+// settle applies what follows a record of time at, which applied or not,
+// to u, which exists (Redis holds its key) or not: the forgetting of a
+// user left with nothing to show, last seen, the rebuild's "told", and
+// the offline deadline. It returns whether u still exists.
+func (p *Partition) settle(u *user, op redisstore.Op, applied, exists, quiet bool, at, now int64) bool {
+	none := len(u.sessions) == 0
+	switch {
+	case applied && none && op == redisstore.ClearCustom && u.flags&seen == 0:
+		// Nothing left to show: the user never connected.
+		p.forget(u)
+		return false
+	case !exists:
+		return false
+	}
+	if applied && none && op == redisstore.Disconnect {
+		u.lastSeen = at
+		u.flags |= seen
+	}
+	if quiet {
+		p.setAnnounced(u, sameAsVisible)
+	}
+	if applied && none {
+		p.expireAt(u, at+p.ttl)
+		if u.expireAt <= now { // a deadline already past forgets at once
+			p.forget(u)
+			return false
+		}
+	}
+	return true
 }
 
 // change applies a record newer than the user: op on the session at index

@@ -52,8 +52,8 @@ func (s *session) deviceID() string { return s.ids[s.idLen:] }
 func (s *session) gateway() string { return s.host.Value().gateway }
 
 // user is what a partition keeps of one user: what the user's Redis hash
-// shows, what the user's audience was last told, and when the user is
-// forgotten. It holds no map: a user has few sessions, found by a scan.
+// shows, what the user's audience was last told (with Partition.told),
+// and when the user is forgotten. It holds no map: a user has few sessions, found by a scan.
 // A custom status, which most users lack, is a pointer; an announcement
 // not yet made, which few users have at a time, is kept by the
 // partition (Partition.told).
