@@ -1,0 +1,51 @@
+package state
+
+import "fmt"
+
+// CheckIndexes returns an error when the partition's own indexes disagree
+// with its users: each session is indexed under its gateway and nothing
+// else is, and each offline user is in the expiry queue.
+func (p *Partition) CheckIndexes() error {
+	for gw, users := range p.gateways {
+		for u := range users {
+			if p.users[u.key] != u {
+				return fmt.Errorf("gateway %s indexes %s, forgotten", gw, u.key)
+			}
+			if !holds(u, gw) {
+				return fmt.Errorf("gateway %s indexes %s, which holds no session there", gw, u.key)
+			}
+		}
+	}
+	for u := range p.told {
+		if p.users[u.key] != u || u.flags&told == 0 {
+			return fmt.Errorf("the announcement told to %s is kept for a user forgotten or told else", u.key)
+		}
+	}
+	inQueue := map[*user]bool{}
+	for _, e := range p.expiries {
+		inQueue[e.u] = true
+	}
+	for key, u := range p.users {
+		if u.key != key {
+			return fmt.Errorf("user %s is held under %s", u.key, key)
+		}
+		for i := range u.sessions {
+			if _, ok := p.gateways[u.sessions[i].gateway()][u]; !ok {
+				return fmt.Errorf("session %s of %s is not indexed under gateway %s", u.sessions[i].id(), key, u.sessions[i].gateway())
+			}
+		}
+		if len(u.sessions) == 0 && (!inQueue[u] || u.flags&queued == 0) {
+			return fmt.Errorf("offline user %s is not in the expiry queue", key)
+		}
+	}
+	return nil
+}
+
+func holds(u *user, gateway string) bool {
+	for i := range u.sessions {
+		if u.sessions[i].gateway() == gateway {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,88 @@
+package state_test
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/presence-im/presence/processor/state"
+	"github.com/presence-im/presence/redisstore"
+)
+
+// memoryUsers is how many users the memory test keeps.
+const memoryUsers = 100_000
+
+// heapAfter returns the bytes allocated on the heap once build has run and
+// the garbage is collected, and keeps build's result alive until then.
+func heapAfter(build func() *state.Partition) (uint64, *state.Partition) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p := build()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return after.HeapAlloc - before.HeapAlloc, p
+}
+
+// fill applies, for each of memoryUsers users, a connect of one session
+// with ids of realistic lengths (20-byte session ids, 16-byte device
+// ids, 10 gateways), and a disconnect when offline.
+func fill(offline bool) *state.Partition {
+	p := state.New(state.Config{OfflineTTL: time.Hour})
+	at := time.Now()
+	v := int64(0)
+	for i := range memoryUsers {
+		c := redisstore.Change{Op: redisstore.Connect, App: "chat", User: fmt.Sprintf("user-%06d", i),
+			Session: fmt.Sprintf("sess-%015d", i), Device: []string{"ios", "android", "web"}[i%3],
+			DeviceID: fmt.Sprintf("dev-%012d", i), Gateway: fmt.Sprintf("gw-%d", i%10), Epoch: "1764000000000",
+			At: at, Version: v}
+		p.Apply(c, true)
+		v++
+		if offline {
+			p.Apply(redisstore.Change{Op: redisstore.Disconnect, App: c.App, User: c.User, Session: c.Session, At: at, Version: v}, true)
+			v++
+		}
+	}
+	p.TakeDirty()
+	return p
+}
+
+// The state's own memory, per online session (a user with one session)
+// and per offline user remembered, as the README reports it for the
+// processor. The bounds are generous: they catch a struct that grows by
+// a field or a map per user, not noise.
+func TestMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		offline bool
+		limit   uint64
+	}{
+		{"online session", false, 300},
+		{"offline user", true, 200},
+	} {
+		bytes, p := heapAfter(func() *state.Partition { return fill(tc.offline) })
+		if p.Len() != memoryUsers {
+			t.Fatalf("%s: %d users known, want %d", tc.name, p.Len(), memoryUsers)
+		}
+		per := bytes / memoryUsers
+		t.Logf("%s: %d bytes each in memory", tc.name, per)
+		if per > tc.limit {
+			t.Errorf("%s: %d bytes each, more than %d", tc.name, per, tc.limit)
+		}
+		runtime.KeepAlive(p)
+	}
+}
+
+// BenchmarkMemory reports the state's memory per online session and per
+// offline user (go test -run '^$' -bench Memory ./processor/state).
+func BenchmarkMemory(b *testing.B) {
+	for range b.N {
+		online, p := heapAfter(func() *state.Partition { return fill(false) })
+		runtime.KeepAlive(p)
+		offline, p := heapAfter(func() *state.Partition { return fill(true) })
+		runtime.KeepAlive(p)
+		b.ReportMetric(float64(online)/memoryUsers, "bytes/online-session")
+		b.ReportMetric(float64(offline)/memoryUsers, "bytes/offline-user")
+	}
+}
