@@ -97,6 +97,14 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		return err
 	}
 
+	if topic == schemas.SessionsTopic {
+		for partition := range partitions {
+			if err := p.own(ctx, partition, cp.Next[partition]); err != nil {
+				return err
+			}
+		}
+	}
+
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.counts[topic] = n
@@ -106,11 +114,18 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	behind := 0
 	for partition := range partitions {
 		next := cp.Next[partition] // 0 for a fresh partition
+		start := next
 		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)
+		if topic == schemas.SessionsTopic {
+			// Read from the beginning: what precedes the checkpoint
+			// restores the users in memory (owned.go).
+			start = 0
+			partitions[partition] = kgo.NewOffset().AtStart()
+		}
 		p.checkpoints[topic][partition] = next
 		tp := topicPartition{topic, partition}
 		end, _ := ends.Lookup(topic, partition)
-		p.spans[tp] = &span{from: next, end: end.Offset, next: next, moved: p.cfg.Now()}
+		p.spans[tp] = &span{from: start, end: end.Offset, next: start, moved: p.cfg.Now()}
 		if end.Offset > next {
 			behind++
 		}

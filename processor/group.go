@@ -165,6 +165,9 @@ func (p *Processor) forget(gone map[string][]int32) {
 			delete(p.spans, topicPartition{topic, partition})
 			delete(p.checkpoints[topic], partition)
 			delete(p.rebuilding, topicPartition{topic, partition})
+			if topic == schemas.SessionsTopic {
+				delete(p.owned, partition)
+			}
 			if topic == schemas.GatewaysTopic {
 				p.forgetGateways(partition)
 			}

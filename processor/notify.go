@@ -71,7 +71,7 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 		p.metrics.delayed.Add(float64(len(later)))
 	}
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
-		return p.announce(ctx, cl, now)
+		return p.announce(ctx, cl, partition, now)
 	})
 }
 
@@ -92,17 +92,8 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		if err != nil || len(due) == 0 {
 			continue
 		}
-		outcomes, err := store.Check(ctx, due)
-		if err != nil {
-			continue
-		}
-		var subjects []subject
-		for i, o := range outcomes {
-			if o.Announce == redisstore.Now {
-				subjects = append(subjects, subject{User: due[i], visible: o.Visible})
-			}
-		}
-		if err := p.announce(ctx, cl, subjects); err != nil {
+		subjects := p.checkAnnounced(partition, due)
+		if err := p.announce(ctx, cl, partition, subjects); err != nil {
 			p.log.Warn("announcing offline users failed; retrying at the next sweep", "err", err)
 			continue
 		}
@@ -117,7 +108,7 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 // marks it as told. Telling twice is possible (a crash between the two);
 // each notification carries the subject's version, so a client drops what
 // it already has.
-func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []subject) error {
+func (p *Processor) announce(ctx context.Context, cl *kgo.Client, partition int32, subjects []subject) error {
 	if len(subjects) == 0 {
 		return nil
 	}
@@ -186,7 +177,8 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 	}
 	p.metrics.announced.Add(float64(len(subjects)))
 	p.metrics.announceTime.Observe(time.Since(start).Seconds())
-	return store.MarkAnnounced(ctx, users, visible)
+	p.markAnnounced(partition, users, visible)
+	return nil
 }
 
 var typeLabel = map[pb.NotificationType]string{

@@ -49,7 +49,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -174,6 +173,9 @@ type Processor struct {
 	// gateways holds the leases of the gateways whose partition of
 	// presence.gateways this processor owns (see lease.go).
 	gateways gateways
+	// owned holds the users of each assigned partition of
+	// presence.sessions (see owned.go).
+	owned map[int32]*owned
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -320,6 +322,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
 	p.counts = map[string]int{}
+	p.owned = map[int32]*owned{}
 	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
@@ -602,44 +605,44 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 	return nil
 }
 
-// applySessions applies session changes, quietly for the history of a
-// partition being rebuilt, then announces what changed.
+// applySessions applies session changes to the users of the partition in
+// memory, quietly for the history of a partition being rebuilt and for
+// the records that restore what Redis holds, writes the users they
+// changed, then announces what changed.
 func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change) error {
+	o := p.ownedPartition(partition)
+	if o == nil {
+		return fmt.Errorf("%w: %s partition %d is not this processor's", errMoved, schemas.SessionsTopic, partition)
+	}
 	p.mu.Lock()
 	history := p.rebuilding[topicPartition{schemas.SessionsTopic, partition}]
 	p.mu.Unlock()
 	if p.cfg.Quiet {
 		history = math.MaxInt64
 	}
-	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
-	outcomes := make([]redisstore.Outcome, 0, len(changes))
-	for i, part := range [][]redisstore.Change{changes[:split], changes[split:]} {
-		if len(part) == 0 {
-			continue
-		}
-		var out []redisstore.Outcome
-		if err := p.retry(ctx, "applying sessions", func(ctx context.Context) (err error) {
-			out, err = p.cfg.Store.Apply(ctx, part, i == 0)
-			return err
-		}); err != nil {
-			return err
-		}
-		if i == 1 && !p.cfg.Quiet {
-			if err := p.rewriteKept(ctx, cl, part, out); err != nil {
-				return err
-			}
-		}
-		outcomes = append(outcomes, out...)
+	quiet := max(history, o.restored)
+	outcomes := make([]redisstore.Outcome, len(changes))
+	for i, c := range changes {
+		outcomes[i] = o.users.Apply(c, c.Version < quiet)
 	}
-	for _, o := range outcomes {
-		if o.Applied {
+	if err := p.write(ctx, o, partition, changes); err != nil {
+		return err
+	}
+	for i, out := range outcomes {
+		switch {
+		case changes[i].Version < o.restored:
+		case out.Applied:
 			p.metrics.applied.Inc()
-		} else {
+		default:
 			p.metrics.duplicate.Inc()
 		}
 	}
 	if p.cfg.Quiet {
 		return nil
+	}
+	split := firstAtOrPast(changes, quiet)
+	if err := p.rewriteKept(ctx, cl, changes[split:], outcomes[split:]); err != nil {
+		return err
 	}
 	return p.announceChanges(ctx, cl, partition, changes, outcomes)
 }

@@ -120,6 +120,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// OfflineTTL is how long a user with no live session is remembered.
+func (s *Store) OfflineTTL() time.Duration { return s.offlineTTL }
+
 // Close closes the Redis client.
 func (s *Store) Close() error { return s.rdb.Close() }
 

@@ -150,3 +150,23 @@ func (s *Store) byNode(ctx context.Context, images []Image) ([]nodeImages, error
 	}
 	return groups, nil
 }
+
+// Index writes what the records of changes add beside users' hashes: their
+// sessions in the index of their gateway (gateways.go), and the record keys
+// they will make dead (expire.go). Apply writes them itself; a processor
+// that writes images (Write) calls it for the same changes. Both converge
+// when a suffix is indexed again.
+func (s *Store) Index(ctx context.Context, changes []Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.indexSessions(ctx, p, changes)
+		s.scheduleSessions(ctx, p, changes)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing %d changes: %w", len(changes), err)
+	}
+	return nil
+}

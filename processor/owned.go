@@ -1,0 +1,145 @@
+package processor
+
+// The processor owns the state of its partitions of presence.sessions: it
+// keeps their users in memory (package state), decides versions, visible
+// changes and announcements there, and writes Redis only the result, each
+// changed user once per batch, blindly (redisstore.Store.Write).
+//
+// A partition assigned is first taken in Redis (redisstore.Store.Own), so
+// that the processor that had it, should it still be running (paused past
+// its session timeout, cut off from Kafka), can no longer write its users
+// or move its checkpoint. It is then read from its beginning: the records
+// before its checkpoint, which Redis holds already, restore the users in
+// memory and write nothing; the records after it are applied as news. A
+// partition Redis holds nothing of is rebuilt the same way, writing what
+// it restores.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/presence-im/presence/processor/state"
+	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
+)
+
+// owned is a partition of presence.sessions this processor owns.
+type owned struct {
+	users *state.Partition
+	owner redisstore.Owner
+	// restored is the partition's checkpoint in Redis when it was
+	// assigned: the records before it are in Redis already, and only
+	// restore the users in memory.
+	restored int64
+}
+
+// own takes a partition of presence.sessions whose checkpoint in Redis is
+// next. Call it before the partition's first record is read.
+func (p *Processor) own(ctx context.Context, partition int32, next int64) error {
+	owner, err := p.cfg.Store.Own(ctx, schemas.SessionsTopic, partition)
+	if err != nil {
+		return err
+	}
+	o := &owned{owner: owner, restored: next,
+		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now})}
+	p.mu.Lock()
+	p.owned[partition] = o
+	p.mu.Unlock()
+	return nil
+}
+
+// ownedPartition returns the state of a partition this processor owns,
+// nil when it does not own it (any more).
+func (p *Processor) ownedPartition(partition int32) *owned {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.owned[partition]
+}
+
+// write writes the users the changes applied to o changed, unless every
+// change restored what Redis holds already, and indexes the changes past
+// the restored ones. A partition taken by another processor meanwhile
+// stops this one (errMoved).
+func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change) error {
+	dirty := o.users.TakeDirty()
+	if changes[len(changes)-1].Version < o.restored {
+		return nil // restoring: Redis holds these already
+	}
+	images := make([]redisstore.Image, len(dirty))
+	for i, d := range dirty {
+		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: true, ExpireAt: d.ExpireAt}
+	}
+	fresh := changes[firstAtOrPast(changes, o.restored):]
+	var fenced error
+	err := p.retry(ctx, "writing users", func(ctx context.Context) error {
+		err := p.cfg.Store.Write(ctx, o.owner, images)
+		if errors.Is(err, redisstore.ErrFenced) {
+			fenced = err
+			return nil
+		}
+		if err == nil {
+			err = p.cfg.Store.Index(ctx, fresh)
+		}
+		return err
+	})
+	if fenced != nil {
+		err = fmt.Errorf("%w: %s partition %d: %w", errMoved, schemas.SessionsTopic, partition, fenced)
+		p.stop(err)
+	}
+	return err
+}
+
+// firstAtOrPast returns the index of the first change whose version is at
+// least v, len(changes) when none is.
+func firstAtOrPast(changes []redisstore.Change, v int64) int {
+	for i, c := range changes {
+		if c.Version >= v {
+			return i
+		}
+	}
+	return len(changes)
+}
+
+// markAnnounced records in the state of partition that the audience of
+// each user was told visible.
+func (p *Processor) markAnnounced(partition int32, users []redisstore.User, visible []string) {
+	o := p.ownedPartition(partition)
+	if o == nil {
+		return
+	}
+	for i, u := range users {
+		o.users.MarkAnnounced(u, visible[i])
+	}
+}
+
+// checkAnnounced returns, for users of partition whose offline grace
+// period has passed, those whose audience must be told their state now.
+// A user last changed by a restored record is told whatever it shows: what
+// its audience was told went with the processor that restored it.
+func (p *Processor) checkAnnounced(partition int32, due []redisstore.User) []subject {
+	o := p.ownedPartition(partition)
+	if o == nil {
+		return nil
+	}
+	var subjects []subject
+	for _, u := range due {
+		out := o.users.Check(u)
+		if out.Announce == redisstore.Now || visibleVersion(out.Visible) < o.restored {
+			subjects = append(subjects, subject{User: u, visible: out.Visible})
+		}
+	}
+	return subjects
+}
+
+// visibleVersion is the version of an Outcome's Visible ("<version>:...").
+func visibleVersion(visible string) int64 {
+	v, _, _ := strings.Cut(visible, ":")
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
