@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/schemas"
 )
 
 // The image of a user is the whole Redis hash the query API reads, in
@@ -57,11 +56,9 @@ func (p *Partition) TakeDirty() []Image {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	p.dirty = map[string]struct{}{} // not cleared: a rebuild's would keep its size
 	out := make([]Image, len(keys))
 	for i, k := range keys {
-		ids := schemas.SplitKey([]byte(k))
-		out[i].User = redisstore.User{App: ids[0], User: ids[1]}
+		out[i].User = p.dirty[k]
 		u := p.lookup(k, now)
 		if u == nil {
 			out[i].Gone = true
@@ -72,6 +69,7 @@ func (p *Partition) TakeDirty() []Image {
 			out[i].ExpireAt = millis(u.expireAt)
 		}
 	}
+	p.dirty = map[string]redisstore.User{} // not cleared: a rebuild's would keep its size
 	return out
 }
 

@@ -86,3 +86,29 @@ func BenchmarkMemory(b *testing.B) {
 		b.ReportMetric(float64(offline)/memoryUsers, "bytes/offline-user")
 	}
 }
+
+// BenchmarkApply measures applying live records (connects and
+// disconnects of 100,000 users, announcements decided) and taking the
+// images of a batch of 1,000 of them.
+func BenchmarkApply(b *testing.B) {
+	p := state.New(state.Config{OfflineTTL: time.Hour})
+	at := time.Now()
+	changes := make([]redisstore.Change, 2*memoryUsers)
+	for i := range memoryUsers {
+		c := redisstore.Change{Op: redisstore.Connect, App: "chat", User: fmt.Sprintf("user-%06d", i),
+			Session: fmt.Sprintf("sess-%015d", i), Device: "ios", DeviceID: fmt.Sprintf("dev-%012d", i),
+			Gateway: fmt.Sprintf("gw-%d", i%10), Epoch: "1764000000000", At: at}
+		changes[2*i] = c
+		c.Op = redisstore.Disconnect
+		changes[2*i+1] = c
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		c := changes[n%len(changes)]
+		c.Version = int64(n)
+		p.Apply(c, false)
+		if n%1000 == 999 {
+			p.TakeDirty()
+		}
+	}
+}

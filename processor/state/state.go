@@ -70,8 +70,8 @@ type Partition struct {
 	// whose flag says so: those told something they no longer show
 	// (until their change is announced), few at a time.
 	told map[*user]string
-	// dirty holds the users changed since the last TakeDirty.
-	dirty map[string]struct{}
+	// dirty holds the users changed since the last TakeDirty, by key.
+	dirty map[string]redisstore.User
 }
 
 // New returns an empty Partition.
@@ -81,7 +81,7 @@ func New(cfg Config) *Partition {
 		cfg.Now = time.Now
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
-		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]struct{}{}}
+		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]redisstore.User{}}
 }
 
 // Len returns how many users the partition remembers.
@@ -111,7 +111,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 			p.users[key] = u
 		}
 		p.change(u, op, i, c)
-		p.dirty[key] = struct{}{}
+		p.dirty[key] = redisstore.User{App: c.App, User: c.User}
 		version = c.Version
 	}
 	exists := p.settle(u, op, o.Applied, existed || o.Applied, quiet, c.At.UnixMilli(), now)
