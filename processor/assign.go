@@ -97,11 +97,9 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		return err
 	}
 
-	if topic == schemas.SessionsTopic {
-		for partition := range partitions {
-			if err := p.own(ctx, partition, cp.Next[partition]); err != nil {
-				return err
-			}
+	for partition := range partitions {
+		if err := p.own(ctx, topic, partition, cp.Next[partition]); err != nil {
+			return err
 		}
 	}
 

@@ -165,6 +165,7 @@ func (p *Processor) forget(gone map[string][]int32) {
 			delete(p.spans, topicPartition{topic, partition})
 			delete(p.checkpoints[topic], partition)
 			delete(p.rebuilding, topicPartition{topic, partition})
+			delete(p.owners, topicPartition{topic, partition})
 			if topic == schemas.SessionsTopic {
 				delete(p.owned, partition)
 			}

@@ -37,7 +37,10 @@ import "github.com/prometheus/client_golang/prometheus"
 //	                                          (a rebalance), lost (this
 //	                                          processor's session ended;
 //	                                          a checkpoint moved by
-//	                                          another counts one)
+//	                                          another counts one), fenced
+//	                                          (a write of its users was
+//	                                          refused: another processor
+//	                                          had taken the partition)
 //	presence_processor_gateways_lost_total    gateway leases that lapsed
 //	                                          or were replaced by a new
 //	                                          epoch
@@ -113,7 +116,7 @@ func newMetrics(reg prometheus.Registerer, stalled func() float64) (*metrics, er
 		stateLost: prometheus.NewCounter(prometheus.CounterOpts(opts("state_lost_total",
 			"Times Redis lost what the processor wrote (a restart without persistence, a flush) and the processor rejoined its group to rebuild."))),
 		moved: prometheus.NewCounterVec(prometheus.CounterOpts(opts("partitions_moved_total",
-			"Partitions (of every consumed topic) that went to another processor, by how: revoked (a rebalance of the group), lost (this processor's group session ended; a checkpoint another processor moved counts one).")), []string{"how"}),
+			"Partitions (of every consumed topic) that went to another processor, by how: revoked (a rebalance of the group), lost (this processor's group session ended; a checkpoint another processor moved counts one), fenced (a write of its users was refused: another processor had taken the partition).")), []string{"how"}),
 		gatewaysLost: prometheus.NewCounter(prometheus.CounterOpts(opts("gateways_lost_total",
 			"Gateway epochs found lost (lease lapsed, or replaced by a new epoch) with sessions to end; an epoch whose sessions end over several checks counts once per check."))),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts(opts("disconnects_written_total",

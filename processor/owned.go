@@ -36,19 +36,30 @@ type owned struct {
 	restored int64
 }
 
-// own takes a partition of presence.sessions whose checkpoint in Redis is
-// next. Call it before the partition's first record is read.
-func (p *Processor) own(ctx context.Context, partition int32, next int64) error {
-	owner, err := p.cfg.Store.Own(ctx, schemas.SessionsTopic, partition)
+// own takes a partition of a state topic whose checkpoint in Redis is
+// next, and for presence.sessions starts its users in memory. Call it
+// before the partition's first record is read.
+func (p *Processor) own(ctx context.Context, topic string, partition int32, next int64) error {
+	owner, err := p.cfg.Store.Own(ctx, topic, partition)
 	if err != nil {
 		return err
 	}
-	o := &owned{owner: owner, restored: next,
-		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now})}
 	p.mu.Lock()
-	p.owned[partition] = o
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.owners[topicPartition{topic, partition}] = owner
+	if topic == schemas.SessionsTopic {
+		p.owned[partition] = &owned{owner: owner, restored: next,
+			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now})}
+	}
 	return nil
+}
+
+// ownerOf returns this processor's hold on a partition of a state topic,
+// the zero Owner when it has none (any more): its writes then fail.
+func (p *Processor) ownerOf(topic string, partition int32) redisstore.Owner {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.owners[topicPartition{topic, partition}]
 }
 
 // ownedPartition returns the state of a partition this processor owns,
@@ -73,20 +84,32 @@ func (p *Processor) write(ctx context.Context, o *owned, partition int32, change
 		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: true, ExpireAt: d.ExpireAt}
 	}
 	fresh := changes[firstAtOrPast(changes, o.restored):]
-	var fenced error
-	err := p.retry(ctx, "writing users", func(ctx context.Context) error {
+	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
 		err := p.cfg.Store.Write(ctx, o.owner, images)
-		if errors.Is(err, redisstore.ErrFenced) {
-			fenced = err
-			return nil
-		}
 		if err == nil {
 			err = p.cfg.Store.Index(ctx, fresh)
 		}
 		return err
 	})
+}
+
+// retryOwned is retry for writes of a partition this processor owns: a
+// write refused because another processor has taken the partition is not
+// tried again, and stops this processor's membership (errMoved), so that
+// it joins the group again.
+func (p *Processor) retryOwned(ctx context.Context, what, topic string, partition int32, fn func(context.Context) error) error {
+	var fenced error
+	err := p.retry(ctx, what, func(ctx context.Context) error {
+		err := fn(ctx)
+		if errors.Is(err, redisstore.ErrFenced) {
+			fenced = err
+			return nil
+		}
+		return err
+	})
 	if fenced != nil {
-		err = fmt.Errorf("%w: %s partition %d: %w", errMoved, schemas.SessionsTopic, partition, fenced)
+		p.metrics.moved.WithLabelValues("fenced").Inc()
+		err = fmt.Errorf("%w: %s partition %d: %w", errMoved, topic, partition, fenced)
 		p.stop(err)
 	}
 	return err

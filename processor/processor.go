@@ -173,9 +173,11 @@ type Processor struct {
 	// gateways holds the leases of the gateways whose partition of
 	// presence.gateways this processor owns (see lease.go).
 	gateways gateways
-	// owned holds the users of each assigned partition of
-	// presence.sessions (see owned.go).
-	owned map[int32]*owned
+	// owners holds this processor's hold on each assigned partition of
+	// the state topics, and owned the users of each of presence.sessions
+	// (see owned.go).
+	owners map[topicPartition]redisstore.Owner
+	owned  map[int32]*owned
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -322,6 +324,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.checkpoints = map[string]map[int32]int64{}
 	p.rebuilding = map[topicPartition]int64{}
 	p.counts = map[string]int{}
+	p.owners = map[topicPartition]redisstore.Owner{}
 	p.owned = map[int32]*owned{}
 	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
@@ -500,6 +503,9 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 			}
 			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.LastStableOffset)
 			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.LastStableOffset-end.Offset-1, 0)))
+			if cp, ok := from[fp.Topic][fp.Partition]; ok && end.Offset+1 <= cp {
+				return // restored what Redis holds: the checkpoint stays
+			}
 			mu.Lock()
 			if done[fp.Topic] == nil {
 				done[fp.Topic] = map[int32]int64{}
@@ -515,8 +521,17 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	finish, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var commit []*kgo.Record
+	owners := map[string]map[int32]redisstore.Owner{}
+	p.mu.Lock()
+	for tp, o := range p.owners {
+		if owners[tp.topic] == nil {
+			owners[tp.topic] = map[int32]redisstore.Owner{}
+		}
+		owners[tp.topic][tp.partition] = o
+	}
+	p.mu.Unlock()
 	for topic, to := range done {
-		if err := p.cfg.Store.Advance(finish, topic, from[topic], to, nil); err != nil {
+		if err := p.cfg.Store.Advance(finish, topic, from[topic], to, owners[topic]); err != nil {
 			if errors.Is(err, redisstore.ErrCheckpointMoved) {
 				// Tell a partition that moved from a Redis that lost
 				// state by what Redis holds now.
@@ -580,15 +595,15 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 	}
 	start := time.Now()
 	for chunk := range slices.Chunk(b.friends, maxChunk) {
-		if err := p.retry(ctx, "applying friendships", func(ctx context.Context) error {
-			return p.cfg.Store.ApplyFriends(ctx, chunk)
+		if err := p.retryOwned(ctx, "applying friendships", schemas.FriendsTopic, partition, func(ctx context.Context) error {
+			return p.cfg.Store.ApplyFriends(ctx, p.ownerOf(schemas.FriendsTopic, partition), chunk)
 		}); err != nil {
 			return err
 		}
 	}
 	for chunk := range slices.Chunk(b.subscriptions, maxChunk) {
-		if err := p.retry(ctx, "applying subscriptions", func(ctx context.Context) error {
-			return p.cfg.Store.ApplySubscriptions(ctx, chunk, p.cfg.Now())
+		if err := p.retryOwned(ctx, "applying subscriptions", schemas.SubscriptionsTopic, partition, func(ctx context.Context) error {
+			return p.cfg.Store.ApplySubscriptions(ctx, p.ownerOf(schemas.SubscriptionsTopic, partition), chunk, p.cfg.Now())
 		}); err != nil {
 			return err
 		}

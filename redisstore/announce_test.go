@@ -154,14 +154,14 @@ func TestFriendsAndSubscriptions(t *testing.T) {
 	s := newStore(t, time.Hour)
 	ctx := context.Background()
 	now := time.Now()
-	err := s.ApplyFriends(ctx, []redisstore.FriendChange{
+	err := s.ApplyFriends(ctx, redisstore.Owner{}, []redisstore.FriendChange{
 		{App: "chat", User: "fa", Friend: "fb"}, {App: "chat", User: "fa", Friend: "fc"},
 		{App: "chat", User: "fa", Friend: "fc", Remove: true},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.ApplySubscriptions(ctx, []redisstore.SubscriptionChange{
+	err = s.ApplySubscriptions(ctx, redisstore.Owner{}, []redisstore.SubscriptionChange{
 		{App: "chat", User: "fa", Subscriber: "w1", ExpiresAt: now.Add(time.Hour)},
 		{App: "chat", User: "fa", Subscriber: "w2", ExpiresAt: now.Add(time.Hour)},
 		{App: "chat", User: "fa", Subscriber: "w2", Remove: true},

@@ -74,15 +74,14 @@ func (s *Store) scheduleSessions(ctx context.Context, p redis.Pipeliner, changes
 	}
 }
 
-// scheduleSubscription schedules, in p, the key of a subscription for
-// when it expires.
-func (s *Store) scheduleSubscription(ctx context.Context, p redis.Pipeliner, c SubscriptionChange) {
+// scheduleSubscription is the command that schedules the key of a
+// subscription for when it expires, or unschedules it.
+func (s *Store) scheduleSubscription(c SubscriptionChange) command {
 	key, member := s.expireKey(schemas.SubscriptionsTopic, c.Partition), schemas.SubscriptionKey(c.App, c.User, c.Subscriber)
 	if c.Remove {
-		p.ZRem(ctx, key, member)
-		return
+		return command{"zrem", key, member}
 	}
-	p.ZAdd(ctx, key, redis.Z{Score: float64(c.ExpiresAt.UnixMilli()), Member: member})
+	return command{"zadd", key, c.ExpiresAt.UnixMilli(), member}
 }
 
 // DeadKeys returns up to limit record keys of a partition of topic that

@@ -94,7 +94,7 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 	sub := func(user, subscriber string, expires time.Time) redisstore.SubscriptionChange {
 		return redisstore.SubscriptionChange{App: "chat", User: user, Subscriber: subscriber, ExpiresAt: expires}
 	}
-	if err := s.ApplySubscriptions(ctx, []redisstore.SubscriptionChange{
+	if err := s.ApplySubscriptions(ctx, redisstore.Owner{}, []redisstore.SubscriptionChange{
 		sub("ann", "w1", now.Add(time.Minute)), sub("ann", "w2", now.Add(time.Minute)), sub("ann", "w3", now.Add(-time.Minute)),
 	}, now); err != nil {
 		t.Fatal(err)
@@ -104,7 +104,7 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 		t.Fatalf("dead now: %q, want the expired w3", got)
 	}
 	// w2 is renewed for an hour.
-	if err := s.ApplySubscriptions(ctx, []redisstore.SubscriptionChange{sub("ann", "w2", now.Add(time.Hour))}, now); err != nil {
+	if err := s.ApplySubscriptions(ctx, redisstore.Owner{}, []redisstore.SubscriptionChange{sub("ann", "w2", now.Add(time.Hour))}, now); err != nil {
 		t.Fatal(err)
 	}
 	got = deadKeys(t, s, schemas.SubscriptionsTopic, now.Add(2*time.Minute))

@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -126,4 +128,45 @@ func slotOwners(slots []redis.ClusterSlot) []string {
 		}
 	}
 	return owner
+}
+
+//go:embed fenced.lua
+var fencedSource string
+
+// command is one write of a partition's owner: the command's name, its
+// key, then the rest of its arguments.
+type command []any
+
+// runCommands runs cmds for the owner o, in order per node, each node's
+// only while o still owns the partition (fenced.lua); ErrFenced when
+// another took it. The zero Owner (a caller that took nothing, such as a
+// test) runs them in a plain pipeline.
+func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	if o.token == "" {
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range cmds {
+				p.Do(ctx, c...)
+			}
+			return nil
+		})
+		return err
+	}
+	keys := make([]string, len(cmds))
+	for i, c := range cmds {
+		keys[i] = c[1].(string)
+	}
+	run := func() error {
+		return s.runFenced(ctx, o, s.commands, keys, func(args []any, i int) []any {
+			return append(append(args, len(cmds[i])), cmds[i]...)
+		})
+	}
+	err := run()
+	if err != nil && !errors.Is(err, ErrFenced) && s.isCluster() {
+		s.fences.forget()
+		err = run()
+	}
+	return err
 }

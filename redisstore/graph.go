@@ -61,19 +61,16 @@ type FriendChange struct {
 // Adding and removing set members is idempotent, so applying a change
 // twice, or re-applying a suffix of a partition in order, ends in the same
 // sets.
-func (s *Store) ApplyFriends(ctx context.Context, changes []FriendChange) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range changes {
-			key := s.friendsKey(c.App, c.User)
-			if c.Remove {
-				p.SRem(ctx, key, c.Friend)
-			} else {
-				p.SAdd(ctx, key, c.Friend)
-			}
+func (s *Store) ApplyFriends(ctx context.Context, o Owner, changes []FriendChange) error {
+	cmds := make([]command, len(changes))
+	for i, c := range changes {
+		op := "sadd"
+		if c.Remove {
+			op = "srem"
 		}
-		return nil
-	})
-	if err != nil {
+		cmds[i] = command{op, s.friendsKey(c.App, c.User), c.Friend}
+	}
+	if err := s.runCommands(ctx, o, cmds); err != nil {
 		return fmt.Errorf("applying %d friendship changes: %w", len(changes), err)
 	}
 	return nil
@@ -92,26 +89,21 @@ type SubscriptionChange struct {
 // ApplySubscriptions applies changes in one pipelined round trip, in
 // order, at now: a subscription already expired is removed rather than
 // added, and the expired members of every set it touches are pruned.
-func (s *Store) ApplySubscriptions(ctx context.Context, changes []SubscriptionChange, now time.Time) error {
+func (s *Store) ApplySubscriptions(ctx context.Context, o Owner, changes []SubscriptionChange, now time.Time) error {
 	past := strconv.FormatInt(now.UnixMilli(), 10)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, c := range changes {
-			watchers, watching := s.watchersKey(c.App, c.User), s.watchingKey(c.App, c.Subscriber)
-			if c.Remove || !c.ExpiresAt.After(now) {
-				p.ZRem(ctx, watchers, c.Subscriber)
-				p.ZRem(ctx, watching, c.User)
-			} else {
-				expiry := float64(c.ExpiresAt.UnixMilli())
-				p.ZAdd(ctx, watchers, redis.Z{Score: expiry, Member: c.Subscriber})
-				p.ZAdd(ctx, watching, redis.Z{Score: expiry, Member: c.User})
-			}
-			p.ZRemRangeByScore(ctx, watchers, "-inf", past)
-			p.ZRemRangeByScore(ctx, watching, "-inf", past)
-			s.scheduleSubscription(ctx, p, c)
+	cmds := make([]command, 0, 7*len(changes))
+	for _, c := range changes {
+		watchers, watching := s.watchersKey(c.App, c.User), s.watchingKey(c.App, c.Subscriber)
+		if c.Remove || !c.ExpiresAt.After(now) {
+			cmds = append(cmds, command{"zrem", watchers, c.Subscriber}, command{"zrem", watching, c.User})
+		} else {
+			expiry := c.ExpiresAt.UnixMilli()
+			cmds = append(cmds, command{"zadd", watchers, expiry, c.Subscriber}, command{"zadd", watching, expiry, c.User})
 		}
-		return nil
-	})
-	if err != nil {
+		cmds = append(cmds, command{"zremrangebyscore", watchers, "-inf", past},
+			command{"zremrangebyscore", watching, "-inf", past}, s.scheduleSubscription(c))
+	}
+	if err := s.runCommands(ctx, o, cmds); err != nil {
 		return fmt.Errorf("applying %d subscription changes: %w", len(changes), err)
 	}
 	return nil

@@ -74,6 +74,7 @@ type Store struct {
 	advance    *redis.Script
 	reserve    *redis.Script
 	writer     *redis.Script
+	commands   *redis.Script
 	// scripts holds the source of apply and announced.
 	scripts map[*redis.Script]string
 	// loaded says, on a sharded Redis, that apply or announced was
@@ -98,9 +99,10 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	s := &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
-		reserve: redis.NewScript(reserveSource), writer: redis.NewScript(writeSource)}
-	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource, s.writer: writeSource}
-	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool), s.writer: new(atomic.Bool)}
+		reserve: redis.NewScript(reserveSource), writer: redis.NewScript(writeSource),
+		commands: redis.NewScript(fencedSource)}
+	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource, s.writer: writeSource, s.commands: fencedSource}
+	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool), s.writer: new(atomic.Bool), s.commands: new(atomic.Bool)}
 	return s
 }
 

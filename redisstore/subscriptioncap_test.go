@@ -25,7 +25,7 @@ func TestReserveSubscriptions(t *testing.T) {
 		return res
 	}
 	// bob is applied already, and carl was, but has expired.
-	err := s.ApplySubscriptions(ctx, []redisstore.SubscriptionChange{
+	err := s.ApplySubscriptions(ctx, redisstore.Owner{}, []redisstore.SubscriptionChange{
 		{App: "chat", User: "bob", Subscriber: "ann", ExpiresAt: later},
 		{App: "chat", User: "carl", Subscriber: "ann", ExpiresAt: now.Add(time.Second)},
 	}, now)

@@ -74,7 +74,7 @@ func TestOpenWithPassword(t *testing.T) {
 					t.Fatalf("Open: %v", err)
 				}
 				defer s.Close()
-				if err := s.ApplyFriends(ctx, []redisstore.FriendChange{{App: "chat", User: "ann", Friend: "bob"}}); err != nil {
+				if err := s.ApplyFriends(ctx, redisstore.Owner{}, []redisstore.FriendChange{{App: "chat", User: "ann", Friend: "bob"}}); err != nil {
 					t.Fatalf("writing through the store: %v", err)
 				}
 				if got, err := s.Friends(ctx, "chat", "ann"); err != nil || len(got) != 1 || got[0] != "bob" {

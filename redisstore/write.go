@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -88,21 +89,34 @@ func (s *Store) Write(ctx context.Context, o Owner, images []Image) error {
 }
 
 func (s *Store) write(ctx context.Context, o Owner, images []Image) error {
-	groups, err := s.byNode(ctx, images)
+	keys := make([]string, len(images))
+	for i, im := range images {
+		keys[i] = s.userKey(im.App, im.User)
+	}
+	return s.runFenced(ctx, o, s.writer, keys, func(args []any, i int) []any {
+		return images[i].args(args, keys[i])
+	})
+}
+
+// runFenced runs script (write.lua or fenced.lua) over the items of keys,
+// by index: one call per node and per maxWritten items, pipelined, each
+// checking o's fence on its node; arg appends an item's arguments. It
+// returns ErrFenced when a call found another token.
+func (s *Store) runFenced(ctx context.Context, o Owner, script *redis.Script, keys []string, arg func(args []any, i int) []any) error {
+	groups, err := s.byNode(ctx, keys)
 	if err != nil {
 		return err
 	}
 	var cmds []*redis.Cmd
-	err = s.scripted(ctx, s.writer, func(p redis.Pipeliner) {
+	err = s.scripted(ctx, script, func(p redis.Pipeliner) {
 		for _, g := range groups {
-			for start := 0; start < len(g.images); start += maxWritten {
-				call := g.images[start:min(start+maxWritten, len(g.images))]
+			for call := range slices.Chunk(g.items, maxWritten) {
 				args := make([]any, 0, 1+8*len(call))
 				args = append(args, o.token)
-				for _, im := range call {
-					args = im.args(args, s.userKey(im.App, im.User))
+				for _, i := range call {
+					args = arg(args, i)
 				}
-				cmds = append(cmds, s.writer.EvalSha(ctx, p, []string{s.fenceKey(g.tag, o.topic, o.partition)}, args...))
+				cmds = append(cmds, script.EvalSha(ctx, p, []string{s.fenceKey(g.tag, o.topic, o.partition)}, args...))
 			}
 		}
 	})
@@ -119,34 +133,38 @@ func (s *Store) write(ctx context.Context, o Owner, images []Image) error {
 	return nil
 }
 
-// nodeImages are the images of users served by one node, whose fence
-// is tagged tag.
-type nodeImages struct {
-	tag    string
-	images []Image
+// nodeItems are the items (by index) whose keys one node serves, whose
+// fence is tagged tag.
+type nodeItems struct {
+	tag   string
+	items []int
 }
 
-// byNode groups images by the node that serves their users: one group on
-// a single Redis.
-func (s *Store) byNode(ctx context.Context, images []Image) ([]nodeImages, error) {
+// byNode groups the items of keys by the node that serves their keys: one
+// group on a single Redis.
+func (s *Store) byNode(ctx context.Context, keys []string) ([]nodeItems, error) {
 	if !s.isCluster() {
-		return []nodeImages{{tag: "", images: images}}, nil
+		all := make([]int, len(keys))
+		for i := range all {
+			all[i] = i
+		}
+		return []nodeItems{{items: all}}, nil
 	}
 	r, err := s.fences.route(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	byTag := map[string]int{}
-	var groups []nodeImages
-	for _, im := range images {
-		tag := r.tagOf[r.owner[keySlot(s.userKey(im.App, im.User))]]
-		i, ok := byTag[tag]
+	var groups []nodeItems
+	for i, key := range keys {
+		tag := r.tagOf[r.owner[keySlot(key)]]
+		g, ok := byTag[tag]
 		if !ok {
-			i = len(groups)
-			byTag[tag] = i
-			groups = append(groups, nodeImages{tag: tag})
+			g = len(groups)
+			byTag[tag] = g
+			groups = append(groups, nodeItems{tag: tag})
 		}
-		groups[i].images = append(groups[i].images, im)
+		groups[g].items = append(groups[g].items, i)
 	}
 	return groups, nil
 }

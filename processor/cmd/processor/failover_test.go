@@ -227,40 +227,47 @@ func (a assignment) others(id string) []int32 {
 // of the sessions partitions.
 func waitAssigned(t *testing.T, cl *kgo.Client, n int) assignment {
 	t.Helper()
-	adm := kadm.NewClient(cl)
 	var owners assignment
-	waitFor(t, fmt.Sprintf("the group to assign every partition to %d members", n), func() error {
-		described, err := adm.DescribeGroups(context.Background(), failoverGroup)
-		if err != nil {
-			return err
-		}
-		g := described[failoverGroup]
-		if g.State != "Stable" || len(g.Members) != n {
-			return fmt.Errorf("group %s with %d members", g.State, len(g.Members))
-		}
-		owners = assignment{}
-		assigned := 0
-		for _, m := range g.Members {
-			c, ok := m.Assigned.AsConsumer()
-			if !ok || m.InstanceID == nil {
-				return fmt.Errorf("member %s: no consumer assignment or instance id", m.MemberID)
-			}
-			for _, tp := range c.Topics {
-				assigned += len(tp.Partitions)
-				if tp.Topic == schemas.SessionsTopic {
-					for _, p := range tp.Partitions {
-						owners[p] = *m.InstanceID
-					}
-				}
-			}
-		}
-		if want := (len(schemas.StateTopics) + 1) * partitions; assigned != want {
-			return fmt.Errorf("%d of %d partitions assigned", assigned, want)
-		}
-		return nil
+	waitFor(t, fmt.Sprintf("the group to assign every partition to %d members", n), func() (err error) {
+		owners, err = assigned(cl, n)
+		return err
 	})
 	t.Logf("sessions partitions by owner: %v", owners)
 	return owners
+}
+
+// assigned returns the owners of the sessions partitions if the group is
+// stable with n members and every partition of every consumed topic has
+// an owner.
+func assigned(cl *kgo.Client, n int) (assignment, error) {
+	described, err := kadm.NewClient(cl).DescribeGroups(context.Background(), failoverGroup)
+	if err != nil {
+		return nil, err
+	}
+	g := described[failoverGroup]
+	if g.State != "Stable" || len(g.Members) != n {
+		return nil, fmt.Errorf("group %s with %d members", g.State, len(g.Members))
+	}
+	owners := assignment{}
+	count := 0
+	for _, m := range g.Members {
+		c, ok := m.Assigned.AsConsumer()
+		if !ok || m.InstanceID == nil {
+			return nil, fmt.Errorf("member %s: no consumer assignment or instance id", m.MemberID)
+		}
+		for _, tp := range c.Topics {
+			count += len(tp.Partitions)
+			if tp.Topic == schemas.SessionsTopic {
+				for _, p := range tp.Partitions {
+					owners[p] = *m.InstanceID
+				}
+			}
+		}
+	}
+	if want := (len(schemas.StateTopics) + 1) * partitions; count != want {
+		return nil, fmt.Errorf("%d of %d partitions assigned", count, want)
+	}
+	return owners, nil
 }
 
 // ownerOfSessions returns the index in members of a member that owns a
