@@ -74,10 +74,6 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		backoff = min(2*backoff, 5*time.Second)
 	}
 	id, n := layout.ID.String(), len(layout.Partitions)
-	if topic == schemas.GatewaysTopic {
-		p.startGateways(partitions, n, ends)
-		return nil
-	}
 	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {
 		p.log.Warn("redis holds state built from another topic or partition count; rebuilding it",
 			"topic", topic, "redis_topic_id", cp.TopicID, "redis_partitions", cp.Partitions, "topic_id", id, "partitions", n)
@@ -139,21 +135,6 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	p.log.Info("partitions assigned", "topic", topic, "partitions", listPartitions(map[string][]int32{topic: slices.Collect(maps.Keys(partitions))}),
 		"rebuilt", len(fresh), "behind", behind)
 	return nil
-}
-
-// startGateways starts partitions of presence.gateways at their
-// beginning: the latest heartbeat of each gateway, which compaction
-// keeps, is all there is to know.
-func (p *Processor) startGateways(partitions map[int32]kgo.Offset, n int, ends kadm.ListedOffsets) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.gateways.partitions = n
-	p.counts[schemas.GatewaysTopic] = n
-	for partition := range partitions {
-		partitions[partition] = kgo.NewOffset().AtStart()
-		end, _ := ends.Lookup(schemas.GatewaysTopic, partition)
-		p.spans[topicPartition{schemas.GatewaysTopic, partition}] = &span{end: end.Offset, moved: p.cfg.Now()}
-	}
 }
 
 // describe returns the topic's id and partitions, and the end offsets of

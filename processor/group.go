@@ -169,9 +169,6 @@ func (p *Processor) forget(gone map[string][]int32) {
 			if topic == schemas.SessionsTopic {
 				delete(p.owned, partition)
 			}
-			if topic == schemas.GatewaysTopic {
-				p.forgetGateways(partition)
-			}
 		}
 	}
 }

@@ -2,34 +2,35 @@ package processor
 
 // Gateway leases: a gateway that dies without ending its sessions must not
 // leave its users online. Every gateway heartbeats on presence.gateways
-// (its id, its boot epoch, how long the lease lasts). The processor that
-// owns a gateway's partition of that topic reads its heartbeats and, when
-// the lease lapses or the gateway comes back with a new epoch, writes a
-// disconnect with reason gateway_lost for each session of the old epoch
+// (its id, its boot epoch, how long the lease lasts). Every processor reads
+// every heartbeat (heartbeats.go) and, when a lease lapses or the gateway
+// comes back with a new epoch, writes a disconnect with reason
+// gateway_lost for each session of the old epoch that its own partitions
+// of presence.sessions hold, found in memory (state.Partition.SessionsOf),
 // into presence.sessions: the log stays the truth, and the sessions end
 // the way any session ends, announcements included.
 //
-// The sessions of a gateway come from the index in Redis
-// (redisstore.GatewaySessions), checked against each user's state before a
-// disconnect is written. A session is lost:
+// A session is lost:
 //   - of the epoch the gateway heartbeats: when its lease lapses;
 //   - of another epoch, connected before the current epoch's latest
 //     heartbeat: at once (the gateway restarted since);
 //   - otherwise (a gateway that never heartbeats, or a new epoch whose
 //     first heartbeat is not read yet): a lease after it connected.
-// Leases are judged only once the gateway's partition has caught up, so
-// that a processor that starts knows each gateway's latest heartbeat.
+// Leases are judged only once the gateway's partition has been read up to
+// its end, so that a processor that starts knows each gateway's latest
+// heartbeat.
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
@@ -61,8 +62,10 @@ type gateways struct {
 	written map[string]time.Time
 }
 
-// renewLeases applies heartbeat records; invalid ones go to the dead
-// letters.
+// renewLeases applies heartbeat records. Invalid ones go to the dead
+// letters, written by the processor that owns the sessions partition of
+// the same number (every processor reads every heartbeat: one copy is
+// enough).
 func (p *Processor) renewLeases(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
 	n := p.partitionCount(schemas.GatewaysTopic)
 	var dead []*kgo.Record
@@ -71,11 +74,21 @@ func (p *Processor) renewLeases(ctx context.Context, cl *kgo.Client, recs []*kgo
 		if err == nil {
 			err = p.renew(r)
 		}
-		if err != nil {
+		if err != nil && p.ownsDeadLetters(r.Partition) {
 			dead = append(dead, p.deadLetter(r, err))
 		}
 	}
 	return p.sendDeadLetters(ctx, cl, dead)
+}
+
+// ownsDeadLetters says whether this processor writes the dead letters of
+// a partition of presence.gateways: it owns the sessions partition of that
+// number, modulo their count.
+func (p *Processor) ownsDeadLetters(partition int32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := int32(p.counts[schemas.SessionsTopic])
+	return n > 0 && p.owned[partition%n] != nil
 }
 
 // renew applies a heartbeat record; a tombstone forgets the gateway (the
@@ -117,35 +130,18 @@ func (p *Processor) renew(r *kgo.Record) error {
 	return nil
 }
 
-// forgetGateways forgets the leases of a partition of presence.gateways
-// this processor no longer owns. Call with p.mu held.
-func (p *Processor) forgetGateways(partition int32) {
-	delete(p.gateways.freshAt, partition)
-	for id := range p.gateways.leases {
-		if schemas.Partition([]byte(id), p.gateways.partitions) == int(partition) {
-			delete(p.gateways.leases, id)
-			delete(p.gateways.checkAt, id)
-		}
-	}
-}
-
-// sweepLeases ends the sessions of the lost gateways this processor owns.
-// A lease is judged as of the last time its partition of
+// sweepLeases ends the sessions of lost gateways that this processor's
+// partitions hold. A lease is judged as of the last time its partition of
 // presence.gateways was known to be read up to its committed end (asOf),
-// not by the clock: a processor that could not read (Kafka or Redis down,
-// a stall) must not take the heartbeats it missed for silence. Call it
-// only while the state is complete (no rebuild under way): a session the
-// rebuild has not ended yet would look live.
+// not by the clock: a processor that could not read (Kafka down, a stall)
+// must not take the heartbeats it missed for silence. Call it only while
+// the state is complete (no rebuild under way): a session the rebuild has
+// not ended yet would look live.
 func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	now := p.cfg.Now() // before listing the ends: heartbeats written before it are below them
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.GatewaysTopic)
+	ends, err := p.adm.Load().ListCommittedOffsets(ctx, schemas.GatewaysTopic)
 	if err != nil {
 		p.log.Warn("listing the ends of presence.gateways failed; leases are judged as of the last time they were read", "err", err)
-	}
-	ids, err := p.cfg.Store.Gateways(ctx)
-	if err != nil {
-		p.log.Warn("reading gateways failed; retrying at the next sweep", "err", err)
-		return
 	}
 	p.mu.Lock()
 	for tp, s := range p.spans {
@@ -153,8 +149,14 @@ func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 			p.gateways.freshAt[tp.partition] = now
 		}
 	}
+	ids := map[string]bool{}
 	for id := range p.gateways.leases {
-		ids = append(ids, id)
+		ids[id] = true
+	}
+	for _, o := range p.owned {
+		for _, id := range o.users.Gateways() {
+			ids[id] = true
+		}
 	}
 	for key, w := range p.gateways.written {
 		if now.Sub(w) >= p.cfg.GatewayLease {
@@ -166,9 +168,9 @@ func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 		asOf time.Time
 	}
 	var due []check
-	for _, id := range ids {
-		asOf, owned := p.gatewayKnownAsOf(id)
-		if at, ok := p.gateways.checkAt[id]; owned && (!ok || !now.Before(at)) {
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		asOf, read := p.gatewayKnownAsOf(id)
+		if at, ok := p.gateways.checkAt[id]; read && (!ok || !now.Before(at)) {
 			p.gateways.checkAt[id] = now.Add(p.cfg.GatewayLease) // until checked
 			due = append(due, check{id, asOf})
 		}
@@ -184,10 +186,9 @@ func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// gatewayKnownAsOf returns whether this processor owns the lease of a
-// gateway (it owns the gateway's partition of presence.gateways and has
-// read it once up to its end), and as of when it knows every heartbeat
-// of it. Call with p.mu held.
+// gatewayKnownAsOf returns whether this processor has read the gateway's
+// partition of presence.gateways up to its end once, and as of when it
+// knows every heartbeat of it. Call with p.mu held.
 func (p *Processor) gatewayKnownAsOf(id string) (time.Time, bool) {
 	n := p.gateways.partitions
 	if n == 0 {
@@ -198,29 +199,39 @@ func (p *Processor) gatewayKnownAsOf(id string) (time.Time, bool) {
 	return asOf, fresh
 }
 
-// checkGateway writes a gateway_lost disconnect for each lost session of a
-// gateway, and schedules its next check.
-func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string, now, asOf time.Time) error {
-	sessions, err := p.cfg.Store.GatewaySessions(ctx, id)
-	if err != nil {
-		return err
+// sessionsOn returns the live sessions on a gateway that this processor's
+// partitions hold. Call it from the consuming loop, between batches.
+func (p *Processor) sessionsOn(id string) []state.GatewaySession {
+	p.mu.Lock()
+	owned := slices.Collect(maps.Values(p.owned))
+	p.mu.Unlock()
+	var out []state.GatewaySession
+	for _, o := range owned {
+		out = append(out, o.users.SessionsOf(id)...)
 	}
+	return out
+}
+
+// checkGateway writes a gateway_lost disconnect for each lost session of a
+// gateway this processor's partitions hold, and schedules its next check.
+func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string, now, asOf time.Time) error {
+	sessions := p.sessionsOn(id)
 	p.mu.Lock()
 	l, known := p.gateways.leases[id]
 	next := now.Add(p.cfg.GatewayLease)
 	if known && l.expires.After(now) {
 		next = l.expires
 	}
-	var lost []redisstore.GatewaySession
+	var lost []state.GatewaySession
 	for _, s := range sessions {
-		at := p.lostAt(l, known, s)
+		at := p.lostAt(l, known, s.Session)
 		if asOf.Before(at) {
 			if at.Before(next) {
 				next = at
 			}
 			continue
 		}
-		key := schemas.SessionKey(s.App, s.User, s.Session)
+		key := schemas.SessionKey(s.App, s.User, s.Session.Session)
 		if w, ok := p.gateways.written[key]; ok && now.Sub(w) < p.cfg.GatewayLease {
 			continue // written; not applied yet
 		}
@@ -232,11 +243,13 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 		if len(sessions) > 0 || (known && l.expires.After(asOf)) {
 			return nil
 		}
-		// Nothing left of a gateway that is gone: forget it, and
-		// tombstone its heartbeat ten leases later, so that the topic
+		// Nothing left of a gateway that is gone here: forget it, and
+		// tombstone its heartbeat ten leases later (its sessions in other
+		// processors' partitions are long lost by then), so that the topic
 		// keeps only the gateways alive (its next heartbeat, if it comes
-		// back, renews it).
-		if known && l.expires.Add(10*l.length).Before(asOf) {
+		// back, renews it). One processor writes it: the owner of the
+		// sessions partition of the gateway's number.
+		if known && l.expires.Add(10*l.length).Before(asOf) && p.ownsDeadLetters(int32(schemas.Partition([]byte(id), p.partitionCount(schemas.GatewaysTopic)))) {
 			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte(id)}).FirstErr(); err != nil {
 				return fmt.Errorf("tombstoning the heartbeat of gateway %q: %w", id, err)
 			}
@@ -245,107 +258,49 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 		p.mu.Lock()
 		delete(p.gateways.checkAt, id)
 		p.mu.Unlock()
-		return p.cfg.Store.Unindex(ctx, id, nil, true)
+		return nil
 	}
-	live, stale, err := p.liveSessions(ctx, id, lost)
-	if err != nil {
-		return err
-	}
-	recs := make([]*kgo.Record, 0, len(live))
-	for _, s := range live {
+	recs := make([]*kgo.Record, 0, len(lost))
+	for _, s := range lost {
 		value, err := proto.Marshal(&pb.SessionEvent{
-			Type: pb.EventType_EVENT_TYPE_DISCONNECT, App: s.App, User: s.User, Session: s.Session,
+			Type: pb.EventType_EVENT_TYPE_DISCONNECT, App: s.App, User: s.User, Session: s.Session.Session,
 			Device: &pb.Device{Type: s.Device, Id: s.DeviceID}, Gateway: id, GatewayEpoch: s.Epoch,
 			TimestampMs: now.UnixMilli(), Reason: pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST,
 		})
 		if err != nil {
 			return err
 		}
-		recs = append(recs, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey(s.App, s.User, s.Session)), Value: value})
+		recs = append(recs, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey(s.App, s.User, s.Session.Session)), Value: value})
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("writing %d gateway_lost disconnects: %w", len(recs), err)
 	}
 	p.mu.Lock()
 	epochs := map[string]bool{}
-	for _, s := range live {
-		p.gateways.written[schemas.SessionKey(s.App, s.User, s.Session)] = now
+	for _, s := range lost {
+		p.gateways.written[schemas.SessionKey(s.App, s.User, s.Session.Session)] = now
 		epochs[s.Epoch] = true
 	}
 	p.mu.Unlock()
-	if len(live) > 0 {
-		p.metrics.gatewaysLost.Add(float64(len(epochs)))
-		p.metrics.disconnects.Add(float64(len(live)))
-		p.log.Warn("gateway lost: its sessions are ended", "gateway", id, "sessions", len(live), "lease_known", known, "epoch", l.epoch)
-	}
-	return p.cfg.Store.Unindex(ctx, id, stale, false)
+	p.metrics.gatewaysLost.Add(float64(len(epochs)))
+	p.metrics.disconnects.Add(float64(len(lost)))
+	p.log.Warn("gateway lost: its sessions are ended", "gateway", id, "sessions", len(lost), "lease_known", known, "epoch", l.epoch)
+	return nil
 }
 
 // lostAt is when a session of a gateway whose latest heartbeat is l (if
 // known) is lost.
-func (p *Processor) lostAt(l lease, known bool, s redisstore.GatewaySession) time.Time {
+func (p *Processor) lostAt(l lease, known bool, s redisstore.Session) time.Time {
 	switch {
 	case known && s.Epoch == l.epoch:
 		return l.expires
-	case known && s.ConnectedAt.Before(l.at):
+	case known && s.ConnectedAt.Time.Before(l.at):
 		return time.Time{} // the gateway has restarted since
 	case known:
-		return s.ConnectedAt.Add(l.length)
+		return s.ConnectedAt.Time.Add(l.length)
 	default:
-		return s.ConnectedAt.Add(p.cfg.GatewayLease)
+		return s.ConnectedAt.Time.Add(p.cfg.GatewayLease)
 	}
-}
-
-// lostSession is a lost session as its user's state holds it.
-type lostSession struct {
-	redisstore.GatewaySession
-	Device, DeviceID string
-}
-
-// liveSessions splits sessions of a gateway's index into those the state
-// holds on that gateway, and the stale entries of the index.
-func (p *Processor) liveSessions(ctx context.Context, id string, sessions []redisstore.GatewaySession) (live []lostSession, stale []redisstore.GatewaySession, err error) {
-	byApp := map[string][]redisstore.GatewaySession{}
-	for _, s := range sessions {
-		byApp[s.App] = append(byApp[s.App], s)
-	}
-	for app, all := range byApp {
-		for ss := range slices.Chunk(all, maxRecipients) {
-			if live, stale, err = p.liveOf(ctx, id, app, ss, live, stale); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	return live, stale, nil
-}
-
-// liveOf is liveSessions for sessions of one app, appending to live and
-// stale.
-func (p *Processor) liveOf(ctx context.Context, id, app string, ss []redisstore.GatewaySession, live []lostSession, stale []redisstore.GatewaySession) ([]lostSession, []redisstore.GatewaySession, error) {
-	users := make([]string, len(ss))
-	for i, s := range ss {
-		users[i] = s.User
-	}
-	statuses, err := p.cfg.Store.Statuses(ctx, app, users)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, s := range ss {
-		var held *redisstore.Session
-		if st := statuses[i]; st != nil {
-			if j := slices.IndexFunc(st.Sessions, func(h redisstore.Session) bool {
-				return h.Session == s.Session && h.Gateway == id && h.Epoch == s.Epoch
-			}); j >= 0 {
-				held = &st.Sessions[j]
-			}
-		}
-		if held == nil {
-			stale = append(stale, s)
-			continue
-		}
-		live = append(live, lostSession{GatewaySession: s, Device: held.Device, DeviceID: held.DeviceID})
-	}
-	return live, stale, nil
 }
 
 // rewriteKept writes again the connect of each session a gateway_lost

@@ -382,6 +382,17 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
 	defer p.leaving.Store(true)
+	if !p.cfg.Quiet {
+		heartbeats, stop := context.WithCancel(ctx)
+		var read sync.WaitGroup
+		read.Go(func() {
+			if err := p.readHeartbeats(heartbeats, cl); err != nil && heartbeats.Err() == nil {
+				p.stop(err)
+			}
+		})
+		defer read.Wait()
+		defer stop()
+	}
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group, "instance_id", p.cfg.InstanceID,
 		"session_timeout", p.cfg.SessionTimeout)
 	var swept time.Time
@@ -458,14 +469,10 @@ func (p *Processor) checkCheckpoints(ctx context.Context) (unbuilt int, err erro
 	return unbuilt, nil
 }
 
-// topics are the topics the processor consumes: the state topics, and the
-// gateways' heartbeats unless it is quiet.
-func (p *Processor) topics() []string {
-	if p.cfg.Quiet {
-		return schemas.StateTopics
-	}
-	return append(slices.Clone(schemas.StateTopics), schemas.GatewaysTopic)
-}
+// topics are the topics the processor consumes in its group: the state
+// topics. (Unless it is quiet, it also reads every gateway's heartbeats,
+// outside the group: heartbeats.go.)
+func (p *Processor) topics() []string { return schemas.StateTopics }
 
 // applyFetches applies each partition's records in its own goroutine, then
 // checkpoints the partitions Redis now holds and marks them to be
@@ -489,14 +496,6 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		}
 		end := fp.Records[len(fp.Records)-1]
 		p.waiting(topicPartition{fp.Topic, fp.Partition}, max(fp.LastStableOffset, end.Offset+1))
-		if fp.Topic == schemas.GatewaysTopic {
-			// Heartbeats are kept in memory, read from the start each
-			// time the partition is assigned: nothing to checkpoint.
-			if p.renewLeases(ctx, cl, fp.Records) == nil {
-				p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.LastStableOffset)
-			}
-			return
-		}
 		wg.Go(func() {
 			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
 				return

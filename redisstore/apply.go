@@ -76,9 +76,8 @@ type Outcome struct {
 // Apply applies changes in one pipelined round trip, in order. During a
 // rebuild (quiet), the visible state counts as announced and no outcome
 // asks for an announcement: history is not news. Beside the changes it
-// indexes their sessions by gateway (gateways.go) and schedules the record
-// keys they will make dead (expire.go); both converge when a suffix is
-// applied again.
+// schedules the record keys they will make dead (expire.go), which
+// converges when a suffix is applied again.
 func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outcome, error) {
 	recs := make([]record, len(changes))
 	for i, c := range changes {
@@ -97,7 +96,6 @@ func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outc
 		recs[i] = r
 	}
 	return s.applyRecords(ctx, recs, quiet, func(p redis.Pipeliner) {
-		s.indexSessions(ctx, p, changes)
 		s.scheduleSessions(ctx, p, changes)
 	})
 }

@@ -2,14 +2,11 @@ package redisstore_test
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -110,90 +107,5 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 	got = deadKeys(t, s, schemas.SubscriptionsTopic, now.Add(2*time.Minute))
 	if want := []string{schemas.SubscriptionKey("chat", "ann", "w1")}; !slices.Equal(got, want) {
 		t.Fatalf("dead in 2 minutes: %q, want w1 only", got)
-	}
-}
-
-// The index of a gateway's sessions follows connects and disconnects.
-func TestGatewayIndex(t *testing.T) {
-	s := newStore(t, time.Hour)
-	ctx := context.Background()
-	c1 := connect("ann", "a1", 1, base)
-	c1.Epoch = "e1"
-	c2 := connect("bob", "b1", 2, base)
-	c2.Epoch = "e1"
-	d2 := disconnect("bob", "b1", 3, base)
-	d2.Gateway = "gw-1"
-	apply(t, s, c1, c2, d2)
-	gws, err := s.Gateways(ctx)
-	if err != nil || !slices.Equal(gws, []string{"gw-1"}) {
-		t.Fatalf("gateways: %v, %v", gws, err)
-	}
-	sessions, err := s.GatewaySessions(ctx, "gw-1")
-	if err != nil || len(sessions) != 1 {
-		t.Fatalf("sessions of gw-1: %+v, %v; want only ann's a1", sessions, err)
-	}
-	if got := sessions[0]; got.App != "chat" || got.User != "ann" || got.Session != "a1" || got.Epoch != "e1" || !got.ConnectedAt.Equal(base) {
-		t.Fatalf("session of gw-1: %+v; want ann's a1 of epoch e1, connected at %v", got, base)
-	}
-	if err := s.Unindex(ctx, "gw-1", sessions, true); err != nil {
-		t.Fatal(err)
-	}
-	if gws, _ := s.Gateways(ctx); len(gws) != 0 {
-		t.Fatalf("gateways after unindexing the last session: %v", gws)
-	}
-}
-
-// Sessions indexed by a release before the index had buckets (one hash
-// per gateway) are still found, and removed, after an upgrade.
-func TestGatewayIndexBeforeBuckets(t *testing.T) {
-	ctx := context.Background()
-	rdb := redistest.Client(t)
-	prefix := redistest.Prefix(t)
-	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
-	if err := rdb.HSet(ctx, prefix+":gw:{gw-old}", "chat/ann/a1", "e1\x1f"+strconv.FormatInt(base.UnixMilli(), 10)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	sessions, err := s.GatewaySessions(ctx, "gw-old")
-	if err != nil || len(sessions) != 1 || sessions[0].User != "ann" || sessions[0].Epoch != "e1" || !sessions[0].ConnectedAt.Equal(base) {
-		t.Fatalf("sessions of the old index: %+v, %v; want ann's a1 of epoch e1", sessions, err)
-	}
-	if err := s.Unindex(ctx, "gw-old", sessions, true); err != nil {
-		t.Fatal(err)
-	}
-	if n := rdb.Exists(ctx, prefix+":gw:{gw-old}").Val(); n != 0 {
-		t.Fatalf("old index left after unindexing its last session")
-	}
-}
-
-// A gateway in the one set of gateways releases before wrote is still
-// listed, and forgotten once gone; gateways are spread over sets of
-// their own (on a cluster, over its masters).
-func TestGatewaySetBeforeSpread(t *testing.T) {
-	ctx := context.Background()
-	rdb := redistest.Client(t)
-	prefix := redistest.Prefix(t)
-	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
-	if err := rdb.SAdd(ctx, prefix+":gateways", "gw-old").Err(); err != nil {
-		t.Fatal(err)
-	}
-	var changes []redisstore.Change
-	for i := range 20 {
-		c := connect(fmt.Sprintf("u%d", i), "s", int64(i+1), base)
-		c.Gateway = fmt.Sprintf("gw-%d", i)
-		changes = append(changes, c)
-	}
-	apply(t, s, changes...)
-	gws, err := s.Gateways(ctx)
-	if err != nil || len(gws) != 21 || !slices.Contains(gws, "gw-old") {
-		t.Fatalf("gateways: %v, %v; want gw-old and 20 more", gws, err)
-	}
-	if sets := rdb.Keys(ctx, prefix+":gateways:*").Val(); len(sets) < 2 {
-		t.Errorf("20 gateways are in %d sets, want them spread", len(sets))
-	}
-	if err := s.Unindex(ctx, "gw-old", nil, true); err != nil {
-		t.Fatal(err)
-	}
-	if gws, _ := s.Gateways(ctx); len(gws) != 20 || slices.Contains(gws, "gw-old") {
-		t.Fatalf("gateways once gw-old is gone: %v", gws)
 	}
 }

@@ -264,7 +264,7 @@ func assigned(cl *kgo.Client, n int) (assignment, error) {
 			}
 		}
 	}
-	if want := (len(schemas.StateTopics) + 1) * partitions; count != want {
+	if want := len(schemas.StateTopics) * partitions; count != want {
 		return nil, fmt.Errorf("%d of %d partitions assigned", count, want)
 	}
 	return owners, nil
