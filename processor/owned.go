@@ -73,15 +73,17 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 // write writes the users the changes applied to o changed, unless every
 // change restored what Redis holds already, and indexes the changes past
 // the restored ones. A partition taken by another processor meanwhile
-// stops this one (errMoved).
-func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change) error {
+// stops this one (errMoved). Each user's hash is replaced whole, unless
+// every change is the history of a rebuild: the rebuild's reset deleted
+// the partition's users, so their fields are only set.
+func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change, history bool) error {
 	dirty := o.users.TakeDirty()
 	if changes[len(changes)-1].Version < o.restored {
 		return nil // restoring: Redis holds these already
 	}
 	images := make([]redisstore.Image, len(dirty))
 	for i, d := range dirty {
-		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: true, ExpireAt: d.ExpireAt}
+		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: !history || d.Gone, ExpireAt: d.ExpireAt}
 	}
 	fresh := changes[firstAtOrPast(changes, o.restored):]
 	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {

@@ -9,13 +9,21 @@
 // then the processor writes the partition's checkpoint to Redis and
 // commits the offsets to Kafka.
 //
-// Where a partition starts is decided by the checkpoint in Redis, not by
-// the group's committed offset: a partition Redis holds nothing of (a new
-// Redis, or one that lost its data) is emptied of any debris and rebuilt
-// from the beginning of the compacted topic, and one Redis holds a prefix
-// of resumes after it. Applying sessions is versioned by offset, so
-// records applied twice change nothing; friends and subscriptions are set
-// operations, which converge when a suffix is applied again in order.
+// The processor owns the users of its partitions of presence.sessions
+// (owned.go): it keeps them in memory, applies records there, versioned
+// by offset so that records applied twice change nothing, and writes
+// Redis only the result, each changed user once per batch, fenced so that
+// a processor that lost the partition cannot write. Friends and
+// subscriptions are set operations, written through the same fence, which
+// converge when a suffix is applied again in order.
+//
+// Where a partition starts applying is decided by the checkpoint in
+// Redis, not by the group's committed offset: a partition Redis holds
+// nothing of (a new Redis, or one that lost its data) is emptied of any
+// debris and rebuilt from the beginning of the compacted topic, writing
+// each user once; one Redis holds a prefix of resumes after it (a
+// partition of presence.sessions is read from its beginning all the same,
+// the prefix restoring its users in memory).
 //
 // Checkpoints are fenced: the processor moves a checkpoint only from the
 // value it last read or wrote. Finding another value means Redis lost
@@ -37,7 +45,9 @@
 // notification is sent for history.
 //
 // Notifications (see notify.go) go to presence.notify, one record per
-// gateway holding recipients.
+// gateway holding recipients. Every processor also reads every gateway's
+// heartbeats, outside the group (heartbeats.go), and ends the lost
+// sessions its partitions hold (lease.go).
 package processor
 
 import (
@@ -497,10 +507,14 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		end := fp.Records[len(fp.Records)-1]
 		p.waiting(topicPartition{fp.Topic, fp.Partition}, max(fp.LastStableOffset, end.Offset+1))
 		wg.Go(func() {
-			if err := p.applyPartition(ctx, cl, fp.Partition, fp.Records); err != nil {
+			err := p.applyPartition(ctx, cl, fp.Partition, fp.Records, fp.LastStableOffset)
+			if err != nil && !errors.Is(err, errDeferred) {
 				return
 			}
 			p.caughtUp(topicPartition{fp.Topic, fp.Partition}, end.Offset+1, fp.LastStableOffset)
+			if err != nil {
+				return // in memory only: the checkpoint stays
+			}
 			p.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.LastStableOffset-end.Offset-1, 0)))
 			if cp, ok := from[fp.Topic][fp.Partition]; ok && end.Offset+1 <= cp {
 				return // restored what Redis holds: the checkpoint stays
@@ -567,10 +581,20 @@ const maxPoll = 40000
 // an attempt's time is bounded whatever the size of a fetch.
 const maxChunk = 1000
 
+// maxDeferred is the most users a rebuild changes in memory before it
+// writes them: it writes each user once, when its partition is caught up,
+// unless this many wait (then it writes them, so that the partition's
+// checkpoint, and the progress read from it, moves).
+const maxDeferred = 100_000
+
+// errDeferred: the changes of a rebuild are applied in memory, not yet
+// written: the partition's checkpoint must not move past them.
+var errDeferred = errors.New("rebuild deferred: applied in memory only")
+
 // applyPartition applies one partition's records to Redis, in order, in
 // chunks of at most maxChunk, and announces the changes they make. Each
 // step is retried with backoff until it succeeds or ctx ends.
-func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record) error {
+func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record, high int64) error {
 	b := batch{clamp: p.clampTime}
 	if recs[0].Topic == schemas.SessionsTopic {
 		b.sessions = make([]redisstore.Change, 0, len(recs))
@@ -608,22 +632,30 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 		}
 	}
 	p.metrics.applied.Add(float64(len(b.friends) + len(b.subscriptions)))
+	var deferred error
 	for chunk := range slices.Chunk(b.sessions, maxChunk) {
-		if err := p.applySessions(ctx, cl, partition, chunk); err != nil {
+		last := &chunk[len(chunk)-1] == &b.sessions[len(b.sessions)-1]
+		err := p.applySessions(ctx, cl, partition, chunk, last && recs[len(recs)-1].Offset+1 >= high)
+		switch {
+		case errors.Is(err, errDeferred):
+			deferred = err
+		case err != nil:
 			return err
+		default:
+			deferred = nil // written, with what earlier chunks deferred
 		}
 	}
 	if b.len() > 0 {
 		p.metrics.applyTime.Observe(time.Since(start).Seconds())
 	}
-	return nil
+	return deferred
 }
 
 // applySessions applies session changes to the users of the partition in
 // memory, quietly for the history of a partition being rebuilt and for
 // the records that restore what Redis holds, writes the users they
 // changed, then announces what changed.
-func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change) error {
+func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change, caughtUp bool) error {
 	o := p.ownedPartition(partition)
 	if o == nil {
 		return fmt.Errorf("%w: %s partition %d is not this processor's", errMoved, schemas.SessionsTopic, partition)
@@ -639,7 +671,17 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	for i, c := range changes {
 		outcomes[i] = o.users.Apply(c, c.Version < quiet)
 	}
-	if err := p.write(ctx, o, partition, changes); err != nil {
+	// A rebuild writes each user once, when the partition is caught up,
+	// or sooner when too many wait.
+	if changes[len(changes)-1].Version < quiet && !caughtUp && o.users.Dirty() < maxDeferred {
+		if err := p.retry(ctx, "indexing", func(ctx context.Context) error {
+			return p.cfg.Store.Index(ctx, changes)
+		}); err != nil {
+			return err
+		}
+		return errDeferred
+	}
+	if err := p.write(ctx, o, partition, changes, changes[len(changes)-1].Version < quiet); err != nil {
 		return err
 	}
 	for i, out := range outcomes {
