@@ -1,0 +1,139 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// The users of some partitions of presence.sessions, read back from
+// Redis: a processor assigned a partition can restore its users in memory
+// from their hashes instead of reading the partition's records from the
+// start. Redis has no index of a partition's users, so ScanUsers reads
+// every key of the store (SCAN on every master) and keeps the user hashes
+// P:{U} whose user key U falls in one of the partitions asked: scan all
+// the partitions assigned at once, not one by one.
+
+// StoredUser is a user's hash as Redis holds it.
+type StoredUser struct {
+	// Partition is the user's partition of presence.sessions.
+	Partition int32
+	App, User string
+	// Fields is the whole hash (see store.go for its layout).
+	Fields map[string]string
+	// ExpireAt is when the key expires; zero when it persists.
+	ExpireAt time.Time
+}
+
+// scanBatch is how many keys one SCAN call asks for, and how many users'
+// hashes one pipeline reads.
+const scanBatch = 1000
+
+// ScanUsers calls fn with each user Redis holds in the given partitions
+// of presence.sessions, a topic of n partitions, in no order. It reads
+// every key of the store once, SCAN on each master at once, and the
+// hashes (HGETALL) and expiries (PEXPIRETIME) of the users kept, pipelined
+// by scanBatch; calls of fn are serialized. A key that expires meanwhile
+// is skipped; a key written meanwhile may be read as before or after the
+// write, so scan a partition no one writes. It stops at fn's first error.
+func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn func(StoredUser) error) error {
+	wanted := make(map[int32]bool, len(partitions))
+	for _, p := range partitions {
+		wanted[p] = true
+	}
+	var mu sync.Mutex
+	deliver := func(users []StoredUser) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, u := range users {
+			if err := fn(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", scanBatch).Iterator()
+		var keys []string
+		var users []StoredUser
+		flush := func() error {
+			if len(keys) == 0 {
+				return nil
+			}
+			read, err := s.readUsers(ctx, c, keys, users)
+			if err != nil {
+				return err
+			}
+			keys, users = keys[:0], users[:0]
+			return deliver(read)
+		}
+		for iter.Next(ctx) {
+			key := iter.Val()
+			u, suffix := s.userOf(key)
+			if suffix != "" || u == "" {
+				continue
+			}
+			partition := int32(schemas.Partition([]byte(u), n))
+			if !wanted[partition] {
+				continue
+			}
+			ids := schemas.SplitKey([]byte(u))
+			if len(ids) != 2 {
+				continue // not a user's key
+			}
+			keys = append(keys, key)
+			users = append(users, StoredUser{Partition: partition, App: ids[0], User: ids[1]})
+			if len(keys) == scanBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	if err := ForEachNode(ctx, s.rdb, scan); err != nil {
+		return fmt.Errorf("scanning the users of %d partitions of %s: %w", len(partitions), schemas.SessionsTopic, err)
+	}
+	return nil
+}
+
+// readUsers reads the hash and expiry of each key, in one pipeline, into
+// a copy of users (by index), leaving out the keys gone meanwhile.
+func (s *Store) readUsers(ctx context.Context, c *redis.Client, keys []string, users []StoredUser) ([]StoredUser, error) {
+	hashes := make([]*redis.MapStringStringCmd, len(keys))
+	expiries := make([]*redis.Cmd, len(keys))
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			hashes[i] = p.HGetAll(ctx, k)
+			expiries[i] = p.Do(ctx, "PEXPIRETIME", k) // -1 persistent, -2 missing
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredUser, 0, len(keys))
+	for i, u := range users {
+		at, err := expiries[i].Int64()
+		if err != nil {
+			return nil, err
+		}
+		if len(hashes[i].Val()) == 0 || at == -2 { // gone meanwhile
+			continue
+		}
+		u.Fields = hashes[i].Val()
+		if at > 0 {
+			u.ExpireAt = time.UnixMilli(at).UTC()
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
