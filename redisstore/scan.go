@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -28,17 +29,24 @@ type StoredUser struct {
 	Fields map[string]string
 	// ExpireAt is when the key expires; zero when it persists.
 	ExpireAt time.Time
+	// key is the user's key, P:{U}.
+	key string
 }
 
 // scanBatch is how many keys one SCAN call asks for, and how many users'
-// hashes one pipeline reads.
-const scanBatch = 1000
+// hashes one pipeline reads; scanReaders, how many pipelines read at
+// once on each node.
+const (
+	scanBatch   = 1000
+	scanReaders = 4
+)
 
 // ScanUsers calls fn with each user Redis holds in the given partitions
 // of presence.sessions, a topic of n partitions, in no order. It reads
 // every key of the store once, SCAN on each master at once, and the
 // hashes (HGETALL) and expiries (PEXPIRETIME) of the users kept, pipelined
-// by scanBatch; calls of fn are serialized. A key that expires meanwhile
+// by scanBatch, scanReaders pipelines at once per master; calls of fn are
+// serialized. A key that expires meanwhile
 // is skipped; a key written meanwhile may be read as before or after the
 // write, so scan a partition no one writes. It stops at fn's first error.
 func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn func(StoredUser) error) error {
@@ -58,46 +66,35 @@ func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn fun
 		return nil
 	}
 	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", scanBatch).Iterator()
-		var keys []string
-		var users []StoredUser
-		flush := func() error {
-			if len(keys) == 0 {
-				return nil
-			}
-			read, err := s.readUsers(ctx, c, keys, users)
-			if err != nil {
-				return err
-			}
-			keys, users = keys[:0], users[:0]
-			return deliver(read)
-		}
-		for iter.Next(ctx) {
-			key := iter.Val()
-			u, suffix := s.userOf(key)
-			if suffix != "" || u == "" {
-				continue
-			}
-			partition := int32(schemas.Partition([]byte(u), n))
-			if !wanted[partition] {
-				continue
-			}
-			ids := schemas.SplitKey([]byte(u))
-			if len(ids) != 2 {
-				continue // not a user's key
-			}
-			keys = append(keys, key)
-			users = append(users, StoredUser{Partition: partition, App: ids[0], User: ids[1]})
-			if len(keys) == scanBatch {
-				if err := flush(); err != nil {
-					return err
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		// The scan hands batches of keys to scanReaders readers, so that
+		// Redis reads one batch while this process decodes others.
+		batches := make(chan []StoredUser)
+		var wg sync.WaitGroup
+		for range scanReaders {
+			wg.Go(func() {
+				for batch := range batches {
+					if ctx.Err() != nil {
+						continue // failed: drain
+					}
+					read, err := s.readUsers(ctx, c, batch)
+					if err == nil {
+						err = deliver(read)
+					}
+					if err != nil {
+						cancel(err)
+					}
 				}
-			}
+			})
 		}
-		if err := iter.Err(); err != nil {
-			return err
+		err := s.scanPartitions(ctx, c, n, wanted, batches)
+		close(batches)
+		wg.Wait()
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return cause
 		}
-		return flush()
+		return err
 	}
 	if err := ForEachNode(ctx, s.rdb, scan); err != nil {
 		return fmt.Errorf("scanning the users of %d partitions of %s: %w", len(partitions), schemas.SessionsTopic, err)
@@ -105,13 +102,58 @@ func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn fun
 	return nil
 }
 
-// readUsers reads the hash and expiry of each key, in one pipeline, into
-// a copy of users (by index), leaving out the keys gone meanwhile.
-func (s *Store) readUsers(ctx context.Context, c *redis.Client, keys []string, users []StoredUser) ([]StoredUser, error) {
-	hashes := make([]*redis.MapStringStringCmd, len(keys))
-	expiries := make([]*redis.Cmd, len(keys))
+// scanPartitions scans the keys of c and sends the users of the wanted
+// partitions (of n) to batches, scanBatch at a time, unread.
+func (s *Store) scanPartitions(ctx context.Context, c *redis.Client, n int, wanted map[int32]bool, batches chan<- []StoredUser) error {
+	iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", scanBatch).Iterator()
+	batch := make([]StoredUser, 0, scanBatch)
+	send := func() error {
+		select {
+		case batches <- batch:
+			batch = make([]StoredUser, 0, scanBatch)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for iter.Next(ctx) {
+		key := iter.Val()
+		u, suffix := s.userOf(key)
+		if suffix != "" || u == "" {
+			continue
+		}
+		partition := int32(schemas.Partition([]byte(u), n))
+		if !wanted[partition] {
+			continue
+		}
+		ids := schemas.SplitKey([]byte(u))
+		if len(ids) != 2 {
+			continue // not a user's key
+		}
+		batch = append(batch, StoredUser{Partition: partition, App: ids[0], User: ids[1], key: key})
+		if len(batch) == scanBatch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return send()
+}
+
+// readUsers reads the hash and expiry of each user of batch, in one
+// pipeline, leaving out the keys gone meanwhile.
+func (s *Store) readUsers(ctx context.Context, c *redis.Client, batch []StoredUser) ([]StoredUser, error) {
+	hashes := make([]*redis.MapStringStringCmd, len(batch))
+	expiries := make([]*redis.Cmd, len(batch))
 	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
+		for i, u := range batch {
+			k := u.key
 			hashes[i] = p.HGetAll(ctx, k)
 			expiries[i] = p.Do(ctx, "PEXPIRETIME", k) // -1 persistent, -2 missing
 		}
@@ -120,8 +162,8 @@ func (s *Store) readUsers(ctx context.Context, c *redis.Client, keys []string, u
 	if err != nil {
 		return nil, err
 	}
-	out := make([]StoredUser, 0, len(keys))
-	for i, u := range users {
+	out := batch[:0]
+	for i, u := range batch {
 		at, err := expiries[i].Int64()
 		if err != nil {
 			return nil, err

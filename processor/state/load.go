@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -101,4 +102,14 @@ func parseSession(id, v string) (session, error) {
 		return session{}, err
 	}
 	return newSession(id, parts[1], parts[0], parts[2], parts[4], at), nil
+}
+
+// DropDirty forgets which users changed since the last TakeDirty, without
+// making their images: for records restored from the topic that Redis
+// holds already (those before the partition's checkpoint), whose images
+// would be thrown away.
+func (p *Partition) DropDirty() {
+	if len(p.dirty) > 0 {
+		p.dirty = map[string]redisstore.User{}
+	}
 }

@@ -270,3 +270,24 @@ func TestLoadRefuses(t *testing.T) {
 		})
 	}
 }
+
+// DropDirty forgets the users changed without their images: the next
+// TakeDirty hands out only those changed since.
+func TestDropDirty(t *testing.T) {
+	p := state.New(state.Config{})
+	at := time.Now()
+	connect := func(user string, version int64) redisstore.Change {
+		return redisstore.Change{Op: redisstore.Connect, App: "chat", User: user, Session: "s1", Device: "web",
+			DeviceID: "d1", Gateway: "gw-a", Epoch: "e1", At: at, Version: version}
+	}
+	p.Apply(connect("ann", 1), true)
+	p.Apply(connect("bob", 2), true)
+	p.DropDirty()
+	if p.Dirty() != 0 || p.Len() != 2 {
+		t.Fatalf("after DropDirty: %d dirty, %d known; want 0 and 2", p.Dirty(), p.Len())
+	}
+	p.Apply(connect("cy", 3), false)
+	if got := p.TakeDirty(); len(got) != 1 || got[0].User.User != "cy" {
+		t.Fatalf("TakeDirty = %+v, want cy alone", got)
+	}
+}
