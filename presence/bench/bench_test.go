@@ -155,8 +155,11 @@ func checkSmallRun(t *testing.T, cfg bench.Config) (*bench.Report, string) {
 		// records.
 		checkCounts(t, res.Checks, map[string]int64{"records": 302, "users_topic": 201, "users_redis": 201,
 			"online_topic": 100, "online_redis": 100, "sessions_topic": 100, "sessions_redis": 100})
-		if len(res.Metrics) != 4 || res.Metrics[3].Name != "heap bytes/user (topic | redis)" {
-			t.Errorf("metrics %+v, want users/s, CPU, then heap bytes per user", res.Metrics)
+		if c := res.Checks; c["users_partition_0_topic"] <= 0 || c["users_partition_0_topic"] >= 201 {
+			t.Errorf("partition 0 alone restored %d users, want some of the 201", c["users_partition_0_topic"])
+		}
+		if len(res.Metrics) != 5 || res.Metrics[4].Name != "heap bytes/user (topic | redis)" {
+			t.Errorf("metrics %+v, want users/s of every partition then of one, CPU, then heap bytes per user", res.Metrics)
 		}
 	})
 

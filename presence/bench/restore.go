@@ -39,13 +39,16 @@ const restoreGateway = "bench-restore"
 // partition (SCAN of the whole store, HGETALL and PEXPIRETIME pipelined),
 // each loaded into the state of its partition (state.Partition.Load).
 //
-// Both time from start to every partition restored, and report users per
-// second, the CPU time of Redis and of this process per user, and the
-// growth of this process's live heap (after a GC) per user restored: half
-// the users are online with one session, half offline.
+// Each side restores every partition, as a processor alone in its group
+// does, then partition 0 alone, as one of many does: the topic side reads
+// only that partition, the Redis side still scans every key of the store.
+// Both time from start to every partition asked restored, and report
+// users per second, the CPU time of Redis and of this process per user,
+// and the growth of this process's live heap (after a GC) per user
+// restored: half the users are online with one session, half offline.
 //
 // Checked: both restore every user, the same number online with the same
-// number of sessions.
+// number of sessions, and the same users of partition 0.
 func runRestore(ctx context.Context, r *runner) (Result, error) {
 	n := r.cfg.RestoreUsers
 	k, err := r.env.kafka(ctx)
@@ -66,41 +69,37 @@ func runRestore(ctx context.Context, r *runner) (Result, error) {
 	}
 
 	checks := map[string]int64{"records": records}
-	restores := []struct {
-		side    string
-		restore func(ctx context.Context, parts []*state.Partition, done *atomic.Int64) error
+	all := make([]int32, r.cfg.Partitions)
+	for p := range all {
+		all[p] = int32(p)
+	}
+	sides := []struct {
+		name    string
+		restore func(ctx context.Context, partitions []int32, parts []*state.Partition, done *atomic.Int64) error
 	}{
-		{"topic", func(ctx context.Context, parts []*state.Partition, done *atomic.Int64) error {
-			return foldTopic(ctx, k, ends, parts, done)
+		{"topic", func(ctx context.Context, partitions []int32, parts []*state.Partition, done *atomic.Int64) error {
+			from := map[int32]int64{}
+			for _, p := range partitions {
+				from[p] = ends[p]
+			}
+			return foldTopic(ctx, k, from, parts, done)
 		}},
-		{"redis", func(ctx context.Context, parts []*state.Partition, done *atomic.Int64) error {
-			return loadRedis(ctx, r.env.store(), parts, done)
+		{"redis", func(ctx context.Context, partitions []int32, parts []*state.Partition, done *atomic.Int64) error {
+			return loadRedis(ctx, r.env.store(), partitions, parts, done)
 		}},
 	}
-	var times [2]measured
-	var heap [2]float64
-	for i, side := range restores {
-		r.out.printf("%s: restoring the users of %d partitions", side.side, r.cfg.Partitions)
-		before := liveHeap()
-		parts := make([]*state.Partition, r.cfg.Partitions)
-		for p := range parts {
-			parts[p] = state.New(state.Config{})
+	var whole, one [2]restored
+	for i, side := range sides {
+		if whole[i], err = r.restoreFrom(ctx, side.name, all, side.restore); err != nil {
+			return Result{}, err
 		}
-		var done atomic.Int64
-		stop := r.out.every(counting(side.side+": users restored", int64(n), done.Load))
-		times[i], err = r.measure(ctx, func() error { return side.restore(ctx, parts, &done) })
-		stop()
-		if err != nil {
-			return Result{}, fmt.Errorf("restoring from the %s: %w", side.side, err)
+		if one[i], err = r.restoreFrom(ctx, side.name, all[:1], side.restore); err != nil {
+			return Result{}, err
 		}
-		heap[i] = max(float64(liveHeap())-float64(before), 0) // a tiny run's can be noise below 0
-		users, online, sessions := countRestored(parts)
-		runtime.KeepAlive(parts)
-		checks["users_"+side.side], checks["online_"+side.side], checks["sessions_"+side.side] = users, online, sessions
-		r.out.printf("%s: %.0f users/s (%d users, %d sessions in %.2fs), %.0f heap bytes/user",
-			side.side, perSecond(users, times[i].elapsed), users, sessions, times[i].elapsed.Seconds(), heap[i]/float64(max(users, 1)))
+		checks["users_"+side.name], checks["online_"+side.name], checks["sessions_"+side.name] = whole[i].users, whole[i].online, whole[i].sessions
+		checks["users_partition_0_"+side.name] = one[i].users
 	}
-	for _, c := range []string{"users", "online", "sessions"} {
+	for _, c := range []string{"users", "online", "sessions", "users_partition_0"} {
 		if checks[c+"_topic"] != checks[c+"_redis"] {
 			return Result{}, fmt.Errorf("%w: %s restored from the topic %d, from redis %d", errMismatch, c, checks[c+"_topic"], checks[c+"_redis"])
 		}
@@ -108,17 +107,52 @@ func runRestore(ctx context.Context, r *runner) (Result, error) {
 	if want := int64(n); checks["users_topic"] != want || checks["sessions_topic"] != want/2 {
 		return Result{}, fmt.Errorf("%w: restored %d users with %d sessions, want %d with %d", errMismatch, checks["users_topic"], checks["sessions_topic"], want, want/2)
 	}
-	users := checks["users_topic"]
-	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(users, 1)) }
+	per := func(v float64, rs restored) float64 { return v / float64(max(rs.users, 1)) }
+	cpu := func(d time.Duration, rs restored) float64 { return per(float64(d.Microseconds()), rs) }
 	return Result{
 		Metrics: []Metric{
-			metric("users/s (topic | redis)", perSecond(users, times[0].elapsed), perSecond(users, times[1].elapsed)),
-			metric("redis CPU µs/user (topic | redis)", per(times[0].cpu.redis), per(times[1].cpu.redis)),
-			metric("process CPU µs/user (topic | redis)", per(times[0].cpu.self), per(times[1].cpu.self)),
-			metric("heap bytes/user (topic | redis)", heap[0]/float64(max(users, 1)), heap[1]/float64(max(users, 1))),
+			metric("users/s (topic | redis)", perSecond(whole[0].users, whole[0].m.elapsed), perSecond(whole[1].users, whole[1].m.elapsed)),
+			metric(fmt.Sprintf("users/s, 1 partition of %d (topic | redis)", r.cfg.Partitions),
+				perSecond(one[0].users, one[0].m.elapsed), perSecond(one[1].users, one[1].m.elapsed)),
+			metric("redis CPU µs/user (topic | redis)", cpu(whole[0].m.cpu.redis, whole[0]), cpu(whole[1].m.cpu.redis, whole[1])),
+			metric("process CPU µs/user (topic | redis)", cpu(whole[0].m.cpu.self, whole[0]), cpu(whole[1].m.cpu.self, whole[1])),
+			metric("heap bytes/user (topic | redis)", per(whole[0].heap, whole[0]), per(whole[1].heap, whole[1])),
 		},
 		Checks: checks,
 	}, nil
+}
+
+// restored is what one restore measured.
+type restored struct {
+	m                       measured
+	users, online, sessions int64
+	// heap is the growth of the live heap, in bytes.
+	heap float64
+}
+
+// restoreFrom restores the given partitions of presence.sessions from one
+// side into new states, and measures it.
+func (r *runner) restoreFrom(ctx context.Context, side string, partitions []int32,
+	restore func(ctx context.Context, partitions []int32, parts []*state.Partition, done *atomic.Int64) error) (restored, error) {
+	r.out.printf("%s: restoring the users of %d partitions", side, len(partitions))
+	before := liveHeap()
+	parts := make([]*state.Partition, r.cfg.Partitions)
+	for p := range parts {
+		parts[p] = state.New(state.Config{})
+	}
+	var done atomic.Int64
+	stop := r.out.every(counting(side+": users restored", int64(r.cfg.RestoreUsers), done.Load))
+	m, err := r.measure(ctx, func() error { return restore(ctx, partitions, parts, &done) })
+	stop()
+	if err != nil {
+		return restored{}, fmt.Errorf("restoring from the %s: %w", side, err)
+	}
+	rs := restored{m: m, heap: max(float64(liveHeap())-float64(before), 0)} // a tiny run's can be noise below 0
+	rs.users, rs.online, rs.sessions = countRestored(parts)
+	runtime.KeepAlive(parts)
+	r.out.printf("%s: %.0f users/s (%d users, %d sessions in %.2fs), %.0f heap bytes/user",
+		side, perSecond(rs.users, m.elapsed), rs.users, rs.sessions, m.elapsed.Seconds(), rs.heap/float64(max(rs.users, 1)))
+	return rs, nil
 }
 
 // writeRestoreState publishes the scenario's records, and has a quiet
@@ -160,14 +194,10 @@ func (r *runner) writeRestoreState(ctx context.Context, k *kafka, n int) error {
 	return nil
 }
 
-// loadRedis restores parts, the partitions of presence.sessions, from
-// Redis.
-func loadRedis(ctx context.Context, store *redisstore.Store, parts []*state.Partition, done *atomic.Int64) error {
-	all := make([]int32, len(parts))
-	for p := range all {
-		all[p] = int32(p)
-	}
-	return store.ScanUsers(ctx, len(parts), all, func(u redisstore.StoredUser) error {
+// loadRedis restores the given partitions of presence.sessions, whose
+// states are parts (by partition), from Redis.
+func loadRedis(ctx context.Context, store *redisstore.Store, partitions []int32, parts []*state.Partition, done *atomic.Int64) error {
+	return store.ScanUsers(ctx, len(parts), partitions, func(u redisstore.StoredUser) error {
 		done.Add(1)
 		return parts[u.Partition].Load(u.App, u.User, u.Fields, u.ExpireAt)
 	})
