@@ -42,7 +42,7 @@ const (
 )
 
 // ScanUsers calls fn with each user Redis holds in the given partitions
-// of presence.sessions, a topic of n partitions, in no order. It reads
+// of presence.sessions, a topic of n partitions, once each, in no order. It reads
 // every key of the store once, SCAN on each master at once, and the
 // hashes (HGETALL) and expiries (PEXPIRETIME) of the users kept, pipelined
 // by scanBatch, scanReaders pipelines at once per master; calls of fn are
@@ -55,15 +55,17 @@ func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn fun
 		wanted[p] = true
 	}
 	var mu sync.Mutex
+	var failed error // fn's, after which it is not called again
 	deliver := func(users []StoredUser) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, u := range users {
-			if err := fn(u); err != nil {
-				return err
+			if failed != nil {
+				return failed
 			}
+			failed = fn(u)
 		}
-		return nil
+		return failed
 	}
 	scan := func(ctx context.Context, c *redis.Client) error {
 		ctx, cancel := context.WithCancelCause(ctx)
@@ -107,6 +109,9 @@ func (s *Store) ScanUsers(ctx context.Context, n int, partitions []int32, fn fun
 func (s *Store) scanPartitions(ctx context.Context, c *redis.Client, n int, wanted map[int32]bool, batches chan<- []StoredUser) error {
 	iter := c.Scan(ctx, 0, globEscaper.Replace(s.prefix)+":{*", scanBatch).Iterator()
 	batch := make([]StoredUser, 0, scanBatch)
+	// SCAN may return a key more than once (while Redis resizes its
+	// table): each goes out once.
+	sent := map[string]struct{}{}
 	send := func() error {
 		select {
 		case batches <- batch:
@@ -126,10 +131,14 @@ func (s *Store) scanPartitions(ctx context.Context, c *redis.Client, n int, want
 		if !wanted[partition] {
 			continue
 		}
+		if _, dup := sent[key]; dup {
+			continue
+		}
 		ids := schemas.SplitKey([]byte(u))
 		if len(ids) != 2 {
 			continue // not a user's key
 		}
+		sent[key] = struct{}{}
 		batch = append(batch, StoredUser{Partition: partition, App: ids[0], User: ids[1], key: key})
 		if len(batch) == scanBatch {
 			if err := send(); err != nil {
