@@ -22,6 +22,10 @@
 //     reads, writes and records done by hand (fanout.go).
 //   - memory: Redis bytes per online session and per offline user, applied
 //     by the processor, against plain HSET (memory.go).
+//   - restore: users per second, CPU and heap per user, of a processor's
+//     state restored from the sessions topic (project column) against the
+//     same state restored from Redis (raw column): no raw baseline, the
+//     two ways compared (restore.go).
 //
 // The scenarios run one after the other; within one, the project's path
 // and the baseline run one after the other too, so that they never compete
@@ -48,7 +52,9 @@ import (
 )
 
 // Scenarios returns the scenarios a run can choose, in the order they run.
-func Scenarios() []string { return []string{"ingest", "query", "replay", "fanout", "memory"} }
+func Scenarios() []string {
+	return []string{"ingest", "query", "replay", "fanout", "memory", "restore"}
+}
 
 // Defaults of Config: the standard set, which takes a few minutes on two
 // cores.
@@ -64,6 +70,7 @@ const (
 	DefaultFanoutOnline   = 0.2
 	DefaultFanoutClients  = 16
 	DefaultMemoryUsers    = 200_000
+	DefaultRestoreUsers   = 500_000
 )
 
 // Config configures Run. Zero values mean the documented defaults.
@@ -120,6 +127,9 @@ type Config struct {
 	// MemoryUsers is how many users the memory scenario loads
 	// (DefaultMemoryUsers).
 	MemoryUsers int
+	// RestoreUsers is how many users the restore scenario restores, half
+	// of them online (DefaultRestoreUsers).
+	RestoreUsers int
 	// Progress receives progress lines while the run goes (none when
 	// nil).
 	Progress io.Writer `json:"-"`
@@ -144,6 +154,7 @@ func (c *Config) defaults() {
 	c.FanoutOnline = cmp.Or(c.FanoutOnline, DefaultFanoutOnline)
 	c.FanoutClients = cmp.Or(c.FanoutClients, DefaultFanoutClients)
 	c.MemoryUsers = cmp.Or(c.MemoryUsers, DefaultMemoryUsers)
+	c.RestoreUsers = cmp.Or(c.RestoreUsers, DefaultRestoreUsers)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -169,7 +180,7 @@ func (c *Config) validate() error {
 		{"partitions", int(c.Partitions)}, {"writers", c.Writers}, {"ingest users", c.IngestUsers},
 		{"query users", c.QueryUsers}, {"query clients", c.QueryClients}, {"replay sessions", c.ReplaySessions},
 		{"fanout users", c.FanoutUsers}, {"fanout friends", c.FanoutFriends}, {"fanout clients", c.FanoutClients},
-		{"memory users", c.MemoryUsers},
+		{"memory users", c.MemoryUsers}, {"restore users", c.RestoreUsers},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", f.name, f.v))
@@ -291,7 +302,7 @@ type scenario struct {
 // scenarioNamed returns the scenario of a name among Scenarios(), with
 // the targets of the design: ingest ≥ 0.5× raw writes, query ≥ 0.6× raw
 // reads, replay ≥ 0.5× raw writes, memory ≤ 200 bytes per online session;
-// fanout has none.
+// fanout and restore have none.
 func scenarioNamed(name string) scenario {
 	switch name {
 	case "ingest":
@@ -302,6 +313,8 @@ func scenarioNamed(name string) scenario {
 		return scenario{run: runReplay, target: target{minRatio: 0.5}}
 	case "fanout":
 		return scenario{run: runFanout}
+	case "restore":
+		return scenario{run: runRestore}
 	default:
 		return scenario{run: runMemory, target: target{maxValue: 200, unit: "bytes/online session"}}
 	}

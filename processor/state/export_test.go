@@ -49,3 +49,17 @@ func holds(u *user, gateway string) bool {
 	}
 	return false
 }
+
+// Images returns the image of every user the partition knows, by user
+// key, dirty or not, changing nothing.
+func (p *Partition) Images() map[string]Image {
+	out := make(map[string]Image, len(p.users))
+	for key, u := range p.users {
+		im := Image{Fields: u.fields()}
+		if len(u.sessions) == 0 {
+			im.ExpireAt = millis(u.expireAt)
+		}
+		out[key] = im
+	}
+	return out
+}

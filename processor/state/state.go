@@ -32,6 +32,10 @@
 //     period has passed, if still true). During a rebuild (quiet) the
 //     state counts as told: history is not news.
 //
+// A partition assigned is restored either from its records (Apply,
+// quietly) or from the users' hashes in Redis (Load, see load.go); both
+// give the same Partition.
+//
 // A Partition is used by one goroutine at a time.
 package state
 
