@@ -1,0 +1,329 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// A lookup reads each user's hash as the raw bytes of its HGETALL reply
+// (redis.RawCmd) and walks them into the user's Status, the statuses of
+// the lookup sharing a few allocations (statusBatch): go-redis's own
+// reading of the reply, a map with a string per field and value, cost a
+// lookup more CPU than anything else the query API did. A reply that is
+// not a hash (an error such as a cluster's MOVED while a slot migrates)
+// is read again the ordinary way, which follows redirections and reports
+// errors as go-redis does.
+
+// statuses reads the statuses of users, and with check what the state
+// was (see StatusesIntact); without, it reports it whole.
+func (s *Store) statuses(ctx context.Context, app string, users []string, check bool) ([]*Status, Observed, error) {
+	if len(users) == 0 {
+		return []*Status{}, Observed{Whole: true}, nil
+	}
+	distinct, at := distinctUsers(users)
+	reads := make([]*redis.RawCmd, len(distinct))
+	// The arguments of every HGETALL in two allocations rather than
+	// three per user: go-redis takes a *string for a string.
+	keys := make([]string, len(distinct))
+	args := make([]any, 2*len(distinct))
+	var built *redis.IntCmd
+	var markers []*redis.IntCmd
+	var generation *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, u := range distinct {
+			keys[j] = s.userKey(app, u)
+			args[2*j], args[2*j+1] = "hgetall", &keys[j]
+			reads[j] = redis.NewRawCmd(ctx, args[2*j:2*j+2:2*j+2]...)
+			_ = p.Process(ctx, reads[j])
+		}
+		if !check {
+			return nil
+		}
+		built = p.Exists(ctx, s.checkpointKey(schemas.SessionsTopic))
+		if tags := s.present.Load(); tags != nil {
+			for _, tag := range *tags {
+				markers = append(markers, p.Exists(ctx, s.markerKey(tag)))
+			}
+		}
+		generation = p.Get(ctx, s.generationKey())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, Observed{}, fmt.Errorf("reading %d statuses: %w", len(distinct), err)
+	}
+	seen := Observed{Whole: !check || built.Val() == 1}
+	for _, m := range markers {
+		seen.Whole = seen.Whole && m.Val() == 1
+	}
+	if check {
+		seen.Generation = generation.Val()
+	}
+	decoded, err := s.decodeReplies(ctx, app, distinct, reads)
+	if err != nil {
+		return nil, Observed{}, err
+	}
+	if at == nil {
+		return decoded, seen, nil
+	}
+	out := make([]*Status, len(users))
+	for i, j := range at {
+		out[i] = decoded[j]
+	}
+	return out, seen, nil
+}
+
+// distinctUsers returns users without repeats, in order, and at, where
+// at[i] is the index of users[i] in distinct; at is nil when no user
+// repeats (distinct is users then).
+func distinctUsers(users []string) (distinct []string, at []int) {
+	index := make(map[string]int, len(users))
+	for i, u := range users {
+		if _, ok := index[u]; ok {
+			at = make([]int, len(users))
+			distinct = slices.Clip(users[:i])
+			for k := range i {
+				at[k] = k
+			}
+			for k := i; k < len(users); k++ {
+				j, ok := index[users[k]]
+				if !ok {
+					j = len(distinct)
+					index[users[k]] = j
+					distinct = append(distinct, users[k])
+				}
+				at[k] = j
+			}
+			return distinct, at
+		}
+		index[u] = i
+	}
+	return users, nil
+}
+
+// decodeReplies decodes the raw HGETALL replies of users' hashes, reading
+// again the ordinary way those that are not hashes.
+func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd) ([]*Status, error) {
+	b := statusBatch{
+		statuses: make([]Status, 0, len(users)),
+		sessions: make([]Session, 0, len(users)),
+		lastSeen: make([]Time, 0, len(users)),
+	}
+	out := make([]*Status, len(users))
+	var again []int
+	for j, cmd := range reads {
+		st, ok, err := b.decodeReply(users[j], cmd.Val())
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			again = append(again, j)
+			continue
+		}
+		out[j] = st
+	}
+	if len(again) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(again))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, j := range again {
+			cmds[k] = p.HGetAll(ctx, s.userKey(app, users[j]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %d statuses again: %w", len(again), err)
+	}
+	for k, j := range again {
+		if out[j], err = decodeStatus(users[j], cmds[k].Val()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// statusBatch decodes statuses into shared memory: one slice of Status,
+// one of Session and one of Time for a whole lookup rather than a few
+// allocations per user. Each status's sessions are a slice of sessions
+// whose capacity ends with them, so that appending to one status's
+// sessions never writes into another's.
+type statusBatch struct {
+	statuses []Status
+	sessions []Session
+	lastSeen []Time
+}
+
+// decodeReply decodes the raw HGETALL reply of user's hash: nil for an
+// empty hash (a user Presence does not know), ok false for a reply that
+// is not a hash, an error for a field that does not decode.
+func (b *statusBatch) decodeReply(user string, raw []byte) (st *Status, ok bool, err error) {
+	if string(raw) == "%0\r\n" || string(raw) == "*0\r\n" {
+		return nil, true, nil
+	}
+	// One string per reply, of which every string of the status is a
+	// part.
+	h, ok := openHash(string(raw))
+	if !ok {
+		return nil, false, nil
+	}
+	if h.left == 0 {
+		return nil, h.rest == "", nil
+	}
+	s := Status{User: user}
+	start := b.begin()
+	for h.left > 0 {
+		field, value, ok := h.next()
+		if !ok {
+			break
+		}
+		if err := b.field(&s, field, value); err != nil {
+			return nil, false, err
+		}
+	}
+	if h.left > 0 || h.rest != "" {
+		b.sessions = b.sessions[:start]
+		return nil, false, nil
+	}
+	b.end(&s, start)
+	b.statuses = append(b.statuses, s)
+	return &b.statuses[len(b.statuses)-1], true, nil
+}
+
+// begin starts decoding a status, whose sessions start at the index it
+// returns.
+func (b *statusBatch) begin() int {
+	if b.sessions == nil {
+		b.sessions = make([]Session, 0, 1)
+	}
+	return len(b.sessions)
+}
+
+// field decodes one field of the hash of st's user into st.
+func (b *statusBatch) field(st *Status, field, value string) error {
+	switch {
+	case field == "v":
+		v, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return fmt.Errorf("decoding version of %q: %w", st.User, err)
+		}
+		st.Version = v
+	case field == "c":
+		custom, err := decodeCustom(value)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", st.User, err)
+		}
+		st.Custom = custom
+	case field == "l":
+		ms, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return fmt.Errorf("decoding last seen of %q: %w", st.User, err)
+		}
+		b.lastSeen = append(b.lastSeen, millis(ms))
+		st.LastSeen = &b.lastSeen[len(b.lastSeen)-1]
+	case strings.HasPrefix(field, "s"):
+		sess, err := decodeSession(field, value)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", st.User, err)
+		}
+		b.sessions = append(b.sessions, sess)
+	}
+	return nil
+}
+
+// end finishes st, whose sessions are those decoded since start: its
+// state, and its sessions in the order they connected.
+func (b *statusBatch) end(st *Status, start int) {
+	st.Sessions = b.sessions[start:len(b.sessions):len(b.sessions)]
+	st.State = Offline
+	if len(st.Sessions) > 0 {
+		st.State = Online
+	}
+	slices.SortFunc(st.Sessions, func(x, y Session) int {
+		return cmp.Or(x.ConnectedAt.Compare(y.ConnectedAt.Time), cmp.Compare(x.Session, y.Session))
+	})
+}
+
+// hashReply walks the raw reply of an HGETALL: a RESP3 map (%<n>) or a
+// RESP2 array (*<2n>) of strings, each a bulk string ($<len>) or a simple
+// one (+).
+type hashReply struct {
+	rest string // what is left to read
+	left int    // fields left to read
+}
+
+// openHash reads the header of reply; ok is false when it is not a map
+// or an array of an even length.
+func openHash(reply string) (h hashReply, ok bool) {
+	line, rest, ok := respLine(reply)
+	if !ok || len(line) < 2 {
+		return hashReply{}, false
+	}
+	n, err := strconv.Atoi(line[1:])
+	if err != nil || n < 0 {
+		return hashReply{}, false
+	}
+	switch line[0] {
+	case '%':
+	case '*':
+		if n%2 != 0 {
+			return hashReply{}, false
+		}
+		n /= 2
+	default:
+		return hashReply{}, false
+	}
+	return hashReply{rest: rest, left: n}, true
+}
+
+// next reads the next field and its value; ok is false when the reply
+// does not hold them.
+func (h *hashReply) next() (field, value string, ok bool) {
+	if field, ok = h.str(); !ok {
+		return "", "", false
+	}
+	if value, ok = h.str(); !ok {
+		return "", "", false
+	}
+	h.left--
+	return field, value, true
+}
+
+// str reads a string.
+func (h *hashReply) str() (string, bool) {
+	line, rest, ok := respLine(h.rest)
+	if !ok || line == "" {
+		return "", false
+	}
+	switch line[0] {
+	case '+':
+		h.rest = rest
+		return line[1:], true
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 || n > len(rest)-2 || rest[n:n+2] != "\r\n" {
+			return "", false
+		}
+		h.rest = rest[n+2:]
+		return rest[:n], true
+	}
+	return "", false
+}
+
+// respLine splits s after its first line, which it returns without the
+// CRLF that ends it; ok is false when s holds no CRLF.
+func respLine(s string) (line, rest string, ok bool) {
+	i := strings.Index(s, "\r\n")
+	if i < 0 {
+		return "", "", false
+	}
+	return s[:i], s[i+2:], true
+}
