@@ -31,16 +31,15 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 	}
 	distinct, at := distinctUsers(users)
 	reads := make([]*redis.RawCmd, len(distinct))
-	// The arguments of every HGETALL in two allocations rather than
-	// three per user: go-redis takes a *string for a string.
-	keys := make([]string, len(distinct))
+	keys := s.userKeys(app, distinct)
+	// The arguments of every HGETALL in one allocation rather than two
+	// per user: go-redis takes a *string for a string.
 	args := make([]any, 2*len(distinct))
 	var built *redis.IntCmd
 	var markers []*redis.IntCmd
 	var generation *redis.StringCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for j, u := range distinct {
-			keys[j] = s.userKey(app, u)
+		for j := range distinct {
 			args[2*j], args[2*j+1] = "hgetall", &keys[j]
 			reads[j] = redis.NewRawCmd(ctx, args[2*j:2*j+2:2*j+2]...)
 			_ = p.Process(ctx, reads[j])
@@ -79,6 +78,24 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 		out[i] = decoded[j]
 	}
 	return out, seen, nil
+}
+
+// userKeys returns the keys of users' hashes (userKey), all parts of one
+// string.
+func (s *Store) userKeys(app string, users []string) []string {
+	buf := make([]byte, 0, len(users)*(len(s.prefix)+len(app)+24))
+	ends := make([]int, len(users))
+	for j, u := range users {
+		buf = s.appendUserKey(buf, app, u)
+		ends[j] = len(buf)
+	}
+	all := string(buf)
+	keys := make([]string, len(users))
+	start := 0
+	for j, end := range ends {
+		keys[j], start = all[start:end], end
+	}
+	return keys
 }
 
 // distinctUsers returns users without repeats, in order, and at, where

@@ -11,12 +11,31 @@ import (
 // "%" becomes "%25" and "/" becomes "%2F". Every key starts with the
 // components that choose its partition; see PartitionKey.
 
-var (
-	escaper   = strings.NewReplacer("%", "%25", "/", "%2F")
-	unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
-)
+var unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
 
-func escape(s string) string { return escaper.Replace(s) }
+func escape(s string) string {
+	if !strings.ContainsAny(s, "%/") {
+		return s
+	}
+	return string(appendEscaped(make([]byte, 0, len(s)+8), s))
+}
+
+// appendEscaped appends s escaped to b.
+func appendEscaped(b []byte, s string) []byte {
+	for {
+		i := strings.IndexAny(s, "%/")
+		if i < 0 {
+			return append(b, s...)
+		}
+		b = append(b, s[:i]...)
+		if s[i] == '%' {
+			b = append(b, "%25"...)
+		} else {
+			b = append(b, "%2F"...)
+		}
+		s = s[i+1:]
+	}
+}
 
 // SplitKey returns the unescaped components of a key.
 func SplitKey(key []byte) []string {
@@ -31,6 +50,14 @@ func SplitKey(key []byte) []string {
 // user, and the hash tag of the user's Redis keys.
 func UserKey(app, user string) string {
 	return escape(app) + "/" + escape(user)
+}
+
+// AppendUserKey appends UserKey(app, user) to b, for a caller that builds
+// many keys into one buffer.
+func AppendUserKey(b []byte, app, user string) []byte {
+	b = appendEscaped(b, app)
+	b = append(b, '/')
+	return appendEscaped(b, user)
 }
 
 // SessionKey is "<app>/<user>/<session>", the key of a presence.sessions
