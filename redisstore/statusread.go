@@ -129,10 +129,16 @@ func distinctUsers(users []string) (distinct []string, at []int) {
 // decodeReplies decodes the raw HGETALL replies of users' hashes, reading
 // again the ordinary way those that are not hashes.
 func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd) ([]*Status, error) {
+	known := 0
+	for _, cmd := range reads {
+		if !emptyHash(cmd.Val()) {
+			known++
+		}
+	}
 	b := statusBatch{
-		statuses: make([]Status, 0, len(users)),
-		sessions: make([]Session, 0, len(users)),
-		lastSeen: make([]Time, 0, len(users)),
+		statuses: make([]Status, 0, known),
+		sessions: make([]Session, 0, known),
+		lastSeen: make([]Time, 0, known),
 	}
 	out := make([]*Status, len(users))
 	var again []int
@@ -172,7 +178,9 @@ func (s *Store) decodeReplies(ctx context.Context, app string, users []string, r
 // one of Session and one of Time for a whole lookup rather than a few
 // allocations per user. Each status's sessions are a slice of sessions
 // whose capacity ends with them, so that appending to one status's
-// sessions never writes into another's.
+// sessions never writes into another's. A slice that has to grow leaves
+// the statuses decoded before pointing into the one it had, which stays
+// theirs.
 type statusBatch struct {
 	statuses []Status
 	sessions []Session
@@ -183,7 +191,7 @@ type statusBatch struct {
 // empty hash (a user Presence does not know), ok false for a reply that
 // is not a hash, an error for a field that does not decode.
 func (b *statusBatch) decodeReply(user string, raw []byte) (st *Status, ok bool, err error) {
-	if string(raw) == "%0\r\n" || string(raw) == "*0\r\n" {
+	if emptyHash(raw) {
 		return nil, true, nil
 	}
 	// One string per reply, of which every string of the status is a
@@ -195,24 +203,30 @@ func (b *statusBatch) decodeReply(user string, raw []byte) (st *Status, ok bool,
 	if h.left == 0 {
 		return nil, h.rest == "", nil
 	}
-	s := Status{User: user}
+	b.statuses = append(b.statuses, Status{User: user})
+	st = &b.statuses[len(b.statuses)-1]
 	start := b.begin()
 	for h.left > 0 {
 		field, value, ok := h.next()
 		if !ok {
 			break
 		}
-		if err := b.field(&s, field, value); err != nil {
+		if err := b.field(st, field, value); err != nil {
 			return nil, false, err
 		}
 	}
 	if h.left > 0 || h.rest != "" {
-		b.sessions = b.sessions[:start]
+		b.statuses, b.sessions = b.statuses[:len(b.statuses)-1], b.sessions[:start]
 		return nil, false, nil
 	}
-	b.end(&s, start)
-	b.statuses = append(b.statuses, s)
-	return &b.statuses[len(b.statuses)-1], true, nil
+	b.end(st, start)
+	return st, true, nil
+}
+
+// emptyHash says whether raw is the reply of an HGETALL of an empty hash
+// (a key that does not exist).
+func emptyHash(raw []byte) bool {
+	return string(raw) == "%0\r\n" || string(raw) == "*0\r\n"
 }
 
 // begin starts decoding a status, whose sessions start at the index it
@@ -316,21 +330,32 @@ func (h *hashReply) next() (field, value string, ok bool) {
 
 // str reads a string.
 func (h *hashReply) str() (string, bool) {
-	line, rest, ok := respLine(h.rest)
-	if !ok || line == "" {
+	s := h.rest
+	if s == "" {
 		return "", false
 	}
-	switch line[0] {
+	switch s[0] {
 	case '+':
+		line, rest, ok := respLine(s)
+		if !ok {
+			return "", false
+		}
 		h.rest = rest
 		return line[1:], true
 	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 || n > len(rest)-2 || rest[n:n+2] != "\r\n" {
+		// $<length>\r\n<data>\r\n, read without looking for the CRLF.
+		n, i := 0, 1
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if n = n*10 + int(s[i]-'0'); n > len(s) {
+				return "", false
+			}
+		}
+		data := i + 2
+		if i == 1 || data > len(s) || s[i:data] != "\r\n" || n > len(s)-data-2 || s[data+n:data+n+2] != "\r\n" {
 			return "", false
 		}
-		h.rest = rest[n+2:]
-		return rest[:n], true
+		h.rest = s[data+n+2:]
+		return s[data : data+n], true
 	}
 	return "", false
 }

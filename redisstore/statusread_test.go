@@ -69,6 +69,7 @@ func TestDecodeReplyMatchesMap(t *testing.T) {
 		"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
 		"!21\r\nSYNTAX invalid syntax\r\n",
 		"_\r\n", "$-1\r\n", "*-1\r\n", "%-1\r\n", "", "%", "%1", "*3\r\n",
+		"%1\r\n+",                                        // a simple string without its end
 		"%1\r\n$1\r\nv\r\n",                              // a field without its value
 		"%1\r\n$1\r\nv\r\n$2\r\n1\r\n",                   // a value shorter than said
 		"%1\r\n$1\r\nv\r\n$1\r\n1\r\nX",                  // bytes after the reply
