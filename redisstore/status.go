@@ -44,7 +44,9 @@ type Custom struct {
 
 // Statuses returns the status of each user of app, in the order asked, nil
 // for a user Presence does not know. It reads each distinct user once, all
-// in one pipelined round trip.
+// in one pipelined round trip (see statusread.go), and its statuses share
+// their memory: each has sessions of its own, and a caller may append to
+// them.
 func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*Status, error) {
 	out, _, err := s.statuses(ctx, app, users, false)
 	return out, err
@@ -68,7 +70,8 @@ type Observed struct {
 // a single Redis the generation is read after the statuses, so a lookup
 // that finds the old one read nothing a rebuild had begun to delete; on a
 // cluster the masters answer in parallel, so that holds only to within
-// the round trip.
+// the round trip (and, for a user whose slot was moving and who is read
+// again at the master it moved to, to within that second one).
 func (s *Store) StatusesIntact(ctx context.Context, app string, users []string) ([]*Status, Observed, error) {
 	return s.statuses(ctx, app, users, true)
 }
