@@ -129,12 +129,24 @@ func distinctUsers(users []string) (distinct []string, at []int) {
 // decodeReplies decodes the raw HGETALL replies of users' hashes, reading
 // again the ordinary way those that are not hashes.
 func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd) ([]*Status, error) {
-	known := 0
+	known, size := 0, 0
 	for _, cmd := range reads {
-		if !emptyHash(cmd.Val()) {
+		if raw := cmd.Val(); !emptyHash(raw) {
 			known++
+			size += len(raw)
 		}
 	}
+	// One string holds the replies of the users Redis knows, and every
+	// string of their statuses is a part of it: one allocation rather
+	// than one per user.
+	var all strings.Builder
+	all.Grow(size)
+	for _, cmd := range reads {
+		if raw := cmd.Val(); !emptyHash(raw) {
+			all.Write(raw)
+		}
+	}
+	rest := all.String()
 	b := statusBatch{
 		statuses: make([]Status, 0, known),
 		sessions: make([]Session, 0, known),
@@ -143,7 +155,11 @@ func (s *Store) decodeReplies(ctx context.Context, app string, users []string, r
 	out := make([]*Status, len(users))
 	var again []int
 	for j, cmd := range reads {
-		st, ok, err := b.decodeReply(users[j], cmd.Val())
+		reply := "%0\r\n"
+		if raw := cmd.Val(); !emptyHash(raw) {
+			reply, rest = rest[:len(raw)], rest[len(raw):]
+		}
+		st, ok, err := b.decodeReply(users[j], reply)
 		if err != nil {
 			return nil, err
 		}
@@ -187,16 +203,15 @@ type statusBatch struct {
 	lastSeen []Time
 }
 
-// decodeReply decodes the raw HGETALL reply of user's hash: nil for an
-// empty hash (a user Presence does not know), ok false for a reply that
-// is not a hash, an error for a field that does not decode.
-func (b *statusBatch) decodeReply(user string, raw []byte) (st *Status, ok bool, err error) {
-	if emptyHash(raw) {
+// decodeReply decodes the raw HGETALL reply of user's hash, whose
+// strings become the status's: nil for an empty hash (a user Presence
+// does not know), ok false for a reply that is not a hash, an error for a
+// field that does not decode.
+func (b *statusBatch) decodeReply(user, reply string) (st *Status, ok bool, err error) {
+	if emptyHash(reply) {
 		return nil, true, nil
 	}
-	// One string per reply, of which every string of the status is a
-	// part.
-	h, ok := openHash(string(raw))
+	h, ok := openHash(reply)
 	if !ok {
 		return nil, false, nil
 	}
@@ -225,7 +240,7 @@ func (b *statusBatch) decodeReply(user string, raw []byte) (st *Status, ok bool,
 
 // emptyHash says whether raw is the reply of an HGETALL of an empty hash
 // (a key that does not exist).
-func emptyHash(raw []byte) bool {
+func emptyHash[T string | []byte](raw T) bool {
 	return string(raw) == "%0\r\n" || string(raw) == "*0\r\n"
 }
 

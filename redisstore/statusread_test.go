@@ -54,7 +54,7 @@ func TestDecodeReplyMatchesMap(t *testing.T) {
 		}
 		for _, resp2 := range []bool{false, true} {
 			var b statusBatch
-			got, ok, err := b.decodeReply("u", respHash(h, resp2))
+			got, ok, err := b.decodeReply("u", string(respHash(h, resp2)))
 			if err != nil || !ok {
 				t.Fatalf("%s (resp2 %v): ok %v, %v", name, resp2, ok, err)
 			}
@@ -79,7 +79,7 @@ func TestDecodeReplyMatchesMap(t *testing.T) {
 		"%2\r\n$1\r\nv\r\n$1\r\n1\r\n",                   // fewer fields than said
 	} {
 		var b statusBatch
-		st, ok, err := b.decodeReply("u", []byte(raw))
+		st, ok, err := b.decodeReply("u", raw)
 		if ok || err != nil || st != nil {
 			t.Errorf("%q: %v, ok %v, %v; want it left to the ordinary read", raw, st, ok, err)
 		}
@@ -89,7 +89,7 @@ func TestDecodeReplyMatchesMap(t *testing.T) {
 	}
 
 	var b statusBatch
-	if _, _, err := b.decodeReply("u", respHash(map[string]string{"v": "x"}, false)); err == nil || !strings.Contains(err.Error(), `version of "u"`) {
+	if _, _, err := b.decodeReply("u", string(respHash(map[string]string{"v": "x"}, false))); err == nil || !strings.Contains(err.Error(), `version of "u"`) {
 		t.Errorf("a version that is not a number: %v, want an error naming the user", err)
 	}
 }
@@ -103,7 +103,7 @@ func FuzzDecodeReply(f *testing.F) {
 	f.Add("s\r\n\x00\r\n$1\r\n\x00\x00", []byte("%1\r\n$-5\r\n"))
 	f.Fuzz(func(t *testing.T, fields string, raw []byte) {
 		var b statusBatch
-		if st, ok, err := b.decodeReply("u", raw); ok && err == nil && st != nil {
+		if st, ok, err := b.decodeReply("u", string(raw)); ok && err == nil && st != nil {
 			_ = st.AppendJSON(nil)
 		}
 		parts := strings.Split(fields, "\x00")
@@ -114,7 +114,7 @@ func FuzzDecodeReply(f *testing.F) {
 		want, wantErr := decodeStatus("u", h)
 		for _, resp2 := range []bool{false, true} {
 			var b statusBatch
-			got, ok, err := b.decodeReply("u", respHash(h, resp2))
+			got, ok, err := b.decodeReply("u", string(respHash(h, resp2)))
 			if !ok && err == nil {
 				t.Fatalf("%q (resp2 %v): not read as a hash", respHash(h, resp2), resp2)
 			}
