@@ -143,5 +143,16 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 func (s *Store) userKey(app, user string) string {
-	return s.prefix + ":{" + schemas.UserKey(app, user) + "}"
+	var b [80]byte
+	return string(s.appendUserKey(b[:0], app, user))
+}
+
+// appendUserKey appends userKey(app, user) to b: <prefix>:{<app>/<user>},
+// the user's schemas.UserKey the hash tag that keeps all the user's keys
+// in one slot of a cluster.
+func (s *Store) appendUserKey(b []byte, app, user string) []byte {
+	b = append(b, s.prefix...)
+	b = append(b, ":{"...)
+	b = schemas.AppendUserKey(b, app, user)
+	return append(b, '}')
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -436,5 +437,53 @@ func TestApplyOnShardedRedis(t *testing.T) {
 				t.Fatalf("%s: %s: sharded %+v, %v; single %+v", name, user, g, err, w)
 			}
 		}
+	}
+}
+
+// A lookup reads the same statuses whichever protocol the client speaks
+// (RESP3 maps, RESP2 arrays), and a key that is not a hash fails it with
+// Redis's own error rather than reading as an unknown user.
+func TestStatusesOverEitherProtocol(t *testing.T) {
+	opts, err := redis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t)
+	users := []string{"u1", "u2", "nobody", "u3", "u1"}
+	var answers []string
+	for _, protocol := range []int{3, 2} {
+		o := *opts
+		o.Protocol = protocol
+		rdb := redis.NewClient(&o)
+		t.Cleanup(func() { rdb.Close() })
+		s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+		if protocol == 3 {
+			apply(t, s, connect("u1", "b", 1, base), connect("u1", "a", 2, base.Add(-time.Second)),
+				connect("u2", "x", 1, base), disconnect("u2", "x", 2, base.Add(time.Second)),
+				connect("u3", "y", 1, base))
+			apply(t, s, redisstore.Change{Op: redisstore.SetCustom, App: "chat", User: "u3",
+				Custom: redisstore.Custom{Status: 2, Text: "a\r\n$3\r\nb"}, At: base, Version: 2})
+		}
+		got, err := s.Statuses(context.Background(), "chat", users)
+		if err != nil {
+			t.Fatalf("resp%d: %v", protocol, err)
+		}
+		b, _ := json.Marshal(got)
+		answers = append(answers, string(b))
+		if got[0] == nil || strings.Join(sessionIDs(got[0]), ",") != "a,b" || got[4] != got[0] ||
+			got[1] == nil || got[1].LastSeen == nil || got[2] != nil || got[3] == nil || got[3].Custom == nil || got[3].Custom.Text != "a\r\n$3\r\nb" {
+			t.Errorf("resp%d: %s", protocol, b)
+		}
+
+		// u4's key holds a string: Redis answers WRONGTYPE.
+		if err := rdb.Set(context.Background(), prefix+":{chat/u4}", "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Statuses(context.Background(), "chat", []string{"u1", "u4"}); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Errorf("resp%d: a key that is not a hash: %v, want WRONGTYPE", protocol, err)
+		}
+	}
+	if answers[0] != answers[1] {
+		t.Errorf("resp3 read %s\nresp2 read %s", answers[0], answers[1])
 	}
 }

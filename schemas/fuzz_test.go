@@ -77,6 +77,9 @@ func FuzzKeys(f *testing.F) {
 			}
 		}
 		userKey := UserKey(app, user)
+		if got := string(AppendUserKey([]byte(session), app, user)); got != session+userKey {
+			t.Fatalf("AppendUserKey(%q, %q, %q) = %q, want %q", session, app, user, got, session+userKey)
+		}
 		sessionKey := SessionKey(app, user, session)
 		if got := string(PartitionKey([]byte(sessionKey))); got != userKey {
 			t.Fatalf("PartitionKey(%q) = %q, want %q", sessionKey, got, userKey)

@@ -11,12 +11,33 @@ import (
 // "%" becomes "%25" and "/" becomes "%2F". Every key starts with the
 // components that choose its partition; see PartitionKey.
 
-var (
-	escaper   = strings.NewReplacer("%", "%25", "/", "%2F")
-	unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
-)
+var unescaper = strings.NewReplacer("%2F", "/", "%25", "%")
 
-func escape(s string) string { return escaper.Replace(s) }
+func escape(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' || s[i] == '/' {
+			return string(appendEscaped(make([]byte, 0, len(s)+8), s))
+		}
+	}
+	return s
+}
+
+// appendEscaped appends s escaped to b. It looks at each byte itself:
+// strings.IndexAny took most of the time of building a lookup's keys.
+func appendEscaped(b []byte, s string) []byte {
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '%':
+			b = append(append(b, s[start:i]...), "%25"...)
+			start = i + 1
+		case '/':
+			b = append(append(b, s[start:i]...), "%2F"...)
+			start = i + 1
+		}
+	}
+	return append(b, s[start:]...)
+}
 
 // SplitKey returns the unescaped components of a key.
 func SplitKey(key []byte) []string {
@@ -31,6 +52,14 @@ func SplitKey(key []byte) []string {
 // user, and the hash tag of the user's Redis keys.
 func UserKey(app, user string) string {
 	return escape(app) + "/" + escape(user)
+}
+
+// AppendUserKey appends UserKey(app, user) to b, for a caller that builds
+// many keys into one buffer.
+func AppendUserKey(b []byte, app, user string) []byte {
+	b = appendEscaped(b, app)
+	b = append(b, '/')
+	return appendEscaped(b, user)
 }
 
 // SessionKey is "<app>/<user>/<session>", the key of a presence.sessions

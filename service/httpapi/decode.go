@@ -14,9 +14,22 @@ import (
 // 10000 events with long ids.
 const MaxBody = 8 << 20
 
+// FastDecoder is a request that decodes the usual form of its body
+// itself, faster than encoding/json (the lookups of 500 ids spent more time
+// in encoding/json than anywhere else in the query API but Redis).
+// DecodeFastJSON decodes body, which DecodeJSON has checked is valid
+// UTF-8 without lone surrogate escapes, when it is in a form it knows, and
+// reports whether it did; it must decode that form exactly as encoding/json
+// would, and when it returns false leave the request untouched for
+// encoding/json to decode (or refuse) the body.
+type FastDecoder interface {
+	DecodeFastJSON(body []byte) bool
+}
+
 // DecodeJSON reads the request body, at most MaxBody bytes of valid UTF-8
 // holding one JSON value with no unknown fields, into v. The body is read
-// as JSON whatever its Content-Type says. Its errors are *Error.
+// as JSON whatever its Content-Type says; a v that is a FastDecoder
+// decodes the form it knows itself. Its errors are *Error.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
@@ -36,6 +49,9 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Errorf(CodeInvalid, "empty request body: send a JSON object")
+	}
+	if f, ok := v.(FastDecoder); ok && f.DecodeFastJSON(body) {
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -38,6 +38,44 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
+// fastRequest decodes bodies that start with "fast:" itself.
+type fastRequest struct {
+	Users []string `json:"users"`
+	fast  bool
+}
+
+func (f *fastRequest) DecodeFastJSON(body []byte) bool {
+	s, ok := strings.CutPrefix(string(body), `"fast:`)
+	if ok {
+		f.Users, f.fast = []string{strings.TrimSuffix(s, `"`)}, true
+	}
+	return ok
+}
+
+// A FastDecoder decodes the bodies it knows, after the checks every body
+// passes; encoding/json decodes the others.
+func TestDecodeJSONFastDecoder(t *testing.T) {
+	for _, c := range []struct {
+		body  string
+		fast  bool
+		users string
+		ok    bool
+	}{
+		{`"fast:alice"`, true, "alice", true},
+		{`{"users":["bob"]}`, false, "bob", true},
+		{"\"fast:\xff\"", false, "", false},           // invalid UTF-8, refused before
+		{`"fast:\ud800"`, false, "", false},           // a lone surrogate, refused before
+		{`{"users":["bob"],"x":1}`, false, "", false}, // encoding/json's refusal
+	} {
+		var v fastRequest
+		r := httptest.NewRequest("POST", "/", strings.NewReader(c.body))
+		err := DecodeJSON(httptest.NewRecorder(), r, &v)
+		if (err == nil) != c.ok || v.fast != c.fast || c.ok && strings.Join(v.Users, ",") != c.users {
+			t.Errorf("DecodeJSON(%s) = %v, users %q, fast %v; want ok %v, users %q, fast %v", c.body, err, v.Users, v.fast, c.ok, c.users, c.fast)
+		}
+	}
+}
+
 func TestEnvelope(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /things", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
