@@ -49,30 +49,45 @@ func (b *batch) add(r *kgo.Record) error {
 }
 
 func (b *batch) addSession(r *kgo.Record) error {
+	c, ok, err := DecodeSession(r, b.clamp)
+	if ok {
+		b.sessions = append(b.sessions, c)
+	}
+	return err
+}
+
+// DecodeSession returns the change a record of presence.sessions makes,
+// decoded and checked as the processor does (the value valid, its ids
+// those of its key, a tombstone's key canonical), its time bounded by
+// clamp (none when nil); ok is false for a record that makes none (a
+// session's tombstone: its last record said all).
+func DecodeSession(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore.Change, ok bool, err error) {
+	if clamp == nil {
+		clamp = func(t time.Time) time.Time { return t }
+	}
 	if len(r.Value) == 0 {
 		ids, err := tombstone(r, 2, 3)
 		if err != nil || len(ids) == 3 {
-			return err // a session's tombstone: its last record said all
+			return c, false, err
 		}
-		b.sessions = append(b.sessions, redisstore.Change{
-			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: b.clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition,
-		})
-		return nil
+		return redisstore.Change{
+			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition,
+		}, true, nil
 	}
 	var ev pb.SessionEvent
 	if err := proto.Unmarshal(r.Value, &ev); err != nil {
-		return fmt.Errorf("decoding: %w", err)
+		return c, false, fmt.Errorf("decoding: %w", err)
 	}
 	if err := schemas.ValidateSessionEvent(&ev); err != nil {
-		return err
+		return c, false, err
 	}
-	c := redisstore.Change{
+	c = redisstore.Change{
 		App: ev.App, User: ev.User, Session: ev.Session,
 		Device:    ev.GetDevice().GetType(),
 		DeviceID:  ev.GetDevice().GetId(),
 		Gateway:   ev.Gateway,
 		Epoch:     ev.GatewayEpoch,
-		At:        b.clamp(time.UnixMilli(ev.TimestampMs)),
+		At:        clamp(time.UnixMilli(ev.TimestampMs)),
 		Version:   r.Offset,
 		Partition: r.Partition,
 	}
@@ -89,10 +104,9 @@ func (b *batch) addSession(r *kgo.Record) error {
 		key = schemas.CustomStatusKey(ev.App, ev.User)
 	}
 	if key != string(r.Key) {
-		return fmt.Errorf("key %q does not match its value's %q", r.Key, key)
+		return c, false, fmt.Errorf("key %q does not match its value's %q", r.Key, key)
 	}
-	b.sessions = append(b.sessions, c)
-	return nil
+	return c, true, nil
 }
 
 func (b *batch) addFriend(r *kgo.Record) error {

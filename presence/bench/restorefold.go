@@ -7,15 +7,13 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
-	pb "github.com/presence-im/presence/schemas/presencepb"
 )
 
 // foldTopic reads every partition of presence.sessions from its beginning
@@ -79,45 +77,15 @@ func foldTopic(ctx context.Context, k *kafka, ends map[int32]int64, parts []*sta
 }
 
 // decodeSession returns the change a record of presence.sessions makes,
-// decoded and checked as the processor's decode does (processor/decode.go:
-// the value valid, its ids those of the key); ok is false for a record
+// decoded and checked as the processor does; ok is false for a record
 // that makes none (a session's tombstone, a transaction's marker).
 func decodeSession(r *kgo.Record) (c redisstore.Change, ok bool, err error) {
 	if r.Attrs.IsControl() {
 		return c, false, nil
 	}
-	if len(r.Value) == 0 {
-		ids, err := schemas.ParseKey(r.Key, 2, 3)
-		if err != nil || len(ids) == 3 {
-			return c, false, err
-		}
-		return redisstore.Change{Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: r.Timestamp,
-			Version: r.Offset, Partition: r.Partition}, true, nil
+	c, ok, err = processor.DecodeSession(r, nil)
+	if err != nil {
+		err = fmt.Errorf("record %s/%d at %d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
-	var ev pb.SessionEvent
-	if err := proto.Unmarshal(r.Value, &ev); err != nil {
-		return c, false, fmt.Errorf("decoding %s/%d at %d: %w", r.Topic, r.Partition, r.Offset, err)
-	}
-	if err := schemas.ValidateSessionEvent(&ev); err != nil {
-		return c, false, fmt.Errorf("record %s/%d at %d: %w", r.Topic, r.Partition, r.Offset, err)
-	}
-	c = redisstore.Change{App: ev.App, User: ev.User, Session: ev.Session, Device: ev.GetDevice().GetType(),
-		DeviceID: ev.GetDevice().GetId(), Gateway: ev.Gateway, Epoch: ev.GatewayEpoch,
-		At: time.UnixMilli(ev.TimestampMs), Version: r.Offset, Partition: r.Partition}
-	key := schemas.SessionKey(ev.App, ev.User, ev.Session)
-	switch ev.Type {
-	case pb.EventType_EVENT_TYPE_CONNECT:
-		c.Op = redisstore.Connect
-	case pb.EventType_EVENT_TYPE_DISCONNECT:
-		c.Op = redisstore.Disconnect
-		c.OnlyHere = ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST
-	case pb.EventType_EVENT_TYPE_CUSTOM_STATUS:
-		c.Op = redisstore.SetCustom
-		c.Custom = redisstore.Custom{Status: int(ev.Custom.Status), Text: ev.Custom.Text}
-		key = schemas.CustomStatusKey(ev.App, ev.User)
-	}
-	if key != string(r.Key) {
-		return c, false, fmt.Errorf("record %s/%d at %d: key %q does not match its value's %q", r.Topic, r.Partition, r.Offset, r.Key, key)
-	}
-	return c, true, nil
+	return c, ok, err
 }
