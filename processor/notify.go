@@ -9,6 +9,7 @@ package processor
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -132,16 +133,21 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 	if err != nil {
 		return err
 	}
-	online, err := p.onlineSessions(ctx, subjects, audiences)
+	members := make([][]string, len(subjects))
+	for i, s := range subjects {
+		members[i] = audienceOf(s.User.User, audiences[i])
+	}
+	routes, err := p.routes(ctx, subjects, members)
 	if err != nil {
 		return err
 	}
 	var recs []*kgo.Record
+	var enc encoder
 	counts := map[pb.NotificationType]int{}
 	for i, s := range subjects {
 		a := audiences[i]
 		status := statusProto(s.User.User, a.Status)
-		byGateway := map[pb.NotificationType]map[string][]*pb.Recipient{
+		byGateway := map[pb.NotificationType]map[string][]recipient{
 			pb.NotificationType_NOTIFICATION_TYPE_SYNC:     {},
 			pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: {},
 		}
@@ -149,14 +155,14 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 			for _, sess := range a.Status.Sessions {
 				if !slices.Contains(s.except, sess.Session) {
 					sync := byGateway[pb.NotificationType_NOTIFICATION_TYPE_SYNC]
-					sync[sess.Gateway] = append(sync[sess.Gateway], &pb.Recipient{User: s.User.User, Session: sess.Session})
+					sync[sess.Gateway] = append(sync[sess.Gateway], recipient{s.User.User, sess.Session})
 				}
 			}
 		}
 		presence := byGateway[pb.NotificationType_NOTIFICATION_TYPE_PRESENCE]
-		for _, r := range audienceOf(s.User.User, a) {
-			for _, sess := range online[redisstore.User{App: s.App, User: r}] {
-				presence[sess.Gateway] = append(presence[sess.Gateway], &pb.Recipient{User: r, Session: sess.Session})
+		for _, r := range members[i] {
+			for _, route := range routes[s.App][r] {
+				presence[route.Gateway] = append(presence[route.Gateway], recipient{r, route.Session})
 			}
 		}
 		n := 0
@@ -165,10 +171,10 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 				counts[typ] += len(recipients)
 				n += len(recipients)
 				for chunk := range slices.Chunk(recipients, maxRecipients) {
-					value, err := proto.Marshal(&pb.Notification{
+					value, err := enc.marshal(&pb.Notification{
 						Type: typ, App: s.App, Subject: status, Gateway: gw,
-						Recipients: chunk, TimestampMs: p.cfg.Now().UnixMilli(),
-					})
+						TimestampMs: p.cfg.Now().UnixMilli(),
+					}, chunk)
 					if err != nil {
 						return err
 					}
@@ -194,39 +200,78 @@ var typeLabel = map[pb.NotificationType]string{
 	pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: "presence",
 }
 
-// audienceOf returns the friends and watchers of a user, each once,
-// without the user.
-func audienceOf(user string, a redisstore.Audience) []string {
-	all := append(slices.Clone(a.Friends), a.Watchers...)
-	slices.Sort(all)
-	all = slices.Compact(all)
-	return slices.DeleteFunc(all, func(r string) bool { return r == user })
+// recipient is a session to tell, as announce groups them by gateway.
+type recipient struct{ user, session string }
+
+// encoder marshals notifications, reusing its recipients from one record
+// to the next rather than allocating one per recipient.
+type encoder struct {
+	recipients []pb.Recipient
+	list       []*pb.Recipient
 }
 
-// onlineSessions reads the live sessions of every member of the subjects'
-// audiences, maxRecipients users per round trip.
-func (p *Processor) onlineSessions(ctx context.Context, subjects []subject, audiences []redisstore.Audience) (map[redisstore.User][]redisstore.Session, error) {
-	byApp := map[string][]string{}
-	for i, s := range subjects {
-		byApp[s.App] = append(byApp[s.App], audienceOf(s.User.User, audiences[i])...)
+// marshal encodes n with recipients rs.
+func (e *encoder) marshal(n *pb.Notification, rs []recipient) ([]byte, error) {
+	if len(rs) > len(e.recipients) {
+		e.recipients = make([]pb.Recipient, len(rs))
+		e.list = make([]*pb.Recipient, len(rs))
 	}
-	online := map[redisstore.User][]redisstore.Session{}
-	for app, users := range byApp {
-		slices.Sort(users)
-		users = slices.Compact(users)
-		for chunk := range slices.Chunk(users, maxRecipients) {
-			statuses, err := p.cfg.Store.Statuses(ctx, app, chunk)
-			if err != nil {
-				return nil, err
-			}
-			for i, st := range statuses {
-				if st != nil && len(st.Sessions) > 0 {
-					online[redisstore.User{App: app, User: chunk[i]}] = st.Sessions
-				}
+	for i, r := range rs {
+		e.recipients[i].User, e.recipients[i].Session = r.user, r.session
+		e.list[i] = &e.recipients[i]
+	}
+	n.Recipients = e.list[:len(rs)]
+	return proto.Marshal(n)
+}
+
+// audienceOf returns the friends and watchers of a user, each once,
+// without the user. It may reuse a.Friends.
+func audienceOf(user string, a redisstore.Audience) []string {
+	all := a.Friends // a set's members: distinct
+	if len(a.Watchers) > 0 {
+		friends := make(map[string]bool, len(a.Friends))
+		for _, f := range a.Friends {
+			friends[f] = true
+		}
+		all = slices.Clone(a.Friends)
+		for _, w := range a.Watchers { // a sorted set's members: distinct
+			if !friends[w] {
+				all = append(all, w)
 			}
 		}
 	}
-	return online, nil
+	return slices.DeleteFunc(all, func(r string) bool { return r == user })
+}
+
+// routes reads where the sessions of every member of the subjects'
+// audiences are, by app and user, each member once, maxRecipients users
+// per round trip.
+func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]string) (map[string]map[string][]redisstore.Route, error) {
+	seen := map[redisstore.User]bool{}
+	byApp := map[string][]string{}
+	for i, s := range subjects {
+		for _, m := range members[i] {
+			if u := (redisstore.User{App: s.App, User: m}); !seen[u] {
+				seen[u] = true
+				byApp[s.App] = append(byApp[s.App], m)
+			}
+		}
+	}
+	out := make(map[string]map[string][]redisstore.Route, len(byApp))
+	for app, users := range byApp {
+		for chunk := range slices.Chunk(users, maxRecipients) {
+			routes, err := p.cfg.Store.Routes(ctx, app, chunk)
+			if err != nil {
+				return nil, err
+			}
+			if out[app] == nil {
+				out[app] = routes
+			} else {
+				maps.Copy(out[app], routes)
+			}
+		}
+	}
+	return out, nil
 }
 
 // statusProto is a status as notifications carry it; a user Presence no
