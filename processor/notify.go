@@ -86,29 +86,28 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		partitions = append(partitions, partition)
 	}
 	p.mu.Unlock()
-	now := p.cfg.Now()
 	store := p.cfg.Store
-	for _, partition := range partitions {
-		due, err := store.DueAnnounces(ctx, partition, now, maxRecipients)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		outcomes, err := store.Check(ctx, due)
+	due, err := store.DueAnnouncesOf(ctx, partitions, p.cfg.Now(), maxRecipients)
+	if err != nil {
+		return
+	}
+	for partition, users := range due {
+		outcomes, err := store.Check(ctx, users)
 		if err != nil {
 			continue
 		}
 		var subjects []subject
 		for i, o := range outcomes {
 			if o.Announce == redisstore.Now {
-				subjects = append(subjects, subject{User: due[i], visible: o.Visible})
+				subjects = append(subjects, subject{User: users[i], visible: o.Visible})
 			}
 		}
 		if err := p.announce(ctx, cl, subjects); err != nil {
 			p.log.Warn("announcing offline users failed; retrying at the next sweep", "err", err)
 			continue
 		}
-		p.metrics.absorbed.Add(float64(len(due) - len(subjects)))
-		if err := store.DoneAnnounces(ctx, partition, due); err != nil {
+		p.metrics.absorbed.Add(float64(len(users) - len(subjects)))
+		if err := store.DoneAnnounces(ctx, partition, users); err != nil {
 			p.log.Warn("clearing offline announcements failed", "err", err)
 		}
 	}
