@@ -72,7 +72,9 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 		p.metrics.delayed.Add(float64(len(later)))
 	}
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
-		return p.announce(ctx, cl, now)
+		return p.announcer.announce(ctx, now, func(ctx context.Context, subjects []subject) error {
+			return p.announce(ctx, cl, subjects)
+		})
 	})
 }
 

@@ -174,6 +174,10 @@ type Processor struct {
 	// gateways holds the leases of the gateways whose partition of
 	// presence.gateways this processor owns (see lease.go).
 	gateways gateways
+
+	// announcer announces the partitions applied side by side together
+	// (see announcer.go).
+	announcer announcer
 }
 
 // New checks cfg and registers the processor's metrics.
