@@ -248,12 +248,16 @@ func audienceOf(user string, a redisstore.Audience) []string {
 // audiences are, by app and user, each member once, maxRecipients users
 // per round trip.
 func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]string) (map[string]map[string][]redisstore.Route, error) {
-	seen := map[redisstore.User]bool{}
+	seen := map[string]map[string]struct{}{} // by app
 	byApp := map[string][]string{}
 	for i, s := range subjects {
+		if seen[s.App] == nil {
+			seen[s.App] = make(map[string]struct{}, len(subjects)*len(members[i]))
+		}
+		inApp := seen[s.App]
 		for _, m := range members[i] {
-			if u := (redisstore.User{App: s.App, User: m}); !seen[u] {
-				seen[u] = true
+			if _, ok := inApp[m]; !ok {
+				inApp[m] = struct{}{}
 				byApp[s.App] = append(byApp[s.App], m)
 			}
 		}
