@@ -89,3 +89,55 @@ func TestAnnouncerGathersWhileABatchIsUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A batch waits for the partitions still being applied to join it, so
+// that the partitions of one fetch are announced together.
+func TestAnnouncerWaitsForPartitionsBeingApplied(t *testing.T) {
+	var a announcer
+	var mu sync.Mutex
+	var batches [][]string
+	tell := func(_ context.Context, subjects []subject) error {
+		var users []string
+		for _, s := range subjects {
+			users = append(users, s.User.User)
+		}
+		slices.Sort(users)
+		mu.Lock()
+		batches = append(batches, users)
+		mu.Unlock()
+		return nil
+	}
+	one := func(user string) []subject { return []subject{{User: redisstore.User{App: "chat", User: user}}} }
+	endAnn, endBob := a.begin(), a.begin()
+	first := make(chan error)
+	go func() {
+		defer endAnn()
+		first <- a.announce(context.Background(), one("ann"), tell)
+	}()
+	// Wait until ann's batch gathers (or, wrongly, was told alone).
+	for gathering := false; !gathering; runtime.Gosched() {
+		a.mu.Lock()
+		mu.Lock()
+		gathering = a.gathering != nil && a.gathering.callers == 1 || len(batches) > 0
+		mu.Unlock()
+		a.mu.Unlock()
+	}
+	if err := a.announce(context.Background(), one("bob"), tell); err != nil {
+		t.Fatal(err)
+	}
+	endBob()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"ann", "bob"}}; !slices.EqualFunc(batches, want, slices.Equal) {
+		t.Fatalf("batches %v, want %v", batches, want)
+	}
+	// A partition that ends with nothing to announce is not waited for.
+	endCid := a.begin()
+	done := make(chan error)
+	go func() { done <- a.announce(context.Background(), one("dan"), tell) }()
+	endCid()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -618,6 +618,8 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	p.mu.Unlock()
 	if p.cfg.Quiet {
 		history = math.MaxInt64
+	} else {
+		defer p.announcer.begin()()
 	}
 	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
 	outcomes := make([]redisstore.Outcome, 0, len(changes))
