@@ -619,7 +619,9 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	if p.cfg.Quiet {
 		history = math.MaxInt64
 	} else {
-		defer p.announcer.begin()()
+		// The announcement gathering now waits for this partition's.
+		end := p.announcer.begin()
+		defer end()
 	}
 	split := sort.Search(len(changes), func(i int) bool { return changes[i].Version >= history })
 	outcomes := make([]redisstore.Outcome, 0, len(changes))
