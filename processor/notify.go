@@ -9,6 +9,7 @@ package processor
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -27,6 +28,9 @@ const maxRecipients = 1000
 // subject is a user whose visible state must be announced.
 type subject struct {
 	redisstore.User
+	// partition is the user's partition of presence.sessions, whose state
+	// holds what was told.
+	partition int32
 	// visible is the state announced, to be marked as told.
 	visible string
 	// except are the user's sessions that made the change: they know it.
@@ -56,7 +60,7 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 	for _, u := range order {
 		switch o := outcomes[latest[u]]; o.Announce {
 		case redisstore.Now:
-			now = append(now, subject{User: u, visible: o.Visible, except: except[u]})
+			now = append(now, subject{User: u, partition: partition, visible: o.Visible, except: except[u]})
 		case redisstore.AfterGrace:
 			later = append(later, u)
 		}
@@ -71,7 +75,9 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 		p.metrics.delayed.Add(float64(len(later)))
 	}
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
-		return p.announce(ctx, cl, partition, now)
+		return p.announcer.announce(ctx, now, func(ctx context.Context, subjects []subject) error {
+			return p.announce(ctx, cl, subjects)
+		})
 	})
 }
 
@@ -85,20 +91,19 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		partitions = append(partitions, partition)
 	}
 	p.mu.Unlock()
-	now := p.cfg.Now()
 	store := p.cfg.Store
-	for _, partition := range partitions {
-		due, err := store.DueAnnounces(ctx, partition, now, maxRecipients)
-		if err != nil || len(due) == 0 {
-			continue
-		}
-		subjects := p.checkAnnounced(partition, due)
-		if err := p.announce(ctx, cl, partition, subjects); err != nil {
+	due, err := store.DueAnnouncesOf(ctx, partitions, p.cfg.Now(), maxRecipients)
+	if err != nil {
+		return
+	}
+	for partition, users := range due {
+		subjects := p.checkAnnounced(partition, users)
+		if err := p.announce(ctx, cl, subjects); err != nil {
 			p.log.Warn("announcing offline users failed; retrying at the next sweep", "err", err)
 			continue
 		}
-		p.metrics.absorbed.Add(float64(len(due) - len(subjects)))
-		if err := store.DoneAnnounces(ctx, partition, due); err != nil {
+		p.metrics.absorbed.Add(float64(len(users) - len(subjects)))
+		if err := store.DoneAnnounces(ctx, partition, users); err != nil {
 			p.log.Warn("clearing offline announcements failed", "err", err)
 		}
 	}
@@ -108,31 +113,35 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 // marks it as told. Telling twice is possible (a crash between the two);
 // each notification carries the subject's version, so a client drops what
 // it already has.
-func (p *Processor) announce(ctx context.Context, cl *kgo.Client, partition int32, subjects []subject) error {
+func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []subject) error {
 	if len(subjects) == 0 {
 		return nil
 	}
 	start := time.Now()
 	store := p.cfg.Store
 	users := make([]redisstore.User, len(subjects))
-	visible := make([]string, len(subjects))
 	for i, s := range subjects {
-		users[i], visible[i] = s.User, s.visible
+		users[i] = s.User
 	}
 	audiences, err := store.Audiences(ctx, users, p.cfg.Now())
 	if err != nil {
 		return err
 	}
-	online, err := p.onlineSessions(ctx, subjects, audiences)
+	members := make([][]string, len(subjects))
+	for i, s := range subjects {
+		members[i] = audienceOf(s.User.User, audiences[i])
+	}
+	routes, err := p.routes(ctx, subjects, members)
 	if err != nil {
 		return err
 	}
 	var recs []*kgo.Record
+	var enc encoder
 	counts := map[pb.NotificationType]int{}
 	for i, s := range subjects {
 		a := audiences[i]
 		status := statusProto(s.User.User, a.Status)
-		byGateway := map[pb.NotificationType]map[string][]*pb.Recipient{
+		byGateway := map[pb.NotificationType]map[string][]recipient{
 			pb.NotificationType_NOTIFICATION_TYPE_SYNC:     {},
 			pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: {},
 		}
@@ -140,14 +149,14 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, partition int3
 			for _, sess := range a.Status.Sessions {
 				if !slices.Contains(s.except, sess.Session) {
 					sync := byGateway[pb.NotificationType_NOTIFICATION_TYPE_SYNC]
-					sync[sess.Gateway] = append(sync[sess.Gateway], &pb.Recipient{User: s.User.User, Session: sess.Session})
+					sync[sess.Gateway] = append(sync[sess.Gateway], recipient{s.User.User, sess.Session})
 				}
 			}
 		}
 		presence := byGateway[pb.NotificationType_NOTIFICATION_TYPE_PRESENCE]
-		for _, r := range audienceOf(s.User.User, a) {
-			for _, sess := range online[redisstore.User{App: s.App, User: r}] {
-				presence[sess.Gateway] = append(presence[sess.Gateway], &pb.Recipient{User: r, Session: sess.Session})
+		for _, r := range members[i] {
+			for _, route := range routes[s.App][r] {
+				presence[route.Gateway] = append(presence[route.Gateway], recipient{r, route.Session})
 			}
 		}
 		n := 0
@@ -156,10 +165,10 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, partition int3
 				counts[typ] += len(recipients)
 				n += len(recipients)
 				for chunk := range slices.Chunk(recipients, maxRecipients) {
-					value, err := proto.Marshal(&pb.Notification{
+					value, err := enc.marshal(&pb.Notification{
 						Type: typ, App: s.App, Subject: status, Gateway: gw,
-						Recipients: chunk, TimestampMs: p.cfg.Now().UnixMilli(),
-					})
+						TimestampMs: p.cfg.Now().UnixMilli(),
+					}, chunk)
 					if err != nil {
 						return err
 					}
@@ -177,7 +186,9 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, partition int3
 	}
 	p.metrics.announced.Add(float64(len(subjects)))
 	p.metrics.announceTime.Observe(time.Since(start).Seconds())
-	p.markAnnounced(partition, users, visible)
+	for _, s := range subjects {
+		p.markAnnounced(s.partition, s.User, s.visible)
+	}
 	return nil
 }
 
@@ -186,39 +197,82 @@ var typeLabel = map[pb.NotificationType]string{
 	pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: "presence",
 }
 
-// audienceOf returns the friends and watchers of a user, each once,
-// without the user.
-func audienceOf(user string, a redisstore.Audience) []string {
-	all := append(slices.Clone(a.Friends), a.Watchers...)
-	slices.Sort(all)
-	all = slices.Compact(all)
-	return slices.DeleteFunc(all, func(r string) bool { return r == user })
+// recipient is a session to tell, as announce groups them by gateway.
+type recipient struct{ user, session string }
+
+// encoder marshals notifications, reusing its recipients from one record
+// to the next rather than allocating one per recipient.
+type encoder struct {
+	recipients []pb.Recipient
+	list       []*pb.Recipient
 }
 
-// onlineSessions reads the live sessions of every member of the subjects'
-// audiences, maxRecipients users per round trip.
-func (p *Processor) onlineSessions(ctx context.Context, subjects []subject, audiences []redisstore.Audience) (map[redisstore.User][]redisstore.Session, error) {
-	byApp := map[string][]string{}
-	for i, s := range subjects {
-		byApp[s.App] = append(byApp[s.App], audienceOf(s.User.User, audiences[i])...)
+// marshal encodes n with recipients rs.
+func (e *encoder) marshal(n *pb.Notification, rs []recipient) ([]byte, error) {
+	if len(rs) > len(e.recipients) {
+		e.recipients = make([]pb.Recipient, len(rs))
+		e.list = make([]*pb.Recipient, len(rs))
 	}
-	online := map[redisstore.User][]redisstore.Session{}
-	for app, users := range byApp {
-		slices.Sort(users)
-		users = slices.Compact(users)
-		for chunk := range slices.Chunk(users, maxRecipients) {
-			statuses, err := p.cfg.Store.Statuses(ctx, app, chunk)
-			if err != nil {
-				return nil, err
-			}
-			for i, st := range statuses {
-				if st != nil && len(st.Sessions) > 0 {
-					online[redisstore.User{App: app, User: chunk[i]}] = st.Sessions
-				}
+	for i, r := range rs {
+		e.recipients[i].User, e.recipients[i].Session = r.user, r.session
+		e.list[i] = &e.recipients[i]
+	}
+	n.Recipients = e.list[:len(rs)]
+	return proto.Marshal(n)
+}
+
+// audienceOf returns the friends and watchers of a user, each once,
+// without the user. It may reuse a.Friends.
+func audienceOf(user string, a redisstore.Audience) []string {
+	all := a.Friends // a set's members: distinct
+	if len(a.Watchers) > 0 {
+		friends := make(map[string]bool, len(a.Friends))
+		for _, f := range a.Friends {
+			friends[f] = true
+		}
+		all = slices.Clone(a.Friends)
+		for _, w := range a.Watchers { // a sorted set's members: distinct
+			if !friends[w] {
+				all = append(all, w)
 			}
 		}
 	}
-	return online, nil
+	return slices.DeleteFunc(all, func(r string) bool { return r == user })
+}
+
+// routes reads where the sessions of every member of the subjects'
+// audiences are, by app and user, each member once, maxRecipients users
+// per round trip.
+func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]string) (map[string]map[string][]redisstore.Route, error) {
+	seen := map[string]map[string]struct{}{} // by app
+	byApp := map[string][]string{}
+	for i, s := range subjects {
+		if seen[s.App] == nil {
+			seen[s.App] = make(map[string]struct{}, len(subjects)*len(members[i]))
+		}
+		inApp := seen[s.App]
+		for _, m := range members[i] {
+			if _, ok := inApp[m]; !ok {
+				inApp[m] = struct{}{}
+				byApp[s.App] = append(byApp[s.App], m)
+			}
+		}
+	}
+	out := make(map[string]map[string][]redisstore.Route, len(byApp))
+	for app, users := range byApp {
+		for chunk := range slices.Chunk(users, maxRecipients) {
+			routes, err := p.cfg.Store.Routes(ctx, app, chunk)
+			if err != nil {
+				return nil, err
+			}
+			if out[app] == nil {
+				out[app] = routes
+			} else {
+				maps.Copy(out[app], routes)
+			}
+		}
+	}
+	return out, nil
 }
 
 // statusProto is a status as notifications carry it; a user Presence no

@@ -129,14 +129,12 @@ func firstAtOrPast(changes []redisstore.Change, v int64) int {
 }
 
 // markAnnounced records in the state of partition that the audience of
-// each user was told visible.
-func (p *Processor) markAnnounced(partition int32, users []redisstore.User, visible []string) {
-	o := p.ownedPartition(partition)
-	if o == nil {
-		return
-	}
-	for i, u := range users {
-		o.users.MarkAnnounced(u, visible[i])
+// user was told visible. The announcer may tell the users of several
+// partitions together, from the goroutine of one: the others wait for it,
+// so that no state is used by two goroutines at once.
+func (p *Processor) markAnnounced(partition int32, user redisstore.User, visible string) {
+	if o := p.ownedPartition(partition); o != nil {
+		o.users.MarkAnnounced(user, visible)
 	}
 }
 
@@ -153,7 +151,7 @@ func (p *Processor) checkAnnounced(partition int32, due []redisstore.User) []sub
 	for _, u := range due {
 		out := o.users.Check(u)
 		if out.Announce == redisstore.Now || visibleVersion(out.Visible) < o.restored {
-			subjects = append(subjects, subject{User: u, visible: out.Visible})
+			subjects = append(subjects, subject{User: u, partition: partition, visible: out.Visible})
 		}
 	}
 	return subjects

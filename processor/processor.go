@@ -188,6 +188,10 @@ type Processor struct {
 	// (see owned.go).
 	owners map[topicPartition]redisstore.Owner
 	owned  map[int32]*owned
+
+	// announcer announces the partitions applied side by side together
+	// (see announcer.go).
+	announcer announcer
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -290,9 +294,10 @@ func (p *Processor) Ready(ctx context.Context) error {
 	return p.cfg.Store.Ping(ctx)
 }
 
-// sweepEvery is how often pending offline announcements are looked at
-// when no records arrive; sweepSlowEvery, how often lapsed gateway leases
-// and dead keys are.
+// sweepEvery is how often pending offline announcements are looked at,
+// whether records arrive or not (so a busy processor does not ask Redis
+// after every batch); sweepSlowEvery, how often lapsed gateway leases and
+// dead keys are.
 const (
 	sweepEvery     = 250 * time.Millisecond
 	sweepSlowEvery = time.Second
@@ -405,7 +410,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	}
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group, "instance_id", p.cfg.InstanceID,
 		"session_timeout", p.cfg.SessionTimeout)
-	var swept time.Time
+	var swept, graceSwept time.Time
 	for {
 		p.polled.Store(p.cfg.Now().UnixNano())
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
@@ -427,7 +432,10 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		}
 		p.applyFetches(ctx, cl, fetches)
 		if !p.cfg.Quiet {
-			p.sweepGrace(ctx, cl)
+			if now := p.cfg.Now(); now.Sub(graceSwept) >= sweepEvery {
+				p.sweepGrace(ctx, cl)
+				graceSwept = now
+			}
 			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
 				unbuilt, err := p.checkCheckpoints(ctx)
 				if errors.Is(err, errStateLost) || errors.Is(err, errMoved) {
@@ -665,6 +673,10 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	p.mu.Unlock()
 	if p.cfg.Quiet {
 		history = math.MaxInt64
+	} else {
+		// The announcement gathering now waits for this partition's.
+		end := p.announcer.begin()
+		defer end()
 	}
 	quiet := max(history, o.restored)
 	outcomes := make([]redisstore.Outcome, len(changes))

@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +242,35 @@ func TestMarkAnnouncedAfterAnotherChange(t *testing.T) {
 	markAnnounced(t, s, "ma", got[0])
 	if got, _ := s.Check(context.Background(), []redisstore.User{{App: "chat", User: "ma"}}); got[0].Announce != redisstore.Nothing {
 		t.Fatalf("check once the state shown is announced: %+v, want nothing", got)
+	}
+}
+
+// Routes tells where each online user's sessions are, the same as
+// Statuses shows them, and leaves out users with none.
+func TestRoutes(t *testing.T) {
+	s := newStore(t, time.Hour)
+	web := connect("ro", "s2", 2, base)
+	web.Gateway = "gw-2"
+	apply(t, s, connect("ro", "s1", 1, base), web, connect("gone", "g1", 1, base), disconnect("gone", "g1", 2, base))
+	got, err := s.Routes(context.Background(), "chat", []string{"ro", "gone", "nobody"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := got["ro"]
+	slices.SortFunc(routes, func(a, b redisstore.Route) int { return strings.Compare(a.Session, b.Session) })
+	want := []redisstore.Route{{Session: "s1", Gateway: "gw-1"}, {Session: "s2", Gateway: "gw-2"}}
+	if len(got) != 1 || !slices.Equal(routes, want) {
+		t.Fatalf("routes: %v, want only ro's %v", got, want)
+	}
+	var fromStatus []redisstore.Route
+	for _, sess := range status(t, s, "ro").Sessions {
+		fromStatus = append(fromStatus, redisstore.Route{Session: sess.Session, Gateway: sess.Gateway})
+	}
+	slices.SortFunc(fromStatus, func(a, b redisstore.Route) int { return strings.Compare(a.Session, b.Session) })
+	if !slices.Equal(fromStatus, want) {
+		t.Fatalf("Statuses shows %v, Routes %v", fromStatus, want)
+	}
+	if other, err := s.Routes(context.Background(), "other", []string{"ro"}); err != nil || len(other) != 0 {
+		t.Fatalf("another app: %v, %v", other, err)
 	}
 }

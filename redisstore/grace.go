@@ -39,19 +39,34 @@ func (s *Store) DelayAnnounce(ctx context.Context, partition int32, users []User
 
 // DueAnnounces returns up to limit users of a partition due at now.
 func (s *Store) DueAnnounces(ctx context.Context, partition int32, now time.Time, limit int) ([]User, error) {
-	keys, err := s.rdb.ZRangeByScore(ctx, s.graceKey(partition), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
-	}).Result()
+	due, err := s.DueAnnouncesOf(ctx, []int32{partition}, now, limit)
+	return due[partition], err
+}
+
+// DueAnnouncesOf returns up to limit users of each partition due at now,
+// all in one pipelined round trip; a partition with none is absent.
+func (s *Store) DueAnnouncesOf(ctx context.Context, partitions []int32, now time.Time, limit int) (map[int32][]User, error) {
+	reads := make([]*redis.StringSliceCmd, len(partitions))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, partition := range partitions {
+			reads[i] = p.ZRangeByScore(ctx, s.graceKey(partition), &redis.ZRangeBy{
+				Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
+			})
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading due offline announcements: %w", err)
 	}
-	users := make([]User, 0, len(keys))
-	for _, k := range keys {
-		if parts := schemas.SplitKey([]byte(k)); len(parts) == 2 {
-			users = append(users, User{App: parts[0], User: parts[1]})
+	out := map[int32][]User{}
+	for i, r := range reads {
+		for _, k := range r.Val() {
+			if parts := schemas.SplitKey([]byte(k)); len(parts) == 2 {
+				out[partitions[i]] = append(out[partitions[i]], User{App: parts[0], User: parts[1]})
+			}
 		}
 	}
-	return users, nil
+	return out, nil
 }
 
 // DoneAnnounces removes users of a partition from the schedule.
