@@ -77,10 +77,11 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 // every change is the history of a rebuild: the rebuild's reset deleted
 // the partition's users, so their fields are only set.
 func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change, history bool) error {
-	dirty := o.users.TakeDirty()
 	if changes[len(changes)-1].Version < o.restored {
-		return nil // restoring: Redis holds these already
+		o.users.DropDirty() // restoring: Redis holds these already
+		return nil
 	}
+	dirty := o.users.TakeDirty()
 	images := make([]redisstore.Image, len(dirty))
 	for i, d := range dirty {
 		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: !history || d.Gone, ExpireAt: d.ExpireAt}
