@@ -4,7 +4,8 @@ import "fmt"
 
 // CheckIndexes returns an error when the partition's own indexes disagree
 // with its users: each session is indexed under its gateway and nothing
-// else is, and each offline user is in the expiry queue.
+// else is, each offline user is in the expiry queue, and only offline
+// users keep ended sessions.
 func (p *Partition) CheckIndexes() error {
 	for gw, users := range p.gateways {
 		for u := range users {
@@ -33,6 +34,9 @@ func (p *Partition) CheckIndexes() error {
 			if _, ok := p.gateways[u.sessions[i].gateway()][u]; !ok {
 				return fmt.Errorf("session %s of %s is not indexed under gateway %s", u.sessions[i].id(), key, u.sessions[i].gateway())
 			}
+		}
+		if len(u.sessions) > 0 && u.ended != "" {
+			return fmt.Errorf("user %s, online, keeps ended sessions %q", key, u.ended)
 		}
 		if len(u.sessions) == 0 && (!inQueue[u] || u.flags&queued == 0) {
 			return fmt.Errorf("offline user %s is not in the expiry queue", key)

@@ -64,6 +64,10 @@ type user struct {
 	sessions []session
 	// custom is the custom status, encoded as Redis holds it.
 	custom *string
+	// ended holds, while the user is offline, the ids of its sessions
+	// whose latest record is a disconnect, each followed by endSep
+	// (dead.go).
+	ended string
 	// version is the offset of the latest record applied.
 	version int64
 	// lastSeen is when the last session ended (Unix ms), while no

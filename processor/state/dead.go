@@ -1,0 +1,196 @@
+package state
+
+import (
+	"strings"
+	"time"
+
+	"github.com/presence-im/presence/schemas"
+)
+
+// Dead keys: compaction keeps the latest record of every key of
+// presence.sessions forever, so a key whose latest record no longer shows
+// in the state must be tombstoned for the topic to stay bounded. The
+// partition knows which keys those are, as Redis's schedule of them did
+// before (redisstore's liveness):
+//
+//   - A session's key whose latest record is a disconnect shows while
+//     its user is offline but known: the user's last seen may come from
+//     it. The user keeps the ids of such sessions (user.ended). When the
+//     user is forgotten, they are dead at once.
+//   - Once the user is online again, they say nothing any more, whatever
+//     the user does next (a later disconnect says its last seen): they
+//     are dead when due, the offline TTL after they ended (at the latest,
+//     the user's deadline when it came back online). A session that ends
+//     while others of its user are live is due the same way. (Redis's
+//     schedule, which could not tell, kept such a key until the user was
+//     forgotten when the user was offline again when it was due.)
+//   - A custom status's key shows while its user is known: it dies with
+//     the user. A cleared custom status is a tombstone already, written
+//     by the query API.
+//
+// Keys are checked against the state again when taken (DeadKeys): a key
+// that a record made live again since (a session reconnected with the
+// same id, a custom status set again, a user forgotten then back with a
+// record on the same key) is not returned. What remains is a record
+// written to the same key between the caller's last read of the
+// partition and its tombstone (see processor/bound.go).
+
+// deadKey is a record key found dead, or due to be.
+type deadKey struct {
+	// due is when it may be tombstoned (Unix ms).
+	due int64
+	// user is the user's key (schemas.UserKey), shared with the user.
+	user string
+	// session is the session's id; "" names the custom status's key
+	// (no session id is empty).
+	session string
+}
+
+// endSep ends each id of user.ended; no valid id holds a control
+// character.
+const endSep = "\x00"
+
+// end records that session id of u, which is offline, has ended: its
+// key's latest record is a disconnect.
+func (p *Partition) end(u *user, id string) {
+	if p.noTombstones || u.hasEnded(id) {
+		return
+	}
+	u.ended += id + endSep
+}
+
+// hasEnded returns whether id is among the ended sessions of u.
+func (u *user) hasEnded(id string) bool {
+	for e := range strings.SplitSeq(u.ended, endSep) {
+		if e == id {
+			return true
+		}
+	}
+	return false
+}
+
+// unend removes id from the ended sessions of u: a record made its key
+// live again.
+func (u *user) unend(id string) {
+	if u.ended == "" {
+		return
+	}
+	if i := strings.Index(endSep+u.ended, endSep+id+endSep); i >= 0 {
+		u.ended = u.ended[:i] + u.ended[i+len(id)+len(endSep):]
+	}
+}
+
+// endedWhileOnline schedules the key of session id of u, which is
+// online, for when it is due (Unix ms).
+func (p *Partition) endedWhileOnline(u *user, id string, due int64) {
+	if !p.noTombstones {
+		p.limbo = append(p.limbo, deadKey{due: due, user: u.key, session: id})
+	}
+}
+
+// online moves the ended sessions of u, back online, to the schedule:
+// they are due at the user's last deadline, the offline TTL after the
+// latest of them at the latest.
+func (p *Partition) online(u *user) {
+	if u.ended == "" {
+		return
+	}
+	for id := range strings.SplitSeq(u.ended, endSep) {
+		if id != "" {
+			p.endedWhileOnline(u, id, u.expireAt)
+		}
+	}
+	u.ended = ""
+}
+
+// buryAll marks every key u's records hold dead: u is forgotten.
+func (p *Partition) buryAll(u *user) {
+	if p.noTombstones {
+		return
+	}
+	for id := range strings.SplitSeq(u.ended, endSep) {
+		if id != "" {
+			p.dead = append(p.dead, deadKey{user: u.key, session: id})
+		}
+	}
+	u.ended = ""
+	if u.custom != nil {
+		p.dead = append(p.dead, deadKey{user: u.key})
+	}
+}
+
+// DeadKeys returns up to limit record keys of the partition (0: no
+// limit) that are dead at now: their tombstone changes nothing the state
+// shows. Tombstone them, then call Buried; until then, each call returns
+// them again (those still dead). Call it only while the partition is
+// caught up with its topic and not being rebuilt, so that the state
+// checked is the latest the topic says; users due to be forgotten should
+// be first (Expire).
+func (p *Partition) DeadKeys(now time.Time, limit int) []string {
+	ms := now.UnixMilli()
+	if len(p.taken) > 0 {
+		p.dead = append(p.taken, p.dead...)
+		p.taken = nil
+	}
+	// The schedule is in the order keys ended, nearly that of their due
+	// times: a key due behind a later one waits for it.
+	for len(p.limbo) > 0 && p.limbo[0].due <= ms {
+		p.dead = append(p.dead, p.limbo[0])
+		p.limbo[0] = deadKey{}
+		p.limbo = p.limbo[1:]
+	}
+	var keys []string
+	returned := map[string]bool{}
+	for len(p.dead) > 0 && (limit <= 0 || len(keys) < limit) {
+		k := p.dead[0]
+		p.dead[0] = deadKey{}
+		p.dead = p.dead[1:]
+		if !p.isDead(k, ms) {
+			continue
+		}
+		if key := k.recordKey(); !returned[key] {
+			returned[key] = true
+			keys = append(keys, key)
+			p.taken = append(p.taken, k)
+		}
+	}
+	if len(p.dead) == 0 {
+		p.dead = nil // let the array go
+	}
+	if len(p.limbo) == 0 {
+		p.limbo = nil
+	}
+	return keys
+}
+
+// Buried records that the keys the last DeadKeys returned are
+// tombstoned.
+func (p *Partition) Buried() { p.taken = nil }
+
+// Scheduled returns how many keys the partition holds dead or due to be
+// (not counting the ended sessions of offline users), for tests and
+// metrics.
+func (p *Partition) Scheduled() int { return len(p.dead) + len(p.limbo) + len(p.taken) }
+
+// isDead returns whether k shows nothing in the state at now.
+func (p *Partition) isDead(k deadKey, now int64) bool {
+	u := p.lookup(k.user, now)
+	switch {
+	case u == nil:
+		return true
+	case k.session == "":
+		return u.custom == nil
+	case u.find(k.session) >= 0:
+		return false // live again
+	}
+	return len(u.sessions) > 0 || !u.hasEnded(k.session)
+}
+
+// recordKey is k's key in presence.sessions.
+func (k deadKey) recordKey() string {
+	if k.session == "" {
+		return k.user // schemas.CustomStatusKey
+	}
+	ids := schemas.SplitKey([]byte(k.user))
+	return schemas.SessionKey(ids[0], ids[1], k.session)
+}
