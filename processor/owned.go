@@ -49,7 +49,7 @@ func (p *Processor) own(ctx context.Context, topic string, partition int32, next
 	p.owners[topicPartition{topic, partition}] = owner
 	if topic == schemas.SessionsTopic {
 		p.owned[partition] = &owned{owner: owner, restored: next,
-			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now})}
+			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 	}
 	return nil
 }
@@ -71,8 +71,7 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 }
 
 // write writes the users the changes applied to o changed, unless every
-// change restored what Redis holds already, and indexes the changes past
-// the restored ones. A partition taken by another processor meanwhile
+// change restored what Redis holds already. A partition taken by another processor meanwhile
 // stops this one (errMoved).
 func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change) error {
 	dirty := o.users.TakeDirty()
@@ -83,13 +82,8 @@ func (p *Processor) write(ctx context.Context, o *owned, partition int32, change
 	for i, d := range dirty {
 		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: true, ExpireAt: d.ExpireAt}
 	}
-	fresh := changes[firstAtOrPast(changes, o.restored):]
 	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
-		err := p.cfg.Store.Write(ctx, o.owner, images)
-		if err == nil {
-			err = p.cfg.Store.Index(ctx, fresh)
-		}
-		return err
+		return p.cfg.Store.Write(ctx, o.owner, images)
 	})
 }
 
