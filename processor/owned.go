@@ -44,6 +44,13 @@ func (p *Processor) own(ctx context.Context, topic string, partition int32, next
 	if err != nil {
 		return err
 	}
+	if topic == schemas.SessionsTopic {
+		// Its dead keys are known in memory (bound.go): an older
+		// release's schedule in Redis goes.
+		if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.owners[topicPartition{topic, partition}] = owner

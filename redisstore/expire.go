@@ -29,6 +29,16 @@ func (s *Store) expireKey(topic string, partition int32) string {
 	return s.prefix + ":expire:" + topic + ":" + strconv.Itoa(int(partition))
 }
 
+// DropSessionsSchedule deletes the schedule of dead keys of a partition
+// of presence.sessions that releases before this one kept in Redis: the
+// processor that owns the partition knows them in memory now.
+func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) error {
+	if err := s.rdb.Del(ctx, s.expireKey(schemas.SessionsTopic, partition)).Err(); err != nil {
+		return fmt.Errorf("deleting the old schedule of dead keys of %s/%d: %w", schemas.SessionsTopic, partition, err)
+	}
+	return nil
+}
+
 // scheduleSubscription is the command that schedules the key of a
 // subscription for when it expires, or unschedules it.
 func (s *Store) scheduleSubscription(c SubscriptionChange) command {

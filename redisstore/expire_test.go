@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -51,5 +54,25 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 	got = deadKeys(t, s, schemas.SubscriptionsTopic, now.Add(2*time.Minute))
 	if want := []string{schemas.SubscriptionKey("chat", "ann", "w1")}; !slices.Equal(got, want) {
 		t.Fatalf("dead in 2 minutes: %q, want w1 only", got)
+	}
+}
+
+// The schedule of dead session keys an older release kept in Redis is
+// deleted when a partition is taken: the processor knows them in memory.
+func TestDropSessionsSchedule(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
+	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	old, other := prefix+":expire:"+schemas.SessionsTopic+":3", prefix+":expire:"+schemas.SessionsTopic+":4"
+	for _, key := range []string{old, other} {
+		if err := rdb.ZAdd(ctx, key, redis.Z{Score: 1, Member: "chat/ann/s1"}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DropSessionsSchedule(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if rdb.Exists(ctx, old).Val() != 0 || rdb.Exists(ctx, other).Val() != 1 {
+		t.Fatal("dropping partition 3's schedule: want it gone and partition 4's kept")
 	}
 }
