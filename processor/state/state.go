@@ -1,8 +1,9 @@
 // Package state is the state of the users of one partition of
 // presence.sessions, kept in the memory of the processor that owns the
 // partition: their sessions, custom statuses and last seen times, what
-// their audiences were last told, their sessions by gateway, and when
-// each offline user is forgotten.
+// their audiences were last told, their sessions by gateway, when each
+// offline user is forgotten, and which keys of their records are dead, to
+// be tombstoned (dead.go).
 //
 // A Partition applies records with the rules redisstore's apply.lua
 // applies inside Redis today, to the same outcomes (a test runs both on
