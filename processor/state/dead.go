@@ -26,7 +26,10 @@ import (
 //     forgotten when the user was offline again when it was due.)
 //   - A custom status's key shows while its user is known: it dies with
 //     the user. A cleared custom status is a tombstone already, written
-//     by the query API.
+//     by the query API. The key of a user forgotten then known again
+//     before it was tombstoned dies with the user's new life: its
+//     tombstone is a clear, which the processor reads back, and which
+//     would change the user now.
 //
 // Keys are checked against the state again when taken (DeadKeys): a key
 // that a record made live again since (a session reconnected with the
@@ -114,7 +117,7 @@ func (p *Partition) buryAll(u *user) {
 		}
 	}
 	u.ended = ""
-	if u.custom != nil {
+	if u.custom != nil || u.flags&oldCustom != 0 {
 		p.dead = append(p.dead, deadKey{user: u.key})
 	}
 }
@@ -179,7 +182,10 @@ func (p *Partition) isDead(k deadKey, now int64) bool {
 	case u == nil:
 		return true
 	case k.session == "":
-		return u.custom == nil
+		if u.custom == nil {
+			u.flags |= oldCustom // dies with u
+		}
+		return false
 	case u.find(k.session) >= 0:
 		return false // live again
 	}

@@ -1,6 +1,10 @@
 package state
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strconv"
+)
 
 // CheckIndexes returns an error when the partition's own indexes disagree
 // with its users: each session is indexed under its gateway and nothing
@@ -52,4 +56,25 @@ func holds(u *user, gateway string) bool {
 		}
 	}
 	return false
+}
+
+// Shown returns what the partition shows of the user of key (a
+// schemas.UserKey) now: its hash but for the version, field by field in
+// sorted pairs, and, while offline, when it is forgotten; nil when the
+// user is not known.
+func (p *Partition) Shown(key string) []string {
+	u := p.lookup(key, p.now().UnixMilli())
+	if u == nil {
+		return nil
+	}
+	f := u.fields()[2:] // without the version
+	var pairs []string
+	for i := 0; i < len(f); i += 2 {
+		pairs = append(pairs, f[i]+"="+f[i+1])
+	}
+	slices.Sort(pairs)
+	if len(u.sessions) == 0 {
+		pairs = append(pairs, "forgotten at "+strconv.FormatInt(u.expireAt, 10))
+	}
+	return pairs
 }

@@ -239,8 +239,10 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 	case redisstore.SetCustom:
 		custom := encodeCustom(c.Custom)
 		u.custom = &custom
+		u.flags &^= oldCustom
 	case redisstore.ClearCustom:
 		u.custom = nil
+		u.flags &^= oldCustom // its record is a tombstone
 	}
 }
 

@@ -90,6 +90,10 @@ const (
 	same
 	// told: the audience was last told the state Partition.told holds.
 	told
+	// oldCustom: the key of the custom status holds a record of an
+	// earlier life of the user, forgotten since, which this one does
+	// not show: it dies with this one (dead.go).
+	oldCustom
 )
 
 // customValue is the encoded custom status, "" when none (an encoded
