@@ -78,8 +78,8 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 }
 
 // write writes the users the changes applied to o changed, unless every
-// change restored what Redis holds already. A partition taken by another processor meanwhile
-// stops this one (errMoved).
+// change restored what Redis holds already. A partition taken by another
+// processor meanwhile stops this one (errMoved).
 func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change) error {
 	dirty := o.users.TakeDirty()
 	if changes[len(changes)-1].Version < o.restored {

@@ -22,8 +22,8 @@ import (
 //     are dead when due, the offline TTL after they ended (at the latest,
 //     the user's deadline when it came back online). A session that ends
 //     while others of its user are live is due the same way. (Redis's
-//     schedule, which could not tell, kept such a key until the user was
-//     forgotten when the user was offline again when it was due.)
+//     schedule could not tell: a key that came due while its user was
+//     offline again was kept until the user was forgotten.)
 //   - A custom status's key shows while its user is known: it dies with
 //     the user. A cleared custom status is a tombstone already, written
 //     by the query API. The key of a user forgotten then known again
@@ -169,11 +169,6 @@ func (p *Partition) DeadKeys(now time.Time, limit int) []string {
 // Buried records that the keys the last DeadKeys returned are
 // tombstoned.
 func (p *Partition) Buried() { p.taken = nil }
-
-// Scheduled returns how many keys the partition holds dead or due to be
-// (not counting the ended sessions of offline users), for tests and
-// metrics.
-func (p *Partition) Scheduled() int { return len(p.dead) + len(p.limbo) + len(p.taken) }
 
 // isDead returns whether k shows nothing in the state at now.
 func (p *Partition) isDead(k deadKey, now int64) bool {

@@ -78,3 +78,7 @@ func (p *Partition) Shown(key string) []string {
 	}
 	return pairs
 }
+
+// Scheduled returns how many keys the partition holds dead or due to be,
+// but for the ended sessions of offline users.
+func (p *Partition) Scheduled() int { return len(p.dead) + len(p.limbo) + len(p.taken) }
