@@ -2,11 +2,10 @@ package processor
 
 // Bounded topics: compaction keeps the latest record of every key forever,
 // so a key whose record no longer shows in the state must be tombstoned
-// for the topic to stay bounded: ended sessions once their user is
-// forgotten (while the user is offline and known, its last seen may come
-// from them) or, when the user is online again, the offline TTL after
-// they ended; the custom status of a user forgotten; subscriptions once
-// they expire. Removed friends and cleared custom statuses are tombstones
+// for the topic to stay bounded: the latest disconnect of an offline
+// user once the user is forgotten (its last seen comes from it), any
+// other ended session the offline TTL after it ended; the custom status
+// of a user forgotten; subscriptions once they expire. Removed friends and cleared custom statuses are tombstones
 // already, written by the query API. The users of a partition of
 // presence.sessions are in this processor's memory, which knows their
 // dead keys (processor/state); subscriptions are scheduled in Redis

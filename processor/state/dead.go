@@ -1,7 +1,6 @@
 package state
 
 import (
-	"strings"
 	"time"
 
 	"github.com/presence-im/presence/schemas"
@@ -10,20 +9,18 @@ import (
 // Dead keys: compaction keeps the latest record of every key of
 // presence.sessions forever, so a key whose latest record no longer shows
 // in the state must be tombstoned for the topic to stay bounded. The
-// partition knows which keys those are, as Redis's schedule of them did
-// before (redisstore's liveness):
+// partition knows which keys those are:
 //
-//   - A session's key whose latest record is a disconnect shows while
-//     its user is offline but known: the user's last seen may come from
-//     it. The user keeps the ids of such sessions (user.ended). When the
-//     user is forgotten, they are dead at once.
-//   - Once the user is online again, they say nothing any more, whatever
-//     the user does next (a later disconnect says its last seen): they
-//     are dead when due, the offline TTL after they ended (at the latest,
-//     the user's deadline when it came back online). A session that ends
-//     while others of its user are live is due the same way. (Redis's
-//     schedule could not tell: a key that came due while its user was
-//     offline again was kept until the user was forgotten.)
+//   - The key of an offline user's latest disconnect shows while the user
+//     is known: the user's last seen comes from it. The user keeps its
+//     session's id (user.ended); it is dead once the user is forgotten.
+//   - Any other ended session's key says nothing any more: the user has
+//     been online since, or a later disconnect says its last seen. It is
+//     dead when due, the offline TTL after it ended (at the latest, the
+//     user's deadline when it was superseded). A session that ends while
+//     others of its user are live is due the same way. (Redis's schedule,
+//     before, could not tell: a key that came due while its user was
+//     offline was kept until the user was forgotten.)
 //   - A custom status's key shows while its user is known: it dies with
 //     the user. A cleared custom status is a tombstone already, written
 //     by the query API. The key of a user forgotten then known again
@@ -49,61 +46,41 @@ type deadKey struct {
 	session string
 }
 
-// endSep ends each id of user.ended; no valid id holds a control
-// character.
-const endSep = "\x00"
-
 // end records that session id of u, which is offline, has ended: its
-// key's latest record is a disconnect.
+// disconnect is the user's latest, and the one before is superseded.
 func (p *Partition) end(u *user, id string) {
-	if p.noTombstones || u.hasEnded(id) {
+	if p.noTombstones || u.ended == id {
 		return
 	}
-	u.ended += id + endSep
-}
-
-// hasEnded returns whether id is among the ended sessions of u.
-func (u *user) hasEnded(id string) bool {
-	for e := range strings.SplitSeq(u.ended, endSep) {
-		if e == id {
-			return true
-		}
+	if u.ended != "" {
+		p.schedule(u, u.ended, u.expireAt)
 	}
-	return false
+	u.ended = id
 }
 
-// unend removes id from the ended sessions of u: a record made its key
+// unend forgets that session id of u has ended: a record made its key
 // live again.
 func (u *user) unend(id string) {
-	if u.ended == "" {
-		return
-	}
-	if i := strings.Index(endSep+u.ended, endSep+id+endSep); i >= 0 {
-		u.ended = u.ended[:i] + u.ended[i+len(id)+len(endSep):]
+	if u.ended == id {
+		u.ended = ""
 	}
 }
 
-// endedWhileOnline schedules the key of session id of u, which is
-// online, for when it is due (Unix ms).
-func (p *Partition) endedWhileOnline(u *user, id string, due int64) {
+// schedule schedules the key of session id of u, superseded, for when
+// it is due (Unix ms).
+func (p *Partition) schedule(u *user, id string, due int64) {
 	if !p.noTombstones {
 		p.limbo = append(p.limbo, deadKey{due: due, user: u.key, session: id})
 	}
 }
 
-// online moves the ended sessions of u, back online, to the schedule:
-// they are due at the user's last deadline, the offline TTL after the
-// latest of them at the latest.
+// online schedules the ended session of u, back online, for the user's
+// last deadline, the offline TTL after it ended at the latest.
 func (p *Partition) online(u *user) {
-	if u.ended == "" {
-		return
+	if u.ended != "" {
+		p.schedule(u, u.ended, u.expireAt)
+		u.ended = ""
 	}
-	for id := range strings.SplitSeq(u.ended, endSep) {
-		if id != "" {
-			p.endedWhileOnline(u, id, u.expireAt)
-		}
-	}
-	u.ended = ""
 }
 
 // buryAll marks every key u's records hold dead: u is forgotten.
@@ -111,12 +88,10 @@ func (p *Partition) buryAll(u *user) {
 	if p.noTombstones {
 		return
 	}
-	for id := range strings.SplitSeq(u.ended, endSep) {
-		if id != "" {
-			p.dead = append(p.dead, deadKey{user: u.key, session: id})
-		}
+	if u.ended != "" {
+		p.dead = append(p.dead, deadKey{user: u.key, session: u.ended})
+		u.ended = ""
 	}
-	u.ended = ""
 	if u.custom != nil || u.flags&oldCustom != 0 {
 		p.dead = append(p.dead, deadKey{user: u.key})
 	}
@@ -184,7 +159,7 @@ func (p *Partition) isDead(k deadKey, now int64) bool {
 	case u.find(k.session) >= 0:
 		return false // live again
 	}
-	return len(u.sessions) > 0 || !u.hasEnded(k.session)
+	return len(u.sessions) > 0 || u.ended != k.session
 }
 
 // recordKey is k's key in presence.sessions.

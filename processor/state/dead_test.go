@@ -120,6 +120,28 @@ func TestDeadKeysReconnect(t *testing.T) {
 	}
 }
 
+// Of an offline user's ended sessions, only the latest disconnect's key
+// says something (its last seen): one before it, superseded, is due the
+// offline TTL after it ended, though the user is still known.
+func TestDeadKeysSuperseded(t *testing.T) {
+	const ttl = time.Hour
+	c := &clock{t0}
+	p := newPartition(c)
+	p.Apply(conn("ann", "s1", "gw", "e", 1, t0), false)
+	p.Apply(disc("ann", "s1", 2, t0), false)
+	// A disconnect of a session ann no longer holds (as a gateway
+	// that lost it may write) says her last seen now.
+	p.Apply(disc("ann", "s2", 3, t0.Add(10*time.Minute)), false)
+	c.t = t0.Add(ttl)
+	if got, want := sweep(t, p, c.t), []string{sessionKey("ann", "s1")}; !slices.Equal(got, want) {
+		t.Fatalf("dead at s1's TTL: %q, want %q (s2's says ann's last seen)", got, want)
+	}
+	c.t = t0.Add(ttl + 10*time.Minute)
+	if got, want := sweep(t, p, c.t), []string{sessionKey("ann", "s2")}; !slices.Equal(got, want) {
+		t.Fatalf("dead once ann is forgotten: %q, want %q", got, want)
+	}
+}
+
 // A custom status's key lives while its user is known, online or not, and
 // dies with the user; a cleared one is a tombstone already.
 func TestDeadCustomKeys(t *testing.T) {

@@ -232,7 +232,7 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 			}
 		}
 		if len(u.sessions) > 0 {
-			p.endedWhileOnline(u, c.Session, c.At.UnixMilli()+p.ttl)
+			p.schedule(u, c.Session, c.At.UnixMilli()+p.ttl)
 		} else {
 			p.end(u, c.Session)
 		}

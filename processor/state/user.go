@@ -64,9 +64,8 @@ type user struct {
 	sessions []session
 	// custom is the custom status, encoded as Redis holds it.
 	custom *string
-	// ended holds, while the user is offline, the ids of its sessions
-	// whose latest record is a disconnect, each followed by endSep
-	// (dead.go).
+	// ended is, while the user is offline, the id of the session of its
+	// latest disconnect, whose record says its last seen (dead.go).
 	ended string
 	// version is the offset of the latest record applied.
 	version int64
