@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -294,4 +295,29 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// A flood of disconnects of sessions an offline user never held (a
+// gateway gone wrong, or hostile) keeps one of them on the user, the
+// latest; the others are due the offline TTL after they ended, and then
+// all dead.
+func TestDeadKeysFlood(t *testing.T) {
+	const ttl, n = time.Hour, 1000
+	c := &clock{t0}
+	p := newPartition(c)
+	for i := range n {
+		p.Apply(disc("ann", "s"+strconv.Itoa(i), int64(i), t0), false)
+	}
+	if got := p.Scheduled(); got != n-1 {
+		t.Fatalf("%d keys scheduled, want %d", got, n-1)
+	}
+	c.t = t0.Add(ttl - time.Millisecond)
+	if dead := sweep(t, p, c.t); len(dead) != 0 {
+		t.Fatalf("%d dead before the TTL", len(dead))
+	}
+	// At the TTL ann is forgotten too: every key is dead, each once.
+	c.t = t0.Add(ttl)
+	if dead := sweep(t, p, c.t); len(dead) != n || len(slices.Compact(dead)) != n {
+		t.Fatalf("%d dead at the TTL, want %d, each once", len(dead), n)
+	}
 }
