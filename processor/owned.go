@@ -44,12 +44,19 @@ func (p *Processor) own(ctx context.Context, topic string, partition int32, next
 	if err != nil {
 		return err
 	}
+	if topic == schemas.SessionsTopic {
+		// Its dead keys are known in memory (bound.go): an older
+		// release's schedule in Redis goes.
+		if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.owners[topicPartition{topic, partition}] = owner
 	if topic == schemas.SessionsTopic {
 		p.owned[partition] = &owned{owner: owner, restored: next,
-			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now})}
+			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 	}
 	return nil
 }
@@ -71,11 +78,11 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 }
 
 // write writes the users the changes applied to o changed, unless every
-// change restored what Redis holds already, and indexes the changes past
-// the restored ones. A partition taken by another processor meanwhile
-// stops this one (errMoved). Each user's hash is replaced whole, unless
-// every change is the history of a rebuild: the rebuild's reset deleted
-// the partition's users, so their fields are only set.
+// change restored what Redis holds already. A partition taken by another
+// processor meanwhile stops this one (errMoved). Each user's hash is
+// replaced whole, unless every change is the history of a rebuild: the
+// rebuild's reset deleted the partition's users, so their fields are only
+// set.
 func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change, history bool) error {
 	if changes[len(changes)-1].Version < o.restored {
 		o.users.DropDirty() // restoring: Redis holds these already
@@ -86,13 +93,8 @@ func (p *Processor) write(ctx context.Context, o *owned, partition int32, change
 	for i, d := range dirty {
 		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: !history || d.Gone, ExpireAt: d.ExpireAt}
 	}
-	fresh := changes[firstAtOrPast(changes, o.restored):]
 	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
-		err := p.cfg.Store.Write(ctx, o.owner, images)
-		if err == nil {
-			err = p.cfg.Store.Index(ctx, fresh)
-		}
-		return err
+		return p.cfg.Store.Write(ctx, o.owner, images)
 	})
 }
 

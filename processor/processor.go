@@ -686,11 +686,6 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	// A rebuild writes each user once, when the partition is caught up,
 	// or sooner when too many wait.
 	if changes[len(changes)-1].Version < quiet && !caughtUp && o.users.Dirty() < maxDeferred {
-		if err := p.retry(ctx, "indexing", func(ctx context.Context) error {
-			return p.cfg.Store.Index(ctx, changes)
-		}); err != nil {
-			return err
-		}
 		return errDeferred
 	}
 	if err := p.write(ctx, o, partition, changes, changes[len(changes)-1].Version < quiet); err != nil {

@@ -75,9 +75,8 @@ type Outcome struct {
 
 // Apply applies changes in one pipelined round trip, in order. During a
 // rebuild (quiet), the visible state counts as announced and no outcome
-// asks for an announcement: history is not news. Beside the changes it
-// schedules the record keys they will make dead (expire.go), which
-// converges when a suffix is applied again.
+// asks for an announcement: history is not news. (Which record keys the
+// changes make dead is the processor's to know: processor/state.)
 func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outcome, error) {
 	recs := make([]record, len(changes))
 	for i, c := range changes {
@@ -95,9 +94,7 @@ func (s *Store) Apply(ctx context.Context, changes []Change, quiet bool) ([]Outc
 		}
 		recs[i] = r
 	}
-	return s.applyRecords(ctx, recs, quiet, func(p redis.Pipeliner) {
-		s.scheduleSessions(ctx, p, changes)
-	})
+	return s.applyRecords(ctx, recs, quiet)
 }
 
 // User names one user of one app.
@@ -110,7 +107,7 @@ func (s *Store) Check(ctx context.Context, users []User) ([]Outcome, error) {
 	for i, u := range users {
 		recs[i] = record{key: s.userKey(u.App, u.User), op: "k"}
 	}
-	return s.applyRecords(ctx, recs, false, func(redis.Pipeliner) {})
+	return s.applyRecords(ctx, recs, false)
 }
 
 // MarkAnnounced records that the audience of each user was told the
@@ -145,9 +142,9 @@ type record struct {
 // microseconds each).
 const maxPerCall = 200
 
-// applyRecords runs apply.lua over recs, after what queue adds to the
-// pipeline, and returns the outcome of each record.
-func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, queue func(redis.Pipeliner)) ([]Outcome, error) {
+// applyRecords runs apply.lua over recs and returns the outcome of each
+// record.
+func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool) ([]Outcome, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
@@ -162,7 +159,6 @@ func (s *Store) applyRecords(ctx context.Context, recs []record, quiet bool, que
 	calls := s.calls(keys)
 	var cmds []*redis.Cmd
 	err := s.scripted(ctx, s.apply, func(p redis.Pipeliner) {
-		queue(p)
 		cmds = s.evalCalls(ctx, p, s.apply, keys, calls, []any{s.offlineTTL.Milliseconds(), q}, func(args []any, i int) []any {
 			return append(args, recs[i].version, recs[i].op, recs[i].field, recs[i].value, recs[i].at)
 		})

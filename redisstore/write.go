@@ -168,21 +168,3 @@ func (s *Store) byNode(ctx context.Context, keys []string) ([]nodeItems, error) 
 	}
 	return groups, nil
 }
-
-// Index writes what the records of changes add beside users' hashes: the
-// record keys they will make dead (expire.go). Apply writes it itself; a
-// processor that writes images (Write) calls it for the same changes. It
-// converges when a suffix is indexed again.
-func (s *Store) Index(ctx context.Context, changes []Change) error {
-	if len(changes) == 0 {
-		return nil
-	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		s.scheduleSessions(ctx, p, changes)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("indexing %d changes: %w", len(changes), err)
-	}
-	return nil
-}

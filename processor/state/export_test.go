@@ -1,10 +1,15 @@
 package state
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strconv"
+)
 
 // CheckIndexes returns an error when the partition's own indexes disagree
 // with its users: each session is indexed under its gateway and nothing
-// else is, and each offline user is in the expiry queue.
+// else is, each offline user is in the expiry queue, and only offline
+// users keep ended sessions.
 func (p *Partition) CheckIndexes() error {
 	for gw, users := range p.gateways {
 		for u := range users {
@@ -33,6 +38,9 @@ func (p *Partition) CheckIndexes() error {
 			if _, ok := p.gateways[u.sessions[i].gateway()][u]; !ok {
 				return fmt.Errorf("session %s of %s is not indexed under gateway %s", u.sessions[i].id(), key, u.sessions[i].gateway())
 			}
+		}
+		if len(u.sessions) > 0 && u.ended != "" {
+			return fmt.Errorf("user %s, online, keeps ended sessions %q", key, u.ended)
 		}
 		if len(u.sessions) == 0 && (!inQueue[u] || u.flags&queued == 0) {
 			return fmt.Errorf("offline user %s is not in the expiry queue", key)
@@ -63,3 +71,28 @@ func (p *Partition) Images() map[string]Image {
 	}
 	return out
 }
+
+// Shown returns what the partition shows of the user of key (a
+// schemas.UserKey) now: its hash but for the version, field by field in
+// sorted pairs, and, while offline, when it is forgotten; nil when the
+// user is not known.
+func (p *Partition) Shown(key string) []string {
+	u := p.lookup(key, p.now().UnixMilli())
+	if u == nil {
+		return nil
+	}
+	f := u.fields()[2:] // without the version
+	var pairs []string
+	for i := 0; i < len(f); i += 2 {
+		pairs = append(pairs, f[i]+"="+f[i+1])
+	}
+	slices.Sort(pairs)
+	if len(u.sessions) == 0 {
+		pairs = append(pairs, "forgotten at "+strconv.FormatInt(u.expireAt, 10))
+	}
+	return pairs
+}
+
+// Scheduled returns how many keys the partition holds dead or due to be,
+// but for the ended sessions of offline users.
+func (p *Partition) Scheduled() int { return len(p.dead) + len(p.limbo) + len(p.taken) }

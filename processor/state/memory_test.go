@@ -25,10 +25,18 @@ func heapAfter(build func() *state.Partition) (uint64, *state.Partition) {
 	return after.HeapAlloc - before.HeapAlloc, p
 }
 
+// How the users of fill end up.
+const (
+	online    = iota // one session
+	offline          // one session, ended
+	reconnect        // one session ended, then another: the ended one's key is due
+)
+
 // fill applies, for each of memoryUsers users, a connect of one session
 // with ids of realistic lengths (20-byte session ids, 16-byte device
-// ids, 10 gateways), and a disconnect when offline.
-func fill(offline bool) *state.Partition {
+// ids, 10 gateways), and a disconnect when offline or reconnecting,
+// then a connect of another session when reconnecting.
+func fill(how int) *state.Partition {
 	p := state.New(state.Config{OfflineTTL: time.Hour})
 	at := time.Now()
 	v := int64(0)
@@ -39,8 +47,13 @@ func fill(offline bool) *state.Partition {
 			At: at, Version: v}
 		p.Apply(c, true)
 		v++
-		if offline {
+		if how != online {
 			p.Apply(redisstore.Change{Op: redisstore.Disconnect, App: c.App, User: c.User, Session: c.Session, At: at, Version: v}, true)
+			v++
+		}
+		if how == reconnect {
+			c.Session, c.Version = fmt.Sprintf("sess-%015d", memoryUsers+i), v
+			p.Apply(c, true)
 			v++
 		}
 	}
@@ -54,14 +67,15 @@ func fill(offline bool) *state.Partition {
 // a field or a map per user, not noise.
 func TestMemory(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		offline bool
-		limit   uint64
+		name  string
+		how   int
+		limit uint64
 	}{
-		{"online session", false, 300},
-		{"offline user", true, 200},
+		{"online session", online, 300},
+		{"offline user", offline, 200},
+		{"online session, another ended before (its key due)", reconnect, 400},
 	} {
-		bytes, p := heapAfter(func() *state.Partition { return fill(tc.offline) })
+		bytes, p := heapAfter(func() *state.Partition { return fill(tc.how) })
 		if p.Len() != memoryUsers {
 			t.Fatalf("%s: %d users known, want %d", tc.name, p.Len(), memoryUsers)
 		}
@@ -74,16 +88,21 @@ func TestMemory(t *testing.T) {
 	}
 }
 
-// BenchmarkMemory reports the state's memory per online session and per
-// offline user (go test -run '^$' -bench Memory ./processor/state).
+// BenchmarkMemory reports the state's memory per online session, per
+// offline user, and per key due to be tombstoned (a session ended before
+// its user came back online) (go test -run '^$' -bench Memory
+// ./processor/state).
 func BenchmarkMemory(b *testing.B) {
 	for range b.N {
-		online, p := heapAfter(func() *state.Partition { return fill(false) })
+		on, p := heapAfter(func() *state.Partition { return fill(online) })
 		runtime.KeepAlive(p)
-		offline, p := heapAfter(func() *state.Partition { return fill(true) })
+		off, p := heapAfter(func() *state.Partition { return fill(offline) })
 		runtime.KeepAlive(p)
-		b.ReportMetric(float64(online)/memoryUsers, "bytes/online-session")
-		b.ReportMetric(float64(offline)/memoryUsers, "bytes/offline-user")
+		again, p := heapAfter(func() *state.Partition { return fill(reconnect) })
+		runtime.KeepAlive(p)
+		b.ReportMetric(float64(on)/memoryUsers, "bytes/online-session")
+		b.ReportMetric(float64(off)/memoryUsers, "bytes/offline-user")
+		b.ReportMetric(float64(again-on)/memoryUsers, "bytes/due-key")
 	}
 }
 

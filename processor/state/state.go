@@ -1,8 +1,9 @@
 // Package state is the state of the users of one partition of
 // presence.sessions, kept in the memory of the processor that owns the
 // partition: their sessions, custom statuses and last seen times, what
-// their audiences were last told, their sessions by gateway, and when
-// each offline user is forgotten.
+// their audiences were last told, their sessions by gateway, when each
+// offline user is forgotten, and which keys of their records are dead, to
+// be tombstoned (dead.go).
 //
 // A Partition applies records with the rules redisstore's apply.lua
 // applies inside Redis today, to the same outcomes (a test runs both on
@@ -58,6 +59,10 @@ type Config struct {
 	// Now is the clock that says when offline users are forgotten
 	// (time.Now); it must agree with Redis's, which expires their keys.
 	Now func() time.Time
+	// NoTombstones says the caller writes no tombstones: the partition
+	// does not keep which record keys are dead (dead.go). Presence
+	// replay sets it.
+	NoTombstones bool
 }
 
 // Partition is the state of the users of one partition.
@@ -76,6 +81,11 @@ type Partition struct {
 	told map[*user]string
 	// dirty holds the users changed since the last TakeDirty, by key.
 	dirty map[string]redisstore.User
+	// noTombstones: Config.NoTombstones. dead holds the record keys
+	// found dead, limbo those due to be (dead.go), in the order found;
+	// taken, those DeadKeys returned last, until Buried.
+	noTombstones       bool
+	dead, limbo, taken []deadKey
 }
 
 // New returns an empty Partition.
@@ -85,7 +95,8 @@ func New(cfg Config) *Partition {
 		cfg.Now = time.Now
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
-		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]redisstore.User{}}
+		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]redisstore.User{},
+		noTombstones: cfg.NoTombstones}
 }
 
 // Len returns how many users the partition remembers.
@@ -214,6 +225,8 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 		}
 		p.index(u, s.gateway())
 		u.flags &^= seen
+		u.unend(c.Session)
+		p.online(u)
 	case redisstore.Disconnect:
 		if i >= 0 {
 			p.unindex(u, i)
@@ -222,11 +235,18 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 				u.sessions = nil // let the array go
 			}
 		}
+		if len(u.sessions) > 0 {
+			p.schedule(u, c.Session, c.At.UnixMilli()+p.ttl)
+		} else {
+			p.end(u, c.Session)
+		}
 	case redisstore.SetCustom:
 		custom := encodeCustom(c.Custom)
 		u.custom = &custom
+		u.flags &^= oldCustom
 	case redisstore.ClearCustom:
 		u.custom = nil
+		u.flags &^= oldCustom // its record is a tombstone
 	}
 }
 
@@ -274,10 +294,11 @@ func (p *Partition) lookup(key string, now int64) *user {
 }
 
 // forget removes a user with no live session; Redis deletes or expires
-// its key.
+// its key. The keys of its records are dead.
 func (p *Partition) forget(u *user) {
 	if p.users[u.key] == u {
 		delete(p.users, u.key)
+		p.buryAll(u)
 	}
 	p.setAnnounced(u, "")
 }

@@ -64,6 +64,9 @@ type user struct {
 	sessions []session
 	// custom is the custom status, encoded as Redis holds it.
 	custom *string
+	// ended is, while the user is offline, the id of the session of its
+	// latest disconnect, whose record says its last seen (dead.go).
+	ended string
 	// version is the offset of the latest record applied.
 	version int64
 	// lastSeen is when the last session ended (Unix ms), while no
@@ -86,6 +89,10 @@ const (
 	same
 	// told: the audience was last told the state Partition.told holds.
 	told
+	// oldCustom: the key of the custom status holds a record of an
+	// earlier life of the user, forgotten since, which this one does
+	// not show: it dies with this one (dead.go).
+	oldCustom
 )
 
 // customValue is the encoded custom status, "" when none (an encoded
