@@ -143,7 +143,7 @@ func checkSmallRun(t *testing.T, cfg bench.Config) (*bench.Report, string) {
 
 	t.Run("memory/users loaded", func(t *testing.T) {
 		res := results["memory"]
-		checkCounts(t, res.Checks, map[string]int64{"users_online": 300, "users_offline": 300})
+		checkCounts(t, res.Checks, map[string]int64{"users_online": int64(cfg.MemoryUsers), "users_offline": int64(cfg.MemoryUsers)})
 		if len(res.Metrics) != 2 || res.Metrics[1].Name != "bytes/offline user" {
 			t.Errorf("metrics %+v, want bytes per online session, then per offline user", res.Metrics)
 		}
