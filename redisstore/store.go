@@ -34,6 +34,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -97,13 +98,29 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.OfflineTTL <= 0 {
 		opts.OfflineTTL = DefaultOfflineTTL
 	}
+	writer, commands := writeSource, fencedSource
+	if _, cluster := rdb.(*redis.ClusterClient); !cluster {
+		// One server lets a script reach keys it does not declare
+		// without the flag, which Redis-compatible servers that embed
+		// an older Lua runtime (miniredis, for presence dev) refuse.
+		writer, commands = withoutFlags(writer), withoutFlags(commands)
+	}
 	s := &Store{rdb: rdb, prefix: opts.Prefix, offlineTTL: opts.OfflineTTL, apply: redis.NewScript(applySource),
 		announced: redis.NewScript(announcedSource), advance: redis.NewScript(advanceSource),
-		reserve: redis.NewScript(reserveSource), writer: redis.NewScript(writeSource),
-		commands: redis.NewScript(fencedSource)}
-	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource, s.writer: writeSource, s.commands: fencedSource}
+		reserve: redis.NewScript(reserveSource), writer: redis.NewScript(writer),
+		commands: redis.NewScript(commands)}
+	s.scripts = map[*redis.Script]string{s.apply: applySource, s.announced: announcedSource, s.writer: writer, s.commands: commands}
 	s.loaded = map[*redis.Script]*atomic.Bool{s.apply: new(atomic.Bool), s.announced: new(atomic.Bool), s.writer: new(atomic.Bool), s.commands: new(atomic.Bool)}
 	return s
+}
+
+// withoutFlags returns a script's source without its first line when that
+// line is a shebang of flags (#!lua flags=...).
+func withoutFlags(source string) string {
+	if first, rest, ok := strings.Cut(source, "\n"); ok && strings.HasPrefix(first, "#!lua") {
+		return rest
+	}
+	return source
 }
 
 // Open connects to the Redis at url, one server or a cluster (see Dial),
