@@ -79,10 +79,11 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 
 // write writes the users the changes applied to o changed, unless every
 // change restored what Redis holds already. A partition taken by another
-// processor meanwhile stops this one (errMoved). Each user's hash is
-// replaced whole, unless every change is the history of a rebuild: the
-// rebuild's reset deleted the partition's users, so their fields are only
-// set.
+// processor meanwhile stops this one (errMoved). A user online since it
+// was last written has the fields that changed set and deleted; another's
+// hash is replaced whole, unless every change is the history of a
+// rebuild: the rebuild's reset deleted the partition's users, so their
+// fields are only set.
 func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change, history bool) error {
 	if changes[len(changes)-1].Version < o.restored {
 		o.users.DropDirty() // restoring: Redis holds these already
@@ -91,7 +92,8 @@ func (p *Processor) write(ctx context.Context, o *owned, partition int32, change
 	dirty := o.users.TakeDirty()
 	images := make([]redisstore.Image, len(dirty))
 	for i, d := range dirty {
-		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Whole: !history || d.Gone, ExpireAt: d.ExpireAt}
+		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Removed: d.Removed,
+			Whole: d.Whole && !history || d.Gone, ExpireAt: d.ExpireAt}
 	}
 	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
 		return p.cfg.Store.Write(ctx, o.owner, images)

@@ -253,7 +253,9 @@ func (d *diff) markAnnounced(t *testing.T, ctx context.Context, users []redissto
 	}
 }
 
-// flush writes the model's images blindly, as a writer would.
+// flush writes the model's images blindly, as a writer would: a whole
+// image replaces the hash, another sets its fields and deletes those
+// removed.
 func (d *diff) flush(t *testing.T, ctx context.Context) {
 	t.Helper()
 	images := d.model.TakeDirty()
@@ -263,11 +265,16 @@ func (d *diff) flush(t *testing.T, ctx context.Context) {
 	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for _, img := range images {
 			key := d.key(d.imagePrefix, img.User)
-			p.Del(ctx, key)
+			if img.Whole {
+				p.Del(ctx, key)
+			}
 			if img.Gone {
 				continue
 			}
 			p.HSet(ctx, key, img.Fields)
+			if len(img.Removed) > 0 {
+				p.HDel(ctx, key, img.Removed...)
+			}
 			if !img.ExpireAt.IsZero() {
 				p.PExpireAt(ctx, key, img.ExpireAt)
 			}

@@ -34,10 +34,14 @@ type Image struct {
 	User redisstore.User
 	// Gone says the key must be deleted: the user is forgotten.
 	Gone bool
-	// Fields holds the whole hash, field then value; the writer
-	// replaces the hash with it (DEL then HSET, in one transaction so
-	// that no reader sees the user missing between them).
-	Fields []string
+	// Fields holds the whole hash, field then value. With Whole the
+	// writer replaces the hash with it (DEL then HSET, in one
+	// transaction so that no reader sees the user missing between
+	// them); without, it sets them and deletes Removed: the user was
+	// online (its key without expiry) since it was last written.
+	Fields  []string
+	Removed []string
+	Whole   bool
 	// ExpireAt is when the key expires (PEXPIREAT), while the user has
 	// no live session; zero when it must persist (a new key does).
 	ExpireAt time.Time
@@ -58,23 +62,49 @@ func (p *Partition) TakeDirty() []Image {
 	slices.Sort(keys)
 	out := make([]Image, len(keys))
 	for i, k := range keys {
-		out[i].User = p.dirty[k]
+		d := p.dirty[k]
+		out[i].User, out[i].Whole = d.User, d.whole
 		u := p.lookup(k, now)
 		if u == nil {
-			out[i].Gone = true
+			out[i].Gone, out[i].Whole = true, true
 			continue
 		}
 		out[i].Fields = u.fields()
+		for _, f := range d.removed {
+			if !hasField(out[i].Fields, f) { // not set again since
+				out[i].Removed = append(out[i].Removed, f)
+			}
+		}
 		if len(u.sessions) == 0 {
 			out[i].ExpireAt = millis(u.expireAt)
 		}
 	}
-	p.dirty = map[string]redisstore.User{} // not cleared: a rebuild's would keep its size
+	p.dirty = map[string]dirtyUser{} // not cleared: a rebuild's would keep its size
 	return out
+}
+
+// dirtyUser is a user changed since the last TakeDirty: whole when its
+// image must replace its hash (it was new, or offline, when first
+// changed: Redis may have let its key expire), else the fields removed
+// since.
+type dirtyUser struct {
+	redisstore.User
+	whole   bool
+	removed []string
 }
 
 // Dirty returns how many users changed since the last TakeDirty.
 func (p *Partition) Dirty() int { return len(p.dirty) }
+
+// hasField says whether pairs (field then value) hold field.
+func hasField(pairs []string, field string) bool {
+	for i := 0; i < len(pairs); i += 2 {
+		if pairs[i] == field {
+			return true
+		}
+	}
+	return false
+}
 
 // fields returns the user's hash, field then value.
 func (u *user) fields() []string {

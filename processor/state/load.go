@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -110,6 +109,6 @@ func parseSession(id, v string) (session, error) {
 // would be thrown away.
 func (p *Partition) DropDirty() {
 	if len(p.dirty) > 0 {
-		p.dirty = map[string]redisstore.User{}
+		p.dirty = map[string]dirtyUser{}
 	}
 }

@@ -80,7 +80,7 @@ type Partition struct {
 	// (until their change is announced), few at a time.
 	told map[*user]string
 	// dirty holds the users changed since the last TakeDirty, by key.
-	dirty map[string]redisstore.User
+	dirty map[string]dirtyUser
 	// noTombstones: Config.NoTombstones. dead holds the record keys
 	// found dead, limbo those due to be (dead.go), in the order found;
 	// taken, those DeadKeys returned last, until Buried.
@@ -95,7 +95,7 @@ func New(cfg Config) *Partition {
 		cfg.Now = time.Now
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
-		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]redisstore.User{},
+		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]dirtyUser{},
 		noTombstones: cfg.NoTombstones}
 }
 
@@ -122,11 +122,21 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	version := u.version
 	o := redisstore.Outcome{Applied: op != keep && c.Version > u.version, Kept: kept}
 	if o.Applied {
+		d, ok := p.dirty[key]
+		if !ok {
+			d.User = redisstore.User{App: c.App, User: c.User}
+		}
+		// Redis holds the user's key for sure only while the user is
+		// online (no expiry): then what changes is enough. A user new
+		// (or forgotten and known again) is written whole.
+		d.whole = d.whole || !ok && len(u.sessions) == 0 || !existed
 		if !existed {
 			p.users[key] = u
 		}
-		p.change(u, op, i, c)
-		p.dirty[key] = redisstore.User{App: c.App, User: c.User}
+		if gone := p.change(u, op, i, c); gone != "" && !d.whole {
+			d.removed = append(d.removed, gone)
+		}
+		p.dirty[key] = d
 		version = c.Version
 	}
 	exists := p.settle(u, op, o.Applied, existed || o.Applied, quiet, c.At.UnixMilli(), now)
@@ -211,8 +221,9 @@ func (p *Partition) settle(u *user, op redisstore.Op, applied, exists, quiet boo
 }
 
 // change applies a record newer than the user: op on the session at index
-// i (-1: none).
-func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change) {
+// i (-1: none). It returns the field of the user's hash the change
+// removes, if any.
+func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change) (gone string) {
 	u.version = c.Version
 	switch op {
 	case redisstore.Connect:
@@ -229,6 +240,7 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 		p.online(u)
 	case redisstore.Disconnect:
 		if i >= 0 {
+			gone = "s" + c.Session
 			p.unindex(u, i)
 			u.sessions = append(u.sessions[:i], u.sessions[i+1:]...)
 			if len(u.sessions) == 0 {
@@ -245,9 +257,13 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 		u.custom = &custom
 		u.flags &^= oldCustom
 	case redisstore.ClearCustom:
+		if u.custom != nil {
+			gone = "c"
+		}
 		u.custom = nil
 		u.flags &^= oldCustom // its record is a tombstone
 	}
+	return gone
 }
 
 // Check returns what apply.lua's check returns for a user, changing

@@ -115,6 +115,7 @@ func TestRules(t *testing.T) {
 				return
 			}
 			want := state.Image{User: redisstore.User{App: "chat", User: step.change.User}, Gone: step.gone, Fields: step.fields, ExpireAt: step.expireAt}
+			img.Whole, img.Removed = false, nil // TestDelta
 			if !reflect.DeepEqual(img, want) {
 				t.Fatalf("image %+v, want %+v", img, want)
 			}
@@ -227,4 +228,33 @@ func TestKept(t *testing.T) {
 	if got := p.SessionsOf("gw-b"); len(got) != 0 {
 		t.Fatalf("sessions of gw-b after it lost them: %+v", got)
 	}
+}
+
+// An image replaces the hash whole unless its user was online (its key
+// without expiry) when first changed since the last flush: then it says
+// which fields went, but for those set again since.
+func TestDelta(t *testing.T) {
+	c := &clock{t0}
+	p := newPartition(c)
+	check := func(user string, whole bool, removed ...string) {
+		t.Helper()
+		img, dirty := image(p, user)
+		if !dirty || img.Whole != whole || !reflect.DeepEqual(img.Removed, removed) {
+			t.Fatalf("image of %s: dirty %v, whole %v, removed %q; want whole %v, removed %q", user, dirty, img.Whole, img.Removed, whole, removed)
+		}
+	}
+	p.Apply(conn("ann", "s1", "gw", "e1", 1, t0), false)
+	p.Apply(conn("ann", "s2", "gw", "e1", 2, t0), false)
+	check("ann", true) // new
+	p.Apply(disc("ann", "s1", 3, t0), false)
+	p.Apply(setCustom("ann", 1, "hi", 4, t0), false)
+	check("ann", false, "ss1")
+	p.Apply(disc("ann", "s2", 5, t0), false)
+	p.Apply(conn("ann", "s2", "gw", "e1", 6, t0), false)
+	p.Apply(clearCustom("ann", 7, t0), false)
+	check("ann", false, "c") // s2 is back
+	p.Apply(disc("ann", "s2", 8, t0), false)
+	check("ann", false, "ss2") // gone offline: its expiry set with it
+	p.Apply(conn("ann", "s3", "gw", "e1", 9, t0), false)
+	check("ann", true) // was offline: Redis may have let it expire
 }
