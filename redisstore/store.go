@@ -1,30 +1,34 @@
 // Package redisstore is the materialized state of Presence in Redis: the
-// layout of its keys, the versioned apply of session records, the batch
-// reads of the query API, and the checkpoints that say which prefix of each
-// partition the state holds.
+// layout of its keys, the fenced writes of the users a processor owns, the
+// batch reads of the query API, and the checkpoints that say which prefix
+// of each partition the state holds. apply.lua, the versioned apply of
+// session records inside Redis that came before, stays as the reference
+// the processor's in-memory state is tested against.
 //
 // Layout (P is the configured prefix, U is schemas.UserKey(app, user)):
 //
 //	P:{U}                hash: "v" version, "s<session>" one field per live
 //	                     session, "c" custom status, "l" last seen (Unix
-//	                     ms) while offline, "a" the visible state last
-//	                     announced (see apply.lua)
+//	                     ms) while offline (see write.go)
 //	P:{U}:f, :w, :s      friends and subscriptions (see graph.go)
 //	P:{U}:r              subscriptions admitted under the cap, not yet
 //	                     applied (see subscriptioncap.go)
 //	P:grace:<partition>  users whose going offline is announced once the
 //	                     grace period has passed (see grace.go)
-//	P:expire:<topic>:<partition>
-//	                     record keys to tombstone once dead (see
+//	P:expire:presence.subscriptions:<partition>
+//	                     subscription keys to tombstone once dead (see
 //	                     expire.go)
-//	P:gw:{<gateway>}:<b> the sessions of a gateway; P:gateways:<n>, the
-//	                     gateways (see gateways.go)
+//	P:fence:<topic>:<partition>, P:fence:{<tag>}:<topic>:<partition>
+//	                     the token of a partition's owner, one copy per
+//	                     master of a cluster (see fence.go)
 //	P:alive:{<tag>}      one marker per master of a Redis Cluster (see
 //	                     masters.go)
 //	P:checkpoint:<topic> hash: partition -> next offset to apply, rebuild
-//	                     targets, and the id and partition count of the
-//	                     topic the state was built from (see
+//	                     targets, owners' tokens, and the id and partition
+//	                     count of the topic the state was built from (see
 //	                     checkpoint.go)
+//	P:generation         a random value written anew whenever a rebuild
+//	                     begins (see checkpoint.go)
 //
 // All keys of one user share the hash tag {U}, so a Redis Cluster keeps them
 // on one node.
