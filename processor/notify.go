@@ -123,7 +123,7 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 	for i, s := range subjects {
 		users[i] = s.User
 	}
-	audiences, err := store.Audiences(ctx, users, p.cfg.Now())
+	audiences, err := store.AudiencesOf(ctx, users, p.statusesOf(subjects), p.cfg.Now())
 	if err != nil {
 		return err
 	}

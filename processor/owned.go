@@ -171,3 +171,24 @@ func visibleVersion(visible string) int64 {
 	}
 	return n
 }
+
+// statusesOf returns the status of each subject as its partition holds it
+// in memory (what Redis holds once written), or nil when a subject's
+// partition is no longer this processor's: then they are read from Redis.
+// The announcer calls it for the subjects of partitions whose goroutines
+// wait for it.
+func (p *Processor) statusesOf(subjects []subject) []*redisstore.Status {
+	out := make([]*redisstore.Status, len(subjects))
+	for i, s := range subjects {
+		o := p.ownedPartition(s.partition)
+		if o == nil {
+			return nil
+		}
+		st, err := redisstore.DecodeStatus(s.User.User, o.users.Hash(s.User))
+		if err != nil {
+			return nil
+		}
+		out[i] = st
+	}
+	return out
+}

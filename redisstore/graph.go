@@ -121,6 +121,14 @@ type Audience struct {
 // Audiences reads the status, friends and live watchers of users, in one
 // pipelined round trip, then prunes the expired watchers it met.
 func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]Audience, error) {
+	return s.AudiencesOf(ctx, users, nil, now)
+}
+
+// AudiencesOf is Audiences for users whose statuses the caller holds
+// (the processor that owns them, in memory), given in statuses by index:
+// then only their friends and watchers are read. With statuses nil, the
+// statuses are read too.
+func (s *Store) AudiencesOf(ctx context.Context, users []User, statuses []*Status, now time.Time) ([]Audience, error) {
 	type reads struct {
 		status   *redis.MapStringStringCmd
 		friends  *redis.StringSliceCmd
@@ -130,9 +138,11 @@ func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]A
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range users {
 			rs[i] = reads{
-				status:   p.HGetAll(ctx, s.userKey(u.App, u.User)),
 				friends:  p.SMembers(ctx, s.friendsKey(u.App, u.User)),
 				watchers: p.ZRangeWithScores(ctx, s.watchersKey(u.App, u.User), 0, -1),
+			}
+			if statuses == nil {
+				rs[i].status = p.HGetAll(ctx, s.userKey(u.App, u.User))
 			}
 		}
 		return nil
@@ -143,8 +153,10 @@ func (s *Store) Audiences(ctx context.Context, users []User, now time.Time) ([]A
 	out := make([]Audience, len(users))
 	var expired []User
 	for i, r := range rs {
-		st, err := decodeStatus(users[i].User, r.status.Val())
-		if err != nil {
+		var st *Status
+		if statuses != nil {
+			st = statuses[i]
+		} else if st, err = decodeStatus(users[i].User, r.status.Val()); err != nil {
 			return nil, err
 		}
 		out[i] = Audience{Status: st, Friends: r.friends.Val()}
