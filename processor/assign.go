@@ -59,7 +59,10 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		backoff = 100 * time.Millisecond
 	)
 	for {
-		if cp, err = p.cfg.Store.Checkpoint(ctx, topic); err == nil {
+		if err = p.take(ctx, topic, partitions); err == nil {
+			cp, err = p.cfg.Store.Checkpoint(ctx, topic)
+		}
+		if err == nil {
 			layout, ends, err = p.describe(ctx, topic, partitions)
 		}
 		if err == nil {
@@ -80,6 +83,9 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		if err := p.cfg.Store.Forget(ctx, topic); err != nil {
 			return err
 		}
+		if err := p.take(ctx, topic, partitions); err != nil { // the tokens went with the checkpoints
+			return err
+		}
 		cp = redisstore.Checkpoint{}
 	}
 	fresh := map[int32]int64{}
@@ -93,9 +99,10 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		return err
 	}
 
-	for partition := range partitions {
-		if err := p.own(ctx, topic, partition, cp.Next[partition]); err != nil {
-			return err
+	if topic == schemas.SessionsTopic {
+		for partition := range partitions {
+			_, reset := fresh[partition]
+			p.own(partition, cp.Next[partition], reset)
 		}
 	}
 

@@ -203,11 +203,13 @@ func (p *Processor) gatewayKnownAsOf(id string) (time.Time, bool) {
 // partitions hold. Call it from the consuming loop, between batches.
 func (p *Processor) sessionsOn(id string) []state.GatewaySession {
 	p.mu.Lock()
-	owned := slices.Collect(maps.Values(p.owned))
+	partitions := slices.Collect(maps.Keys(p.owned))
 	p.mu.Unlock()
 	var out []state.GatewaySession
-	for _, o := range owned {
-		out = append(out, o.users.SessionsOf(id)...)
+	for _, partition := range partitions {
+		if o := p.ownedPartition(partition); o != nil && !p.restoring(partition) {
+			out = append(out, o.users.SessionsOf(id)...)
+		}
 	}
 	return out
 }

@@ -91,6 +91,7 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		partitions = append(partitions, partition)
 	}
 	p.mu.Unlock()
+	partitions = slices.DeleteFunc(partitions, p.restoring)
 	store := p.cfg.Store
 	due, err := store.DueAnnouncesOf(ctx, partitions, p.cfg.Now(), maxRecipients)
 	if err != nil {

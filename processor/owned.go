@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
@@ -34,35 +36,47 @@ type owned struct {
 	// assigned: the records before it are in Redis already, and only
 	// restore the users in memory.
 	restored int64
+	// fresh says no user of the partition has been written since this
+	// processor reset it: Redis holds none of them.
+	fresh bool
 }
 
-// own takes a partition of a state topic whose checkpoint in Redis is
-// next, and for presence.sessions starts its users in memory. Call it
-// before the partition's first record is read.
-func (p *Processor) own(ctx context.Context, topic string, partition int32, next int64) error {
-	owner, err := p.cfg.Store.Own(ctx, topic, partition)
-	if err != nil {
-		return err
-	}
-	if topic == schemas.SessionsTopic {
-		// Its dead keys are known in memory (bound.go): an older
-		// release's schedule in Redis goes.
-		if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+// take takes partitions of a state topic in Redis (Store.Own): from then
+// on, whoever had them before can no longer write them. Call it before
+// their checkpoints are read and anything of them is reset or read.
+func (p *Processor) take(ctx context.Context, topic string, partitions map[int32]kgo.Offset) error {
+	for partition := range partitions {
+		owner, err := p.cfg.Store.Own(ctx, topic, partition)
+		if err != nil {
 			return err
 		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.owners[topicPartition{topic, partition}] = owner
-	if topic == schemas.SessionsTopic {
-		p.owned[partition] = &owned{owner: owner, restored: next,
-			users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
+		if topic == schemas.SessionsTopic {
+			// Its dead keys are known in memory (bound.go): an older
+			// release's schedule in Redis goes.
+			if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+				return err
+			}
+		}
+		p.mu.Lock()
+		p.owners[topicPartition{topic, partition}] = owner
+		p.mu.Unlock()
 	}
 	return nil
 }
 
+// own starts the users in memory of a partition of presence.sessions
+// taken, whose checkpoint in Redis is next; reset says this processor has
+// just reset it. Call it before the partition's first record is read.
+func (p *Processor) own(partition int32, next int64, reset bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
+		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
+}
+
 // ownerOf returns this processor's hold on a partition of a state topic,
-// the zero Owner when it has none (any more): its writes then fail.
+// the zero Owner when it has none (any more). Partitions are forgotten
+// only between polls (rebalances wait for them), never while they apply.
 func (p *Processor) ownerOf(topic string, partition int32) redisstore.Owner {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -77,27 +91,27 @@ func (p *Processor) ownedPartition(partition int32) *owned {
 	return p.owned[partition]
 }
 
-// write writes the users the changes applied to o changed, unless every
-// change restored what Redis holds already. A partition taken by another
-// processor meanwhile stops this one (errMoved). A user online since it
-// was last written has the fields that changed set and deleted; another's
-// hash is replaced whole, unless every change is the history of a
-// rebuild: the rebuild's reset deleted the partition's users, so their
-// fields are only set.
-func (p *Processor) write(ctx context.Context, o *owned, partition int32, changes []redisstore.Change, history bool) error {
-	if changes[len(changes)-1].Version < o.restored {
-		o.users.DropDirty() // restoring: Redis holds these already
-		return nil
-	}
+// write writes the users changed in o since its last write. A partition
+// taken by another processor meanwhile stops this one (errMoved). A user
+// online since it was last written has the fields that changed set and
+// deleted; another's hash is replaced whole, unless the write is the
+// first of a rebuild's history (history, and no user written since the
+// reset, which deleted them all): then its fields are only set.
+func (p *Processor) write(ctx context.Context, o *owned, partition int32, history bool) error {
 	dirty := o.users.TakeDirty()
+	setOnly := history && o.fresh
 	images := make([]redisstore.Image, len(dirty))
 	for i, d := range dirty {
 		images[i] = redisstore.Image{App: d.User.App, User: d.User.User, Fields: d.Fields, Removed: d.Removed,
-			Whole: d.Whole && !history || d.Gone, ExpireAt: d.ExpireAt}
+			Whole: d.Whole && !setOnly || d.Gone, ExpireAt: d.ExpireAt}
 	}
-	return p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
+	err := p.retryOwned(ctx, "writing users", schemas.SessionsTopic, partition, func(ctx context.Context) error {
 		return p.cfg.Store.Write(ctx, o.owner, images)
 	})
+	if err == nil {
+		o.fresh = false
+	}
+	return err
 }
 
 // retryOwned is retry for writes of a partition this processor owns: a
@@ -141,6 +155,17 @@ func (p *Processor) markAnnounced(partition int32, user redisstore.User, visible
 	if o := p.ownedPartition(partition); o != nil {
 		o.users.MarkAnnounced(user, visible)
 	}
+}
+
+// restoring says whether a partition of presence.sessions this processor
+// owns has not yet read up to the checkpoint it had when assigned: its
+// users in memory are not yet those Redis holds, so nothing is judged or
+// announced from them.
+func (p *Processor) restoring(partition int32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o, s := p.owned[partition], p.spans[topicPartition{schemas.SessionsTopic, partition}]
+	return o == nil || s == nil || s.next < o.restored
 }
 
 // checkAnnounced returns, for users of partition whose offline grace

@@ -641,6 +641,18 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 	}
 	p.metrics.applied.Add(float64(len(b.friends) + len(b.subscriptions)))
 	var deferred error
+	if o := p.ownedPartition(partition); recs[0].Topic == schemas.SessionsTopic && len(b.sessions) == 0 && o != nil && o.users.Dirty() > 0 {
+		// Records that change no user (transaction markers, session
+		// tombstones, dead letters) end a rebuild as well: what it
+		// deferred is written once it is caught up, and the checkpoint
+		// never moves past users it has not written.
+		if recs[len(recs)-1].Offset+1 < high {
+			return errDeferred
+		}
+		if err := p.write(ctx, o, partition, true); err != nil {
+			return err
+		}
+	}
 	for chunk := range slices.Chunk(b.sessions, maxChunk) {
 		last := &chunk[len(chunk)-1] == &b.sessions[len(b.sessions)-1]
 		err := p.applySessions(ctx, cl, partition, chunk, last && recs[len(recs)-1].Offset+1 >= high)
@@ -678,7 +690,19 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 		end := p.announcer.begin()
 		defer end()
 	}
-	quiet := max(history, o.restored)
+	// The records before the checkpoint restore what Redis holds: in
+	// memory only. (They all come before any other of the partition.)
+	if split := firstAtOrPast(changes, o.restored); split > 0 {
+		for _, c := range changes[:split] {
+			o.users.Apply(c, true)
+		}
+		o.users.DropDirty()
+		changes = changes[split:]
+		if len(changes) == 0 {
+			return nil
+		}
+	}
+	quiet := history
 	outcomes := make([]redisstore.Outcome, len(changes))
 	for i, c := range changes {
 		outcomes[i] = o.users.Apply(c, c.Version < quiet)
@@ -688,12 +712,11 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	if changes[len(changes)-1].Version < quiet && !caughtUp && o.users.Dirty() < maxDeferred {
 		return errDeferred
 	}
-	if err := p.write(ctx, o, partition, changes, changes[len(changes)-1].Version < quiet); err != nil {
+	if err := p.write(ctx, o, partition, changes[len(changes)-1].Version < quiet); err != nil {
 		return err
 	}
-	for i, out := range outcomes {
+	for _, out := range outcomes {
 		switch {
-		case changes[i].Version < o.restored:
 		case out.Applied:
 			p.metrics.applied.Inc()
 		default:

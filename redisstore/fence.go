@@ -48,11 +48,10 @@ func (s *Store) Own(ctx context.Context, topic string, partition int32) (Owner, 
 	o := Owner{topic: topic, partition: partition, token: rand.Text()}
 	tags := []string{""}
 	if s.isCluster() {
-		r, err := s.fences.route(ctx, s)
-		if err != nil {
+		var err error
+		if tags, err = s.fenceTags(ctx); err != nil {
 			return Owner{}, err
 		}
-		tags = r.tags
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, tag := range tags {
@@ -65,6 +64,41 @@ func (s *Store) Own(ctx context.Context, topic string, partition int32) (Owner, 
 		return Owner{}, fmt.Errorf("taking %s partition %d: %w", topic, partition, err)
 	}
 	return o, nil
+}
+
+// fenceTags returns the tags of every fence copy to write on a cluster:
+// every tag ever used, not only the current masters'. After a resharding a
+// master may be tagged anew while the copy under its former tag stays on
+// it: a former owner whose route is older would find its own token there.
+// The highest tag ever used is kept in P:fence-tags.
+func (s *Store) fenceTags(ctx context.Context) ([]string, error) {
+	r, err := s.fences.route(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	high := 0
+	for _, tag := range r.tags {
+		n, err := strconv.Atoi(tag)
+		if err != nil {
+			return nil, fmt.Errorf("fence tag %q: %w", tag, err)
+		}
+		high = max(high, n)
+	}
+	key := s.prefix + ":fence-tags"
+	used, err := s.rdb.Get(ctx, key).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reading the fence tags: %w", err)
+	}
+	if high > used {
+		if err := s.rdb.Set(ctx, key, high, 0).Err(); err != nil {
+			return nil, fmt.Errorf("writing the fence tags: %w", err)
+		}
+	}
+	tags := make([]string, max(high, used)+1)
+	for i := range tags {
+		tags[i] = strconv.Itoa(i)
+	}
+	return tags, nil
 }
 
 func (s *Store) isCluster() bool {
