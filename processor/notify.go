@@ -9,6 +9,8 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -67,8 +69,8 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 	}
 	if len(later) > 0 {
 		due := p.cfg.Now().Add(p.cfg.OfflineGrace)
-		if err := p.retry(ctx, "scheduling offline announcements", func(ctx context.Context) error {
-			return p.cfg.Store.DelayAnnounce(ctx, partition, later, due)
+		if err := p.retryOwned(ctx, "scheduling offline announcements", schemas.SessionsTopic, partition, func(ctx context.Context) error {
+			return p.cfg.Store.DelayAnnounce(ctx, p.ownerOf(schemas.SessionsTopic, partition), partition, later, due)
 		}); err != nil {
 			return err
 		}
@@ -104,7 +106,13 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 			continue
 		}
 		p.metrics.absorbed.Add(float64(len(users) - len(subjects)))
-		if err := store.DoneAnnounces(ctx, partition, users); err != nil {
+		err := store.DoneAnnounces(ctx, p.ownerOf(schemas.SessionsTopic, partition), partition, users)
+		if errors.Is(err, redisstore.ErrFenced) {
+			p.metrics.moved.WithLabelValues("fenced").Inc()
+			p.stop(fmt.Errorf("%w: %s partition %d: %w", errMoved, schemas.SessionsTopic, partition, err))
+			return
+		}
+		if err != nil {
 			p.log.Warn("clearing offline announcements failed", "err", err)
 		}
 	}

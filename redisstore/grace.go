@@ -22,16 +22,17 @@ func (s *Store) graceKey(partition int32) string {
 	return s.prefix + ":grace:" + strconv.Itoa(int(partition))
 }
 
-// DelayAnnounce schedules the users of a partition to be checked at due.
-func (s *Store) DelayAnnounce(ctx context.Context, partition int32, users []User, due time.Time) error {
+// DelayAnnounce schedules the users of a partition to be checked at due,
+// for the partition's owner o (ErrFenced when another has taken it).
+func (s *Store) DelayAnnounce(ctx context.Context, o Owner, partition int32, users []User, due time.Time) error {
 	if len(users) == 0 {
 		return nil
 	}
-	zs := make([]redis.Z, len(users))
-	for i, u := range users {
-		zs[i] = redis.Z{Score: float64(due.UnixMilli()), Member: schemas.UserKey(u.App, u.User)}
+	zadd := command{"zadd", s.graceKey(partition)}
+	for _, u := range users {
+		zadd = append(zadd, due.UnixMilli(), schemas.UserKey(u.App, u.User))
 	}
-	if err := s.rdb.ZAdd(ctx, s.graceKey(partition), zs...).Err(); err != nil {
+	if err := s.runCommands(ctx, o, []command{zadd}); err != nil {
 		return fmt.Errorf("scheduling %d offline announcements: %w", len(users), err)
 	}
 	return nil
@@ -69,16 +70,18 @@ func (s *Store) DueAnnouncesOf(ctx context.Context, partitions []int32, now time
 	return out, nil
 }
 
-// DoneAnnounces removes users of a partition from the schedule.
-func (s *Store) DoneAnnounces(ctx context.Context, partition int32, users []User) error {
+// DoneAnnounces removes users of a partition from the schedule, for the
+// partition's owner o (ErrFenced when another has taken it: the new owner
+// announces them).
+func (s *Store) DoneAnnounces(ctx context.Context, o Owner, partition int32, users []User) error {
 	if len(users) == 0 {
 		return nil
 	}
-	keys := make([]any, len(users))
-	for i, u := range users {
-		keys[i] = schemas.UserKey(u.App, u.User)
+	zrem := command{"zrem", s.graceKey(partition)}
+	for _, u := range users {
+		zrem = append(zrem, schemas.UserKey(u.App, u.User))
 	}
-	if err := s.rdb.ZRem(ctx, s.graceKey(partition), keys...).Err(); err != nil {
+	if err := s.runCommands(ctx, o, []command{zrem}); err != nil {
 		return fmt.Errorf("removing %d offline announcements: %w", len(users), err)
 	}
 	return nil
