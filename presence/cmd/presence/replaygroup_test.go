@@ -112,7 +112,11 @@ func testReplayInParallel(t *testing.T, url string, rdb redis.UniversalClient) {
 		for line := range strings.Lines(s) {
 			fmt.Sscanf(line, "replay: this process applied %d records", &mine)
 		}
-		if mine <= 0 || mine >= int64(total) {
+		// A share: some. (Not "less than the whole": a process whose
+		// partition moved while it applied is fenced, joins again and
+		// applies its new partitions from their checkpoints, so it may
+		// count more records than the topics hold.)
+		if mine <= 0 {
 			t.Errorf("process %d applied %d of %d records, want a share:\n%s", i, mine, total, s)
 		}
 	}
