@@ -90,7 +90,7 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	}
 	fresh := map[int32]int64{}
 	for partition := range partitions {
-		if _, ok := cp.Next[partition]; !ok {
+		if _, ok := cp.Next[partition]; !ok && p.isAssigned(topic, partition) {
 			end, _ := ends.Lookup(topic, partition)
 			fresh[partition] = end.Offset
 		}
@@ -108,12 +108,25 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// A new rebalance may have taken some of them meanwhile (the group
+	// can balance again while this runs): those are not this processor's.
+	for partition := range partitions {
+		if _, ok := p.spans[topicPartition{topic, partition}]; !ok {
+			delete(p.owners, topicPartition{topic, partition})
+			if topic == schemas.SessionsTopic {
+				delete(p.owned, partition)
+			}
+		}
+	}
 	p.counts[topic] = n
 	if p.checkpoints[topic] == nil {
 		p.checkpoints[topic] = map[int32]int64{}
 	}
 	behind := 0
 	for partition := range partitions {
+		if _, ok := p.spans[topicPartition{topic, partition}]; !ok {
+			continue // taken by a rebalance since (see above)
+		}
 		next := cp.Next[partition] // 0 for a fresh partition
 		start := next
 		partitions[partition] = kgo.NewOffset().At(next).WithEpoch(-1)

@@ -46,6 +46,9 @@ type owned struct {
 // their checkpoints are read and anything of them is reset or read.
 func (p *Processor) take(ctx context.Context, topic string, partitions map[int32]kgo.Offset) error {
 	for partition := range partitions {
+		if !p.isAssigned(topic, partition) {
+			continue // a rebalance took it since it was assigned
+		}
 		owner, err := p.cfg.Store.Own(ctx, topic, partition)
 		if err != nil {
 			return err
@@ -62,6 +65,16 @@ func (p *Processor) take(ctx context.Context, topic string, partitions map[int32
 		p.mu.Unlock()
 	}
 	return nil
+}
+
+// isAssigned says whether a partition is assigned to this processor now:
+// the group assigned it (assign.go) and no rebalance has taken it since
+// (group.go forgets it).
+func (p *Processor) isAssigned(topic string, partition int32) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.spans[topicPartition{topic, partition}]
+	return ok
 }
 
 // own starts the users in memory of a partition of presence.sessions
