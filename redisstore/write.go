@@ -32,10 +32,9 @@ type Image struct {
 	// key is deleted first), for a writer that does not know what the
 	// hash holds. Whole without Fields forgets the user.
 	Whole bool
-	// ExpireAt is when the key expires, if not zero; Persist removes an
-	// expiry. Neither: the expiry stays as it is.
+	// ExpireAt is when the key expires, if not zero; zero leaves the
+	// expiry as it is (a whole image has none).
 	ExpireAt time.Time
-	Persist  bool
 }
 
 // args appends the image's part of a call of write.lua to args.
@@ -52,11 +51,8 @@ func (im Image) args(args []any, key string) []any {
 	for _, f := range im.Removed {
 		args = append(args, f)
 	}
-	switch {
-	case !im.ExpireAt.IsZero():
+	if !im.ExpireAt.IsZero() {
 		return append(args, strconv.FormatInt(im.ExpireAt.UnixMilli(), 10))
-	case im.Persist:
-		return append(args, "p")
 	}
 	return append(args, "")
 }

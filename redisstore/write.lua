@@ -16,8 +16,8 @@
 --     first), else ""
 --   n, then n strings: fields and values to set
 --   m, then m fields to delete
---   the expiry: "" unchanged, "p" none (PERSIST), else the Unix
---     milliseconds at which the key expires
+--   the expiry: "" unchanged, else the Unix milliseconds at which the
+--     key expires
 --
 -- Returns 1, or 0 (and writes nothing) when the fence holds another token.
 
@@ -40,9 +40,7 @@ while i <= #ARGV do
   end
   i = i + 1 + m
   local at = ARGV[i]
-  if at == 'p' then
-    redis.call('PERSIST', key)
-  elseif at ~= '' then
+  if at ~= '' then
     redis.call('PEXPIREAT', key, at)
   end
   i = i + 1
