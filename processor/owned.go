@@ -39,6 +39,9 @@ type owned struct {
 	// fresh says no user of the partition has been written since this
 	// processor reset it: Redis holds none of them.
 	fresh bool
+	// behind says the partition has not yet been caught up since it was
+	// taken: Redis may hold users newer than the records applied.
+	behind bool
 }
 
 // take takes partitions of a state topic in Redis (Store.Own): from then
@@ -83,7 +86,7 @@ func (p *Processor) isAssigned(topic string, partition int32) bool {
 func (p *Processor) own(partition int32, next int64, reset bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
+	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset, behind: true,
 		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 }
 

@@ -704,6 +704,7 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	}
 	quiet := history
 	outcomes := make([]redisstore.Outcome, len(changes))
+	o.users.SetReplace(o.behind)
 	for i, c := range changes {
 		outcomes[i] = o.users.Apply(c, c.Version < quiet)
 	}
@@ -714,6 +715,9 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	}
 	if err := p.write(ctx, o, partition, changes[len(changes)-1].Version < quiet); err != nil {
 		return err
+	}
+	if caughtUp {
+		o.behind = false
 	}
 	for _, out := range outcomes {
 		switch {

@@ -86,7 +86,16 @@ type Partition struct {
 	// taken, those DeadKeys returned last, until Buried.
 	noTombstones       bool
 	dead, limbo, taken []deadKey
+	// replace: every user changed is written whole (SetReplace).
+	replace bool
 }
+
+// SetReplace says whether every user changed from now on is written
+// whole, replacing its hash, rather than as the fields that changed: while
+// Redis may hold a user newer than the memory it was changed from (the
+// records after a restored checkpoint, which the partition's former owner
+// may have written before it stopped).
+func (p *Partition) SetReplace(replace bool) { p.replace = replace }
 
 // New returns an empty Partition.
 func New(cfg Config) *Partition {
@@ -129,7 +138,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		// Redis holds the user's key for sure only while the user is
 		// online (no expiry): then what changes is enough. A user new
 		// (or forgotten and known again) is written whole.
-		d.whole = d.whole || !ok && len(u.sessions) == 0 || !existed
+		d.whole = d.whole || p.replace || !ok && len(u.sessions) == 0 || !existed
 		if !existed {
 			p.users[key] = u
 		}

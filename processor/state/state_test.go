@@ -257,4 +257,12 @@ func TestDelta(t *testing.T) {
 	check("ann", false, "ss2") // gone offline: its expiry set with it
 	p.Apply(conn("ann", "s3", "gw", "e1", 9, t0), false)
 	check("ann", true) // was offline: Redis may have let it expire
+	// A partition taken, until caught up: Redis may hold users newer
+	// than memory (written by the former owner after its checkpoint).
+	p.SetReplace(true)
+	p.Apply(conn("ann", "s4", "gw", "e1", 10, t0), false)
+	check("ann", true)
+	p.SetReplace(false)
+	p.Apply(disc("ann", "s4", 11, t0), false)
+	check("ann", false, "ss4")
 }
