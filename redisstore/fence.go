@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -20,11 +21,14 @@ import (
 //	P:fence:{<tag>}:<topic>:<partition>  on each master, <tag> as for the
 //	                                     markers (masters.go)
 //
-// and every write of its users checks, in the same script call on the
-// same node, that the fence still holds its token (write.lua). A former
-// owner that wakes up finds the new token and writes nothing. A master
-// added later holds no copy: writes to it are refused until the owner
-// takes the partition again.
+// and every write of its users checks that the fence still holds its
+// token. A former owner that wakes up finds the new token and writes
+// nothing. On a single Redis the writes are a transaction that watches the
+// fence (runWatched: WATCH, GET, MULTI … EXEC), so Redis runs them as
+// native commands; on a Redis Cluster, whose transactions cannot span
+// slots, one script call per node checks the fence and writes (write.lua,
+// fenced.lua). A master added later holds no copy: writes to it are
+// refused until the owner takes the partition again.
 
 // Owner is a processor's hold on one partition of a topic, taken by Own.
 type Owner struct {
@@ -172,7 +176,8 @@ var fencedSource string
 type command []any
 
 // runCommands runs cmds for the owner o, in order per node, each node's
-// only while o still owns the partition (fenced.lua); ErrFenced when
+// only while o still owns the partition (runWatched on a single Redis,
+// fenced.lua on a cluster); ErrFenced when
 // another took it. The zero Owner (a caller that took nothing, such as a
 // test) runs them in a plain pipeline.
 func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error {
@@ -187,6 +192,9 @@ func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error 
 			return nil
 		})
 		return err
+	}
+	if c, single := s.rdb.(*redis.Client); single {
+		return s.runWatched(ctx, c, o, cmds)
 	}
 	keys := make([]string, len(cmds))
 	for i, c := range cmds {
@@ -203,4 +211,45 @@ func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error 
 		err = run()
 	}
 	return err
+}
+
+// maxTransaction bounds the commands of one transaction of runWatched, and
+// so the time Redis spends in one EXEC without serving others (about a
+// microsecond each).
+const maxTransaction = 2000
+
+// runWatched runs cmds on a single Redis in transactions of at most
+// maxTransaction commands, each only while o still owns the partition:
+// WATCH the fence, read it, then MULTI … EXEC, which Redis refuses when
+// the fence was written since the WATCH. Redis so runs the commands
+// natively, and the fence costs three round trips per transaction.
+func (s *Store) runWatched(ctx context.Context, c *redis.Client, o Owner, cmds []command) error {
+	fence := s.fenceKey("", o.topic, o.partition)
+	return c.Watch(ctx, func(tx *redis.Tx) error {
+		for i, chunk := range slices.Collect(slices.Chunk(cmds, maxTransaction)) {
+			if i > 0 { // EXEC ended the WATCH
+				if err := tx.Watch(ctx, fence).Err(); err != nil {
+					return err
+				}
+			}
+			token, err := tx.Get(ctx, fence).Result()
+			if errors.Is(err, redis.Nil) || err == nil && token != o.token {
+				return ErrFenced
+			} else if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, cmd := range chunk {
+					p.Do(ctx, cmd...)
+				}
+				return nil
+			})
+			if errors.Is(err, redis.TxFailedErr) {
+				return ErrFenced
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	}, fence)
 }

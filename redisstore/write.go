@@ -37,7 +37,8 @@ type Image struct {
 	ExpireAt time.Time
 }
 
-// args appends the image's part of a call of write.lua to args.
+// args appends the image's part of a call of write.lua (on a cluster) to
+// args.
 func (im Image) args(args []any, key string) []any {
 	whole := ""
 	if im.Whole {
@@ -57,13 +58,42 @@ func (im Image) args(args []any, key string) []any {
 	return append(args, "")
 }
 
+// commands appends the commands that write the image to cmds.
+func (im Image) commands(cmds []command, key string) []command {
+	if im.Whole {
+		cmds = append(cmds, command{"del", key})
+	}
+	if len(im.Fields) > 0 {
+		cmd := make(command, 0, 2+len(im.Fields))
+		cmd = append(cmd, "hset", key)
+		for _, f := range im.Fields {
+			cmd = append(cmd, f)
+		}
+		cmds = append(cmds, cmd)
+	}
+	if len(im.Removed) > 0 {
+		cmd := make(command, 0, 2+len(im.Removed))
+		cmd = append(cmd, "hdel", key)
+		for _, f := range im.Removed {
+			cmd = append(cmd, f)
+		}
+		cmds = append(cmds, cmd)
+	}
+	if !im.ExpireAt.IsZero() {
+		cmds = append(cmds, command{"pexpireat", key, im.ExpireAt.UnixMilli()})
+	}
+	return cmds
+}
+
 // maxWritten bounds the users of one call of write.lua, and so the time
 // Redis spends in one call without serving others (a microsecond or two
 // each).
 const maxWritten = 500
 
-// Write writes images of users of the partition o owns, in as few script calls as the users' nodes allow
-// (one per maxWritten users of one node), pipelined. It returns ErrFenced,
+// Write writes images of users of the partition o owns: on a single Redis
+// in fenced transactions (runWatched), on a cluster in as few script calls
+// as the users' nodes allow (one per maxWritten users of one node),
+// pipelined. It returns ErrFenced,
 // and writes nothing more, when another processor has taken the partition
 // since: its writes must win. Users whose call was not refused may have
 // been written, which is harmless: the new owner writes every user the
@@ -85,6 +115,13 @@ func (s *Store) Write(ctx context.Context, o Owner, images []Image) error {
 }
 
 func (s *Store) write(ctx context.Context, o Owner, images []Image) error {
+	if c, single := s.rdb.(*redis.Client); single && o.token != "" {
+		cmds := make([]command, 0, 2*len(images))
+		for _, im := range images {
+			cmds = im.commands(cmds, s.userKey(im.App, im.User))
+		}
+		return s.runWatched(ctx, c, o, cmds)
+	}
 	keys := make([]string, len(images))
 	for i, im := range images {
 		keys[i] = s.userKey(im.App, im.User)

@@ -54,7 +54,7 @@ func TestZombieIsFenced(t *testing.T) {
 		proxy.pause()
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
-			if proxy.held("evalsha", ":fence:") {
+			if proxy.held("multi", "exec") { // a fenced transaction (redisstore runWatched)
 				return nil
 			}
 			time.Sleep(5 * time.Millisecond)
