@@ -388,6 +388,10 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(Partitioner()),
+		// A poll must hold records of every busy partition, so that
+		// they apply side by side: with franz-go's default of 1 MiB per
+		// partition, a poll of maxPoll records held only 2 to 4 of 12.
+		kgo.FetchMaxPartitionBytes(128 << 10),
 	}, p.groupOpts()...), p.cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
