@@ -9,8 +9,6 @@ package processor
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -67,55 +65,12 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 			later = append(later, u)
 		}
 	}
-	if len(later) > 0 {
-		due := p.cfg.Now().Add(p.cfg.OfflineGrace)
-		if err := p.retryOwned(ctx, "scheduling offline announcements", schemas.SessionsTopic, partition, func(ctx context.Context) error {
-			return p.cfg.Store.DelayAnnounce(ctx, p.ownerOf(schemas.SessionsTopic, partition), partition, later, due)
-		}); err != nil {
-			return err
-		}
-		p.metrics.delayed.Add(float64(len(later)))
-	}
+	p.delay(partition, later)
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
 		return p.announcer.announce(ctx, now, func(ctx context.Context, subjects []subject) error {
 			return p.announce(ctx, cl, subjects)
 		})
 	})
-}
-
-// sweepGrace announces the users of this processor's sessions partitions
-// whose grace period has passed and who are still offline. One that fails
-// is tried again at the next sweep.
-func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
-	p.mu.Lock()
-	var partitions []int32
-	for partition := range p.checkpoints[schemas.SessionsTopic] {
-		partitions = append(partitions, partition)
-	}
-	p.mu.Unlock()
-	partitions = slices.DeleteFunc(partitions, p.restoring)
-	store := p.cfg.Store
-	due, err := store.DueAnnouncesOf(ctx, partitions, p.cfg.Now(), maxRecipients)
-	if err != nil {
-		return
-	}
-	for partition, users := range due {
-		subjects := p.checkAnnounced(partition, users)
-		if err := p.announce(ctx, cl, subjects); err != nil {
-			p.log.Warn("announcing offline users failed; retrying at the next sweep", "err", err)
-			continue
-		}
-		p.metrics.absorbed.Add(float64(len(users) - len(subjects)))
-		err := store.DoneAnnounces(ctx, p.ownerOf(schemas.SessionsTopic, partition), partition, users)
-		if errors.Is(err, redisstore.ErrFenced) {
-			p.metrics.moved.WithLabelValues("fenced").Inc()
-			p.stop(fmt.Errorf("%w: %s partition %d: %w", errMoved, schemas.SessionsTopic, partition, err))
-			return
-		}
-		if err != nil {
-			p.log.Warn("clearing offline announcements failed", "err", err)
-		}
-	}
 }
 
 // announce tells the audience of each subject its visible state now, then

@@ -205,6 +205,27 @@ func TestGraceAbsorbsReconnect(t *testing.T) {
 		"sync ann->gw-1 [ann/a1-again] online 1:back [android]")
 }
 
+// A processor that stops while an offline announcement waits for the
+// grace period leaves it to the processor that takes the partition: it
+// queues again, as it restores the partition, the users its latest
+// records took offline. (The first processor's grace is an hour: only the
+// second can announce.)
+func TestOfflineAnnouncedAfterTakeover(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	first := startWith(t, c, processor.Config{Store: store, OfflineGrace: time.Hour})
+	produceRecords(t, cl, friendRecords("ann", "bob")...)
+	produce(t, cl, on("gw-2", connectEv("bob", "b1", t0)), on("gw-1", connectEv("ann", "a1", t0)))
+	waitCaughtUp(t, cl, store)
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	waitCaughtUp(t, cl, store)
+	first.Stop(t)
+
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
+	r.expect(t, "presence ann->gw-2 [bob/b1] offline - []")
+}
+
 // Expired subscriptions are not told; removed friends are not told.
 func TestExpiredAndRemovedAudience(t *testing.T) {
 	c, cl, store := world(t, time.Second)

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -41,7 +42,8 @@ type owned struct {
 	fresh bool
 	// behind says the partition has not yet been caught up since it was
 	// taken: Redis may hold users newer than the records applied.
-	behind bool
+	behind bool	// latest is the latest time of the records restored (grace.go).
+	latest time.Time
 }
 
 // take takes partitions of a state topic in Redis (Store.Own): from then

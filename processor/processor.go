@@ -701,6 +701,7 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 			o.users.Apply(c, true)
 		}
 		o.users.DropDirty()
+		p.delayRestored(o, changes[:split])
 		changes = changes[split:]
 		if len(changes) == 0 {
 			return nil

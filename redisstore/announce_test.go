@@ -203,29 +203,6 @@ func TestFriendsAndSubscriptions(t *testing.T) {
 	}
 }
 
-func TestGraceSchedule(t *testing.T) {
-	s := newStore(t, time.Hour)
-	ctx := context.Background()
-	now := time.Now()
-	users := []redisstore.User{{App: "chat", User: "a/b"}, {App: "chat", User: "c"}}
-	if err := s.DelayAnnounce(ctx, redisstore.Owner{}, 3, users[:1], now); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DelayAnnounce(ctx, redisstore.Owner{}, 3, users[1:], now.Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	due, err := s.DueAnnounces(ctx, 3, now, 100)
-	if err != nil || len(due) != 1 || due[0] != users[0] {
-		t.Fatalf("due now: %v, %v", due, err)
-	}
-	if err := s.DoneAnnounces(ctx, redisstore.Owner{}, 3, due); err != nil {
-		t.Fatal(err)
-	}
-	if due, _ := s.DueAnnounces(ctx, 3, now.Add(time.Hour), 100); len(due) != 1 || due[0] != users[1] {
-		t.Fatalf("due in an hour: %v", due)
-	}
-}
-
 // Marking a state announced after the user changed again keeps what was
 // told, not what the hash shows now: the newer state is still news.
 func TestMarkAnnouncedAfterAnotherChange(t *testing.T) {

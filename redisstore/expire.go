@@ -29,12 +29,21 @@ func (s *Store) expireKey(topic string, partition int32) string {
 	return s.prefix + ":expire:" + topic + ":" + strconv.Itoa(int(partition))
 }
 
-// DropSessionsSchedule deletes the schedule of dead keys of a partition
-// of presence.sessions that releases before this one kept in Redis: the
-// processor that owns the partition knows them in memory now.
+// graceKey is where releases before this one kept a partition's pending
+// offline announcements (a sorted set of user keys by when due).
+func (s *Store) graceKey(partition int32) string {
+	return s.prefix + ":grace:" + strconv.Itoa(int(partition))
+}
+
+// DropSessionsSchedule deletes what releases before this one kept in Redis
+// of a partition of presence.sessions, and the processor that owns it now
+// keeps in memory: its schedule of dead keys and its pending offline
+// announcements.
 func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) error {
-	if err := s.rdb.Del(ctx, s.expireKey(schemas.SessionsTopic, partition)).Err(); err != nil {
-		return fmt.Errorf("deleting the old schedule of dead keys of %s/%d: %w", schemas.SessionsTopic, partition, err)
+	for _, key := range []string{s.expireKey(schemas.SessionsTopic, partition), s.graceKey(partition)} {
+		if err := s.rdb.Del(ctx, key).Err(); err != nil { // one by one: they are in different slots
+			return fmt.Errorf("deleting the old schedules of %s/%d: %w", schemas.SessionsTopic, partition, err)
+		}
 	}
 	return nil
 }

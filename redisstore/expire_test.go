@@ -57,14 +57,16 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 	}
 }
 
-// The schedule of dead session keys an older release kept in Redis is
-// deleted when a partition is taken: the processor knows them in memory.
+// The schedules of dead session keys and of offline announcements an
+// older release kept in Redis are deleted when a partition is taken: the
+// processor keeps them in memory.
 func TestDropSessionsSchedule(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
 	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
-	old, other := prefix+":expire:"+schemas.SessionsTopic+":3", prefix+":expire:"+schemas.SessionsTopic+":4"
-	for _, key := range []string{old, other} {
+	old := []string{prefix + ":expire:" + schemas.SessionsTopic + ":3", prefix + ":grace:3"}
+	other := []string{prefix + ":expire:" + schemas.SessionsTopic + ":4", prefix + ":grace:4"}
+	for _, key := range append(old, other...) {
 		if err := rdb.ZAdd(ctx, key, redis.Z{Score: 1, Member: "chat/ann/s1"}).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +74,7 @@ func TestDropSessionsSchedule(t *testing.T) {
 	if err := s.DropSessionsSchedule(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	if rdb.Exists(ctx, old).Val() != 0 || rdb.Exists(ctx, other).Val() != 1 {
-		t.Fatal("dropping partition 3's schedule: want it gone and partition 4's kept")
+	if rdb.Exists(ctx, old...).Val() != 0 || rdb.Exists(ctx, other...).Val() != 2 {
+		t.Fatal("dropping partition 3's schedules: want them gone and partition 4's kept")
 	}
 }

@@ -88,6 +88,10 @@ type Partition struct {
 	dead, limbo, taken []deadKey
 	// replace: every user changed is written whole (SetReplace).
 	replace bool
+	// graces are the pending offline announcements from graceHead on,
+	// in the order queued (grace.go).
+	graces    []pending
+	graceHead int
 }
 
 // SetReplace says whether every user changed from now on is written
