@@ -42,7 +42,8 @@ type owned struct {
 	fresh bool
 	// behind says the partition has not yet been caught up since it was
 	// taken: Redis may hold users newer than the records applied.
-	behind bool // latest is the latest time of the records restored (grace.go).
+	behind bool
+	// latest is the latest time of the records restored (grace.go).
 	latest time.Time
 }
 
