@@ -94,9 +94,6 @@ func runMemory(ctx context.Context, r *runner) (Result, error) {
 		if err == nil {
 			err = r.waitApplied(ctx, proc, schemas.SessionsTopic, ends)
 		}
-		if err == nil && step.t == gateway.Disconnect {
-			err = r.waitAnnounced(ctx, store)
-		}
 		if err != nil {
 			return Result{}, err
 		}
@@ -167,33 +164,6 @@ func runMemory(ctx context.Context, r *runner) (Result, error) {
 		},
 		Checks: checks,
 	}, nil
-}
-
-// waitAnnounced waits until no offline announcement is pending: the
-// grace schedule of every partition is empty.
-func (r *runner) waitAnnounced(ctx context.Context, store *redisstore.Store) error {
-	deadline := time.Now().Add(stallLimit)
-	for {
-		pending := 0
-		for p := range r.cfg.Partitions {
-			due, err := store.DueAnnounces(ctx, p, time.Now().Add(24*time.Hour), 1)
-			if err != nil {
-				return err
-			}
-			pending += len(due)
-		}
-		if pending == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("offline announcements still pending after %s", stallLimit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // countState counts the users of the memory scenario Redis shows in state.
