@@ -40,9 +40,11 @@ type owned struct {
 	// fresh says no user of the partition has been written since this
 	// processor reset it: Redis holds none of them.
 	fresh bool
-	// behind says the partition has not yet been caught up since it was
-	// taken: Redis may hold users newer than the records applied.
-	behind bool
+	// replaceUntil is the partition's end when it was first fetched after
+	// it was taken (-1 until then): its former owner may have written the
+	// records before it, so Redis may hold their users newer than memory
+	// as they are applied.
+	replaceUntil int64
 	// latest is the latest time of the records restored (grace.go).
 	latest time.Time
 }
@@ -89,7 +91,7 @@ func (p *Processor) isAssigned(topic string, partition int32) bool {
 func (p *Processor) own(partition int32, next int64, reset bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset, behind: true,
+	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset, replaceUntil: -1,
 		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 }
 

@@ -645,6 +645,9 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 	}
 	p.metrics.applied.Add(float64(len(b.friends) + len(b.subscriptions)))
 	var deferred error
+	if o := p.ownedPartition(partition); recs[0].Topic == schemas.SessionsTopic && o != nil && o.replaceUntil < 0 {
+		o.replaceUntil = max(high, recs[len(recs)-1].Offset+1)
+	}
 	if o := p.ownedPartition(partition); recs[0].Topic == schemas.SessionsTopic && len(b.sessions) == 0 && o != nil && o.users.Dirty() > 0 {
 		// Records that change no user (transaction markers, session
 		// tombstones, dead letters) end a rebuild as well: what it
@@ -709,8 +712,8 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	}
 	quiet := history
 	outcomes := make([]redisstore.Outcome, len(changes))
-	o.users.SetReplace(o.behind)
 	for i, c := range changes {
+		o.users.SetReplace(o.replaceUntil < 0 || c.Version < o.replaceUntil)
 		outcomes[i] = o.users.Apply(c, c.Version < quiet)
 	}
 	// A rebuild writes each user once, when the partition is caught up,
@@ -720,9 +723,6 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	}
 	if err := p.write(ctx, o, partition, changes[len(changes)-1].Version < quiet); err != nil {
 		return err
-	}
-	if caughtUp {
-		o.behind = false
 	}
 	for _, out := range outcomes {
 		switch {

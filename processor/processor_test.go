@@ -368,3 +368,41 @@ func TestRedisLosesStateWhileIdle(t *testing.T) {
 	}
 	requireState(t, store, model(evs))
 }
+
+// A processor that takes a partition may find users in Redis newer than
+// the partition's checkpoint: its former owner wrote records after it,
+// then stopped before moving it. The taker writes the users those records
+// change whole until it has passed them, so nothing of the newer state
+// stays (here ann's last seen, on ann online again).
+func TestTakeoverReplacesUsersWrittenPastTheCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	c, cl := newCluster(t)
+	store := newStore(t)
+	first := start(t, c, store, "")
+	produce(t, cl, connectEv("ann", "a1", t0))
+	waitCaughtUp(t, cl, store)
+	first.Stop(t)
+
+	// Two records the next processor reads in one fetch; Redis holds the
+	// first as the former owner wrote it, the checkpoint not moved.
+	evs := produce(t, cl, disconnectEv("ann", "a1", t0.Add(time.Second)), connectEv("ann", "a2", t0.Add(2*time.Second)))
+	rec := record(evs[0].SessionEvent)
+	rec.Offset, rec.Partition = evs[0].offset, int32(schemas.Partition(rec.Key, partitions))
+	change, _, err := processor.DecodeSession(rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(ctx, []redisstore.Change{change}, false); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := store.Status(ctx, "chat", "ann"); st == nil || st.LastSeen == nil {
+		t.Fatalf("ann as the former owner left her: %+v; want offline, last seen", st)
+	}
+
+	start(t, c, store, "")
+	waitCaughtUp(t, cl, store)
+	st, err := store.Status(ctx, "chat", "ann")
+	if err != nil || st == nil || st.State != redisstore.Online || len(st.Sessions) != 1 || st.LastSeen != nil {
+		t.Fatalf("ann after the takeover: %+v, %v; want online on a2 alone, no last seen", st, err)
+	}
+}
