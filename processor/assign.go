@@ -12,7 +12,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -52,11 +51,11 @@ func (p *Processor) startAtCheckpoints(ctx context.Context, assigned map[string]
 // startTopic sets the start offset of each assigned partition of topic.
 func (p *Processor) startTopic(ctx context.Context, topic string, partitions map[int32]kgo.Offset) error {
 	var (
-		cp      redisstore.Checkpoint
-		layout  kadm.TopicDetail
-		ends    kadm.ListedOffsets
-		err     error
-		backoff = 100 * time.Millisecond
+		cp     redisstore.Checkpoint
+		layout kadm.TopicDetail
+		ends   kadm.ListedOffsets
+		err    error
+		b      backoff
 	)
 	for {
 		if err = p.take(ctx, topic, partitions); err == nil {
@@ -68,13 +67,10 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 		if err == nil {
 			break
 		}
-		p.log.Warn("reading checkpoints and topic failed; retrying", "topic", topic, "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
+		p.log.Warn("reading checkpoints and topic failed; retrying", "topic", topic, "backoff", b.delay(), "err", err)
+		if !b.wait(ctx) {
 			return err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	id, n := layout.ID.String(), len(layout.Partitions)
 	if cp.TopicID != "" && (cp.TopicID != id || cp.Partitions != n) {

@@ -113,7 +113,7 @@ func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []
 	}
 	send, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterDeadline)
 	defer cancel()
-	backoff := 100 * time.Millisecond
+	b := backoff{factor: 4}
 	var failed []kgo.ProduceResult
 	for attempt := 1; ; attempt++ {
 		failed = failed[:0]
@@ -132,17 +132,19 @@ func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []
 			break
 		}
 		p.metrics.applyErrors.Inc()
-		p.log.Warn("writing dead letters failed; retrying", "records", len(failed), "backoff", backoff, "err", failed[0].Err)
-		select {
-		case <-ctx.Done():
+		p.log.Warn("writing dead letters failed; retrying", "records", len(failed), "backoff", b.delay(), "err", failed[0].Err)
+		// Waits while both ctx and send last.
+		wait, stop := context.WithCancel(send)
+		unhook := context.AfterFunc(ctx, stop)
+		waited := b.wait(wait)
+		unhook()
+		stop()
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-send.Done():
-		case <-time.After(backoff):
 		}
-		if send.Err() != nil {
+		if !waited {
 			break
 		}
-		backoff *= 4
 		recs = make([]*kgo.Record, 0, len(failed))
 		for _, res := range failed {
 			recs = append(recs, res.Record)

@@ -69,7 +69,7 @@ func (p *Processor) readHeartbeats(ctx context.Context, cl *kgo.Client) error {
 // heartbeatEnds returns the end of each partition of presence.gateways,
 // retrying until it can read them or ctx ends.
 func (p *Processor) heartbeatEnds(ctx context.Context) (map[int32]int64, error) {
-	backoff := 100 * time.Millisecond
+	var b backoff
 	for {
 		listed, err := p.adm.Load().ListCommittedOffsets(ctx, schemas.GatewaysTopic)
 		if err == nil {
@@ -83,12 +83,9 @@ func (p *Processor) heartbeatEnds(ctx context.Context) (map[int32]int64, error) 
 			}
 			err = fmt.Errorf("%s has no partitions", schemas.GatewaysTopic)
 		}
-		p.log.Warn("listing the ends of presence.gateways failed; retrying", "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
+		p.log.Warn("listing the ends of presence.gateways failed; retrying", "backoff", b.delay(), "err", err)
+		if !b.wait(ctx) {
 			return nil, ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }

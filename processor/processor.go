@@ -741,25 +741,3 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	}
 	return p.announceChanges(ctx, cl, partition, changes, outcomes)
 }
-
-// retry runs fn until it succeeds or ctx ends, with backoff. An attempt
-// under way when ctx ends is given a few seconds to finish.
-func (p *Processor) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
-	for {
-		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err := fn(attempt)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		p.metrics.applyErrors.Inc()
-		p.log.Warn(what+" failed; retrying", "backoff", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
