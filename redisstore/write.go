@@ -64,25 +64,24 @@ func (im Image) commands(cmds []command, key string) []command {
 		cmds = append(cmds, command{"del", key})
 	}
 	if len(im.Fields) > 0 {
-		cmd := make(command, 0, 2+len(im.Fields))
-		cmd = append(cmd, "hset", key)
-		for _, f := range im.Fields {
-			cmd = append(cmd, f)
-		}
-		cmds = append(cmds, cmd)
+		cmds = append(cmds, withStrings(command{"hset", key}, im.Fields))
 	}
 	if len(im.Removed) > 0 {
-		cmd := make(command, 0, 2+len(im.Removed))
-		cmd = append(cmd, "hdel", key)
-		for _, f := range im.Removed {
-			cmd = append(cmd, f)
-		}
-		cmds = append(cmds, cmd)
+		cmds = append(cmds, withStrings(command{"hdel", key}, im.Removed))
 	}
 	if !im.ExpireAt.IsZero() {
 		cmds = append(cmds, command{"pexpireat", key, im.ExpireAt.UnixMilli()})
 	}
 	return cmds
+}
+
+// withStrings appends strs to cmd.
+func withStrings(cmd command, strs []string) command {
+	cmd = slices.Grow(cmd, len(strs))
+	for _, s := range strs {
+		cmd = append(cmd, s)
+	}
+	return cmd
 }
 
 // maxWritten bounds the users of one call of write.lua, and so the time
