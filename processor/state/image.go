@@ -80,7 +80,7 @@ func (p *Partition) TakeDirty() []Image {
 			out[i].ExpireAt = millis(u.expireAt)
 		}
 	}
-	p.dirty = map[string]dirtyUser{} // not cleared: a rebuild's would keep its size
+	p.resetDirty()
 	return out
 }
 
@@ -92,6 +92,21 @@ type dirtyUser struct {
 	redisstore.User
 	whole   bool
 	removed []string
+}
+
+// keptDirty is the most users changed between two writes whose map is
+// emptied and kept for the next ones, rather than dropped: a live batch's
+// (at most a chunk of records) is kept, so that each batch does not grow
+// a map anew; a rebuild's, which may hold a whole partition, is dropped.
+const keptDirty = 4096
+
+// resetDirty forgets which users changed.
+func (p *Partition) resetDirty() {
+	if len(p.dirty) <= keptDirty {
+		clear(p.dirty)
+	} else {
+		p.dirty = map[string]dirtyUser{}
+	}
 }
 
 // Dirty returns how many users changed since the last TakeDirty.

@@ -108,7 +108,5 @@ func parseSession(id, v string) (session, error) {
 // holds already (those before the partition's checkpoint), whose images
 // would be thrown away.
 func (p *Partition) DropDirty() {
-	if len(p.dirty) > 0 {
-		p.dirty = map[string]dirtyUser{}
-	}
+	p.resetDirty()
 }

@@ -55,6 +55,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	chart := fs.String("chart", "", "write an SVG chart of the latency distributions (query, fanout) to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every component runs in this process, Redis aside) to this file")
+	memProfile := fs.String("memprofile", "", "write a profile of the memory allocated during the whole run (go tool pprof -sample_index=alloc_space) to this file")
 	brokers := fs.String("brokers", "", "external Kafka seed brokers, comma-separated, instead of an in-process one; it must not hold the Presence topics")
 	kafka := kafkaconn.Register(fs)
 	fs.StringVar(&cfg.RedisURL, "redis-url", "", "external Redis URL instead of a redis-server of the run's own: one server, or a cluster (any node, or redis://h1:p1?addr=h2:p2); its database (every master's) must be empty")
@@ -121,6 +122,18 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 			return fmt.Errorf("starting the cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			return fmt.Errorf("creating the memory profile: %w", err)
+		}
+		defer f.Close()
+		defer func() {
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: writing the memory profile:", err)
+			}
+		}()
 	}
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
