@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 type batch struct {
 	// clamp bounds the time of a record (Processor.clampTime).
 	clamp         func(time.Time) time.Time
+	decoder       sessionDecoder
 	sessions      []redisstore.Change
 	friends       []redisstore.FriendChange
 	subscriptions []redisstore.SubscriptionChange
@@ -49,7 +51,7 @@ func (b *batch) add(r *kgo.Record) error {
 }
 
 func (b *batch) addSession(r *kgo.Record) error {
-	c, ok, err := DecodeSession(r, b.clamp)
+	c, ok, err := b.decoder.decode(r, b.clamp)
 	if ok {
 		b.sessions = append(b.sessions, c)
 	}
@@ -62,6 +64,18 @@ func (b *batch) addSession(r *kgo.Record) error {
 // clamp (none when nil); ok is false for a record that makes none (a
 // session's tombstone: its last record said all).
 func DecodeSession(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore.Change, ok bool, err error) {
+	var d sessionDecoder
+	return d.decode(r, clamp)
+}
+
+// sessionDecoder is DecodeSession for many records: it reuses its message
+// and its buffer for keys from one record to the next.
+type sessionDecoder struct {
+	ev  pb.SessionEvent
+	key []byte
+}
+
+func (d *sessionDecoder) decode(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore.Change, ok bool, err error) {
 	if clamp == nil {
 		clamp = func(t time.Time) time.Time { return t }
 	}
@@ -74,11 +88,11 @@ func DecodeSession(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore
 			Op: redisstore.ClearCustom, App: ids[0], User: ids[1], At: clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition,
 		}, true, nil
 	}
-	var ev pb.SessionEvent
-	if err := proto.Unmarshal(r.Value, &ev); err != nil {
+	ev := &d.ev
+	if err := proto.Unmarshal(r.Value, ev); err != nil { // resets ev first
 		return c, false, fmt.Errorf("decoding: %w", err)
 	}
-	if err := schemas.ValidateSessionEvent(&ev); err != nil {
+	if err := schemas.ValidateSessionEvent(ev); err != nil {
 		return c, false, err
 	}
 	c = redisstore.Change{
@@ -91,7 +105,7 @@ func DecodeSession(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore
 		Version:   r.Offset,
 		Partition: r.Partition,
 	}
-	key := schemas.SessionKey(ev.App, ev.User, ev.Session)
+	d.key = schemas.AppendSessionKey(d.key[:0], ev.App, ev.User, ev.Session)
 	switch ev.Type {
 	case pb.EventType_EVENT_TYPE_CONNECT:
 		c.Op = redisstore.Connect
@@ -101,10 +115,10 @@ func DecodeSession(r *kgo.Record, clamp func(time.Time) time.Time) (c redisstore
 	case pb.EventType_EVENT_TYPE_CUSTOM_STATUS:
 		c.Op = redisstore.SetCustom
 		c.Custom = redisstore.Custom{Status: int(ev.Custom.Status), Text: ev.Custom.Text}
-		key = schemas.CustomStatusKey(ev.App, ev.User)
+		d.key = schemas.AppendUserKey(d.key[:0], ev.App, ev.User) // CustomStatusKey
 	}
-	if key != string(r.Key) {
-		return c, false, fmt.Errorf("key %q does not match its value's %q", r.Key, key)
+	if !bytes.Equal(d.key, r.Key) {
+		return c, false, fmt.Errorf("key %q does not match its value's %q", r.Key, d.key)
 	}
 	return c, true, nil
 }

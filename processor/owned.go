@@ -47,6 +47,9 @@ type owned struct {
 	replaceUntil int64
 	// latest is the latest time of the records restored (grace.go).
 	latest time.Time
+	// changes is the slice of the changes of the records being applied,
+	// kept from one fetch to the next (see applyPartition).
+	changes []redisstore.Change
 }
 
 // take takes partitions of a state topic in Redis (Store.Own): from then

@@ -608,8 +608,14 @@ var errDeferred = errors.New("rebuild deferred: applied in memory only")
 // step is retried with backoff until it succeeds or ctx ends.
 func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partition int32, recs []*kgo.Record, high int64) error {
 	b := batch{clamp: p.clampTime}
-	if recs[0].Topic == schemas.SessionsTopic {
-		b.sessions = make([]redisstore.Change, 0, len(recs))
+	if o := p.ownedPartition(partition); o != nil && recs[0].Topic == schemas.SessionsTopic {
+		// The partition's changes are applied by one goroutine at a
+		// time, and none is kept once applied: their slice serves again.
+		b.sessions = slices.Grow(o.changes[:0], len(recs))
+		defer func() {
+			clear(b.sessions)
+			o.changes = b.sessions[:0]
+		}()
 	}
 	n := p.partitionCount(recs[0].Topic)
 	var dead []*kgo.Record

@@ -69,6 +69,12 @@ func SessionKey(app, user, session string) string {
 	return UserKey(app, user) + "/" + escape(session)
 }
 
+// AppendSessionKey appends SessionKey(app, user, session) to b.
+func AppendSessionKey(b []byte, app, user, session string) []byte {
+	b = append(AppendUserKey(b, app, user), '/')
+	return appendEscaped(b, session)
+}
+
 // CustomStatusKey is "<app>/<user>", the key of the record on
 // presence.sessions that holds the user's custom status. It never equals a
 // SessionKey, which has three components.

@@ -46,12 +46,10 @@ func TestZombieIsFenced(t *testing.T) {
 	}
 	stream := streamRecords(t, cl, gen)
 
-	// Hold a write of the zombie's users in flight, then pause it. What
-	// the zombie sends first after the proxy stalls may be another
-	// command (a checkpoint) that blocks its loop: then let it through
-	// and try again.
+	// Hold a write of the zombie's users in flight (a fenced
+	// transaction, redisstore's runWatched: its EXEC), then pause it.
 	waitFor(t, "the zombie to send a write of users", func() error {
-		proxy.pause()
+		proxy.pauseAt("exec")
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			if proxy.held("multi", "exec") { // a fenced transaction (redisstore runWatched)
@@ -132,6 +130,7 @@ type redisProxy struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	paused  bool
+	at      []byte       // while paused, only what holds it is held
 	pending bytes.Buffer // what clients sent while paused
 }
 
@@ -175,10 +174,11 @@ func (p *redisProxy) forward(c net.Conn) {
 		n, err := c.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			if p.paused {
+			held := p.paused && bytes.Contains(bytes.ToLower(buf[:n]), p.at)
+			if held {
 				p.pending.Write(buf[:n])
 			}
-			for p.paused {
+			for held && p.paused {
 				p.cond.Wait()
 			}
 			p.mu.Unlock()
@@ -192,9 +192,11 @@ func (p *redisProxy) forward(c net.Conn) {
 	}
 }
 
-func (p *redisProxy) pause() {
+// pauseAt holds the next writes of clients that hold at (in lower case),
+// and lets the others through, until resume.
+func (p *redisProxy) pauseAt(at string) {
 	p.mu.Lock()
-	p.paused = true
+	p.paused, p.at = true, []byte(at)
 	p.pending.Reset()
 	p.mu.Unlock()
 }
