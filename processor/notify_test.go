@@ -307,7 +307,7 @@ const maxPerRecord = 1000
 // her own partition, which waits for the announcement, and from Redis for
 // the others: either way every online friend is told on each of its
 // sessions, once, through its gateway, and the friends gone offline are
-// not told.
+// not told, when she comes online and when she goes offline.
 func TestAudienceSessionsFromMemoryOrRedis(t *testing.T) {
 	c, cl := newCluster(t)
 	store := newStore(t)
@@ -350,4 +350,10 @@ func TestAudienceSessionsFromMemoryOrRedis(t *testing.T) {
 	r.expect(t,
 		"presence ann->gw-2 ["+strings.Join(gw2, " ")+"] online - [android]",
 		"presence ann->gw-3 ["+strings.Join(gw3, " ")+"] online - [android]")
+	// The offline announcement, made by the grace sweep, reads them the
+	// same way.
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	r.expect(t,
+		"presence ann->gw-2 ["+strings.Join(gw2, " ")+"] offline - []",
+		"presence ann->gw-3 ["+strings.Join(gw3, " ")+"] offline - []")
 }
