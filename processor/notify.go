@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
@@ -205,38 +206,71 @@ func audienceOf(user string, a redisstore.Audience) []string {
 }
 
 // routes reads where the sessions of every member of the subjects'
-// audiences are, by app and user, each member once, maxRecipients users
-// per round trip.
+// audiences are, by app and user, each member once. A member of a
+// partition of one of the subjects is read from memory (see
+// heldPartitions), any other from Redis, maxRecipients users per round
+// trip.
 func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]string) (map[string]map[string][]redisstore.Route, error) {
+	held, n := p.heldPartitions(subjects), p.partitionCount(schemas.SessionsTopic)
+	out := map[string]map[string][]redisstore.Route{}
 	seen := map[string]map[string]struct{}{} // by app
-	byApp := map[string][]string{}
+	byApp := map[string][]string{}           // to read from Redis
+	var mem []redisstore.Route               // the routes read from memory, cut per user
+	var buf []byte
 	for i, s := range subjects {
 		if seen[s.App] == nil {
 			seen[s.App] = make(map[string]struct{}, len(subjects)*len(members[i]))
+			out[s.App] = map[string][]redisstore.Route{}
 		}
 		inApp := seen[s.App]
 		for _, m := range members[i] {
-			if _, ok := inApp[m]; !ok {
-				inApp[m] = struct{}{}
+			if _, ok := inApp[m]; ok {
+				continue
+			}
+			inApp[m] = struct{}{}
+			var part *state.Partition
+			if n > 0 && len(held) > 0 {
+				buf = schemas.AppendUserKey(buf[:0], s.App, m)
+				part = held[int32(schemas.Partition(buf, n))]
+			}
+			if part == nil {
 				byApp[s.App] = append(byApp[s.App], m)
+				continue
+			}
+			start := len(mem)
+			if mem = part.AppendRoutes(mem, s.App, m); len(mem) > start {
+				out[s.App][m] = mem[start:len(mem):len(mem)]
 			}
 		}
 	}
-	out := make(map[string]map[string][]redisstore.Route, len(byApp))
 	for app, users := range byApp {
 		for chunk := range slices.Chunk(users, maxRecipients) {
 			routes, err := p.cfg.Store.Routes(ctx, app, chunk)
 			if err != nil {
 				return nil, err
 			}
-			if out[app] == nil {
-				out[app] = routes
-			} else {
-				maps.Copy(out[app], routes)
-			}
+			maps.Copy(out[app], routes)
 		}
 	}
 	return out, nil
+}
+
+// heldPartitions returns the state of the partitions of subjects that
+// this processor owns and has restored. Their goroutines wait for the
+// announcement (or, for sweepGrace, none applies), so their users in
+// memory are what Redis holds of them, written, and read safely.
+func (p *Processor) heldPartitions(subjects []subject) map[int32]*state.Partition {
+	held := map[int32]*state.Partition{}
+	for _, s := range subjects {
+		if _, ok := held[s.partition]; ok {
+			continue
+		}
+		held[s.partition] = nil
+		if o := p.ownedPartition(s.partition); o != nil && !p.restoring(s.partition) {
+			held[s.partition] = o.users
+		}
+	}
+	return held
 }
 
 // statusProto is a status as notifications carry it; a user Presence no

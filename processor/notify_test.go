@@ -323,3 +323,58 @@ func TestLargeFanout(t *testing.T) {
 }
 
 const maxPerRecord = 1000
+
+// The sessions of ann's audience are read from memory for the users of
+// her own partition, which waits for the announcement, and from Redis for
+// the others: either way every online friend is told on each of its
+// sessions, once, through its gateway, and the friends gone offline are
+// not told, when she comes online and when she goes offline.
+func TestAudienceSessionsFromMemoryOrRedis(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: time.Second})
+	partitionOf := func(user string) int { return schemas.Partition([]byte(schemas.UserKey("chat", user)), partitions) }
+	var same, other []string // friends in ann's partition, in others
+	for i := 0; len(same) < 3 || len(other) < 3; i++ {
+		f := fmt.Sprintf("f%d", i)
+		switch {
+		case partitionOf(f) == partitionOf("ann") && len(same) < 3:
+			same = append(same, f)
+		case partitionOf(f) != partitionOf("ann") && len(other) < 3:
+			other = append(other, f)
+		}
+	}
+	// Of each kind, one online on two gateways, one on one, one gone.
+	var recs []*kgo.Record
+	var evs []*pb.SessionEvent
+	for _, fs := range [][]string{same, other} {
+		for _, f := range fs {
+			recs = append(recs, friendRecords("ann", f)...)
+		}
+		evs = append(evs, on("gw-2", connectEv(fs[0], fs[0]+"-a", t0)), on("gw-3", connectEv(fs[0], fs[0]+"-b", t0)),
+			on("gw-2", connectEv(fs[1], fs[1]+"-a", t0)),
+			on("gw-3", connectEv(fs[2], fs[2]+"-a", t0)), on("gw-3", disconnectEv(fs[2], fs[2]+"-a", t0)))
+	}
+	produceRecords(t, cl, recs...)
+	produce(t, cl, evs...)
+	waitCaughtUp(t, cl, store)
+
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	var gw2, gw3 []string
+	for _, fs := range [][]string{same, other} {
+		gw2 = append(gw2, fs[0]+"/"+fs[0]+"-a", fs[1]+"/"+fs[1]+"-a")
+		gw3 = append(gw3, fs[0]+"/"+fs[0]+"-b")
+	}
+	slices.Sort(gw2)
+	slices.Sort(gw3)
+	r.expect(t,
+		"presence ann->gw-2 ["+strings.Join(gw2, " ")+"] online - [android]",
+		"presence ann->gw-3 ["+strings.Join(gw3, " ")+"] online - [android]")
+	// The offline announcement, made by the grace sweep, reads them the
+	// same way.
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	r.expect(t,
+		"presence ann->gw-2 ["+strings.Join(gw2, " ")+"] offline - []",
+		"presence ann->gw-3 ["+strings.Join(gw3, " ")+"] offline - []")
+}

@@ -233,7 +233,7 @@ func (p *Processor) statusesOf(subjects []subject) []*redisstore.Status {
 		if o == nil {
 			return nil
 		}
-		st, err := redisstore.DecodeStatus(s.User.User, o.users.Hash(s.User))
+		st, err := o.users.Status(s.User)
 		if err != nil {
 			return nil
 		}

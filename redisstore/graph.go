@@ -183,46 +183,6 @@ func (s *Store) AudiencesOf(ctx context.Context, users []User, statuses []*Statu
 	return out, nil
 }
 
-// Route is where one session of a user can be told something: the
-// gateway that holds it.
-type Route struct{ Session, Gateway string }
-
-// Routes reads the users of app, each at most once, all in one pipelined
-// round trip, and returns the routes of the sessions of each user holding
-// any. It reads what Statuses reads but decodes only the sessions'
-// gateways: an announcement reads every member of its audience, for whom
-// that is all it needs.
-func (s *Store) Routes(ctx context.Context, app string, users []string) (map[string][]Route, error) {
-	reads := make([]*redis.MapStringStringCmd, len(users))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, u := range users {
-			reads[i] = p.HGetAll(ctx, s.userKey(app, u))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the sessions of %d users: %w", len(users), err)
-	}
-	out := make(map[string][]Route)
-	for i, r := range reads {
-		var routes []Route
-		for field, value := range r.Val() {
-			if field == "" || field[0] != 's' {
-				continue
-			}
-			gateway, ok := sessionGateway(value)
-			if !ok {
-				return nil, fmt.Errorf("user %q: decoding session %q: no gateway", users[i], field)
-			}
-			routes = append(routes, Route{Session: field[1:], Gateway: gateway})
-		}
-		if len(routes) > 0 {
-			out[users[i]] = routes
-		}
-	}
-	return out, nil
-}
-
 // sessionGateway returns the gateway of a session's value (see
 // encodeSession): its third part.
 func sessionGateway(value string) (string, bool) {
