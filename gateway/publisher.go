@@ -46,10 +46,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // Type is the kind of an Event.
@@ -110,7 +110,7 @@ func New(opts ...Opt) (*Publisher, error) {
 	kopts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(Partitioner()),
+		kgo.RecordPartitioner(records.Partitioner()),
 		kgo.MaxBufferedRecords(cfg.maxBuffered),
 	}, cfg.kafkaOpts...)
 	if cfg.atomic {
@@ -133,14 +133,6 @@ func New(opts ...Opt) (*Publisher, error) {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
 	return &Publisher{cfg: cfg, cl: cl}, nil
-}
-
-// Partitioner places records as schemas.Partition says: by the
-// "<app>/<user>" of their key.
-func Partitioner() kgo.Partitioner {
-	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-		return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-	})
 }
 
 // ID is the gateway's id; Epoch its boot epoch.
@@ -181,15 +173,9 @@ func (p *Publisher) Publish(ctx context.Context, events ...Event) error {
 		if err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
 		}
-		value, err := proto.Marshal(ev)
+		recs[i], err = records.Encode(schemas.SessionsTopic, schemas.SessionKey(e.App, e.User, e.Session), ev, now)
 		if err != nil {
 			return fmt.Errorf("encoding event %d: %w", i, err)
-		}
-		recs[i] = &kgo.Record{
-			Topic:     schemas.SessionsTopic,
-			Key:       []byte(schemas.SessionKey(e.App, e.User, e.Session)),
-			Value:     value,
-			Timestamp: now,
 		}
 	}
 	return p.produce(ctx, recs)
@@ -254,44 +240,26 @@ func (p *Publisher) HeartbeatFor(ctx context.Context, gateway, epoch string) err
 		return err
 	}
 	now := p.cfg.now()
-	value, err := proto.Marshal(&pb.GatewayHeartbeat{
+	r, err := records.Encode(schemas.GatewaysTopic, gateway, &pb.GatewayHeartbeat{
 		Gateway: gateway, Epoch: epoch,
 		LeaseMs: p.cfg.lease.Milliseconds(), TimestampMs: now.UnixMilli(),
-	})
+	}, now)
 	if err != nil {
 		return fmt.Errorf("encoding heartbeat: %w", err)
 	}
-	return p.produce(ctx, []*kgo.Record{{
-		Topic: schemas.GatewaysTopic, Key: []byte(gateway), Value: value, Timestamp: now,
-	}})
+	return p.produce(ctx, []*kgo.Record{r})
 }
 
 // produce publishes recs and waits until Kafka has acknowledged them all,
-// or ctx ends; with Atomic, until their transaction has ended. Without
-// Atomic, franz-go fails the records of an ended context only when it
-// next looks at their partition, which, while brokers are unreachable,
-// can be seconds later (at the next metadata refresh); until then they
-// count against MaxBuffered, but the caller does not wait for them.
+// or ctx ends (records.Produce: records of an ended context still count
+// against MaxBuffered until franz-go fails them); with Atomic, until their
+// transaction has ended.
 func (p *Publisher) produce(ctx context.Context, recs []*kgo.Record) error {
 	if p.tx != nil {
 		return p.tx.publish(ctx, recs)
 	}
-	done := make(chan kgo.ProduceResults, 1)
-	go func() { done <- p.cl.ProduceSync(ctx, recs...) }()
-	var err error
-	select {
-	case results := <-done:
-		err = resultsError(results)
-	case <-ctx.Done():
-		select {
-		case results := <-done:
-			err = resultsError(results)
-		default:
-			err = ctx.Err()
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("publishing %d records: %w", len(recs), err)
+	if failed, err := records.Produce(ctx, p.cl, recs...); err != nil {
+		return fmt.Errorf("publishing %d records: %d failed: %w", len(recs), failed, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -172,22 +171,6 @@ func TestOptionsAreValidated(t *testing.T) {
 		if p, err := gateway.New(opts...); err == nil {
 			p.Close()
 			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
-// The partitioner puts a record where Kafka's own default partitioner puts
-// a record keyed by the "<app>/<user>" prefix, so that a Java producer can
-// do the same.
-func TestPartitionerMatchesKafkaDefault(t *testing.T) {
-	ours := gateway.Partitioner().ForTopic(schemas.SessionsTopic)
-	kafkas := kgo.StickyKeyPartitioner(nil).ForTopic(schemas.SessionsTopic)
-	for i := range 1000 {
-		app, user := "app", fmt.Sprintf("user-%d", i)
-		key := []byte(schemas.SessionKey(app, user, fmt.Sprintf("session-%d", i%7)))
-		want := kafkas.Partition(&kgo.Record{Key: []byte(schemas.UserKey(app, user))}, 12)
-		if got := ours.Partition(&kgo.Record{Key: key}, 12); got != want {
-			t.Fatalf("key %q: partition %d, Kafka's default partitioner on the user key says %d", key, got, want)
 		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // boundedTopics are the topics whose dead keys the processor tombstones.
@@ -48,7 +49,7 @@ func (p *Processor) sweepDeadKeys(ctx context.Context, cl *kgo.Client) {
 		}
 		recs := make([]*kgo.Record, len(dead))
 		for i, key := range dead {
-			recs[i] = &kgo.Record{Topic: tp.topic, Key: []byte(key)}
+			recs[i] = records.Tombstone(tp.topic, key, time.Time{})
 		}
 		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			p.log.Warn("writing tombstones failed; retrying at the next sweep", "topic", tp.topic, "err", err)

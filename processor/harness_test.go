@@ -23,6 +23,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -39,7 +40,7 @@ func newCluster(t *testing.T) (*kfake.Cluster, *kgo.Client) {
 	}
 	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(processor.Partitioner()))
+		kgo.RecordPartitioner(records.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

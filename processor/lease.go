@@ -34,6 +34,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // DefaultGatewayLease is the lease of a gateway that never heartbeats.
@@ -252,7 +253,7 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 		// back, renews it). One processor writes it: the owner of the
 		// sessions partition of the gateway's number.
 		if known && l.expires.Add(10*l.length).Before(asOf) && p.ownsDeadLetters(int32(schemas.Partition([]byte(id), p.partitionCount(schemas.GatewaysTopic)))) {
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: schemas.GatewaysTopic, Key: []byte(id)}).FirstErr(); err != nil {
+			if err := cl.ProduceSync(ctx, records.Tombstone(schemas.GatewaysTopic, id, time.Time{})).FirstErr(); err != nil {
 				return fmt.Errorf("tombstoning the heartbeat of gateway %q: %w", id, err)
 			}
 			p.metrics.tombstones.WithLabelValues(schemas.GatewaysTopic).Inc()
@@ -264,15 +265,15 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	}
 	recs := make([]*kgo.Record, 0, len(lost))
 	for _, s := range lost {
-		value, err := proto.Marshal(&pb.SessionEvent{
+		r, err := records.Encode(schemas.SessionsTopic, schemas.SessionKey(s.App, s.User, s.Session.Session), &pb.SessionEvent{
 			Type: pb.EventType_EVENT_TYPE_DISCONNECT, App: s.App, User: s.User, Session: s.Session.Session,
 			Device: &pb.Device{Type: s.Device, Id: s.DeviceID}, Gateway: id, GatewayEpoch: s.Epoch,
 			TimestampMs: now.UnixMilli(), Reason: pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST,
-		})
+		}, time.Time{})
 		if err != nil {
 			return err
 		}
-		recs = append(recs, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey(s.App, s.User, s.Session.Session)), Value: value})
+		recs = append(recs, r)
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("writing %d gateway_lost disconnects: %w", len(recs), err)
@@ -317,15 +318,15 @@ func (p *Processor) rewriteKept(ctx context.Context, cl *kgo.Client, changes []r
 			continue
 		}
 		c, s := changes[i], o.Kept
-		value, err := proto.Marshal(&pb.SessionEvent{
+		r, err := records.Encode(schemas.SessionsTopic, schemas.SessionKey(c.App, c.User, c.Session), &pb.SessionEvent{
 			Type: pb.EventType_EVENT_TYPE_CONNECT, App: c.App, User: c.User, Session: c.Session,
 			Device: &pb.Device{Type: s.Device, Id: s.DeviceID}, Gateway: s.Gateway, GatewayEpoch: s.Epoch,
 			TimestampMs: s.ConnectedAt.UnixMilli(),
-		})
+		}, time.Time{})
 		if err != nil {
 			return err
 		}
-		recs = append(recs, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.SessionKey(c.App, c.User, c.Session)), Value: value})
+		recs = append(recs, r)
 	}
 	if len(recs) == 0 {
 		return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 func TestMultiDevice(t *testing.T) {
@@ -316,7 +317,7 @@ func TestTransactions(t *testing.T) {
 	store := newStore(t)
 	start(t, c, store, "g")
 	txn, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("test-gateway"),
-		kgo.RecordPartitioner(processor.Partitioner()))
+		kgo.RecordPartitioner(records.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // ErrNotCompacted is returned when a Presence topic exists without
@@ -19,14 +20,9 @@ import (
 // live, and a replay would lose them.
 var ErrNotCompacted = errors.New("topic is not compacted")
 
-// Partitioner places records as schemas.Partition says: by the
-// "<app>/<user>" of their key, so that a gateway_lost disconnect or a
-// tombstone lands in the partition of the user's other records.
-func Partitioner() kgo.Partitioner {
-	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-		return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-	})
-}
+// Partitioner is records.Partitioner, which the processor's client
+// partitions by. Call records.Partitioner elsewhere.
+func Partitioner() kgo.Partitioner { return records.Partitioner() }
 
 // EnsureTopics creates the Presence topics that are missing, configured as
 // schemas.Topics says, with partitions partitions each (the schemas

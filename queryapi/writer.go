@@ -1,17 +1,16 @@
 package queryapi
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -29,28 +28,19 @@ const (
 // DefaultWriteTimeout is the default of Config.WriteTimeout.
 const DefaultWriteTimeout = 10 * time.Second
 
-// Partitioner places records as schemas.Partition says: by the
-// "<app>/<user>" of their key, so that every record about a user lands in
-// the partition of the user's other records.
-func Partitioner() kgo.Partitioner {
-	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
-		return func(r *kgo.Record, n int) int { return schemas.Partition(r.Key, n) }
-	})
-}
-
 // ProducerOpts are the franz-go options every writer of the Presence
 // topics uses: records acknowledged by all in-sync replicas (the producer
-// is idempotent by default) and partitioned by Partitioner. A record whose
-// context ends fails even when it was sent to a broker that has not
-// answered: otherwise a write to a broker that stops answering waits for
-// as long as Kafka is down, whatever its context. The price is that such a
-// record may be written after all, so a retry may write it twice, which
-// changes nothing: every record is keyed.
+// is idempotent by default) and partitioned by records.Partitioner. A
+// record whose context ends fails even when it was sent to a broker that
+// has not answered: otherwise a write to a broker that stops answering
+// waits for as long as Kafka is down, whatever its context. The price is
+// that such a record may be written after all, so a retry may write it
+// twice, which changes nothing: every record is keyed.
 func ProducerOpts(brokers []string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(Partitioner()),
+		kgo.RecordPartitioner(records.Partitioner()),
 		kgo.AllowIdempotentProduceCancellation(),
 	}
 }
@@ -63,7 +53,7 @@ func ProducerOpts(brokers []string) []kgo.Opt {
 func (s *Server) write(ctx context.Context, kind string, recs []*kgo.Record) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.writeTimeout)
 	defer cancel()
-	failed, first := produce(ctx, s.kafka, recs)
+	failed, first := records.Produce(ctx, s.kafka, recs...)
 	s.metrics.written(kind, len(recs)-failed, failed)
 	if failed > 0 {
 		return fmt.Errorf("%w (%d of %d records failed: %w)",
@@ -73,56 +63,12 @@ func (s *Server) write(ctx context.Context, kind string, recs []*kgo.Record) err
 	return nil
 }
 
-// produce produces recs and waits until Kafka has acknowledged them all,
-// or ctx ends; it returns how many failed (all, when ctx ended first) and
-// the first error. franz-go fails the records of an ended context only
-// when it next looks at their partition, which, while brokers are
-// unreachable, can be seconds later (at the next metadata refresh); until
-// then they count against the client's buffer, but the request does not
-// wait for them.
-func produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) (failed int, first error) {
-	done := make(chan kgo.ProduceResults, 1)
-	go func() { done <- cl.ProduceSync(ctx, recs...) }()
-	var results kgo.ProduceResults
-	select {
-	case results = <-done:
-	case <-ctx.Done():
-		select {
-		case results = <-done:
-		default:
-			return len(recs), ctx.Err()
-		}
-	}
-	for _, r := range results {
-		if r.Err != nil {
-			failed++
-			first = cmp.Or(first, r.Err)
-		}
-	}
-	return failed, first
-}
-
-// record encodes value as a record of topic with key; a nil value makes a
-// tombstone.
-func record(topic, key string, value proto.Message, at time.Time) (*kgo.Record, error) {
-	r := &kgo.Record{Topic: topic, Key: []byte(key), Timestamp: at}
-	if value == nil {
-		return r, nil
-	}
-	b, err := proto.Marshal(value)
-	if err != nil {
-		return nil, fmt.Errorf("encoding record %s: %w", key, err)
-	}
-	r.Value = b
-	return r, nil
-}
-
 // customStatusRecord is the record on presence.sessions that sets user's
 // custom status, or clears it when custom is nil.
 func customStatusRecord(app, user string, custom *redisstore.Custom, at time.Time) (*kgo.Record, error) {
 	key := schemas.CustomStatusKey(app, user)
 	if custom == nil {
-		return record(schemas.SessionsTopic, key, nil, at)
+		return records.Tombstone(schemas.SessionsTopic, key, at), nil
 	}
 	ev := &pb.SessionEvent{
 		Type: pb.EventType_EVENT_TYPE_CUSTOM_STATUS, App: app, User: user,
@@ -132,7 +78,7 @@ func customStatusRecord(app, user string, custom *redisstore.Custom, at time.Tim
 	if err := schemas.ValidateSessionEvent(ev); err != nil {
 		return nil, err
 	}
-	return record(schemas.SessionsTopic, key, ev, at)
+	return records.Encode(schemas.SessionsTopic, key, ev, at)
 }
 
 // FriendRecords are the two records on presence.friends that make user
@@ -145,7 +91,7 @@ func FriendRecords(app, user, friend string, at time.Time) ([]*kgo.Record, error
 		if err := schemas.ValidateFriendEdge(e); err != nil {
 			return nil, err
 		}
-		r, err := record(schemas.FriendsTopic, schemas.FriendKey(app, half[0], half[1]), e, at)
+		r, err := records.Encode(schemas.FriendsTopic, schemas.FriendKey(app, half[0], half[1]), e, at)
 		if err != nil {
 			return nil, err
 		}
@@ -157,8 +103,8 @@ func FriendRecords(app, user, friend string, at time.Time) ([]*kgo.Record, error
 // friendTombstones are the two tombstones that end a friendship.
 func friendTombstones(app, user, friend string, at time.Time) []*kgo.Record {
 	return []*kgo.Record{
-		{Topic: schemas.FriendsTopic, Key: []byte(schemas.FriendKey(app, user, friend)), Timestamp: at},
-		{Topic: schemas.FriendsTopic, Key: []byte(schemas.FriendKey(app, friend, user)), Timestamp: at},
+		records.Tombstone(schemas.FriendsTopic, schemas.FriendKey(app, user, friend), at),
+		records.Tombstone(schemas.FriendsTopic, schemas.FriendKey(app, friend, user), at),
 	}
 }
 
@@ -168,7 +114,7 @@ func friendTombstones(app, user, friend string, at time.Time) []*kgo.Record {
 func subscriptionRecord(app, user, subscriber string, expires, at time.Time) (*kgo.Record, error) {
 	key := schemas.SubscriptionKey(app, user, subscriber)
 	if expires.IsZero() {
-		return record(schemas.SubscriptionsTopic, key, nil, at)
+		return records.Tombstone(schemas.SubscriptionsTopic, key, at), nil
 	}
 	sub := &pb.Subscription{
 		App: app, User: user, Subscriber: subscriber,
@@ -177,5 +123,5 @@ func subscriptionRecord(app, user, subscriber string, expires, at time.Time) (*k
 	if err := schemas.ValidateSubscription(sub); err != nil {
 		return nil, err
 	}
-	return record(schemas.SubscriptionsTopic, key, sub, at)
+	return records.Encode(schemas.SubscriptionsTopic, key, sub, at)
 }

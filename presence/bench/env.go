@@ -16,11 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // redisPoolSize is the most connections to Redis at once (to each master
@@ -211,7 +211,7 @@ func (e *env) kafka(ctx context.Context) (*kafka, error) {
 func (k *kafka) client(opts ...kgo.Opt) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(k.brokers...),
-		kgo.RecordPartitioner(gateway.Partitioner()),
+		kgo.RecordPartitioner(records.Partitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	}, append(slices.Clone(k.opts), opts...)...)...)
 	if err != nil {

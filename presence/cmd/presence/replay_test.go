@@ -27,6 +27,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // replayPartitions is the partition count of the topics in these tests:
@@ -43,7 +44,7 @@ func replayKafka(t *testing.T, bare bool) (*kfake.Cluster, *kgo.Client) {
 	}
 	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(processor.Partitioner()))
+		kgo.RecordPartitioner(records.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

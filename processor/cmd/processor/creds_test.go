@@ -25,6 +25,7 @@ import (
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/schemas/records"
 	"github.com/presence-im/presence/service/testcert"
 )
 
@@ -59,7 +60,7 @@ func newSecured(t *testing.T) *secured {
 	}
 	t.Cleanup(c.Close)
 	s.brokers = strings.Join(c.ListenAddrs(), ",")
-	s.kafka, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(processor.Partitioner()),
+	s.kafka, err = kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(records.Partitioner()),
 		kgo.SASL(scram.Auth{User: "presence", Pass: kafkaPassword}.AsSha512Mechanism()),
 		kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool()}))
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -177,7 +178,7 @@ func newKafka(t *testing.T) *kgo.Client {
 	}
 	t.Cleanup(c.Close)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
-		kgo.RecordPartitioner(processor.Partitioner()))
+		kgo.RecordPartitioner(records.Partitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
