@@ -2,8 +2,10 @@ package queryapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -53,4 +55,71 @@ func TestWriteResultsAsWriteJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkResults checks that DecodeResults decodes body as encoding/json
+// decodes it into a queryResponse, or fails as it does.
+func checkResults(t *testing.T, body []byte) {
+	t.Helper()
+	got, err := DecodeResults(body)
+	var want queryResponse
+	wantErr := json.Unmarshal(body, &want)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%q: error %v, encoding/json's %v", body, err, wantErr)
+	}
+	if err == nil && !reflect.DeepEqual(got, want.Results) {
+		t.Fatalf("%q: decoded\n%#v\nencoding/json decodes\n%#v", body, got, want.Results)
+	}
+}
+
+// DecodeResults decodes what the query API writes, and any other JSON,
+// as encoding/json does; the answers written by hand take the fast path.
+func TestDecodeResults(t *testing.T) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	statuses := []*redisstore.Status{
+		{User: "alice", State: redisstore.Online, Version: 12, Sessions: []redisstore.Session{
+			{Session: "s1", Device: "ios", DeviceID: "d1", Gateway: "gw1", ConnectedAt: at},
+			{Session: "s2", Device: "web", ConnectedAt: at},
+		}, Custom: &redisstore.Custom{Status: 2, Text: "in a meeting 😀"}},
+		nil,
+		{User: "bob", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: 3},
+	}
+	s := &Server{}
+	for _, sts := range [][]*redisstore.Status{statuses, {}, {nil}, {statuses[0]}} {
+		w := httptest.NewRecorder()
+		s.writeResults(w, sts)
+		if _, ok := decodeResultsFast(w.Body.String()); !ok {
+			t.Errorf("%s: not read by hand", w.Body)
+		}
+		checkResults(t, w.Body.Bytes())
+		got, _ := DecodeResults(w.Body.Bytes())
+		again := httptest.NewRecorder()
+		s.writeResults(again, got)
+		if again.Body.String() != w.Body.String() {
+			t.Errorf("%s: decoded, written again as %s", w.Body, again.Body)
+		}
+	}
+	for _, body := range []string{
+		`{"results":[{"user":"a\"b","state":"offline","sessions":[],"custom":null,"last_seen":null,"version":1}]}`,
+		`{ "results" : [ null ] }`,
+		`{"results":null}`,
+		`{"results":[null],"more":1}`,
+		`{"results":[null]}x`,
+		`{"results":[null,]}`,
+		`{"error":{"code":"invalid","message":"no"}}`,
+		`{"results":[{"user":1}]}`,
+		``,
+	} {
+		if _, ok := decodeResultsFast(body); ok {
+			t.Errorf("%s: read by hand", body)
+		}
+		checkResults(t, []byte(body))
+	}
+}
+
+// Whatever the body, DecodeResults decodes it as encoding/json does.
+func FuzzDecodeResults(f *testing.F) {
+	f.Add(`{"results":[null,{"user":"u","state":"offline","sessions":[],"custom":null,"last_seen":"2023-11-14T22:13:20.389Z","version":1}]}` + "\n")
+	f.Add(`{"results":[]}`)
+	f.Fuzz(func(t *testing.T, body string) { checkResults(t, []byte(body)) })
 }

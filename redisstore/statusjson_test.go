@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +167,107 @@ func TestStatusesShareNoSessions(t *testing.T) {
 	if b := got[0].AppendJSON(nil); !strings.Contains(string(b), `"sessions":[],`) || got[0].LastSeen == nil {
 		t.Errorf("u3: %s, want no sessions as [] and a last_seen", b)
 	}
+}
+
+// readJSON reads s with a JSONReader and, when it takes it, checks that
+// it reads what encoding/json reads from the part it took; it reports
+// whether it took it.
+func readJSON(t *testing.T, s string) bool {
+	t.Helper()
+	var r redisstore.JSONReader
+	got, rest, ok := r.Read(s)
+	if !ok {
+		if got != nil || rest != s {
+			t.Fatalf("%q: refused, but read %+v, leaving %q", s, got, rest)
+		}
+		return false
+	}
+	if !strings.HasSuffix(s, rest) {
+		t.Fatalf("%q: left %q, not an end of it", s, rest)
+	}
+	var want *redisstore.Status
+	if err := json.Unmarshal([]byte(s[:len(s)-len(rest)]), &want); err != nil {
+		t.Fatalf("%q: read %+v, encoding/json refuses it: %v", s, got, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: read\n%#v\nencoding/json reads\n%#v", s, got, want)
+	}
+	return true
+}
+
+// What AppendJSON writes, JSONReader reads as encoding/json does (and
+// gives back what was written but the unserved epoch), or leaves it to
+// encoding/json: a string with an escape; anything in another form it
+// leaves too.
+func TestJSONReaderReadsAppendJSON(t *testing.T) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	seen := redisstore.Time{Time: time.Date(2024, 2, 29, 23, 59, 59, 999_000_000, time.UTC)}
+	cases := []*redisstore.Status{
+		nil,
+		{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &seen, Version: 7},
+		{User: "u", State: redisstore.Offline, Version: -1},
+		{User: "ü☃😀", State: redisstore.Online, Custom: &redisstore.Custom{Status: -3, Text: "héllo"}, Sessions: []redisstore.Session{
+			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at},
+			{Session: "b", Device: "web", ConnectedAt: seen},
+		}, Version: 1<<63 - 1},
+		{User: "v", State: redisstore.Online, Custom: &redisstore.Custom{}, Sessions: []redisstore.Session{{}}, Version: -1 << 63},
+	}
+	for _, s := range tricky {
+		cases = append(cases, &redisstore.Status{User: s, State: s, Custom: &redisstore.Custom{Text: s},
+			Sessions: []redisstore.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}}})
+	}
+	for _, st := range cases {
+		b := st.AppendJSON(nil)
+		escaped := strings.Contains(string(b), `\`)
+		if took := readJSON(t, string(b)+",next"); took == escaped {
+			t.Errorf("%s: read %v, want %v", b, took, !escaped)
+		}
+		if escaped {
+			continue
+		}
+		var r redisstore.JSONReader
+		got, rest, _ := r.Read(string(b) + ",next")
+		if rest != ",next" {
+			t.Errorf("%s: left %q", b, rest)
+		}
+		if st != nil && (got.User != st.User || len(got.Sessions) != len(st.Sessions) ||
+			string(got.AppendJSON(nil)) != string(b)) {
+			t.Errorf("read %s back as %s", b, got.AppendJSON(nil))
+		}
+	}
+
+	// Other forms, which encoding/json reads (or refuses) itself.
+	for _, s := range []string{
+		` {"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":1}`,
+		`{"state":"offline","user":"u","sessions":null,"custom":null,"last_seen":null,"version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":1,"x":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":1.5}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":01}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":9223372036854775808}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":{"status":1e2,"text":""},"last_seen":null,"version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":"2023-02-29T00:00:00.000Z","version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":"2023-02-28T24:00:00.000Z","version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":"2023-02-28T00:00:00.000+00:00","version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":"2023-02-28T00:00:00.00Z","version":1}`,
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":"2023-02-28t00:00:00.000Z","version":1}`,
+		`{"user":"u","state":"online","sessions":[{"session":"s","device":"d","device_id":"","gateway":"g","connected_at":"2023-02-28T00:00:00.000Z"},],"custom":null,"last_seen":null,"version":1}`,
+		`{"user":"u","state":"online","sessions":[ ],"custom":null,"last_seen":null,"version":1}`,
+		"{\"user\":\"\xff\",\"state\":\"offline\",\"sessions\":null,\"custom\":null,\"last_seen\":null,\"version\":1}",
+		`{"user":"u","state":"offline","sessions":null,"custom":null,"last_seen":null,"version":1`,
+		`nul`,
+	} {
+		if readJSON(t, s) {
+			t.Errorf("%s: read, want it left to encoding/json", s)
+		}
+	}
+}
+
+// Whatever JSONReader reads, it reads as encoding/json does.
+func FuzzJSONReader(f *testing.F) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389)}
+	f.Add(string((&redisstore.Status{User: "u", State: redisstore.Online, Custom: &redisstore.Custom{Status: 2, Text: "t"},
+		Sessions: []redisstore.Session{{Session: "a", Device: "ios", ConnectedAt: at}, {Session: "b", ConnectedAt: at}}, Version: 9}).AppendJSON(nil)))
+	f.Add(string((&redisstore.Status{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: 1}).AppendJSON(nil)))
+	f.Add("null,")
+	f.Fuzz(func(t *testing.T, s string) { readJSON(t, s) })
 }
