@@ -3,6 +3,7 @@ package queryapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -122,4 +123,36 @@ func FuzzDecodeResults(f *testing.F) {
 	f.Add(`{"results":[null,{"user":"u","state":"offline","sessions":[],"custom":null,"last_seen":"2023-11-14T22:13:20.389Z","version":1}]}` + "\n")
 	f.Add(`{"results":[]}`)
 	f.Fuzz(func(t *testing.T, body string) { checkResults(t, []byte(body)) })
+}
+
+// BenchmarkDecodeResults decodes an answer of 500 statuses as the bench
+// asks them: a third online (every fourth with two sessions), a third
+// offline, a third unknown.
+func BenchmarkDecodeResults(b *testing.B) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	statuses := make([]*redisstore.Status, MaxBatch)
+	for i := range statuses {
+		user := fmt.Sprintf("q-%07d", i)
+		sess := redisstore.Session{Session: user + "-ios", Device: "ios", DeviceID: "d" + user, Gateway: "gw-1", ConnectedAt: at}
+		switch i % 3 {
+		case 0:
+			st := &redisstore.Status{User: user, State: redisstore.Online, Sessions: []redisstore.Session{sess}, Version: int64(i)}
+			if i%4 == 0 {
+				st.Sessions = append(st.Sessions, redisstore.Session{Session: user + "-web", Device: "web", Gateway: "gw-1", ConnectedAt: at})
+			}
+			statuses[i] = st
+		case 1:
+			statuses[i] = &redisstore.Status{User: user, State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: int64(i)}
+		}
+	}
+	w := httptest.NewRecorder()
+	(&Server{}).writeResults(w, statuses)
+	body := w.Body.Bytes()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if got, err := DecodeResults(body); err != nil || len(got) != len(statuses) {
+			b.Fatalf("decoded %d statuses: %v", len(got), err)
+		}
+	}
 }

@@ -128,13 +128,20 @@ func appendString(b []byte, s string) []byte {
 // JSONReader reads statuses in the form AppendJSON writes them, for a Go
 // client of the query API: encoding/json took a client longer to decode
 // an answer of 500 statuses than the query API took to make it. The
-// statuses it reads share their memory as a lookup's do (statusBatch),
-// and their strings are parts of the string read. Anything not in that
-// exact form (other spacing or order of fields, an unknown field, an
-// escape in a string, a number or time written otherwise) it leaves to
-// encoding/json, which decodes it or says what is wrong with it; what it
-// reads, it reads as encoding/json does. The zero value is ready.
-type JSONReader struct{ b statusBatch }
+// statuses it reads share their memory, a few chunks that grow as they
+// fill (never moved, so no status read is copied), and their strings
+// are parts of the string read; each status's sessions end with its
+// slice's capacity, so appending to them never writes into another's.
+// Anything not in that exact form (other spacing or order of fields, an
+// unknown field, an escape in a string, a number or time written
+// otherwise) it leaves to encoding/json, which decodes it or says what
+// is wrong with it; what it reads, it reads as encoding/json does. The
+// zero value is ready.
+type JSONReader struct {
+	statuses []Status
+	sessions []Session
+	lastSeen []Time
+}
 
 // Read reads a status, or null (a nil status), at the start of s and
 // returns what follows it; ok is false when s does not start with one in
@@ -150,11 +157,12 @@ func (r *JSONReader) Read(s string) (st *Status, rest string, ok bool) {
 	p.lit(`,"state":`)
 	v.State = p.str()
 	p.lit(`,"sessions":`)
-	start := r.b.begin()
+	r.sessions = room(r.sessions, 0)
+	start := len(r.sessions)
 	switch {
 	case p.skip("null"):
 	case p.skip("[]"):
-		v.Sessions = r.b.sessions[start:start:start]
+		v.Sessions = r.sessions[start:start:start]
 	default:
 		p.lit("[")
 		for p.ok {
@@ -170,13 +178,17 @@ func (r *JSONReader) Read(s string) (st *Status, rest string, ok bool) {
 			p.lit(`,"connected_at":`)
 			sess.ConnectedAt = p.time()
 			p.lit("}")
-			r.b.sessions = append(r.b.sessions, sess)
+			if len(r.sessions) == cap(r.sessions) { // the status's sessions so far move to the next chunk
+				r.sessions = append(room(r.sessions, len(r.sessions)-start), r.sessions[start:]...)
+				start = 0
+			}
+			r.sessions = append(r.sessions, sess)
 			if !p.skip(",") {
 				break
 			}
 		}
 		p.lit("]")
-		v.Sessions = r.b.sessions[start:len(r.b.sessions):len(r.b.sessions)]
+		v.Sessions = r.sessions[start:len(r.sessions):len(r.sessions)]
 	}
 	p.lit(`,"custom":`)
 	if !p.skip("null") {
@@ -190,18 +202,29 @@ func (r *JSONReader) Read(s string) (st *Status, rest string, ok bool) {
 	}
 	p.lit(`,"last_seen":`)
 	if !p.skip("null") {
-		r.b.lastSeen = append(r.b.lastSeen, p.time())
-		v.LastSeen = &r.b.lastSeen[len(r.b.lastSeen)-1]
+		r.lastSeen = room(r.lastSeen, 0)
+		r.lastSeen = append(r.lastSeen, p.time())
+		v.LastSeen = &r.lastSeen[len(r.lastSeen)-1]
 	}
 	p.lit(`,"version":`)
 	v.Version = p.int(64)
 	p.lit("}")
 	if !p.ok {
-		r.b.sessions = r.b.sessions[:start]
+		r.sessions = r.sessions[:start]
 		return nil, s, false
 	}
-	r.b.statuses = append(r.b.statuses, v)
-	return &r.b.statuses[len(r.b.statuses)-1], p.s, true
+	r.statuses = room(r.statuses, 0)
+	r.statuses = append(r.statuses, v)
+	return &r.statuses[len(r.statuses)-1], p.s, true
+}
+
+// room returns chunk when it has room for one more element, else a new,
+// empty chunk twice as large with room for more besides.
+func room[T any](chunk []T, more int) []T {
+	if len(chunk) < cap(chunk) {
+		return chunk
+	}
+	return make([]T, 0, max(16, 2*cap(chunk), 2*more))
 }
 
 // jsonScan reads JSON in one exact form from the start of s; ok turns

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -270,4 +271,44 @@ func FuzzJSONReader(f *testing.F) {
 	f.Add(string((&redisstore.Status{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: 1}).AppendJSON(nil)))
 	f.Add("null,")
 	f.Fuzz(func(t *testing.T, s string) { readJSON(t, s) })
+}
+
+// Statuses read one after the other share chunks of memory, and none
+// spills into another: each keeps its own sessions whatever a caller
+// appends, across the chunks' ends.
+func TestJSONReaderSharesNoSessions(t *testing.T) {
+	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	var s []byte
+	var want []*redisstore.Status
+	for i := range 100 {
+		st := &redisstore.Status{User: fmt.Sprint("u", i), State: redisstore.Online, Version: int64(i)}
+		for j := range i % 7 {
+			st.Sessions = append(st.Sessions, redisstore.Session{Session: fmt.Sprint("s", i, "-", j), ConnectedAt: at})
+		}
+		if st.Sessions == nil {
+			st.State, st.Sessions, st.LastSeen = redisstore.Offline, []redisstore.Session{}, &at
+		}
+		want = append(want, st)
+		s = st.AppendJSON(s)
+	}
+	var r redisstore.JSONReader
+	var got []*redisstore.Status
+	for rest := string(s); rest != ""; {
+		st, more, ok := r.Read(rest)
+		if !ok {
+			t.Fatalf("refused %.100q", rest)
+		}
+		got, rest = append(got, st), more
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %d statuses, not as written", len(got))
+	}
+	for _, st := range got {
+		st.Sessions = append(st.Sessions, redisstore.Session{Session: "appended"})
+	}
+	for i, st := range got {
+		if n := len(want[i].Sessions); len(st.Sessions) != n+1 || !reflect.DeepEqual(st.Sessions[:n], want[i].Sessions) {
+			t.Errorf("%s: sessions %v after appending, want %v and one", st.User, sessionIDs(st), sessionIDs(want[i]))
+		}
+	}
 }
