@@ -81,19 +81,20 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 }
 
 // userKeys returns the keys of users' hashes (userKey), all parts of one
-// string.
+// string (a strings.Builder's, which String does not copy).
 func (s *Store) userKeys(app string, users []string) []string {
-	buf := make([]byte, 0, len(users)*(len(s.prefix)+len(app)+24))
+	var all strings.Builder
+	all.Grow(len(users) * (len(s.prefix) + len(app) + 24))
 	ends := make([]int, len(users))
+	var key [160]byte
 	for j, u := range users {
-		buf = s.appendUserKey(buf, app, u)
-		ends[j] = len(buf)
+		all.Write(s.appendUserKey(key[:0], app, u))
+		ends[j] = all.Len()
 	}
-	all := string(buf)
 	keys := make([]string, len(users))
 	start := 0
 	for j, end := range ends {
-		keys[j], start = all[start:end], end
+		keys[j], start = all.String()[start:end], end
 	}
 	return keys
 }
