@@ -36,6 +36,21 @@ func (p *buffers) put(b *[]byte) {
 	p.pool.Put(b)
 }
 
+// statusBuffers holds the memory status queries read statuses into
+// (redisstore.StatusBuffer), for reuse: each holds at most MaxBatch
+// statuses. Other lookups (one user, a friends list of any length)
+// read into memory of their own.
+type statusBuffers struct{ pool sync.Pool }
+
+func (p *statusBuffers) get() *redisstore.StatusBuffer {
+	if b, ok := p.pool.Get().(*redisstore.StatusBuffer); ok {
+		return b
+	}
+	return new(redisstore.StatusBuffer)
+}
+
+func (p *statusBuffers) put(b *redisstore.StatusBuffer) { p.pool.Put(b) }
+
 // writeEncoded answers status with what encode appends to a buffer (a
 // reused one, or a new one of capacity size), which must be what
 // httpapi.WriteJSON writes but for the final newline.

@@ -312,3 +312,44 @@ func TestJSONReaderSharesNoSessions(t *testing.T) {
 		}
 	}
 }
+
+// Lookups into one StatusBuffer, one after the other, each answer as a
+// lookup of its own: more users, fewer, repeated ones, unknown ones.
+func TestStatusesIntactInto(t *testing.T) {
+	s := newStore(t, time.Hour)
+	apply(t, s,
+		connect("u1", "b", 1, base), connect("u1", "a", 2, base.Add(-time.Second)),
+		connect("u2", "x", 1, base), disconnect("u2", "x", 2, base.Add(time.Second)),
+		connect("u3", "y", 1, base),
+	)
+	ctx := context.Background()
+	var buf redisstore.StatusBuffer
+	for _, users := range [][]string{
+		{"u1", "u2", "u3"},
+		{"nobody", "u3"},
+		{"u2", "u1", "u2", "u3", "nobody", "u1"},
+		{"u3", "u1", "u2", "nobody", "nobody2", "u1", "u2", "u3"},
+		{"u2"},
+	} {
+		got, _, err := s.StatusesIntactInto(ctx, &buf, "chat", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, err := s.StatusesIntact(ctx, "chat", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: read into the buffer\n%s\nwant\n%s", users, statusesJSON(got), statusesJSON(want))
+		}
+	}
+}
+
+// statusesJSON writes statuses one a line, for a test's failure.
+func statusesJSON(statuses []*redisstore.Status) string {
+	var b []byte
+	for _, st := range statuses {
+		b = append(st.AppendJSON(b), '\n')
+	}
+	return string(b)
+}

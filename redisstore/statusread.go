@@ -26,7 +26,7 @@ import (
 
 // statuses reads the statuses of users, and with check what the state
 // was (see StatusesIntact); without, it reports it whole.
-func (s *Store) statuses(ctx context.Context, app string, users []string, check bool) ([]*Status, Observed, error) {
+func (s *Store) statuses(ctx context.Context, app string, users []string, check bool, buf *StatusBuffer) ([]*Status, Observed, error) {
 	if len(users) == 0 {
 		return []*Status{}, Observed{Whole: true}, nil
 	}
@@ -67,7 +67,10 @@ func (s *Store) statuses(ctx context.Context, app string, users []string, check 
 	if check {
 		seen.Generation = generation.Val()
 	}
-	decoded, err := s.decodeReplies(ctx, app, distinct, reads)
+	if buf == nil {
+		buf = new(StatusBuffer)
+	}
+	decoded, err := s.decodeReplies(ctx, app, distinct, reads, buf)
 	if err != nil {
 		return nil, Observed{}, err
 	}
@@ -157,9 +160,9 @@ func repeats(users []string) bool {
 	return false
 }
 
-// decodeReplies decodes the raw HGETALL replies of users' hashes, reading
-// again the ordinary way those that are not hashes.
-func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd) ([]*Status, error) {
+// decodeReplies decodes the raw HGETALL replies of users' hashes into
+// buf, reading again the ordinary way those that are not hashes.
+func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd, buf *StatusBuffer) ([]*Status, error) {
 	known, size := 0, 0
 	for _, cmd := range reads {
 		if raw := cmd.Val(); !emptyHash(raw) {
@@ -178,12 +181,10 @@ func (s *Store) decodeReplies(ctx context.Context, app string, users []string, r
 		}
 	}
 	rest := all.String()
-	b := statusBatch{
-		statuses: make([]Status, 0, known),
-		sessions: make([]Session, 0, known),
-		lastSeen: make([]Time, 0, known),
-	}
-	out := make([]*Status, len(users))
+	b := &buf.batch
+	b.statuses, b.sessions, b.lastSeen = reuse(b.statuses, known), reuse(b.sessions, known), reuse(b.lastSeen, known)
+	buf.out = reuse(buf.out, len(users))[:len(users)]
+	out := buf.out
 	var again []int
 	for j, cmd := range reads {
 		reply := "%0\r\n"
@@ -219,6 +220,15 @@ func (s *Store) decodeReplies(ctx context.Context, app string, users []string, r
 		}
 	}
 	return out, nil
+}
+
+// reuse returns s emptied when it has room for n, else a new slice that
+// has.
+func reuse[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:0]
+	}
+	return make([]T, 0, n)
 }
 
 // statusBatch decodes statuses into shared memory: one slice of Status,
