@@ -353,3 +353,28 @@ func statusesJSON(statuses []*redisstore.Status) string {
 	}
 	return string(b)
 }
+
+// JSONReader reads back every time AppendJSON writes in four-digit years
+// as encoding/json does: every day of years around the leap rules, and
+// times spread over the years 0 to 9999.
+func TestJSONReaderTimes(t *testing.T) {
+	var times []time.Time
+	for _, year := range []int{0, 1, 4, 100, 400, 1600, 1700, 1900, 1969, 1970, 2000, 2024, 2100, 9999} {
+		for d := time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() == year; d = d.AddDate(0, 0, 1) {
+			times = append(times, d, d.Add(24*time.Hour-time.Millisecond))
+		}
+	}
+	for d := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 10000; d = d.Add(997*time.Hour + 7*time.Minute + 3*time.Second + 123*time.Millisecond) {
+		times = append(times, d)
+	}
+	var r redisstore.JSONReader
+	for _, tm := range times {
+		st := &redisstore.Status{State: redisstore.Offline, LastSeen: &redisstore.Time{Time: tm}}
+		b := string(st.AppendJSON(nil))
+		got, _, ok := r.Read(b)
+		var want *redisstore.Status
+		if err := json.Unmarshal([]byte(b), &want); err != nil || !ok || !reflect.DeepEqual(got, want) || !got.LastSeen.Equal(tm) {
+			t.Fatalf("%s: read %v (%v), encoding/json reads %v (%v)", b, got.LastSeen, ok, want.LastSeen, err)
+		}
+	}
+}
