@@ -125,10 +125,9 @@ func FuzzDecodeResults(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) { checkResults(t, []byte(body)) })
 }
 
-// BenchmarkDecodeResults decodes an answer of 500 statuses as the bench
-// asks them: a third online (every fourth with two sessions), a third
-// offline, a third unknown.
-func BenchmarkDecodeResults(b *testing.B) {
+// benchStatuses are 500 statuses as the bench asks them: a third online
+// (every fourth with two sessions), a third offline, a third unknown.
+func benchStatuses() []*redisstore.Status {
 	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
 	statuses := make([]*redisstore.Status, MaxBatch)
 	for i := range statuses {
@@ -145,6 +144,12 @@ func BenchmarkDecodeResults(b *testing.B) {
 			statuses[i] = &redisstore.Status{User: user, State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: int64(i)}
 		}
 	}
+	return statuses
+}
+
+// BenchmarkDecodeResults decodes an answer of benchStatuses.
+func BenchmarkDecodeResults(b *testing.B) {
+	statuses := benchStatuses()
 	w := httptest.NewRecorder()
 	(&Server{}).writeResults(w, statuses)
 	body := w.Body.Bytes()
@@ -154,5 +159,16 @@ func BenchmarkDecodeResults(b *testing.B) {
 		if got, err := DecodeResults(body); err != nil || len(got) != len(statuses) {
 			b.Fatalf("decoded %d statuses: %v", len(got), err)
 		}
+	}
+}
+
+// BenchmarkAppendResults encodes an answer of benchStatuses.
+func BenchmarkAppendResults(b *testing.B) {
+	statuses := benchStatuses()
+	buf := appendResults(nil, statuses)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendResults(buf[:0], statuses)
 	}
 }
