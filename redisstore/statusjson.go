@@ -71,6 +71,21 @@ func (s *Session) appendJSON(b []byte) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// The ASCII bytes appendString writes as they are, a bit each: 0x20 to
+// 0x7f but '"', '&', '<', '>' and '\\'.
+const (
+	plainBelow64 uint64 = 0xffff_ffff_0000_0000 &^ (1<<'"' | 1<<'&' | 1<<'<' | 1<<'>')
+	plainAbove64 uint64 = ^uint64(0) &^ (1 << ('\\' - 64))
+)
+
+// plain says whether appendString writes the ASCII byte c as it is.
+func plain(c byte) bool {
+	if c < 64 {
+		return plainBelow64>>c&1 == 1
+	}
+	return plainAbove64>>(c-64)&1 == 1
+}
+
 // appendString appends s as a JSON string the way encoding/json writes it
 // by default: '"' and '\\' escaped, control characters as \b, \f, \n, \r,
 // \t or \u00XX, '<', '>' and '&' as \u003c, \u003e and \u0026, U+2028 and
@@ -81,7 +96,7 @@ func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plain(c) {
 				i++
 				continue
 			}
