@@ -37,10 +37,15 @@ func (p *buffers) put(b *[]byte) {
 }
 
 // statusBuffers holds the memory status queries read statuses into
-// (redisstore.StatusBuffer), for reuse: each holds at most MaxBatch
-// statuses. Other lookups (one user, a friends list of any length)
-// read into memory of their own.
+// (redisstore.StatusBuffer), for reuse: at most MaxBatch statuses and
+// maxPooledSessions sessions each (a buffer grown larger by users with
+// many sessions is dropped). Other lookups (one user, a friends list of
+// any length) read into memory of their own.
 type statusBuffers struct{ pool sync.Pool }
+
+// maxPooledSessions is the most sessions a pooled status buffer holds
+// room for: four per user of a full status query.
+const maxPooledSessions = 4 * MaxBatch
 
 func (p *statusBuffers) get() *redisstore.StatusBuffer {
 	if b, ok := p.pool.Get().(*redisstore.StatusBuffer); ok {
@@ -49,7 +54,12 @@ func (p *statusBuffers) get() *redisstore.StatusBuffer {
 	return new(redisstore.StatusBuffer)
 }
 
-func (p *statusBuffers) put(b *redisstore.StatusBuffer) { p.pool.Put(b) }
+func (p *statusBuffers) put(b *redisstore.StatusBuffer) {
+	if b.Holds(maxPooledSessions) {
+		return
+	}
+	p.pool.Put(b)
+}
 
 // writeEncoded answers status with what encode appends to a buffer (a
 // reused one, or a new one of capacity size), which must be what

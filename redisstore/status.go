@@ -85,6 +85,13 @@ type StatusBuffer struct {
 	out   []*Status
 }
 
+// Holds says whether buf holds room for more than n statuses or
+// sessions: a caller that pools buffers drops a larger one (a lookup of
+// users with many sessions made it grow) rather than keep its memory.
+func (buf *StatusBuffer) Holds(n int) bool {
+	return cap(buf.batch.statuses) > n || cap(buf.batch.sessions) > n
+}
+
 // StatusesIntactInto is StatusesIntact reading into buf: the statuses it
 // returns, and the slice of them, are buf's until the next lookup into
 // it. A server that takes buffers from a pool allocates a fifth less per

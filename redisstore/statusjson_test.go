@@ -343,6 +343,22 @@ func TestStatusesIntactInto(t *testing.T) {
 			t.Fatalf("%q: read into the buffer\n%s\nwant\n%s", users, statusesJSON(got), statusesJSON(want))
 		}
 	}
+
+	// A user of many sessions makes the buffer hold room for them.
+	if buf.Holds(4) {
+		t.Fatal("the buffer holds room for more than 4 statuses or sessions after lookups of 3 users of 1 or 2 sessions")
+	}
+	var many []redisstore.Change
+	for i := range 20 {
+		many = append(many, connect("busy", fmt.Sprint("s", i), int64(i+1), base))
+	}
+	apply(t, s, many...)
+	if got, _, err := s.StatusesIntactInto(ctx, &buf, "chat", []string{"busy"}); err != nil || len(got[0].Sessions) != 20 {
+		t.Fatalf("busy: %v, %v", got, err)
+	}
+	if !buf.Holds(4) {
+		t.Error("the buffer does not say it holds room for the 20 sessions of busy")
+	}
 }
 
 // statusesJSON writes statuses one a line, for a test's failure.
