@@ -117,19 +117,19 @@ type Config struct {
 
 // Server is the query API. Close it when done.
 type Server struct {
-	gate          httpapi.Probe
-	auth          *auth.Authenticator
-	rebuilding    *rebuilding
-	store         *redisstore.Store
-	kafka         *kgo.Client
-	writeTimeout  time.Duration
-	maxSubs       int
-	now           func() time.Time
-	log           *slog.Logger
-	metrics       *metrics
-	handler       http.Handler
-	buffers       buffers
-	statusBuffers statusBuffers
+	gate         httpapi.Probe
+	auth         *auth.Authenticator
+	rebuilding   *rebuilding
+	store        *redisstore.Store
+	kafka        *kgo.Client
+	writeTimeout time.Duration
+	maxSubs      int
+	now          func() time.Time
+	log          *slog.Logger
+	metrics      *metrics
+	handler      http.Handler
+	buffers      buffers
+	lookups      statusBuffers
 }
 
 // New returns a Server; its Handler serves the API, /healthz, /readyz and

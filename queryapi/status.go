@@ -34,8 +34,8 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 	if err := checkUsers(req.Users); err != nil {
 		return err
 	}
-	buf := s.statusBuffers.get()
-	defer s.statusBuffers.put(buf)
+	buf := s.lookups.get()
+	defer s.lookups.put(buf)
 	results, err := s.statuses(w, r, app, req.Users, buf)
 	if err != nil {
 		return err
