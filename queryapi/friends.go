@@ -81,7 +81,7 @@ func (s *Server) friendsStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	statuses, err := s.statuses(w, r, app, friends)
+	statuses, err := s.statuses(w, r, app, friends, nil)
 	if err != nil {
 		return err
 	}

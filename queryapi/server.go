@@ -129,6 +129,7 @@ type Server struct {
 	metrics      *metrics
 	handler      http.Handler
 	buffers      buffers
+	lookups      statusBuffers
 }
 
 // New returns a Server; its Handler serves the API, /healthz, /readyz and

@@ -34,7 +34,9 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 	if err := checkUsers(req.Users); err != nil {
 		return err
 	}
-	results, err := s.statuses(w, r, app, req.Users)
+	buf := s.lookups.get()
+	defer s.lookups.put(buf)
+	results, err := s.statuses(w, r, app, req.Users, buf)
 	if err != nil {
 		return err
 	}
@@ -49,7 +51,7 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sts, err := s.statuses(w, r, app, []string{user})
+	sts, err := s.statuses(w, r, app, []string{user}, nil)
 	if err != nil {
 		return err
 	}
@@ -62,14 +64,18 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// statuses reads the statuses of users for a lookup. When that read finds
+// statuses reads the statuses of users for a lookup, into buf when it is
+// not nil (see redisstore.StatusesIntactInto). When that read finds
 // the state not whole (Redis, or a master of a cluster, lost its data
 // since the rebuild count was last read) or of another generation (a
 // rebuild began since), the count is read again at once and the answer
 // carries RebuildingHeader: never a null or a 404 for a user whose state
 // was lost without saying so.
-func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string) ([]*redisstore.Status, error) {
-	results, seen, err := s.store.StatusesIntact(r.Context(), app, users)
+func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string, buf *redisstore.StatusBuffer) ([]*redisstore.Status, error) {
+	if buf == nil {
+		buf = new(redisstore.StatusBuffer)
+	}
+	results, seen, err := s.store.StatusesIntactInto(r.Context(), buf, app, users)
 	if err != nil {
 		return nil, unavailable(err)
 	}

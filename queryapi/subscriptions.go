@@ -75,7 +75,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
 		return err
 	}
-	results, err := s.statuses(w, r, app, req.Users)
+	results, err := s.statuses(w, r, app, req.Users, nil)
 	if err != nil {
 		return err
 	}

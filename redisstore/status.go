@@ -48,7 +48,7 @@ type Custom struct {
 // their memory: each has sessions of its own, and a caller may append to
 // them.
 func (s *Store) Statuses(ctx context.Context, app string, users []string) ([]*Status, error) {
-	out, _, err := s.statuses(ctx, app, users, false)
+	out, _, err := s.statuses(ctx, app, users, false, nil)
 	return out, err
 }
 
@@ -73,7 +73,31 @@ type Observed struct {
 // the round trip (and, for a user whose slot was moving and who is read
 // again at the master it moved to, to within that second one).
 func (s *Store) StatusesIntact(ctx context.Context, app string, users []string) ([]*Status, Observed, error) {
-	return s.statuses(ctx, app, users, true)
+	return s.statuses(ctx, app, users, true, nil)
+}
+
+// StatusBuffer is memory that lookups read statuses into, for a caller
+// that makes many and reuses it (StatusesIntactInto): a lookup into a
+// StatusBuffer overwrites the statuses of the one before. The zero value
+// is ready; it serves one lookup at a time.
+type StatusBuffer struct {
+	batch statusBatch
+	out   []*Status
+}
+
+// Holds says whether buf holds room for more than n statuses or
+// sessions: a caller that pools buffers drops a larger one (a lookup of
+// users with many sessions made it grow) rather than keep its memory.
+func (buf *StatusBuffer) Holds(n int) bool {
+	return cap(buf.batch.statuses) > n || cap(buf.batch.sessions) > n
+}
+
+// StatusesIntactInto is StatusesIntact reading into buf: the statuses it
+// returns, and the slice of them, are buf's until the next lookup into
+// it. A server that takes buffers from a pool allocates a fifth less per
+// lookup (80 of 415 KB for 500 users in queryapi's BenchmarkStatusQuery).
+func (s *Store) StatusesIntactInto(ctx context.Context, buf *StatusBuffer, app string, users []string) ([]*Status, Observed, error) {
+	return s.statuses(ctx, app, users, true, buf)
 }
 
 // Status returns the status of one user, nil when unknown.

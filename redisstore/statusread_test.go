@@ -127,3 +127,55 @@ func FuzzDecodeReply(f *testing.F) {
 		}
 	})
 }
+
+// distinctUsers finds every repeat, whether its table or its map looks
+// (more than maxProbed users), and keeps the order of first sight.
+func TestDistinctUsers(t *testing.T) {
+	many := func(n int, repeat bool) []string {
+		users := make([]string, n)
+		for i := range users {
+			users[i] = "u" + strconv.Itoa(i)
+		}
+		if repeat {
+			users[n-1] = users[n/2]
+		}
+		return users
+	}
+	for _, users := range [][]string{
+		{}, {"a"}, {"a", "b"}, {"a", "a"}, {"a", "b", "a", "c", "b"}, {"", "x", ""},
+		many(500, false), many(500, true), many(maxProbed, false), many(maxProbed, true),
+		many(maxProbed+1, false), many(maxProbed+1, true),
+	} {
+		distinct, at := distinctUsers(users)
+		var want []string
+		for _, u := range users {
+			if !slices.Contains(want, u) {
+				want = append(want, u)
+			}
+		}
+		if !slices.Equal(distinct, want) && !(len(want) == 0 && len(distinct) == 0) {
+			t.Fatalf("%d users: distinct %.40q, want %.40q", len(users), distinct, want)
+		}
+		if (at == nil) != (len(want) == len(users)) {
+			t.Fatalf("%d users, %d distinct: at %v", len(users), len(want), at != nil)
+		}
+		for i, j := range at {
+			if distinct[j] != users[i] {
+				t.Fatalf("at[%d] = %d: %q, want %q", i, j, distinct[j], users[i])
+			}
+		}
+	}
+}
+
+func BenchmarkDistinctUsers(b *testing.B) {
+	users := make([]string, 500)
+	for i := range users {
+		users[i] = "q-" + strconv.Itoa(1_000_000+i)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, at := distinctUsers(users); at != nil {
+			b.Fatal("repeats found")
+		}
+	}
+}

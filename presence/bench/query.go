@@ -63,13 +63,15 @@ type lookup func(ctx context.Context, ids []string, kinds []kind) (wrong int, er
 // at random from the pool to POST /v1/apps/{app}/status/query of a
 // queryapi.Server over loopback HTTP, one after the other, for
 // QueryDuration; a lookup's latency runs from building the request to its
-// answer decoded (the state of each id).
+// answer decoded, every status whole (queryapi.DecodeResults, as a Go
+// client would).
 //
 // Raw: the same clients look up the same ids, in the same order, as one
 // go-redis pipeline of queryBatch HGETALL of the users' hashes each, for
 // as long, reading the state of each id from the fields.
 //
-// Checked: every answer of both sides shows each id as what it is.
+// Checked: every answer of both sides shows each id as what it is (and
+// the project's, each status as the id's).
 func runQuery(ctx context.Context, r *runner) (Result, error) {
 	n := r.cfg.QueryUsers
 	k, err := r.env.kafka(ctx) // the query API's writes need one, unused here
@@ -322,19 +324,16 @@ func (c *apiClient) lookup(ctx context.Context, ids []string, kinds []kind) (int
 	if _, err := buf.ReadFrom(resp.Body); err != nil {
 		return 0, fmt.Errorf("reading the status query's answer: %w", err)
 	}
-	var answer struct {
-		Results []*struct {
-			State string `json:"state"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(buf.Bytes(), &answer); err != nil {
+	// Every status decoded whole, as a Go client of the API would.
+	results, err := queryapi.DecodeResults(buf.Bytes())
+	if err != nil {
 		return 0, fmt.Errorf("decoding the status query's answer: %w", err)
 	}
-	if len(answer.Results) != len(ids) {
+	if len(results) != len(ids) {
 		return len(ids), nil
 	}
 	wrong := 0
-	for i, st := range answer.Results {
+	for i, st := range results {
 		got := unknown
 		if st != nil {
 			got = offline
@@ -342,7 +341,7 @@ func (c *apiClient) lookup(ctx context.Context, ids []string, kinds []kind) (int
 				got = online
 			}
 		}
-		if got != kinds[i] {
+		if got != kinds[i] || (st != nil && st.User != ids[i]) {
 			wrong++
 		}
 	}
