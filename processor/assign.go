@@ -98,7 +98,11 @@ func (p *Processor) startTopic(ctx context.Context, topic string, partitions map
 	if topic == schemas.SessionsTopic {
 		for partition := range partitions {
 			_, reset := fresh[partition]
-			p.own(partition, cp.Next[partition], reset)
+			told, pending := cp.Told[partition]
+			if !pending {
+				told = noneTold
+			}
+			p.own(partition, cp.Next[partition], reset, told)
 		}
 	}
 

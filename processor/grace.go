@@ -3,52 +3,63 @@ package processor
 // The offline grace period: a user who goes offline is announced only once
 // the period has passed, and only if still offline. The pending
 // announcements are kept in memory with the partition's users
-// (state.Partition.Delay); a processor that takes a partition queues
-// again, as it restores the partition, every user its records took
-// offline within the period and restoreWindow before the latest record:
-// the former owner may have stopped before announcing them. An
-// announcement made twice carries the same version, which clients drop.
+// (state.Partition.Delay); beside the partition's checkpoint the
+// processor records the offset of the earliest record whose announcement
+// is still pending (redisstore.Checkpoint.Told). The processor that takes
+// the partition next queues again, as it restores the partition, the
+// users that the records from that offset took offline. An announcement
+// made twice carries the same version, which clients drop.
 
 import (
 	"context"
 	"maps"
+	"math"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
 )
 
-// restoreWindow is how long before its latest record a partition's former
-// owner may have left offline announcements unmade: it makes them within
-// a sweep (sweepEvery) of their time, unless Kafka refused them for
-// longer.
-const restoreWindow = time.Minute
-
 // delay queues users of a partition whose offline announcement waits for
-// the grace period.
-func (p *Processor) delay(partition int32, users []redisstore.User) {
+// the grace period; versions are the offsets of their records.
+func (p *Processor) delay(partition int32, users []redisstore.User, versions []int64) {
 	if o := p.ownedPartition(partition); o != nil {
-		o.users.Delay(users, p.cfg.Now().Add(p.cfg.OfflineGrace))
+		due := p.cfg.Now().Add(p.cfg.OfflineGrace)
+		for i, u := range users {
+			o.users.Delay(u, versions[i], due)
+		}
 		p.metrics.delayed.Add(float64(len(users)))
 	}
 }
 
-// delayRestored queues the users that restored changes of o took offline,
-// as they went, and drops those due more than restoreWindow before the
-// latest change restored so far.
+// delayRestored queues the users that restored changes of o took offline
+// whose announcements were pending when the checkpoint was written.
 func (p *Processor) delayRestored(o *owned, changes []redisstore.Change) {
 	for _, c := range changes {
-		if c.Op == redisstore.Disconnect {
-			o.users.Delay([]redisstore.User{{App: c.App, User: c.User}}, c.At.Add(p.cfg.OfflineGrace))
-		}
-		if c.At.After(o.latest) {
-			o.latest = c.At
+		if c.Op == redisstore.Disconnect && c.Version >= o.toldFrom {
+			o.users.Delay(redisstore.User{App: c.App, User: c.User}, c.Version, c.At.Add(p.cfg.OfflineGrace))
 		}
 	}
-	o.users.DropDueBefore(o.latest.Add(p.cfg.OfflineGrace - restoreWindow))
 }
+
+// pendingFrom returns, for each partition of presence.sessions in to,
+// the offset from which its offline announcements are pending, for the
+// partitions that have some (see redisstore.Checkpoint.Told).
+func (p *Processor) pendingFrom(to map[int32]int64) map[int32]int64 {
+	out := map[int32]int64{}
+	for partition := range to {
+		if o := p.ownedPartition(partition); o != nil {
+			if from, ok := o.users.PendingFrom(); ok {
+				out[partition] = from
+			}
+		}
+	}
+	return out
+}
+
+// noneTold is owned.toldFrom when no announcement was pending.
+const noneTold = math.MaxInt64
 
 // sweepGrace announces the users of this processor's sessions partitions
 // whose grace period has passed and who are still offline. One that fails

@@ -77,7 +77,7 @@ func TestCheckpointMovedPastIsAMove(t *testing.T) {
 			break
 		}
 	}
-	if err := store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p: cp.Next[p]}, map[int32]int64{p: cp.Next[p] + 1}, nil); err != nil {
+	if err := store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p: cp.Next[p]}, map[int32]int64{p: cp.Next[p] + 1}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)

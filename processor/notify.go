@@ -57,16 +57,21 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 		}
 	}
 	var now []subject
-	var later []redisstore.User
+	var later []int // indexes of the changes, in order
 	for _, u := range order {
 		switch o := outcomes[latest[u]]; o.Announce {
 		case redisstore.Now:
 			now = append(now, subject{User: u, partition: partition, visible: o.Visible, except: except[u]})
 		case redisstore.AfterGrace:
-			later = append(later, u)
+			later = append(later, latest[u])
 		}
 	}
-	p.delay(partition, later)
+	slices.Sort(later)
+	users, versions := make([]redisstore.User, len(later)), make([]int64, len(later))
+	for i, c := range later {
+		users[i], versions[i] = redisstore.User{App: changes[c].App, User: changes[c].User}, changes[c].Version
+	}
+	p.delay(partition, users, versions)
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
 		return p.announcer.announce(ctx, now, func(ctx context.Context, subjects []subject) error {
 			return p.announce(ctx, cl, subjects)
@@ -211,7 +216,7 @@ func audienceOf(user string, a redisstore.Audience) []string {
 // heldPartitions), any other from Redis, maxRecipients users per round
 // trip.
 func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]string) (map[string]map[string][]redisstore.Route, error) {
-	held, n := p.heldPartitions(subjects), p.partitionCount(schemas.SessionsTopic)
+	held, n := p.heldPartitions(), p.partitionCount(schemas.SessionsTopic)
 	out := map[string]map[string][]redisstore.Route{}
 	seen := map[string]map[string]struct{}{} // by app
 	byApp := map[string][]string{}           // to read from Redis
@@ -255,19 +260,19 @@ func (p *Processor) routes(ctx context.Context, subjects []subject, members [][]
 	return out, nil
 }
 
-// heldPartitions returns the state of the partitions of subjects that
-// this processor owns and has restored. Their goroutines wait for the
-// announcement (or, for sweepGrace, none applies), so their users in
-// memory are what Redis holds of them, written, and read safely.
-func (p *Processor) heldPartitions(subjects []subject) map[int32]*state.Partition {
+// heldPartitions returns the state of the partitions this processor owns
+// and has restored. An announcement runs while the goroutines applying
+// them wait for it or have ended (see applyFetches), and sweepGrace while
+// none applies: their users in memory are what Redis holds of them,
+// written, and read safely.
+func (p *Processor) heldPartitions() map[int32]*state.Partition {
+	p.mu.Lock()
+	owned := maps.Clone(p.owned)
+	p.mu.Unlock()
 	held := map[int32]*state.Partition{}
-	for _, s := range subjects {
-		if _, ok := held[s.partition]; ok {
-			continue
-		}
-		held[s.partition] = nil
-		if o := p.ownedPartition(s.partition); o != nil && !p.restoring(s.partition) {
-			held[s.partition] = o.users
+	for partition, o := range owned {
+		if !p.restoring(partition) {
+			held[partition] = o.users
 		}
 	}
 	return held

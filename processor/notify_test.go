@@ -218,9 +218,15 @@ func TestOfflineAnnouncedAfterTakeover(t *testing.T) {
 	produce(t, cl, on("gw-2", connectEv("bob", "b1", t0)), on("gw-1", connectEv("ann", "a1", t0)))
 	waitCaughtUp(t, cl, store)
 	r := readNotifications(t, c, cl)
-	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	gone := produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
 	waitCaughtUp(t, cl, store)
 	first.Stop(t)
+	// Beside the checkpoint: ann's announcement is pending from her
+	// disconnect on.
+	partition := int32(schemas.Partition([]byte(schemas.UserKey("chat", "ann")), partitions))
+	if cp, err := store.Checkpoint(context.Background(), schemas.SessionsTopic); err != nil || cp.Told[partition] != gone[0].offset || len(cp.Told) != 1 {
+		t.Fatalf("announcements pending: %v (%v), want partition %d from offset %d", cp.Told, err, partition, gone[0].offset)
+	}
 
 	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
 	r.expect(t, "presence ann->gw-2 [bob/b1] offline - []")

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -45,8 +44,10 @@ type owned struct {
 	// records before it, so Redis may hold their users newer than memory
 	// as they are applied.
 	replaceUntil int64
-	// latest is the latest time of the records restored (grace.go).
-	latest time.Time
+	// toldFrom is the offset from which the offline announcements of the
+	// records before the checkpoint were pending when it was written
+	// (noneTold: none; see grace.go).
+	toldFrom int64
 	// changes is the slice of the changes of the records being applied,
 	// kept from one fetch to the next (see applyPartition).
 	changes []redisstore.Change
@@ -90,11 +91,13 @@ func (p *Processor) isAssigned(topic string, partition int32) bool {
 
 // own starts the users in memory of a partition of presence.sessions
 // taken, whose checkpoint in Redis is next; reset says this processor has
-// just reset it. Call it before the partition's first record is read.
-func (p *Processor) own(partition int32, next int64, reset bool) {
+// just reset it; toldFrom is the checkpoint's Told (grace.go). Call it
+// before the partition's first record is read.
+func (p *Processor) own(partition int32, next int64, reset bool, toldFrom int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset, replaceUntil: -1,
+	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
+		replaceUntil: -1, toldFrom: toldFrom,
 		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 }
 

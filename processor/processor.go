@@ -518,7 +518,17 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		}
 		end := fp.Records[len(fp.Records)-1]
 		p.waiting(topicPartition{fp.Topic, fp.Partition}, max(fp.LastStableOffset, end.Offset+1))
+		// An announcement waits for every sessions partition being
+		// applied to join it or end (announcer.go): then none changes
+		// while it reads their users in memory (notify.go).
+		var applied func()
+		if fp.Topic == schemas.SessionsTopic && !p.cfg.Quiet {
+			applied = p.announcer.begin()
+		}
 		wg.Go(func() {
+			if applied != nil {
+				defer applied()
+			}
 			err := p.applyPartition(ctx, cl, fp.Partition, fp.Records, fp.LastStableOffset)
 			if err != nil && !errors.Is(err, errDeferred) {
 				return
@@ -556,7 +566,11 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 	}
 	p.mu.Unlock()
 	for topic, to := range done {
-		if err := p.cfg.Store.Advance(finish, topic, from[topic], to, owners[topic]); err != nil {
+		var told map[int32]int64
+		if topic == schemas.SessionsTopic {
+			told = p.pendingFrom(to)
+		}
+		if err := p.cfg.Store.Advance(finish, topic, from[topic], to, owners[topic], told); err != nil {
 			if errors.Is(err, redisstore.ErrCheckpointMoved) {
 				// Tell a partition that moved from a Redis that lost
 				// state by what Redis holds now.
@@ -698,10 +712,6 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 	p.mu.Unlock()
 	if p.cfg.Quiet {
 		history = math.MaxInt64
-	} else {
-		// The announcement gathering now waits for this partition's.
-		end := p.announcer.begin()
-		defer end()
 	}
 	// The records before the checkpoint restore what Redis holds: in
 	// memory only. (They all come before any other of the partition.)

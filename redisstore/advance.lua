@@ -10,16 +10,18 @@
 -- finds another's token in the owner field, and moves nothing.
 --
 -- KEYS[1]  the checkpoint hash
--- ARGV     quadruples: partition, expected offset, new offset, the
+-- ARGV     quintuples: partition, expected offset, new offset, the
 --          caller's owner token ("" when the caller did not take the
---          partition with Own)
+--          partition with Own), the offset from which offline
+--          announcements may be pending ("" when none is: the field
+--          goes; see redisstore.Checkpoint.Told)
 --
 -- Returns "" when every checkpoint moved, else "<partition>=<found>" for the
 -- first one that was not as expected (found is "" when missing, "owner"
 -- when another owner took the partition); then nothing is written.
 
 local key = KEYS[1]
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 5 do
   if ARGV[i + 3] ~= '' and redis.call('HGET', key, 'owner:' .. ARGV[i]) ~= ARGV[i + 3] then
     return ARGV[i] .. '=owner'
   end
@@ -28,8 +30,13 @@ for i = 1, #ARGV, 4 do
     return ARGV[i] .. '=' .. found
   end
 end
-for i = 1, #ARGV, 4 do
+for i = 1, #ARGV, 5 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 2])
+  if ARGV[i + 4] ~= '' then
+    redis.call('HSET', key, 'told:' .. ARGV[i], ARGV[i + 4])
+  else
+    redis.call('HDEL', key, 'told:' .. ARGV[i])
+  end
   local target = redis.call('HGET', key, 'rebuild:' .. ARGV[i])
   if target and tonumber(ARGV[i + 2]) >= tonumber(target) then
     redis.call('HDEL', key, 'rebuild:' .. ARGV[i])

@@ -37,6 +37,11 @@ type Checkpoint struct {
 	// state of that partition is incomplete until Next reaches it, and
 	// its records before it are history, not news.
 	Rebuild map[int32]int64
+	// Told holds, per partition of presence.sessions, the offset from
+	// which the offline announcements of the records before Next may not
+	// all have been made (their grace period was running): those of the
+	// records before it were. A partition without one has none pending.
+	Told map[int32]int64
 }
 
 // globEscaper escapes the characters SCAN's MATCH pattern treats specially.
@@ -49,6 +54,8 @@ const (
 	fieldRebuild = "rebuild:"
 	// fieldOwner prefixes the partition of the token of its owner (Own).
 	fieldOwner = "owner:"
+	// fieldTold prefixes the partition of its Checkpoint.Told.
+	fieldTold = "told:"
 )
 
 func (s *Store) checkpointKey(topic string) string {
@@ -98,11 +105,13 @@ func (s *Store) readCheckpoint(ctx context.Context, topic string) (Checkpoint, e
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("reading checkpoint of %s: %w", topic, err)
 	}
-	cp := Checkpoint{TopicID: raw[fieldTopicID], Next: make(map[int32]int64, len(raw)), Rebuild: map[int32]int64{}}
+	cp := Checkpoint{TopicID: raw[fieldTopicID], Next: make(map[int32]int64, len(raw)), Rebuild: map[int32]int64{}, Told: map[int32]int64{}}
 	for field, value := range raw {
 		offsets := cp.Next
 		if p, ok := strings.CutPrefix(field, fieldRebuild); ok {
 			field, offsets = p, cp.Rebuild
+		} else if p, ok := strings.CutPrefix(field, fieldTold); ok {
+			field, offsets = p, cp.Told
 		}
 		if strings.HasPrefix(field, fieldOwner) {
 			continue
@@ -129,15 +138,19 @@ func (s *Store) readCheckpoint(ctx context.Context, topic string) (Checkpoint, e
 // for each partition in owners, still owned by that owner (see Own);
 // otherwise it writes nothing and returns ErrCheckpointMoved. Call it only
 // once the records before the new offsets are applied. A partition that
-// reaches its rebuild target is rebuilt.
-func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64, owners map[int32]Owner) error {
-	args := make([]any, 0, 4*len(to))
+// reaches its rebuild target is rebuilt. told, when it has a partition,
+// is that partition's Checkpoint.Told from then on.
+func (s *Store) Advance(ctx context.Context, topic string, from, to map[int32]int64, owners map[int32]Owner, told map[int32]int64) error {
+	args := make([]any, 0, 5*len(to))
 	for p, next := range to {
-		expected := ""
+		expected, pending := "", ""
 		if f, ok := from[p]; ok {
 			expected = strconv.FormatInt(f, 10)
 		}
-		args = append(args, strconv.Itoa(int(p)), expected, next, owners[p].token)
+		if t, ok := told[p]; ok {
+			pending = strconv.FormatInt(t, 10)
+		}
+		args = append(args, strconv.Itoa(int(p)), expected, next, owners[p].token, pending)
 	}
 	if len(args) == 0 {
 		return nil
@@ -184,10 +197,10 @@ func (s *Store) Reset(ctx context.Context, topic, topicID string, n int, ends ma
 		return nil
 	}
 	reset := make(map[int]bool, len(ends))
-	unbuilt := make([]string, 0, 2*len(ends))
+	unbuilt := make([]string, 0, 3*len(ends))
 	for p := range ends {
 		reset[int(p)] = true
-		unbuilt = append(unbuilt, strconv.Itoa(int(p)), fieldRebuild+strconv.Itoa(int(p)))
+		unbuilt = append(unbuilt, strconv.Itoa(int(p)), fieldRebuild+strconv.Itoa(int(p)), fieldTold+strconv.Itoa(int(p)))
 	}
 	if err := s.rdb.HDel(ctx, s.checkpointKey(topic), unbuilt...).Err(); err != nil {
 		return fmt.Errorf("removing the checkpoints of %d partitions of %s: %w", len(ends), topic, err)

@@ -202,7 +202,7 @@ func TestCheckpointAdvance(t *testing.T) {
 	if err != nil || len(cp.Rebuild) != 2 || cp.Rebuild[0] != 10 || cp.Rebuild[3] != 42 {
 		t.Fatalf("rebuild targets after a reset: %+v, %v", cp, err)
 	}
-	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}, nil); err != nil {
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 0, 3: 0}, map[int32]int64{0: 7, 3: 42}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	cp, err = s.Checkpoint(ctx, "topic")
@@ -214,17 +214,40 @@ func TestCheckpointAdvance(t *testing.T) {
 		t.Fatalf("rebuild targets after advancing: %v, want only partition 0's", cp.Rebuild)
 	}
 	// From a value that is no longer there: nothing moves.
-	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50}, nil)
+	err = s.Advance(ctx, "topic", map[int32]int64{0: 7, 3: 40}, map[int32]int64{0: 9, 3: 50}, nil, nil)
 	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
 		t.Fatalf("advance from a stale value: %v, want ErrCheckpointMoved", err)
 	}
 	// From a partition Redis does not have (it lost its state).
-	err = s.Advance(ctx, "other", map[int32]int64{0: 7}, map[int32]int64{0: 9}, nil)
+	err = s.Advance(ctx, "other", map[int32]int64{0: 7}, map[int32]int64{0: 9}, nil, nil)
 	if !errors.Is(err, redisstore.ErrCheckpointMoved) {
 		t.Fatalf("advance of a lost checkpoint: %v, want ErrCheckpointMoved", err)
 	}
 	if cp, _ := s.Checkpoint(ctx, "topic"); cp.Next[0] != 7 || cp.Next[3] != 42 {
 		t.Fatalf("a refused advance wrote: %+v", cp)
+	}
+	// Offline announcements pending from offset 5 of partition 0; then
+	// none; a reset forgets them.
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 7}, map[int32]int64{0: 8}, nil, map[int32]int64{0: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ := s.Checkpoint(ctx, "topic"); len(cp.Told) != 1 || cp.Told[0] != 5 || cp.Next[0] != 8 || len(cp.Next) != 4 {
+		t.Fatalf("after advancing with announcements pending: %+v", cp)
+	}
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 8}, map[int32]int64{0: 9}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ := s.Checkpoint(ctx, "topic"); len(cp.Told) != 0 {
+		t.Fatalf("after advancing with none pending: told %v", cp.Told)
+	}
+	if err := s.Advance(ctx, "topic", map[int32]int64{0: 9}, map[int32]int64{0: 10}, nil, map[int32]int64{0: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reset(ctx, "topic", "id-1", 4, map[int32]int64{0: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ := s.Checkpoint(ctx, "topic"); len(cp.Told) != 0 {
+		t.Fatalf("after a reset: told %v", cp.Told)
 	}
 }
 
@@ -264,7 +287,7 @@ func TestReset(t *testing.T) {
 			}
 		}
 	}
-	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{1: 0}, map[int32]int64{1: 40}, nil); err != nil {
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{1: 0}, map[int32]int64{1: 40}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if pending, err := s.Rebuilding(ctx); err != nil || pending != 5 {
@@ -298,7 +321,7 @@ func TestGeneration(t *testing.T) {
 	}
 	first := generation()
 	apply(t, s, connect("frank", "s1", 1, base))
-	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{0: 0, 1: 0}, map[int32]int64{0: 1, 1: 0}, nil); err != nil {
+	if err := s.Advance(ctx, schemas.SessionsTopic, map[int32]int64{0: 0, 1: 0}, map[int32]int64{0: 1, 1: 0}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if g := generation(); first == "" || g != first {

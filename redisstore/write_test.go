@@ -104,10 +104,10 @@ func checkFencedWrites(t *testing.T, s *redisstore.Store) {
 	}
 	// Nor does it move the checkpoint; the new owner does.
 	at0, to1 := map[int32]int64{3: 0}, map[int32]int64{3: 1}
-	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: old}); !errors.Is(err, redisstore.ErrCheckpointMoved) {
+	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: old}, nil); !errors.Is(err, redisstore.ErrCheckpointMoved) {
 		t.Fatalf("a checkpoint moved by the former owner: %v, want ErrCheckpointMoved", err)
 	}
-	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: taker}); err != nil {
+	if err := s.Advance(ctx, schemas.SessionsTopic, at0, to1, map[int32]redisstore.Owner{3: taker}, nil); err != nil {
 		t.Fatalf("a checkpoint moved by the new owner: %v", err)
 	}
 	if cp, err := s.Checkpoint(ctx, schemas.SessionsTopic); err != nil || cp.Next[3] != 1 || len(cp.Next) != 2 {

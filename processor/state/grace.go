@@ -9,24 +9,25 @@ import (
 // A user who goes offline is announced only once the offline grace period
 // has passed, and only if still offline (Check), so that a flapping
 // mobile link makes no offline/online pair. The partition keeps these
-// pending announcements in a queue by when they are due: they move with
-// the partition, and the processor that takes it restores them with the
-// users (see DropDueBefore).
+// pending announcements in a queue, in the order of the records that
+// made them; PendingFrom tells the processor what to record beside the
+// partition's checkpoint, so that the processor that takes the partition
+// next makes those still pending (see processor/grace.go).
 
-// pending is an announcement due at (Unix ms).
+// pending is an announcement due at (Unix ms), made by the record at
+// offset version.
 type pending struct {
-	at  int64
-	who redisstore.User
+	at, version int64
+	who         redisstore.User
 }
 
-// Delay queues users to be checked at due. Calls come with due times that
-// do not go back (now plus a fixed grace), so the queue stays in order;
-// one that does is checked no sooner than those queued before it.
-func (p *Partition) Delay(users []redisstore.User, due time.Time) {
-	at := due.UnixMilli()
-	for _, u := range users {
-		p.graces = append(p.graces, pending{at: at, who: u})
-	}
+// Delay queues the user whose record at offset version took it offline,
+// to be checked at due. Calls come in the order of the records, with due
+// times that do not go back (now plus a fixed grace), so the queue stays
+// in order; one that does is checked no sooner than those queued before
+// it.
+func (p *Partition) Delay(who redisstore.User, version int64, due time.Time) {
+	p.graces = append(p.graces, pending{at: due.UnixMilli(), version: version, who: who})
 }
 
 // Due returns up to limit of the users due at now, in the order queued,
@@ -48,19 +49,13 @@ func (p *Partition) Done(n int) {
 	p.popGraces(min(n, len(p.graces)-p.graceHead))
 }
 
-// DropDueBefore drops the users queued whose check was due before at.
-// The processor that restores a partition queues every user its restored
-// records took offline, as they went, then drops those due well before
-// the latest record: the former owner announced them.
-func (p *Partition) DropDueBefore(at time.Time) {
-	ms, n := at.UnixMilli(), 0
-	for _, e := range p.graces[p.graceHead:] {
-		if e.at >= ms {
-			break
-		}
-		n++
+// PendingFrom returns the offset of the earliest record whose
+// announcement is still queued; false when none is.
+func (p *Partition) PendingFrom() (int64, bool) {
+	if p.graceHead == len(p.graces) {
+		return 0, false
 	}
-	p.popGraces(n)
+	return p.graces[p.graceHead].version, true
 }
 
 // Pending returns how many users are queued.
