@@ -70,6 +70,7 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // errStateLost: Redis no longer holds what the processor wrote.
@@ -387,7 +388,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 		// that a processor that joins is caught up promptly.
 		kgo.FetchMaxWait(500 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(Partitioner()),
+		kgo.RecordPartitioner(records.Partitioner()),
 		// A poll must hold records of every busy partition, so that
 		// they apply side by side: with franz-go's default of 1 MiB per
 		// partition, a poll of maxPoll records held only 2 to 4 of 12.

@@ -12,17 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
-	"github.com/presence-im/presence/schemas/records"
 )
 
 // ErrNotCompacted is returned when a Presence topic exists without
 // cleanup.policy=compact: retention would delete sessions that are still
 // live, and a replay would lose them.
 var ErrNotCompacted = errors.New("topic is not compacted")
-
-// Partitioner is records.Partitioner, which the processor's client
-// partitions by. Call records.Partitioner elsewhere.
-func Partitioner() kgo.Partitioner { return records.Partitioner() }
 
 // EnsureTopics creates the Presence topics that are missing, configured as
 // schemas.Topics says, with partitions partitions each (the schemas

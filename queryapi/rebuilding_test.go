@@ -67,7 +67,7 @@ func TestRebuildingHeader(t *testing.T) {
 	if err := h.store.Reset(ctx, schemas.SessionsTopic, "sessions-id", partitions, others); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.store.Advance(ctx, schemas.SessionsTopic, nil, map[int32]int64{alice: 1}, nil); err != nil {
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, nil, map[int32]int64{alice: 1}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{schemas.FriendsTopic, schemas.SubscriptionsTopic} {
@@ -79,13 +79,13 @@ func TestRebuildingHeader(t *testing.T) {
 	clk.advance(time.Second)
 	check("2")
 
-	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p1: 0}, map[int32]int64{p1: 10}, nil); err != nil {
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p1: 0}, map[int32]int64{p1: 10}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
 	check("1")
 
-	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p2: 0}, map[int32]int64{p2: 5}, nil); err != nil {
+	if err := h.store.Advance(ctx, schemas.SessionsTopic, map[int32]int64{p2: 0}, map[int32]int64{p2: 5}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	clk.advance(time.Second)
