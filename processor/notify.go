@@ -43,9 +43,9 @@ type subject struct {
 // grace period has passed. Only a user's latest outcome counts: a user
 // who went offline and came back within the changes is no news.
 func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change, outcomes []redisstore.Outcome) error {
-	latest := map[redisstore.User]int{}
-	except := map[redisstore.User][]string{}
-	var order []redisstore.User
+	latest := make(map[redisstore.User]int, len(changes))
+	except := make(map[redisstore.User][]string, len(changes))
+	order := make([]redisstore.User, 0, len(changes))
 	for i, c := range changes {
 		u := redisstore.User{App: c.App, User: c.User}
 		if _, seen := latest[u]; !seen {
@@ -56,7 +56,7 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 			except[u] = append(except[u], c.Session)
 		}
 	}
-	var now []subject
+	now := make([]subject, 0, len(order))
 	var later []int // indexes of the changes, in order
 	for _, u := range order {
 		switch o := outcomes[latest[u]]; o.Announce {
