@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 
@@ -194,7 +193,11 @@ func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error 
 		return err
 	}
 	if c, single := s.rdb.(*redis.Client); single {
-		return s.runWatched(ctx, c, o, cmds)
+		groups := make([][]command, len(cmds)) // each its own
+		for i := range cmds {
+			groups[i] = cmds[i : i+1]
+		}
+		return s.runWatched(ctx, c, o, groups)
 	}
 	keys := make([]string, len(cmds))
 	for i, c := range cmds {
@@ -218,16 +221,20 @@ func (s *Store) runCommands(ctx context.Context, o Owner, cmds []command) error 
 // microsecond each).
 const maxTransaction = 2000
 
-// runWatched runs cmds on a single Redis in transactions of at most
-// maxTransaction commands, each only while o still owns the partition:
-// WATCH the fence, read it, then MULTI … EXEC, which Redis refuses when
-// the fence was written since the WATCH. Redis so runs the commands
-// natively, and the fence costs three round trips per transaction.
-func (s *Store) runWatched(ctx context.Context, c *redis.Client, o Owner, cmds []command) error {
+// runWatched runs groups of commands on a single Redis in transactions of
+// about maxTransaction commands, never splitting a group (a user's DEL and
+// HSET: no reader may find the user missing between them), each
+// transaction only while o still owns the partition: WATCH the fence,
+// read it, then MULTI … EXEC, which Redis refuses when the fence was
+// written since the WATCH. Redis so runs the commands natively, and the
+// fence costs three round trips per transaction.
+func (s *Store) runWatched(ctx context.Context, c *redis.Client, o Owner, groups [][]command) error {
 	fence := s.fenceKey("", o.topic, o.partition)
 	return c.Watch(ctx, func(tx *redis.Tx) error {
-		for i, chunk := range slices.Collect(slices.Chunk(cmds, maxTransaction)) {
-			if i > 0 { // EXEC ended the WATCH
+		for first := true; len(groups) > 0; first = false {
+			var chunk [][]command
+			chunk, groups = nextTransaction(groups)
+			if !first { // EXEC ended the WATCH
 				if err := tx.Watch(ctx, fence).Err(); err != nil {
 					return err
 				}
@@ -239,8 +246,10 @@ func (s *Store) runWatched(ctx context.Context, c *redis.Client, o Owner, cmds [
 				return err
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				for _, cmd := range chunk {
-					p.Do(ctx, cmd...)
+				for _, g := range chunk {
+					for _, cmd := range g {
+						p.Do(ctx, cmd...)
+					}
 				}
 				return nil
 			})
@@ -252,4 +261,16 @@ func (s *Store) runWatched(ctx context.Context, c *redis.Client, o Owner, cmds [
 		}
 		return nil
 	}, fence)
+}
+
+// nextTransaction splits the groups of the next transaction from the
+// rest: as many whole groups as fit in maxTransaction commands, at least
+// one.
+func nextTransaction(groups [][]command) (next, rest [][]command) {
+	n, size := 0, 0
+	for n < len(groups) && (n == 0 || size+len(groups[n]) <= maxTransaction) {
+		size += len(groups[n])
+		n++
+	}
+	return groups[:n], groups[n:]
 }

@@ -115,11 +115,11 @@ func (s *Store) Write(ctx context.Context, o Owner, images []Image) error {
 
 func (s *Store) write(ctx context.Context, o Owner, images []Image) error {
 	if c, single := s.rdb.(*redis.Client); single && o.token != "" {
-		cmds := make([]command, 0, 2*len(images))
-		for _, im := range images {
-			cmds = im.commands(cmds, s.userKey(im.App, im.User))
+		groups := make([][]command, len(images)) // a user's commands in one transaction
+		for i, im := range images {
+			groups[i] = im.commands(nil, s.userKey(im.App, im.User))
 		}
-		return s.runWatched(ctx, c, o, cmds)
+		return s.runWatched(ctx, c, o, groups)
 	}
 	keys := make([]string, len(images))
 	for i, im := range images {
