@@ -36,6 +36,9 @@ func (p *Processor) delay(partition int32, users []redisstore.User, versions []i
 // delayRestored queues the users that restored changes of o took offline
 // whose announcements were pending when the checkpoint was written.
 func (p *Processor) delayRestored(o *owned, changes []redisstore.Change) {
+	if p.cfg.Quiet {
+		return // it announces nothing, and so must not pass these on
+	}
 	for _, c := range changes {
 		if c.Op == redisstore.Disconnect && c.Version >= o.toldFrom {
 			o.users.Delay(redisstore.User{App: c.App, User: c.User}, c.Version, c.At.Add(p.cfg.OfflineGrace))
@@ -74,8 +77,8 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		if o == nil || p.restoring(partition) {
 			continue
 		}
-		due := o.users.Due(now, maxRecipients)
-		if len(due) == 0 {
+		due, n := o.users.Due(now, maxRecipients)
+		if n == 0 {
 			continue
 		}
 		subjects := p.checkAnnounced(partition, due)
@@ -84,6 +87,6 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 			continue
 		}
 		p.metrics.absorbed.Add(float64(len(due) - len(subjects)))
-		o.users.Done(len(due))
+		o.users.Done(n)
 	}
 }

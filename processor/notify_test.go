@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 )
@@ -230,6 +233,40 @@ func TestOfflineAnnouncedAfterTakeover(t *testing.T) {
 
 	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
 	r.expect(t, "presence ann->gw-2 [bob/b1] offline - []")
+}
+
+// A processor that takes a partition from a release that kept pending
+// offline announcements in Redis (a sorted set per partition, and no
+// watermark beside the checkpoint) makes them.
+func TestOfflineAnnouncedAfterUpgrade(t *testing.T) {
+	ctx := context.Background()
+	c, cl := newCluster(t)
+	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
+	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
+	first := startWith(t, c, processor.Config{Store: store, OfflineGrace: time.Hour})
+	produceRecords(t, cl, friendRecords("ann", "bob")...)
+	produce(t, cl, on("gw-2", connectEv("bob", "b1", t0)), on("gw-1", connectEv("ann", "a1", t0)))
+	waitCaughtUp(t, cl, store)
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	waitCaughtUp(t, cl, store)
+	first.Stop(t)
+	// As the older release left it.
+	partition := schemas.Partition([]byte(schemas.UserKey("chat", "ann")), partitions)
+	cp := prefix + ":checkpoint:" + schemas.SessionsTopic
+	if err := rdb.HDel(ctx, cp, "owner:told:"+strconv.Itoa(partition)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	grace := prefix + ":grace:" + strconv.Itoa(partition)
+	if err := rdb.ZAdd(ctx, grace, redis.Z{Score: float64(time.Now().UnixMilli()), Member: schemas.UserKey("chat", "ann")}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
+	r.expect(t, "presence ann->gw-2 [bob/b1] offline - []")
+	if n := rdb.Exists(ctx, grace).Val(); n != 0 {
+		t.Errorf("the older release's schedule is still in Redis")
+	}
 }
 
 // Expired subscriptions are not told; removed friends are not told.

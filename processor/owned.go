@@ -68,9 +68,13 @@ func (p *Processor) take(ctx context.Context, topic string, partitions map[int32
 		if topic == schemas.SessionsTopic {
 			// Its dead keys are known in memory (bound.go): an older
 			// release's schedule in Redis goes.
-			if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+			old, err := p.cfg.Store.DropSessionsSchedule(ctx, partition)
+			if err != nil {
 				return err
 			}
+			p.mu.Lock()
+			p.oldGraces[partition] = old
+			p.mu.Unlock()
 		}
 		p.mu.Lock()
 		p.owners[topicPartition{topic, partition}] = owner
@@ -96,9 +100,18 @@ func (p *Processor) isAssigned(topic string, partition int32) bool {
 func (p *Processor) own(partition int32, next int64, reset bool, toldFrom int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.owned[partition] = &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
+	o := &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
 		replaceUntil: -1, toldFrom: toldFrom,
 		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
+	// What an older release had pending in Redis (take) is made too, by
+	// a processor that announces.
+	for _, a := range p.oldGraces[partition] {
+		if !p.cfg.Quiet {
+			o.users.Delay(a.User, next, a.Due)
+		}
+	}
+	delete(p.oldGraces, partition)
+	p.owned[partition] = o
 }
 
 // ownerOf returns this processor's hold on a partition of a state topic,

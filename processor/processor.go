@@ -189,6 +189,10 @@ type Processor struct {
 	// (see owned.go).
 	owners map[topicPartition]redisstore.Owner
 	owned  map[int32]*owned
+	// oldGraces are the offline announcements an older release had
+	// pending in Redis for a partition being taken, until own queues
+	// them (owned.go).
+	oldGraces map[int32][]redisstore.Pending
 
 	// announcer announces the partitions applied side by side together
 	// (see announcer.go).
@@ -342,6 +346,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.counts = map[string]int{}
 	p.owners = map[topicPartition]redisstore.Owner{}
 	p.owned = map[int32]*owned{}
+	p.oldGraces = map[int32][]redisstore.Pending{}
 	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)

@@ -33,9 +33,9 @@ end
 for i = 1, #ARGV, 5 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 2])
   if ARGV[i + 4] ~= '' then
-    redis.call('HSET', key, 'told:' .. ARGV[i], ARGV[i + 4])
+    redis.call('HSET', key, 'owner:told:' .. ARGV[i], ARGV[i + 4])
   else
-    redis.call('HDEL', key, 'told:' .. ARGV[i])
+    redis.call('HDEL', key, 'owner:told:' .. ARGV[i])
   end
   local target = redis.call('HGET', key, 'rebuild:' .. ARGV[i])
   if target and tonumber(ARGV[i + 2]) >= tonumber(target) then

@@ -54,8 +54,10 @@ const (
 	fieldRebuild = "rebuild:"
 	// fieldOwner prefixes the partition of the token of its owner (Own).
 	fieldOwner = "owner:"
-	// fieldTold prefixes the partition of its Checkpoint.Told.
-	fieldTold = "told:"
+	// fieldTold prefixes the partition of its Checkpoint.Told. It starts
+	// with fieldOwner, whose fields releases before it skip when they
+	// read checkpoints.
+	fieldTold = fieldOwner + "told:"
 )
 
 func (s *Store) checkpointKey(topic string) string {

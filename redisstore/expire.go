@@ -35,17 +35,35 @@ func (s *Store) graceKey(partition int32) string {
 	return s.prefix + ":grace:" + strconv.Itoa(int(partition))
 }
 
+// Pending is an offline announcement a release before this one kept in
+// Redis: the user, and when it is due.
+type Pending struct {
+	User
+	Due time.Time
+}
+
 // DropSessionsSchedule deletes what releases before this one kept in Redis
 // of a partition of presence.sessions, and the processor that owns it now
 // keeps in memory: its schedule of dead keys and its pending offline
-// announcements.
-func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) error {
-	for _, key := range []string{s.expireKey(schemas.SessionsTopic, partition), s.graceKey(partition)} {
-		if err := s.rdb.Del(ctx, key).Err(); err != nil { // one by one: they are in different slots
-			return fmt.Errorf("deleting the old schedules of %s/%d: %w", schemas.SessionsTopic, partition, err)
+// announcements, which it returns, so that the processor makes them.
+func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) ([]Pending, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, s.graceKey(partition), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the old offline announcements of %s/%d: %w", schemas.SessionsTopic, partition, err)
+	}
+	var out []Pending
+	for _, z := range zs {
+		member, _ := z.Member.(string)
+		if parts := schemas.SplitKey([]byte(member)); len(parts) == 2 {
+			out = append(out, Pending{User: User{App: parts[0], User: parts[1]}, Due: time.UnixMilli(int64(z.Score))})
 		}
 	}
-	return nil
+	for _, key := range []string{s.expireKey(schemas.SessionsTopic, partition), s.graceKey(partition)} {
+		if err := s.rdb.Del(ctx, key).Err(); err != nil { // one by one: they are in different slots
+			return nil, fmt.Errorf("deleting the old schedules of %s/%d: %w", schemas.SessionsTopic, partition, err)
+		}
+	}
+	return out, nil
 }
 
 // scheduleSubscription is the command that schedules the key of a

@@ -59,7 +59,7 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 
 // The schedules of dead session keys and of offline announcements an
 // older release kept in Redis are deleted when a partition is taken: the
-// processor keeps them in memory.
+// processor keeps them in memory, and makes the announcements returned.
 func TestDropSessionsSchedule(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
@@ -71,8 +71,13 @@ func TestDropSessionsSchedule(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DropSessionsSchedule(ctx, 3); err != nil {
+	if err := rdb.ZAdd(ctx, old[1], redis.Z{Score: 1_700_000_000_000, Member: "chat/bob"}).Err(); err != nil {
 		t.Fatal(err)
+	}
+	pending, err := s.DropSessionsSchedule(ctx, 3)
+	want := []redisstore.Pending{{User: redisstore.User{App: "chat", User: "bob"}, Due: time.UnixMilli(1_700_000_000_000)}}
+	if err != nil || len(pending) != 1 || pending[0].User != want[0].User || !pending[0].Due.Equal(want[0].Due) {
+		t.Fatalf("pending announcements of partition 3: %v, %v; want %v", pending, err, want)
 	}
 	if rdb.Exists(ctx, old...).Val() != 0 || rdb.Exists(ctx, other...).Val() != 2 {
 		t.Fatal("dropping partition 3's schedules: want them gone and partition 4's kept")

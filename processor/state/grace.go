@@ -25,28 +25,51 @@ type pending struct {
 // to be checked at due. Calls come in the order of the records, with due
 // times that do not go back (now plus a fixed grace), so the queue stays
 // in order; one that does is checked no sooner than those queued before
-// it.
+// it. A user queued again waits for its latest due time: the grace runs
+// from its latest disconnect.
 func (p *Partition) Delay(who redisstore.User, version int64, due time.Time) {
-	p.graces = append(p.graces, pending{at: due.UnixMilli(), version: version, who: who})
+	at := due.UnixMilli()
+	p.graces = append(p.graces, pending{at: at, version: version, who: who})
+	if p.graceDue == nil {
+		p.graceDue = map[redisstore.User]int64{}
+	}
+	p.graceDue[who] = max(p.graceDue[who], at)
 }
 
 // Due returns up to limit of the users due at now, in the order queued,
-// and keeps them queued until Done.
-func (p *Partition) Due(now time.Time, limit int) []redisstore.User {
+// each once, and how many of the first entries of the queue they take
+// (those of users queued again since included): Done drops those, once
+// the users are checked.
+func (p *Partition) Due(now time.Time, limit int) (users []redisstore.User, n int) {
 	ms := now.UnixMilli()
-	var out []redisstore.User
+	var returned map[redisstore.User]bool
 	for _, e := range p.graces[p.graceHead:] {
-		if e.at > ms || len(out) == limit {
+		if e.at > ms || len(users) == limit {
 			break
 		}
-		out = append(out, e.who)
+		n++
+		if e.at < p.graceDue[e.who] || returned[e.who] {
+			continue // queued again since: its latest disconnect counts
+		}
+		if returned == nil {
+			returned = map[redisstore.User]bool{}
+		}
+		returned[e.who] = true
+		users = append(users, e.who)
 	}
-	return out
+	return users, n
 }
 
-// Done drops the first n users queued: those Due returned, once checked.
+// Done drops the first n entries of the queue: those Due took, once
+// their users are checked.
 func (p *Partition) Done(n int) {
-	p.popGraces(min(n, len(p.graces)-p.graceHead))
+	n = min(n, len(p.graces)-p.graceHead)
+	for _, e := range p.graces[p.graceHead : p.graceHead+n] {
+		if p.graceDue[e.who] == e.at {
+			delete(p.graceDue, e.who)
+		}
+	}
+	p.popGraces(n)
 }
 
 // PendingFrom returns the offset of the earliest record whose

@@ -21,15 +21,17 @@ func TestGraceQueue(t *testing.T) {
 	p.Delay(user("bob"), 11, t0)
 	p.Delay(user("cid"), 15, t0.Add(time.Second))
 	p.Delay(user("dan"), 20, t0.Add(time.Minute))
-	due := func(at time.Time, limit int, want ...string) {
+	due := func(at time.Time, limit int, want ...string) int {
 		t.Helper()
 		var got []string
-		for _, u := range p.Due(at, limit) {
+		users, n := p.Due(at, limit)
+		for _, u := range users {
 			got = append(got, u.User)
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("due at %v (limit %d): %q, want %q", at.Sub(t0), limit, got, want)
 		}
+		return n
 	}
 	from := func(want int64) {
 		t.Helper()
@@ -51,4 +53,20 @@ func TestGraceQueue(t *testing.T) {
 	if _, ok := p.PendingFrom(); ok || p.Pending() != 0 {
 		t.Fatalf("after Done of more than queued: %d pending", p.Pending())
 	}
+
+	// Gone, back, gone again within the grace: the grace runs from the
+	// latest disconnect, and the user is checked once.
+	p.Delay(user("eve"), 30, t0.Add(2*time.Second))
+	p.Delay(user("fay"), 31, t0.Add(2*time.Second))
+	p.Delay(user("eve"), 32, t0.Add(3*time.Second))
+	if n := due(t0.Add(2*time.Second), 10, "fay"); n != 2 {
+		t.Fatalf("at 2s the queue's first %d entries are taken, want 2 (eve's first, fay)", n)
+	}
+	p.Done(2)
+	from(32)
+	n := due(t0.Add(3*time.Second), 10, "eve")
+	p.Done(n)
+	p.Delay(user("gil"), 40, t0.Add(4*time.Second))
+	p.Delay(user("gil"), 41, t0.Add(4*time.Second)) // the same time twice
+	due(t0.Add(4*time.Second), 10, "gil")
 }

@@ -92,6 +92,8 @@ type Partition struct {
 	// in the order queued (grace.go).
 	graces    []pending
 	graceHead int
+	// graceDue is the latest due time of each user queued (Unix ms).
+	graceDue map[redisstore.User]int64
 }
 
 // SetReplace says whether every user changed from now on is written
