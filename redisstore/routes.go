@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,20 +34,7 @@ func (s *Store) Routes(ctx context.Context, app string, users []string) (map[str
 	if err != nil {
 		return nil, fmt.Errorf("reading the sessions of %d users: %w", len(users), err)
 	}
-	size := 0
-	for _, cmd := range reads {
-		if raw := cmd.Val(); !emptyHash(raw) {
-			size += len(raw)
-		}
-	}
-	var all strings.Builder
-	all.Grow(size)
-	for _, cmd := range reads {
-		if raw := cmd.Val(); !emptyHash(raw) {
-			all.Write(raw)
-		}
-	}
-	rest := all.String()
+	rest, _ := joinReplies(reads)
 	// Every user's routes are a part of one slice, cut once it is whole.
 	var routes []Route
 	ends := make([]int, len(users))

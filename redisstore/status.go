@@ -2,45 +2,25 @@ package redisstore
 
 import (
 	"context"
+
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // Status is what Presence knows of one user, in the shape the query API
-// serves.
-type Status struct {
-	User     string    `json:"user"`
-	State    string    `json:"state"`
-	Sessions []Session `json:"sessions"`
-	Custom   *Custom   `json:"custom"`
-	// LastSeen is when the user's last session ended (the disconnect that
-	// left no session live); nil while online.
-	LastSeen *Time `json:"last_seen"`
-	// Version is the offset of the latest record applied to the user; a
-	// client can drop a status older than one it already has.
-	Version int64 `json:"version"`
-}
+// serves (package schemas/status, which writes its JSON).
+type Status = status.Status
 
 // States of a user.
 const (
-	Online  = "online"
-	Offline = "offline"
+	Online  = status.Online
+	Offline = status.Offline
 )
 
 // Session is one live connection of a user.
-type Session struct {
-	Session     string `json:"session"`
-	Device      string `json:"device"`
-	DeviceID    string `json:"device_id"`
-	Gateway     string `json:"gateway"`
-	ConnectedAt Time   `json:"connected_at"`
-	// Epoch is the boot epoch of the gateway; not served.
-	Epoch string `json:"-"`
-}
+type Session = status.Session
 
 // Custom is a status the user set.
-type Custom struct {
-	Status int    `json:"status"`
-	Text   string `json:"text"`
-}
+type Custom = status.Custom
 
 // Statuses returns the status of each user of app, in the order asked, nil
 // for a user Presence does not know. It reads each distinct user once, all

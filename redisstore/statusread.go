@@ -163,24 +163,9 @@ func repeats(users []string) bool {
 // decodeReplies decodes the raw HGETALL replies of users' hashes into
 // buf, reading again the ordinary way those that are not hashes.
 func (s *Store) decodeReplies(ctx context.Context, app string, users []string, reads []*redis.RawCmd, buf *StatusBuffer) ([]*Status, error) {
-	known, size := 0, 0
-	for _, cmd := range reads {
-		if raw := cmd.Val(); !emptyHash(raw) {
-			known++
-			size += len(raw)
-		}
-	}
-	// One string holds the replies of the users Redis knows, and every
-	// string of their statuses is a part of it: one allocation rather
-	// than one per user.
-	var all strings.Builder
-	all.Grow(size)
-	for _, cmd := range reads {
-		if raw := cmd.Val(); !emptyHash(raw) {
-			all.Write(raw)
-		}
-	}
-	rest := all.String()
+	// Every string of the statuses is a part of one string: one
+	// allocation rather than one per user.
+	rest, known := joinReplies(reads)
 	b := &buf.batch
 	b.statuses, b.sessions, b.lastSeen = reuse(b.statuses, known), reuse(b.sessions, known), reuse(b.lastSeen, known)
 	buf.out = reuse(buf.out, len(users))[:len(users)]
@@ -424,4 +409,24 @@ func respLine(s string) (line, rest string, ok bool) {
 		return "", "", false
 	}
 	return s[:i], s[i+2:], true
+}
+
+// joinReplies returns the raw replies of the users Redis knows (those
+// that are not an empty hash) in one string, and how many they are.
+func joinReplies(reads []*redis.RawCmd) (all string, known int) {
+	size := 0
+	for _, cmd := range reads {
+		if raw := cmd.Val(); !emptyHash(raw) {
+			known++
+			size += len(raw)
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, cmd := range reads {
+		if raw := cmd.Val(); !emptyHash(raw) {
+			b.Write(raw)
+		}
+	}
+	return b.String(), known
 }

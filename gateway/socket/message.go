@@ -2,11 +2,11 @@ package socket
 
 import (
 	"cmp"
-	"encoding/json"
 	"slices"
 	"time"
 
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // Message types, the "type" of a message and the label of
@@ -15,50 +15,6 @@ const (
 	TypePresence = "presence"
 	TypeSync     = "sync"
 )
-
-// message is what a client receives: a type, then the fields of the query
-// API's Status of the user who changed.
-type message struct {
-	Type string `json:"type"`
-	status
-}
-
-// status is the query API's Status JSON (redisstore.Status), field for
-// field.
-type status struct {
-	User     string    `json:"user"`
-	State    string    `json:"state"`
-	Sessions []session `json:"sessions"`
-	Custom   *custom   `json:"custom"`
-	LastSeen *millis   `json:"last_seen"`
-	Version  int64     `json:"version"`
-}
-
-type session struct {
-	Session     string `json:"session"`
-	Device      string `json:"device"`
-	DeviceID    string `json:"device_id"`
-	Gateway     string `json:"gateway"`
-	ConnectedAt millis `json:"connected_at"`
-}
-
-type custom struct {
-	Status int    `json:"status"`
-	Text   string `json:"text"`
-}
-
-// millis is a time in Unix milliseconds that reads in JSON as RFC 3339 in
-// UTC with exactly three fractional digits, like the query API's times.
-type millis int64
-
-const millisLayout = "2006-01-02T15:04:05.000Z07:00"
-
-func (m millis) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, len(millisLayout)+2)
-	b = append(b, '"')
-	b = time.UnixMilli(int64(m)).UTC().AppendFormat(b, millisLayout)
-	return append(b, '"'), nil
-}
 
 // messageType is the "type" of a notification's messages; false for a
 // type this gateway does not know.
@@ -72,19 +28,21 @@ func messageType(t pb.NotificationType) (string, bool) {
 	return "", false
 }
 
-// encode is the message of a notification for each of its recipients.
-func encode(typ string, u *pb.UserStatus) ([]byte, error) {
-	st := status{
+// encode is the message of a notification for each of its recipients: its
+// type, then the fields of the query API's Status of the user who changed
+// (written by package schemas/status, as the query API writes them).
+func encode(typ string, u *pb.UserStatus) []byte {
+	st := status.Status{
 		User:     u.GetUser(),
-		State:    "offline",
-		Sessions: make([]session, 0, len(u.GetSessions())),
+		State:    status.Offline,
+		Sessions: make([]status.Session, 0, len(u.GetSessions())),
 		Version:  u.GetVersion(),
 	}
 	if u.GetOnline() {
-		st.State = "online"
+		st.State = status.Online
 	}
 	for _, s := range u.GetSessions() {
-		st.Sessions = append(st.Sessions, session{
+		st.Sessions = append(st.Sessions, status.Session{
 			Session:     s.GetSession(),
 			Device:      s.GetDevice().GetType(),
 			DeviceID:    s.GetDevice().GetId(),
@@ -93,15 +51,18 @@ func encode(typ string, u *pb.UserStatus) ([]byte, error) {
 		})
 	}
 	// The query API's order: oldest connection first.
-	slices.SortFunc(st.Sessions, func(a, b session) int {
-		return cmp.Or(cmp.Compare(a.ConnectedAt, b.ConnectedAt), cmp.Compare(a.Session, b.Session))
+	slices.SortFunc(st.Sessions, func(a, b status.Session) int {
+		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))
 	})
 	if c := u.GetCustom(); c != nil {
-		st.Custom = &custom{Status: int(c.GetStatus()), Text: c.GetText()}
+		st.Custom = &status.Custom{Status: int(c.GetStatus()), Text: c.GetText()}
 	}
 	if ms := u.GetLastSeenMs(); ms != 0 {
 		last := millis(ms)
 		st.LastSeen = &last
 	}
-	return json.Marshal(message{Type: typ, status: st})
+	return st.AppendMessageJSON(nil, typ)
 }
+
+// millis is a time in Unix milliseconds, in UTC.
+func millis(ms int64) status.Time { return status.Time{Time: time.UnixMilli(ms).UTC()} }

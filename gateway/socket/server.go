@@ -236,11 +236,7 @@ func (s *Server) deliver(n *pb.Notification) {
 		s.metrics.unknownType.Inc()
 		return
 	}
-	data, err := encode(typ, n.GetSubject())
-	if err != nil {
-		s.log.Error("encoding a notification", "err", err)
-		return
-	}
+	data := encode(typ, n.GetSubject())
 	targets := make([]*conn, len(n.GetRecipients()))
 	s.mu.RLock()
 	for i, r := range n.GetRecipients() {
