@@ -69,8 +69,12 @@ const (
 	DefaultFanoutFriends  = 200
 	DefaultFanoutOnline   = 0.2
 	DefaultFanoutClients  = 16
-	DefaultMemoryUsers    = 200_000
-	DefaultRestoreUsers   = 500_000
+	// DefaultFanoutProcessors is 1: one processor owns every partition,
+	// so an announcement reads every audience member's sessions from its
+	// memory.
+	DefaultFanoutProcessors = 1
+	DefaultMemoryUsers      = 200_000
+	DefaultRestoreUsers     = 500_000
 )
 
 // Config configures Run. Zero values mean the documented defaults.
@@ -124,6 +128,10 @@ type Config struct {
 	// FanoutClients is how many users come online at once, each waiting
 	// for its friends to be told before the next (DefaultFanoutClients).
 	FanoutClients int
+	// FanoutProcessors is how many processors share the partitions
+	// (DefaultFanoutProcessors): each reads the sessions of the audience
+	// members of others' partitions from Redis.
+	FanoutProcessors int
 	// MemoryUsers is how many users the memory scenario loads
 	// (DefaultMemoryUsers).
 	MemoryUsers int
@@ -153,6 +161,7 @@ func (c *Config) defaults() {
 	c.FanoutFriends = cmp.Or(c.FanoutFriends, DefaultFanoutFriends)
 	c.FanoutOnline = cmp.Or(c.FanoutOnline, DefaultFanoutOnline)
 	c.FanoutClients = cmp.Or(c.FanoutClients, DefaultFanoutClients)
+	c.FanoutProcessors = cmp.Or(c.FanoutProcessors, DefaultFanoutProcessors)
 	c.MemoryUsers = cmp.Or(c.MemoryUsers, DefaultMemoryUsers)
 	c.RestoreUsers = cmp.Or(c.RestoreUsers, DefaultRestoreUsers)
 	if c.Progress == nil {
@@ -180,7 +189,7 @@ func (c *Config) validate() error {
 		{"partitions", int(c.Partitions)}, {"writers", c.Writers}, {"ingest users", c.IngestUsers},
 		{"query users", c.QueryUsers}, {"query clients", c.QueryClients}, {"replay sessions", c.ReplaySessions},
 		{"fanout users", c.FanoutUsers}, {"fanout friends", c.FanoutFriends}, {"fanout clients", c.FanoutClients},
-		{"memory users", c.MemoryUsers}, {"restore users", c.RestoreUsers},
+		{"fanout processors", c.FanoutProcessors}, {"memory users", c.MemoryUsers}, {"restore users", c.RestoreUsers},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", f.name, f.v))

@@ -43,8 +43,11 @@ func smallConfig(t *testing.T, db string) bench.Config {
 		FanoutFriends:  10,
 		FanoutOnline:   0.3,
 		FanoutClients:  4,
-		MemoryUsers:    300,
-		RestoreUsers:   201,
+		// Two processors: members of the other's partitions are read
+		// from Redis, the rest from memory.
+		FanoutProcessors: 2,
+		MemoryUsers:      300,
+		RestoreUsers:     201,
 	}
 }
 

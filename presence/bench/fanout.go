@@ -15,6 +15,7 @@ import (
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
 )
 
 const (
@@ -94,6 +95,11 @@ func fanoutGateway(i int) string { return fmt.Sprintf("bench-fanout-gw-%d", i%fa
 // per gateway produced, read back by a plain consumer of the notify topic.
 //
 // Checked: every online friend of every user was told, once; nobody else.
+//
+// With FanoutProcessors above 1, the processors share the partitions
+// (each owns sessions partitions before the users come online), and each
+// reads the sessions of the members of partitions it does not own from
+// Redis, as a deployment of several processors does.
 func runFanout(ctx context.Context, r *runner) (Result, error) {
 	plan := newFanoutPlan(r.cfg)
 	if plan.online == 0 {
@@ -119,15 +125,24 @@ func runFanout(ctx context.Context, r *runner) (Result, error) {
 		return Result{}, err
 	}
 
-	proc, err := r.startProcessor(ctx, k, processor.Config{Group: "bench-fanout"})
-	if err != nil {
+	procs := make([]*running, r.cfg.FanoutProcessors)
+	for i := range procs {
+		proc, err := r.startProcessor(ctx, k, processor.Config{Group: fanoutGroup})
+		if err != nil {
+			return Result{}, err
+		}
+		defer proc.stop()
+		procs[i] = proc
+	}
+	for _, proc := range procs {
+		if err := proc.waitCaughtUp(ctx); err != nil {
+			return Result{}, err
+		}
+	}
+	if err := r.waitSpread(ctx, k, fanoutGroup, r.cfg.FanoutProcessors); err != nil {
 		return Result{}, err
 	}
-	defer proc.stop()
-	if err := proc.waitCaughtUp(ctx); err != nil {
-		return Result{}, err
-	}
-	r.out.printf("project: the processor has caught up; the gateways start reading their notifications")
+	r.out.printf("project: %d processor(s) have caught up; the gateways start reading their notifications", r.cfg.FanoutProcessors)
 	project := newTracker()
 	stopReading, err := readNotifications(ctx, pubs, project)
 	if err != nil {
@@ -143,8 +158,10 @@ func runFanout(ctx context.Context, r *runner) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := proc.stop(); err != nil {
-		return Result{}, err
+	for _, proc := range procs {
+		if err := proc.stop(); err != nil {
+			return Result{}, err
+		}
 	}
 	stopReading()
 	checks, err := r.checkFanout(ctx, plan, project)
@@ -326,4 +343,42 @@ func (r *runner) checkFanout(ctx context.Context, plan fanoutPlan, t *tracker) (
 	}
 	return map[string]int64{"users_online": onlineUsers, "notified": t.notified, "unexpected": t.unexpected,
 		"friends_each": int64(plan.friends), "online_friends_each": int64(plan.online)}, nil
+}
+
+// fanoutGroup is the consumer group of the fanout scenario's processors.
+const fanoutGroup = "bench-fanout"
+
+// waitSpread waits until n members of group each own a partition of the
+// sessions topic, and none is behind.
+func (r *runner) waitSpread(ctx context.Context, k *kafka, group string, n int) error {
+	deadline := time.Now().Add(stallLimit)
+	for {
+		described, err := k.adm.DescribeGroups(ctx, group)
+		owning := 0
+		if err == nil {
+			err = described.Error()
+		}
+		if err == nil {
+			for _, m := range described[group].Members {
+				if a, ok := m.Assigned.AsConsumer(); ok {
+					for _, t := range a.Topics {
+						if t.Topic == schemas.SessionsTopic && len(t.Partitions) > 0 {
+							owning++
+						}
+					}
+				}
+			}
+			if owning == n {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d processors own sessions partitions after %s (%v)", owning, n, stallLimit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -71,6 +71,7 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.FanoutFriends, "friends", bench.DefaultFanoutFriends, "fanout: friends of each")
 	fs.Float64Var(&cfg.FanoutOnline, "online-share", bench.DefaultFanoutOnline, "fanout: share of the friends online, above 0 and at most 1")
 	fs.IntVar(&cfg.FanoutClients, "fanout-clients", bench.DefaultFanoutClients, "fanout: users coming online at once")
+	fs.IntVar(&cfg.FanoutProcessors, "fanout-processors", bench.DefaultFanoutProcessors, "fanout: processors sharing the partitions (with one, every audience member's sessions are in its memory)")
 	fs.IntVar(&cfg.MemoryUsers, "memory-users", bench.DefaultMemoryUsers, "memory: users loaded")
 	fs.IntVar(&cfg.RestoreUsers, "restore-users", bench.DefaultRestoreUsers, "restore: users restored from the topic and from redis, half of them online")
 	cli.Usage(fs, benchSummary)
@@ -82,9 +83,9 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	sizes := map[string]int{"partitions": *partitions, "writers": cfg.Writers, "ingest-users": cfg.IngestUsers,
 		"query-users": cfg.QueryUsers, "query-clients": cfg.QueryClients, "sessions": cfg.ReplaySessions,
-		"fanout-users": cfg.FanoutUsers, "friends": cfg.FanoutFriends, "fanout-clients": cfg.FanoutClients, "memory-users": cfg.MemoryUsers,
+		"fanout-users": cfg.FanoutUsers, "friends": cfg.FanoutFriends, "fanout-clients": cfg.FanoutClients, "fanout-processors": cfg.FanoutProcessors, "memory-users": cfg.MemoryUsers,
 		"restore-users": cfg.RestoreUsers}
-	for _, name := range []string{"partitions", "writers", "ingest-users", "query-users", "query-clients", "sessions", "fanout-users", "friends", "fanout-clients", "memory-users", "restore-users"} {
+	for _, name := range []string{"partitions", "writers", "ingest-users", "query-users", "query-clients", "sessions", "fanout-users", "friends", "fanout-clients", "fanout-processors", "memory-users", "restore-users"} {
 		if sizes[name] <= 0 {
 			return fmt.Errorf("--%s must be positive, got %d", name, sizes[name])
 		}

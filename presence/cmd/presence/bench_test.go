@@ -45,7 +45,7 @@ func TestBenchFlagErrors(t *testing.T) {
 func TestBenchHelpListsFlags(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	run(context.Background(), []string{"bench", "--help"}, func(string) string { return "" }, &stdout, &stderr)
-	for _, f := range []string{"scenarios", "json", "chart", "cpuprofile", "memprofile", "redis-url", "brokers", "sessions", "duration", "ingest-users", "fanout-users", "memory-users", "restore-users"} {
+	for _, f := range []string{"scenarios", "json", "chart", "cpuprofile", "memprofile", "redis-url", "brokers", "sessions", "duration", "ingest-users", "fanout-users", "fanout-processors", "memory-users", "restore-users"} {
 		if !strings.Contains(stderr.String(), "--"+f+" (PRESENCE_") {
 			t.Errorf("presence bench --help does not list --%s:\n%s", f, stderr.String())
 		}
