@@ -110,24 +110,34 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 	counts := map[pb.NotificationType]int{}
 	for i, s := range subjects {
 		a := audiences[i]
-		status := statusProto(s.User.User, a.Status)
-		byGateway := map[pb.NotificationType]map[string][]recipient{
-			pb.NotificationType_NOTIFICATION_TYPE_SYNC:     {},
-			pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: {},
+		// Recipients by type and gateway, made only for a subject that
+		// has some (most changes of users without an audience online
+		// have none).
+		var byGateway map[pb.NotificationType]map[string][]recipient
+		tell := func(typ pb.NotificationType, gw string, r recipient) {
+			if byGateway == nil {
+				byGateway = map[pb.NotificationType]map[string][]recipient{}
+			}
+			if byGateway[typ] == nil {
+				byGateway[typ] = map[string][]recipient{}
+			}
+			byGateway[typ][gw] = append(byGateway[typ][gw], r)
 		}
 		if a.Status != nil {
 			for _, sess := range a.Status.Sessions {
 				if !slices.Contains(s.except, sess.Session) {
-					sync := byGateway[pb.NotificationType_NOTIFICATION_TYPE_SYNC]
-					sync[sess.Gateway] = append(sync[sess.Gateway], recipient{s.User.User, sess.Session})
+					tell(pb.NotificationType_NOTIFICATION_TYPE_SYNC, sess.Gateway, recipient{s.User.User, sess.Session})
 				}
 			}
 		}
-		presence := byGateway[pb.NotificationType_NOTIFICATION_TYPE_PRESENCE]
 		for _, r := range members[i] {
 			for _, route := range routes[s.App][r] {
-				presence[route.Gateway] = append(presence[route.Gateway], recipient{r, route.Session})
+				tell(pb.NotificationType_NOTIFICATION_TYPE_PRESENCE, route.Gateway, recipient{r, route.Session})
 			}
+		}
+		var status *pb.UserStatus
+		if byGateway != nil {
+			status = statusProto(s.User.User, a.Status)
 		}
 		n := 0
 		for typ, gateways := range byGateway {
