@@ -467,19 +467,8 @@ func TestApplyOnShardedRedis(t *testing.T) {
 // (RESP3 maps, RESP2 arrays), and a key that is not a hash fails it with
 // Redis's own error rather than reading as an unknown user.
 func TestStatusesOverEitherProtocol(t *testing.T) {
-	opts, err := redis.ParseURL(redistest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := redistest.Prefix(t)
 	users := []string{"u1", "u2", "nobody", "u3", "u1"}
-	var answers []string
-	for _, protocol := range []int{3, 2} {
-		o := *opts
-		o.Protocol = protocol
-		rdb := redis.NewClient(&o)
-		t.Cleanup(func() { rdb.Close() })
-		s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+	overEitherProtocol(t, "u4", func(protocol int, s *redisstore.Store) string {
 		if protocol == 3 {
 			apply(t, s, connect("u1", "b", 1, base), connect("u1", "a", 2, base.Add(-time.Second)),
 				connect("u2", "x", 1, base), disconnect("u2", "x", 2, base.Add(time.Second)),
@@ -492,17 +481,40 @@ func TestStatusesOverEitherProtocol(t *testing.T) {
 			t.Fatalf("resp%d: %v", protocol, err)
 		}
 		b, _ := json.Marshal(got)
-		answers = append(answers, string(b))
 		if got[0] == nil || strings.Join(sessionIDs(got[0]), ",") != "a,b" || got[4] != got[0] ||
 			got[1] == nil || got[1].LastSeen == nil || got[2] != nil || got[3] == nil || got[3].Custom == nil || got[3].Custom.Text != "a\r\n$3\r\nb" {
 			t.Errorf("resp%d: %s", protocol, b)
 		}
+		return string(b)
+	}, func(s *redisstore.Store, users []string) error {
+		_, err := s.Statuses(context.Background(), "chat", users)
+		return err
+	})
+}
 
-		// u4's key holds a string: Redis answers WRONGTYPE.
-		if err := rdb.Set(context.Background(), prefix+":{chat/u4}", "x", 0).Err(); err != nil {
+// overEitherProtocol runs read over RESP3 then RESP2 clients of one Redis
+// (the first writes what both read), and checks that both read the same,
+// and that reading a user whose key holds a string, wrongType, fails with
+// Redis's WRONGTYPE through fails.
+func overEitherProtocol(t *testing.T, wrongType string, read func(protocol int, s *redisstore.Store) string, fails func(s *redisstore.Store, users []string) error) {
+	t.Helper()
+	opts, err := redis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t)
+	var answers []string
+	for _, protocol := range []int{3, 2} {
+		o := *opts
+		o.Protocol = protocol
+		rdb := redis.NewClient(&o)
+		t.Cleanup(func() { rdb.Close() })
+		s := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: time.Hour})
+		answers = append(answers, read(protocol, s))
+		if err := rdb.Set(context.Background(), prefix+":{chat/"+wrongType+"}", "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Statuses(context.Background(), "chat", []string{"u1", "u4"}); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+		if err := fails(s, []string{wrongType}); err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 			t.Errorf("resp%d: a key that is not a hash: %v, want WRONGTYPE", protocol, err)
 		}
 	}

@@ -54,14 +54,7 @@ func testRestore(t *testing.T, rdb redis.UniversalClient, seed uint64) {
 	store := redisstore.New(rdb, redisstore.Options{Prefix: prefix, OfflineTTL: diffTTL})
 	now := time.Now()
 	folded := newPartitions()
-	var owners [restorePartitions]redisstore.Owner
-	for p := range owners {
-		o, err := store.Own(ctx, schemas.SessionsTopic, int32(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		owners[p] = o
-	}
+	owners := ownAll(t, store)
 	// Keys beside the users' hashes, which a restore must pass over.
 	for _, k := range []string{":{chat/ann}:f", ":{chat/ann}:w", ":gw:{gw-a}:0"} {
 		if err := rdb.SAdd(ctx, prefix+k, "x").Err(); err != nil {
@@ -290,4 +283,18 @@ func TestDropDirty(t *testing.T) {
 	if got := p.TakeDirty(); len(got) != 1 || got[0].User.User != "cy" {
 		t.Fatalf("TakeDirty = %+v, want cy alone", got)
 	}
+}
+
+// ownAll takes every partition of the restore tests in store.
+func ownAll(t *testing.T, store *redisstore.Store) [restorePartitions]redisstore.Owner {
+	t.Helper()
+	var owners [restorePartitions]redisstore.Owner
+	for p := range owners {
+		o, err := store.Own(context.Background(), schemas.SessionsTopic, int32(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		owners[p] = o
+	}
+	return owners
 }

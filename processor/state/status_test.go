@@ -11,7 +11,6 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
-	"github.com/presence-im/presence/schemas"
 )
 
 // What an announcement reads from memory (Status, AppendRoutes) is what
@@ -31,14 +30,7 @@ func testFromMemory(t *testing.T, seed uint64) {
 	gen := newDiff(t, seed) // its records, not its stores
 	store := redisstore.New(redistest.Client(t), redisstore.Options{Prefix: redistest.Prefix(t), OfflineTTL: diffTTL})
 	parts := newPartitions()
-	var owners [restorePartitions]redisstore.Owner
-	for p := range owners {
-		o, err := store.Own(ctx, schemas.SessionsTopic, int32(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		owners[p] = o
-	}
+	owners := ownAll(t, store)
 	now := time.Now()
 	seen := map[string]int{}
 	for range 60 {
