@@ -12,6 +12,8 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas"
 )
 
 // delay queues users of a partition whose offline announcement waits for
@@ -88,5 +91,18 @@ func (p *Processor) sweepGrace(ctx context.Context, cl *kgo.Client) {
 		}
 		p.metrics.absorbed.Add(float64(len(due) - len(subjects)))
 		o.users.Done(n)
+		if _, old := o.users.Pending(); o.oldGraces && old == 0 {
+			err := p.cfg.Store.DropOldGraces(ctx, p.ownerOf(schemas.SessionsTopic, partition), partition)
+			if errors.Is(err, redisstore.ErrFenced) {
+				p.metrics.moved.WithLabelValues("fenced").Inc()
+				p.stop(fmt.Errorf("%w: %s partition %d: %w", errMoved, schemas.SessionsTopic, partition, err))
+				return
+			}
+			if err != nil {
+				p.log.Warn("deleting the old offline announcements failed; retrying at the next sweep", "err", err)
+				continue
+			}
+			o.oldGraces = false
+		}
 	}
 }

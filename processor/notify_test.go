@@ -258,14 +258,39 @@ func TestOfflineAnnouncedAfterUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	grace := prefix + ":grace:" + strconv.Itoa(partition)
-	if err := rdb.ZAdd(ctx, grace, redis.Z{Score: float64(time.Now().UnixMilli()), Member: schemas.UserKey("chat", "ann")}).Err(); err != nil {
-		t.Fatal(err)
+	pend := func(due time.Time) {
+		t.Helper()
+		if err := rdb.ZAdd(ctx, grace, redis.Z{Score: float64(due.UnixMilli()), Member: schemas.UserKey("chat", "ann")}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Due in an hour: the partition moves on before it is made, and the
+	// schedule stays in Redis for the next owner.
+	pend(time.Now().Add(time.Hour))
+	owner := "owner:" + strconv.Itoa(partition)
+	before := rdb.HGet(ctx, cp, owner).Val()
+	second := startWith(t, c, processor.Config{Store: store, OfflineGrace: time.Hour})
+	for deadline := time.Now().Add(20 * time.Second); rdb.HGet(ctx, cp, owner).Val() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the second processor did not take ann's partition in 20 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitCaughtUp(t, cl, store)
+	second.Stop(t)
+	if rdb.Exists(ctx, grace).Val() != 1 {
+		t.Fatal("an owner dropped the older release's schedule before making it")
 	}
 
+	pend(time.Now())
 	startWith(t, c, processor.Config{Store: store, OfflineGrace: 100 * time.Millisecond})
 	r.expect(t, "presence ann->gw-2 [bob/b1] offline - []")
-	if n := rdb.Exists(ctx, grace).Val(); n != 0 {
-		t.Errorf("the older release's schedule is still in Redis")
+	// Made, the schedule goes (right after the announcement).
+	for deadline := time.Now().Add(10 * time.Second); rdb.Exists(ctx, grace).Val() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the older release's schedule is still in Redis 10 s after its announcement")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

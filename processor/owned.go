@@ -48,6 +48,9 @@ type owned struct {
 	// records before the checkpoint were pending when it was written
 	// (noneTold: none; see grace.go).
 	toldFrom int64
+	// oldGraces says the partition's announcements that an older release
+	// left pending in Redis are queued, to be deleted there once made.
+	oldGraces bool
 	// changes is the slice of the changes of the records being applied,
 	// kept from one fetch to the next (see applyPartition).
 	changes []redisstore.Change
@@ -68,7 +71,12 @@ func (p *Processor) take(ctx context.Context, topic string, partitions map[int32
 		if topic == schemas.SessionsTopic {
 			// Its dead keys are known in memory (bound.go): an older
 			// release's schedule in Redis goes.
-			old, err := p.cfg.Store.DropSessionsSchedule(ctx, partition)
+			if err := p.cfg.Store.DropSessionsSchedule(ctx, partition); err != nil {
+				return err
+			}
+			// Its pending offline announcements are made (own), then
+			// deleted (sweepGrace).
+			old, err := p.cfg.Store.OldGraces(ctx, partition)
 			if err != nil {
 				return err
 			}
@@ -104,10 +112,11 @@ func (p *Processor) own(partition int32, next int64, reset bool, toldFrom int64)
 		replaceUntil: -1, toldFrom: toldFrom,
 		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
 	// What an older release had pending in Redis (take) is made too, by
-	// a processor that announces.
+	// a processor that announces; it stays in Redis until then.
 	for _, a := range p.oldGraces[partition] {
 		if !p.cfg.Quiet {
-			o.users.Delay(a.User, next, a.Due)
+			o.users.Delay(a.User, state.NoRecord, a.Due)
+			o.oldGraces = true
 		}
 	}
 	delete(p.oldGraces, partition)

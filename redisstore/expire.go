@@ -35,6 +35,16 @@ func (s *Store) graceKey(partition int32) string {
 	return s.prefix + ":grace:" + strconv.Itoa(int(partition))
 }
 
+// DropSessionsSchedule deletes the schedule of dead keys of a partition
+// of presence.sessions that releases before this one kept in Redis: the
+// processor that owns the partition knows them in memory now.
+func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) error {
+	if err := s.rdb.Del(ctx, s.expireKey(schemas.SessionsTopic, partition)).Err(); err != nil {
+		return fmt.Errorf("deleting the old schedule of dead keys of %s/%d: %w", schemas.SessionsTopic, partition, err)
+	}
+	return nil
+}
+
 // Pending is an offline announcement a release before this one kept in
 // Redis: the user, and when it is due.
 type Pending struct {
@@ -42,11 +52,11 @@ type Pending struct {
 	Due time.Time
 }
 
-// DropSessionsSchedule deletes what releases before this one kept in Redis
-// of a partition of presence.sessions, and the processor that owns it now
-// keeps in memory: its schedule of dead keys and its pending offline
-// announcements, which it returns, so that the processor makes them.
-func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) ([]Pending, error) {
+// OldGraces returns the offline announcements of a partition of
+// presence.sessions that a release before this one left pending in Redis.
+// They stay there until DropOldGraces, so that whoever owns the partition
+// makes them even if it moves again meanwhile.
+func (s *Store) OldGraces(ctx context.Context, partition int32) ([]Pending, error) {
 	zs, err := s.rdb.ZRangeWithScores(ctx, s.graceKey(partition), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the old offline announcements of %s/%d: %w", schemas.SessionsTopic, partition, err)
@@ -58,12 +68,16 @@ func (s *Store) DropSessionsSchedule(ctx context.Context, partition int32) ([]Pe
 			out = append(out, Pending{User: User{App: parts[0], User: parts[1]}, Due: time.UnixMilli(int64(z.Score))})
 		}
 	}
-	for _, key := range []string{s.expireKey(schemas.SessionsTopic, partition), s.graceKey(partition)} {
-		if err := s.rdb.Del(ctx, key).Err(); err != nil { // one by one: they are in different slots
-			return nil, fmt.Errorf("deleting the old schedules of %s/%d: %w", schemas.SessionsTopic, partition, err)
-		}
-	}
 	return out, nil
+}
+
+// DropOldGraces deletes what OldGraces returns, for the partition's owner
+// o (ErrFenced when another has taken it), once they are all made.
+func (s *Store) DropOldGraces(ctx context.Context, o Owner, partition int32) error {
+	if err := s.runCommands(ctx, o, []command{{"del", s.graceKey(partition)}}); err != nil {
+		return fmt.Errorf("deleting the old offline announcements of %s/%d: %w", schemas.SessionsTopic, partition, err)
+	}
+	return nil
 }
 
 // scheduleSubscription is the command that schedules the key of a

@@ -57,10 +57,10 @@ func TestDeadSubscriptionKeys(t *testing.T) {
 	}
 }
 
-// The schedules of dead session keys and of offline announcements an
-// older release kept in Redis are deleted when a partition is taken: the
-// processor keeps them in memory, and makes the announcements returned.
-func TestDropSessionsSchedule(t *testing.T) {
+// The schedule of dead session keys an older release kept in Redis is
+// deleted when a partition is taken: the processor knows them in memory.
+// Its pending offline announcements are read, and deleted once made.
+func TestOlderSchedules(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := redistest.Client(t), redistest.Prefix(t)
 	s := redisstore.New(rdb, redisstore.Options{Prefix: prefix})
@@ -74,12 +74,22 @@ func TestDropSessionsSchedule(t *testing.T) {
 	if err := rdb.ZAdd(ctx, old[1], redis.Z{Score: 1_700_000_000_000, Member: "chat/bob"}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	pending, err := s.DropSessionsSchedule(ctx, 3)
-	want := []redisstore.Pending{{User: redisstore.User{App: "chat", User: "bob"}, Due: time.UnixMilli(1_700_000_000_000)}}
-	if err != nil || len(pending) != 1 || pending[0].User != want[0].User || !pending[0].Due.Equal(want[0].Due) {
+	if err := s.DropSessionsSchedule(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if rdb.Exists(ctx, old[0]).Val() != 0 || rdb.Exists(ctx, other...).Val() != 2 {
+		t.Fatal("dropping partition 3's schedule of dead keys: want it gone and partition 4's kept")
+	}
+	pending, err := s.OldGraces(ctx, 3)
+	want := redisstore.Pending{User: redisstore.User{App: "chat", User: "bob"}, Due: time.UnixMilli(1_700_000_000_000)}
+	if err != nil || len(pending) != 1 || pending[0].User != want.User || !pending[0].Due.Equal(want.Due) {
 		t.Fatalf("pending announcements of partition 3: %v, %v; want %v", pending, err, want)
 	}
-	if rdb.Exists(ctx, old...).Val() != 0 || rdb.Exists(ctx, other...).Val() != 2 {
-		t.Fatal("dropping partition 3's schedules: want them gone and partition 4's kept")
+	owner, err := s.Own(ctx, schemas.SessionsTopic, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropOldGraces(ctx, owner, 3); err != nil || rdb.Exists(ctx, old[1]).Val() != 0 {
+		t.Fatalf("dropping partition 3's old announcements: %v", err)
 	}
 }

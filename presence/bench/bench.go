@@ -195,6 +195,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", f.name, f.v))
 		}
 	}
+	if c.FanoutProcessors > int(c.Partitions) {
+		errs = append(errs, fmt.Errorf("fanout processors (%d) must not outnumber the partitions (%d): some would own none", c.FanoutProcessors, c.Partitions))
+	}
 	switch {
 	case c.QueryDuration < 0:
 		errs = append(errs, fmt.Errorf("query duration must not be negative, got %s", c.QueryDuration))

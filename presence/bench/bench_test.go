@@ -351,6 +351,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative size", bench.Config{IngestUsers: -1}, "ingest users must not be negative"},
 		{"share online", bench.Config{FanoutOnline: 1.5}, "between 0 and 1"},
 		{"odd sessions", bench.Config{ReplaySessions: 3}, "must be even"},
+		{"processors without partitions", bench.Config{Partitions: 2, FanoutProcessors: 3}, "must not outnumber the partitions"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := bench.Run(context.Background(), c.cfg)

@@ -30,6 +30,9 @@ type pending struct {
 func (p *Partition) Delay(who redisstore.User, version int64, due time.Time) {
 	at := due.UnixMilli()
 	p.graces = append(p.graces, pending{at: at, version: version, who: who})
+	if version == NoRecord {
+		p.graceNoRecord++
+	}
 	if p.graceDue == nil {
 		p.graceDue = map[redisstore.User]int64{}
 	}
@@ -44,13 +47,17 @@ func (p *Partition) Due(now time.Time, limit int) (users []redisstore.User, n in
 	ms := now.UnixMilli()
 	var returned map[redisstore.User]bool
 	for _, e := range p.graces[p.graceHead:] {
-		if e.at > ms || len(users) == limit {
+		if e.at > ms {
+			break
+		}
+		if e.at < p.graceDue[e.who] || returned[e.who] {
+			n++ // queued again since (its latest disconnect counts), or taken
+			continue
+		}
+		if len(users) == limit {
 			break
 		}
 		n++
-		if e.at < p.graceDue[e.who] || returned[e.who] {
-			continue // queued again since: its latest disconnect counts
-		}
 		if returned == nil {
 			returned = map[redisstore.User]bool{}
 		}
@@ -68,21 +75,35 @@ func (p *Partition) Done(n int) {
 		if p.graceDue[e.who] == e.at {
 			delete(p.graceDue, e.who)
 		}
+		if e.version == NoRecord {
+			p.graceNoRecord--
+		}
 	}
 	p.popGraces(n)
 }
 
 // PendingFrom returns the offset of the earliest record whose
-// announcement is still queued; false when none is.
+// announcement is still queued; false when none is. Entries of no record
+// (version NoRecord) do not count.
 func (p *Partition) PendingFrom() (int64, bool) {
-	if p.graceHead == len(p.graces) {
-		return 0, false
+	for _, e := range p.graces[p.graceHead:] {
+		if e.version != NoRecord {
+			return e.version, true
+		}
 	}
-	return p.graces[p.graceHead].version, true
+	return 0, false
 }
 
-// Pending returns how many users are queued.
-func (p *Partition) Pending() int { return len(p.graces) - p.graceHead }
+// NoRecord is the version of a user queued by no record of the partition:
+// an announcement an older release left pending in Redis, which stays
+// there until made (see processor/grace.go).
+const NoRecord = -1
+
+// Pending returns how many users are queued, and how many of them by no
+// record.
+func (p *Partition) Pending() (all, noRecord int) {
+	return len(p.graces) - p.graceHead, p.graceNoRecord
+}
 
 // popGraces drops the first n users queued, reusing the queue's storage
 // once half of it is dropped.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 )
 
@@ -50,8 +51,11 @@ func TestGraceQueue(t *testing.T) {
 	from(20)
 	due(t0.Add(time.Hour), 10, "dan")
 	p.Done(5)
-	if _, ok := p.PendingFrom(); ok || p.Pending() != 0 {
-		t.Fatalf("after Done of more than queued: %d pending", p.Pending())
+	if _, ok := p.PendingFrom(); ok {
+		t.Fatal("after Done of more than queued: some pending")
+	}
+	if all, _ := p.Pending(); all != 0 {
+		t.Fatalf("after Done of more than queued: %d pending", all)
 	}
 
 	// Gone, back, gone again within the grace: the grace runs from the
@@ -69,4 +73,23 @@ func TestGraceQueue(t *testing.T) {
 	p.Delay(user("gil"), 40, t0.Add(4*time.Second))
 	p.Delay(user("gil"), 41, t0.Add(4*time.Second)) // the same time twice
 	due(t0.Add(4*time.Second), 10, "gil")
+	// The limit falls between gil's two entries: both are taken.
+	if n := due(t0.Add(4*time.Second), 1, "gil"); n != 2 {
+		t.Fatalf("gil's entries taken: %d, want 2", n)
+	}
+	p.Done(2)
+
+	// An announcement an older release left pending (no record) does not
+	// hold the watermark back, and is counted apart.
+	p.Delay(user("old"), state.NoRecord, t0)
+	p.Delay(user("hal"), 90, t0.Add(5*time.Second))
+	from(90)
+	if all, old := p.Pending(); all != 2 || old != 1 {
+		t.Fatalf("pending %d, of no record %d; want 2, 1", all, old)
+	}
+	n = due(t0.Add(time.Hour), 10, "old", "hal")
+	p.Done(n)
+	if all, old := p.Pending(); all != 0 || old != 0 {
+		t.Fatalf("pending %d, of no record %d after Done; want none", all, old)
+	}
 }

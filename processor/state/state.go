@@ -92,8 +92,10 @@ type Partition struct {
 	// in the order queued (grace.go).
 	graces    []pending
 	graceHead int
-	// graceDue is the latest due time of each user queued (Unix ms).
-	graceDue map[redisstore.User]int64
+	// graceDue is the latest due time of each user queued (Unix ms);
+	// graceNoRecord counts the users queued by no record.
+	graceDue      map[redisstore.User]int64
+	graceNoRecord int
 }
 
 // SetReplace says whether every user changed from now on is written
