@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas/status"
 	"github.com/presence-im/presence/service/httpapi"
 )
 
@@ -99,7 +100,7 @@ func answerSize(n int) int { return 64 + 192*n }
 // for a Go client: what encoding/json decodes into a struct with the
 // field Results []*redisstore.Status `json:"results"`, or its error. An
 // answer as the query API writes it is read by hand
-// (redisstore.JSONReader), which costs a fraction of what encoding/json
+// (status.JSONReader), which costs a fraction of what encoding/json
 // does; any other form is left to encoding/json. The statuses share
 // their memory.
 func DecodeResults(body []byte) ([]*redisstore.Status, error) {
@@ -121,7 +122,7 @@ func decodeResultsFast(s string) ([]*redisstore.Status, bool) {
 		return nil, false
 	}
 	results := make([]*redisstore.Status, 0, MaxBatch)
-	var r redisstore.JSONReader
+	var r status.JSONReader
 	if s, ok = strings.CutPrefix(s, "]"); !ok {
 		for {
 			var st *redisstore.Status

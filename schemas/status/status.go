@@ -1,6 +1,7 @@
 // Package status is the Status of a user as Presence serves it, and its
 // JSON: the query API's answers and the WebSocket gateway's messages are
-// written by the same code.
+// written by the same code (AppendJSON, AppendMessageJSON), and a Go
+// client reads them back with JSONReader (reader.go).
 package status
 
 import (

@@ -1,16 +1,16 @@
-package redisstore_test
+package status_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // tricky are strings that encoding/json escapes, or that look as if it
@@ -39,23 +39,23 @@ var tricky = []string{
 }
 
 func TestStatusAppendJSONMatchesEncodingJSON(t *testing.T) {
-	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389)}
-	seen := redisstore.Time{Time: time.UnixMilli(1_700_000_123_004)}
-	var cases []*redisstore.Status
+	at := status.Time{Time: time.UnixMilli(1_700_000_000_389)}
+	seen := status.Time{Time: time.UnixMilli(1_700_000_123_004)}
+	var cases []*status.Status
 	cases = append(cases,
 		nil,
-		&redisstore.Status{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &seen, Version: 7},
-		&redisstore.Status{User: "u", State: redisstore.Offline, Version: -1}, // nil sessions: null
-		&redisstore.Status{User: "u", State: redisstore.Online, Custom: &redisstore.Custom{Status: -3, Text: ""}, Sessions: []redisstore.Session{
+		&status.Status{User: "u", State: status.Offline, Sessions: []status.Session{}, LastSeen: &seen, Version: 7},
+		&status.Status{User: "u", State: status.Offline, Version: -1}, // nil sessions: null
+		&status.Status{User: "u", State: status.Online, Custom: &status.Custom{Status: -3, Text: ""}, Sessions: []status.Session{
 			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at, Epoch: "not served"},
 			{Session: "b", Device: "web", ConnectedAt: seen},
 		}, Version: 1 << 62},
 	)
 	for _, s := range tricky {
-		cases = append(cases, &redisstore.Status{
+		cases = append(cases, &status.Status{
 			User: s, State: s,
-			Sessions: []redisstore.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}},
-			Custom:   &redisstore.Custom{Status: 42, Text: s},
+			Sessions: []status.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}},
+			Custom:   &status.Custom{Status: 42, Text: s},
 			Version:  3,
 		})
 	}
@@ -73,7 +73,7 @@ func TestStatusAppendJSONMatchesEncodingJSON(t *testing.T) {
 // Every character of the Basic Multilingual Plane and a few beyond, one
 // at a time, escapes as encoding/json escapes it.
 func TestStatusAppendJSONEveryRune(t *testing.T) {
-	st := &redisstore.Status{Sessions: []redisstore.Session{}}
+	st := &status.Status{Sessions: []status.Session{}}
 	for r := rune(0); r < 0x10000+512; r++ {
 		st.User = "a" + string(r) + "b"
 		want, _ := json.Marshal(st)
@@ -102,71 +102,14 @@ func TestTimeJSONMatchesLayout(t *testing.T) {
 	}
 	for _, tm := range times {
 		want := `"` + tm.UTC().Format(layout) + `"`
-		got, err := json.Marshal(redisstore.Time{Time: tm})
+		got, err := json.Marshal(status.Time{Time: tm})
 		if err != nil || string(got) != want {
 			t.Fatalf("%v: %s, %v; want %s", tm, got, err, want)
 		}
-		got = (&redisstore.Status{LastSeen: &redisstore.Time{Time: tm}}).AppendJSON(nil)
+		got = (&status.Status{LastSeen: &status.Time{Time: tm}}).AppendJSON(nil)
 		if !strings.Contains(string(got), `"last_seen":`+want+`,`) {
 			t.Fatalf("%v: AppendJSON wrote %s, want last_seen %s", tm, got, want)
 		}
-	}
-}
-
-// The statuses of a batch share their memory, and none spills into
-// another: each keeps its own sessions, in order, whatever a caller
-// appends.
-func TestStatusesShareNoSessions(t *testing.T) {
-	s := newStore(t, time.Hour)
-	apply(t, s,
-		connect("u1", "b", 1, base), connect("u1", "a", 2, base), connect("u1", "c", 3, base.Add(-time.Second)),
-		connect("u2", "x", 1, base),
-		connect("u3", "y", 1, base), disconnect("u3", "y", 2, base.Add(time.Second)),
-		connect("u4", "z", 1, base), connect("u4", "w", 2, base.Add(time.Second)),
-	)
-	users := []string{"u1", "u2", "nobody", "u3", "u4", "u1"}
-	got, err := s.Statuses(context.Background(), "chat", users)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string][]string{"u1": {"c", "a", "b"}, "u2": {"x"}, "u3": {}, "u4": {"z", "w"}}
-	for i, st := range got {
-		if users[i] == "nobody" {
-			if st != nil {
-				t.Errorf("[%d] = %+v, want nil", i, st)
-			}
-			continue
-		}
-		st.Sessions = append(st.Sessions, redisstore.Session{Session: "appended"})
-	}
-	for i, st := range got {
-		if st == nil {
-			continue
-		}
-		ids := sessionIDs(st)
-		w := append(append([]string(nil), want[users[i]]...), "appended")
-		if users[i] == "u1" { // asked twice, answered with one status
-			w = append(w, "appended")
-		}
-		if strings.Join(ids, ",") != strings.Join(w, ",") {
-			t.Errorf("[%d] %s: sessions %v, want %v", i, users[i], ids, w)
-		}
-	}
-
-	// Fresh, the offline user's sessions read as [], not null.
-	got, err = s.Statuses(context.Background(), "chat", []string{"u3", "u2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range got {
-		b := st.AppendJSON(nil)
-		want, _ := json.Marshal(st)
-		if string(b) != string(want) {
-			t.Errorf("%s: AppendJSON %s, encoding/json %s", st.User, b, want)
-		}
-	}
-	if b := got[0].AppendJSON(nil); !strings.Contains(string(b), `"sessions":[],`) || got[0].LastSeen == nil {
-		t.Errorf("u3: %s, want no sessions as [] and a last_seen", b)
 	}
 }
 
@@ -175,7 +118,7 @@ func TestStatusesShareNoSessions(t *testing.T) {
 // whether it took it.
 func readJSON(t *testing.T, s string) bool {
 	t.Helper()
-	var r redisstore.JSONReader
+	var r status.JSONReader
 	got, rest, ok := r.Read(s)
 	if !ok {
 		if got != nil || rest != s {
@@ -186,7 +129,7 @@ func readJSON(t *testing.T, s string) bool {
 	if !strings.HasSuffix(s, rest) {
 		t.Fatalf("%q: left %q, not an end of it", s, rest)
 	}
-	var want *redisstore.Status
+	var want *status.Status
 	if err := json.Unmarshal([]byte(s[:len(s)-len(rest)]), &want); err != nil {
 		t.Fatalf("%q: read %+v, encoding/json refuses it: %v", s, got, err)
 	}
@@ -201,21 +144,21 @@ func readJSON(t *testing.T, s string) bool {
 // encoding/json: a string with an escape; anything in another form it
 // leaves too.
 func TestJSONReaderReadsAppendJSON(t *testing.T) {
-	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
-	seen := redisstore.Time{Time: time.Date(2024, 2, 29, 23, 59, 59, 999_000_000, time.UTC)}
-	cases := []*redisstore.Status{
+	at := status.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	seen := status.Time{Time: time.Date(2024, 2, 29, 23, 59, 59, 999_000_000, time.UTC)}
+	cases := []*status.Status{
 		nil,
-		{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &seen, Version: 7},
-		{User: "u", State: redisstore.Offline, Version: -1},
-		{User: "ü☃😀", State: redisstore.Online, Custom: &redisstore.Custom{Status: -3, Text: "héllo"}, Sessions: []redisstore.Session{
+		{User: "u", State: status.Offline, Sessions: []status.Session{}, LastSeen: &seen, Version: 7},
+		{User: "u", State: status.Offline, Version: -1},
+		{User: "ü☃😀", State: status.Online, Custom: &status.Custom{Status: -3, Text: "héllo"}, Sessions: []status.Session{
 			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at},
 			{Session: "b", Device: "web", ConnectedAt: seen},
 		}, Version: 1<<63 - 1},
-		{User: "v", State: redisstore.Online, Custom: &redisstore.Custom{}, Sessions: []redisstore.Session{{}}, Version: -1 << 63},
+		{User: "v", State: status.Online, Custom: &status.Custom{}, Sessions: []status.Session{{}}, Version: -1 << 63},
 	}
 	for _, s := range tricky {
-		cases = append(cases, &redisstore.Status{User: s, State: s, Custom: &redisstore.Custom{Text: s},
-			Sessions: []redisstore.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}}})
+		cases = append(cases, &status.Status{User: s, State: s, Custom: &status.Custom{Text: s},
+			Sessions: []status.Session{{Session: s, Device: s, DeviceID: s, Gateway: s, ConnectedAt: at}}})
 	}
 	for _, st := range cases {
 		b := st.AppendJSON(nil)
@@ -226,7 +169,7 @@ func TestJSONReaderReadsAppendJSON(t *testing.T) {
 		if escaped {
 			continue
 		}
-		var r redisstore.JSONReader
+		var r status.JSONReader
 		got, rest, _ := r.Read(string(b) + ",next")
 		if rest != ",next" {
 			t.Errorf("%s: left %q", b, rest)
@@ -265,10 +208,10 @@ func TestJSONReaderReadsAppendJSON(t *testing.T) {
 
 // Whatever JSONReader reads, it reads as encoding/json does.
 func FuzzJSONReader(f *testing.F) {
-	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389)}
-	f.Add(string((&redisstore.Status{User: "u", State: redisstore.Online, Custom: &redisstore.Custom{Status: 2, Text: "t"},
-		Sessions: []redisstore.Session{{Session: "a", Device: "ios", ConnectedAt: at}, {Session: "b", ConnectedAt: at}}, Version: 9}).AppendJSON(nil)))
-	f.Add(string((&redisstore.Status{User: "u", State: redisstore.Offline, Sessions: []redisstore.Session{}, LastSeen: &at, Version: 1}).AppendJSON(nil)))
+	at := status.Time{Time: time.UnixMilli(1_700_000_000_389)}
+	f.Add(string((&status.Status{User: "u", State: status.Online, Custom: &status.Custom{Status: 2, Text: "t"},
+		Sessions: []status.Session{{Session: "a", Device: "ios", ConnectedAt: at}, {Session: "b", ConnectedAt: at}}, Version: 9}).AppendJSON(nil)))
+	f.Add(string((&status.Status{User: "u", State: status.Offline, Sessions: []status.Session{}, LastSeen: &at, Version: 1}).AppendJSON(nil)))
 	f.Add("null,")
 	f.Fuzz(func(t *testing.T, s string) { readJSON(t, s) })
 }
@@ -277,22 +220,22 @@ func FuzzJSONReader(f *testing.F) {
 // spills into another: each keeps its own sessions whatever a caller
 // appends, across the chunks' ends.
 func TestJSONReaderSharesNoSessions(t *testing.T) {
-	at := redisstore.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
+	at := status.Time{Time: time.UnixMilli(1_700_000_000_389).UTC()}
 	var s []byte
-	var want []*redisstore.Status
+	var want []*status.Status
 	for i := range 100 {
-		st := &redisstore.Status{User: fmt.Sprint("u", i), State: redisstore.Online, Version: int64(i)}
+		st := &status.Status{User: fmt.Sprint("u", i), State: status.Online, Version: int64(i)}
 		for j := range i % 7 {
-			st.Sessions = append(st.Sessions, redisstore.Session{Session: fmt.Sprint("s", i, "-", j), ConnectedAt: at})
+			st.Sessions = append(st.Sessions, status.Session{Session: fmt.Sprint("s", i, "-", j), ConnectedAt: at})
 		}
 		if st.Sessions == nil {
-			st.State, st.Sessions, st.LastSeen = redisstore.Offline, []redisstore.Session{}, &at
+			st.State, st.Sessions, st.LastSeen = status.Offline, []status.Session{}, &at
 		}
 		want = append(want, st)
 		s = st.AppendJSON(s)
 	}
-	var r redisstore.JSONReader
-	var got []*redisstore.Status
+	var r status.JSONReader
+	var got []*status.Status
 	for rest := string(s); rest != ""; {
 		st, more, ok := r.Read(rest)
 		if !ok {
@@ -304,70 +247,13 @@ func TestJSONReaderSharesNoSessions(t *testing.T) {
 		t.Fatalf("read %d statuses, not as written", len(got))
 	}
 	for _, st := range got {
-		st.Sessions = append(st.Sessions, redisstore.Session{Session: "appended"})
+		st.Sessions = append(st.Sessions, status.Session{Session: "appended"})
 	}
 	for i, st := range got {
 		if n := len(want[i].Sessions); len(st.Sessions) != n+1 || !reflect.DeepEqual(st.Sessions[:n], want[i].Sessions) {
 			t.Errorf("%s: sessions %v after appending, want %v and one", st.User, sessionIDs(st), sessionIDs(want[i]))
 		}
 	}
-}
-
-// Lookups into one StatusBuffer, one after the other, each answer as a
-// lookup of its own: more users, fewer, repeated ones, unknown ones.
-func TestStatusesIntactInto(t *testing.T) {
-	s := newStore(t, time.Hour)
-	apply(t, s,
-		connect("u1", "b", 1, base), connect("u1", "a", 2, base.Add(-time.Second)),
-		connect("u2", "x", 1, base), disconnect("u2", "x", 2, base.Add(time.Second)),
-		connect("u3", "y", 1, base),
-	)
-	ctx := context.Background()
-	var buf redisstore.StatusBuffer
-	for _, users := range [][]string{
-		{"u1", "u2", "u3"},
-		{"nobody", "u3"},
-		{"u2", "u1", "u2", "u3", "nobody", "u1"},
-		{"u3", "u1", "u2", "nobody", "nobody2", "u1", "u2", "u3"},
-		{"u2"},
-	} {
-		got, _, err := s.StatusesIntactInto(ctx, &buf, "chat", users)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _, err := s.StatusesIntact(ctx, "chat", users)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: read into the buffer\n%s\nwant\n%s", users, statusesJSON(got), statusesJSON(want))
-		}
-	}
-
-	// A user of many sessions makes the buffer hold room for them.
-	if buf.Holds(4) {
-		t.Fatal("the buffer holds room for more than 4 statuses or sessions after lookups of 3 users of 1 or 2 sessions")
-	}
-	var many []redisstore.Change
-	for i := range 20 {
-		many = append(many, connect("busy", fmt.Sprint("s", i), int64(i+1), base))
-	}
-	apply(t, s, many...)
-	if got, _, err := s.StatusesIntactInto(ctx, &buf, "chat", []string{"busy"}); err != nil || len(got[0].Sessions) != 20 {
-		t.Fatalf("busy: %v, %v", got, err)
-	}
-	if !buf.Holds(4) {
-		t.Error("the buffer does not say it holds room for the 20 sessions of busy")
-	}
-}
-
-// statusesJSON writes statuses one a line, for a test's failure.
-func statusesJSON(statuses []*redisstore.Status) string {
-	var b []byte
-	for _, st := range statuses {
-		b = append(st.AppendJSON(b), '\n')
-	}
-	return string(b)
 }
 
 // JSONReader reads back every time AppendJSON writes in four-digit years
@@ -383,14 +269,82 @@ func TestJSONReaderTimes(t *testing.T) {
 	for d := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 10000; d = d.Add(997*time.Hour + 7*time.Minute + 3*time.Second + 123*time.Millisecond) {
 		times = append(times, d)
 	}
-	var r redisstore.JSONReader
+	var r status.JSONReader
 	for _, tm := range times {
-		st := &redisstore.Status{State: redisstore.Offline, LastSeen: &redisstore.Time{Time: tm}}
+		st := &status.Status{State: status.Offline, LastSeen: &status.Time{Time: tm}}
 		b := string(st.AppendJSON(nil))
 		got, _, ok := r.Read(b)
-		var want *redisstore.Status
+		var want *status.Status
 		if err := json.Unmarshal([]byte(b), &want); err != nil || !ok || !reflect.DeepEqual(got, want) || !got.LastSeen.Equal(tm) {
 			t.Fatalf("%s: read %v (%v), encoding/json reads %v (%v)", b, got.LastSeen, ok, want.LastSeen, err)
 		}
 	}
+}
+
+// For any status, the hand-written encoder writes the bytes encoding/json
+// writes, and they decode to what encoding/json's own bytes decode to:
+// any text (invalid UTF-8, control characters, HTML, separators, long
+// text), any time, any number. `go test` runs the seeds; `make fuzz`
+// explores.
+func FuzzStatusAppendJSON(f *testing.F) {
+	const ms = int64(1_700_000_000_389)
+	maxYear := time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
+	f.Add("alice", "online", "s1", "ios", "d1", "gw-1", ms, uint8(1), true, int64(2), "at the doctor", false, int64(0), int64(7))
+	f.Add("a/b%c", "offline", "", "", "", "", int64(0), uint8(0), false, int64(0), "", true, ms, int64(-1))
+	f.Add("bad \xff utf-8 \xe2\x80", "\x00\x1f\x7f", `"\`, "<script>&</script>", "\u2028\u2029", "\t\n\r\b\f", ms, uint8(3), true, int64(math.MinInt32), "\xc0\xaf\xed\xa0\x80", true, ms, int64(math.MaxInt64))
+	f.Add(strings.Repeat("ü<", 2000), "online", strings.Repeat("x", 1<<12), "web", "", "gw", maxYear, uint8(2), true, int64(math.MaxInt32), strings.Repeat("☃", 100), false, int64(0), int64(0))
+	f.Add("odd times", "online", "s", "d", "", "g", maxYear+1, uint8(1), false, int64(0), "", true, int64(-62135596800001), int64(1)) // years 10000 and 0
+	f.Add("extreme times", "online", "s", "d", "", "g", int64(math.MaxInt64), uint8(1), false, int64(0), "", true, int64(math.MinInt64), int64(1))
+	f.Fuzz(func(t *testing.T, user, state, session, device, deviceID, gateway string, connectedMs int64, sessions uint8,
+		hasCustom bool, customStatus int64, text string, hasLastSeen bool, lastSeenMs, version int64) {
+		st := &status.Status{User: user, State: state, Version: version}
+		if sessions > 0 {
+			st.Sessions = []status.Session{}
+		}
+		for i := range int(sessions % 4) {
+			st.Sessions = append(st.Sessions, status.Session{
+				Session: session + strings.Repeat("/", i), Device: device, DeviceID: deviceID, Gateway: gateway,
+				// Times in other zones and with nanoseconds: encoded in UTC, to the millisecond.
+				ConnectedAt: status.Time{Time: time.UnixMilli(connectedMs).Add(time.Duration(i) * 123456).In(time.FixedZone("odd", -(i * 3601)))},
+				Epoch:       "not served",
+			})
+		}
+		if hasCustom {
+			st.Custom = &status.Custom{Status: int(customStatus), Text: text}
+		}
+		if hasLastSeen {
+			st.LastSeen = &status.Time{Time: time.UnixMilli(lastSeenMs)}
+		}
+		want, err := json.Marshal(st)
+		if err != nil {
+			t.Fatalf("encoding/json cannot encode %+v: %v", st, err)
+		}
+		got := st.AppendJSON([]byte("prefix"))
+		if !strings.HasPrefix(string(got), "prefix") {
+			t.Fatalf("AppendJSON lost the bytes it appends to: %q", got)
+		}
+		got = got[len("prefix"):]
+		if string(got) != string(want) {
+			t.Fatalf("AppendJSON wrote\n%s\nencoding/json writes\n%s", got, want)
+		}
+		var fromGot, fromWant any
+		if err := json.Unmarshal(got, &fromGot); err != nil {
+			t.Fatalf("AppendJSON wrote invalid JSON %s: %v", got, err)
+		}
+		if err := json.Unmarshal(want, &fromWant); err != nil {
+			t.Fatalf("encoding/json wrote invalid JSON %s: %v", want, err)
+		}
+		if !reflect.DeepEqual(fromGot, fromWant) {
+			t.Fatalf("AppendJSON's %s decodes to %v, encoding/json's to %v", got, fromGot, fromWant)
+		}
+	})
+}
+
+// sessionIDs returns the ids of st's sessions, in order.
+func sessionIDs(st *status.Status) []string {
+	var ids []string
+	for _, s := range st.Sessions {
+		ids = append(ids, s.Session)
+	}
+	return ids
 }
