@@ -10,7 +10,6 @@ package processor
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,7 +26,7 @@ func (p *Processor) readHeartbeats(ctx context.Context, cl *kgo.Client) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(500 * time.Millisecond),
+		kgo.FetchMaxWait(fetchMaxWait),
 	}, p.cfg.KafkaOpts...)...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client for heartbeats: %w", err)
