@@ -90,10 +90,6 @@ func (s *Store) Status(ctx context.Context, app, user string) (*Status, error) {
 }
 
 // decodeStatus decodes the fields of user's hash, nil when it has none.
-// DecodeStatus is the status a user's hash h shows, nil for none: what a
-// lookup reads, for a processor that holds the hash in memory.
-func DecodeStatus(user string, h map[string]string) (*Status, error) { return decodeStatus(user, h) }
-
 func decodeStatus(user string, h map[string]string) (*Status, error) {
 	if len(h) == 0 {
 		return nil, nil

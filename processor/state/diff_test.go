@@ -344,7 +344,7 @@ func (d *diff) compare(t *testing.T, ctx context.Context) {
 				t.Fatalf("status of %s/%s: from the model's image %+v, from apply.lua %+v", app, name, got[i], want[i])
 			}
 			// What the processor announces, read from its memory.
-			held, err := redisstore.DecodeStatus(name, d.model.Hash(redisstore.User{App: app, User: name}))
+			held, err := d.model.Status(redisstore.User{App: app, User: name})
 			if err != nil || !reflect.DeepEqual(held, want[i]) {
 				t.Fatalf("status of %s/%s: from the model's memory %+v (%v), from apply.lua %+v", app, name, held, err, want[i])
 			}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/presence-im/presence/redisstore"
-	"github.com/presence-im/presence/schemas"
 )
 
 // The image of a user is the whole Redis hash the query API reads, in
@@ -111,21 +110,6 @@ func (p *Partition) resetDirty() {
 
 // Dirty returns how many users changed since the last TakeDirty.
 func (p *Partition) Dirty() int { return len(p.dirty) }
-
-// Hash returns the hash of a user as Redis holds it once written (field
-// -> value), nil when the user is not known.
-func (p *Partition) Hash(who redisstore.User) map[string]string {
-	u := p.lookup(schemas.UserKey(who.App, who.User), p.now().UnixMilli())
-	if u == nil {
-		return nil
-	}
-	f := u.fields()
-	h := make(map[string]string, len(f)/2)
-	for i := 0; i < len(f); i += 2 {
-		h[f[i]] = f[i+1]
-	}
-	return h
-}
 
 // hasField says whether pairs (field then value) hold field.
 func hasField(pairs []string, field string) bool {
