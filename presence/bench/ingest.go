@@ -23,8 +23,8 @@ const ingestGateway = "bench-gw"
 // one disconnects (1.5 records per user). Writers goroutines publish
 // them through one gateway.Publisher (the library a gateway embeds),
 // publishBatch events per Publish, a user's events in order, to the
-// in-process (or given) Kafka, while a processor (not quiet: it schedules
-// and makes announcements, as in production) applies them to Redis. The
+// in-process (or given) Kafka, while a processor (not quiet: it makes
+// announcements, as in production) applies them to Redis. The
 // time runs from the first publish until the processor's checkpoints in
 // Redis cover every record: each applied, its announcements made.
 //
@@ -38,7 +38,8 @@ const ingestGateway = "bench-gw"
 // for a connect, HDEL of it for a disconnect. The time runs from the
 // first produce until every record is in Redis. So the ratio is what
 // Presence adds over the tools: validation, the consumer group, the
-// versioned apply, the gateway index, announcements, checkpoints.
+// versioned apply in the processor's memory, announcements (each changed
+// user's audience read from Redis), checkpoints.
 //
 // Checked: afterwards, every user is in Redis with the state its last
 // record says (online with its session, or offline with a last seen);
