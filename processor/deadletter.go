@@ -105,10 +105,9 @@ func truncate(s string, n int) string {
 // partition is not checkpointed past records whose dead letters were not
 // tried. A rebuild sends history's dead letters again (a new Redis may be
 // the first to meet them); presence-source tells copies apart. A quiet
-// processor (presence replay, beside live processors that met them)
-// writes none.
+// processor writes none (duties.go).
 func (p *Processor) sendDeadLetters(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-	if len(recs) == 0 || p.cfg.Quiet {
+	if len(recs) == 0 {
 		return nil
 	}
 	send, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterDeadline)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/presence-im/presence/processor/state"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 )
@@ -39,13 +40,19 @@ func (p *Processor) delay(partition int32, users []redisstore.User, versions []i
 // delayRestored queues the users that restored changes of o took offline
 // whose announcements were pending when the checkpoint was written.
 func (p *Processor) delayRestored(o *owned, changes []redisstore.Change) {
-	if p.cfg.Quiet {
-		return // it announces nothing, and so must not pass these on
-	}
 	for _, c := range changes {
 		if c.Op == redisstore.Disconnect && c.Version >= o.toldFrom {
 			o.users.Delay(redisstore.User{App: c.App, User: c.User}, c.Version, c.At.Add(p.cfg.OfflineGrace))
 		}
+	}
+}
+
+// delayOld queues the offline announcements an older release left pending
+// in Redis for a partition taken (see take); they stay there until made.
+func (p *Processor) delayOld(o *owned, pending []redisstore.Pending) {
+	for _, a := range pending {
+		o.users.Delay(a.User, state.NoRecord, a.Due)
+		o.oldGraces = true
 	}
 }
 

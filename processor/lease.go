@@ -79,7 +79,7 @@ func (p *Processor) renewLeases(ctx context.Context, cl *kgo.Client, recs []*kgo
 			dead = append(dead, p.deadLetter(r, err))
 		}
 	}
-	return p.sendDeadLetters(ctx, cl, dead)
+	return p.duties.deadLetters(ctx, cl, dead)
 }
 
 // ownsDeadLetters says whether this processor writes the dead letters of

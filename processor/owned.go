@@ -110,15 +110,10 @@ func (p *Processor) own(partition int32, next int64, reset bool, toldFrom int64)
 	defer p.mu.Unlock()
 	o := &owned{owner: p.owners[topicPartition{schemas.SessionsTopic, partition}], restored: next, fresh: reset,
 		replaceUntil: -1, toldFrom: toldFrom,
-		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: p.cfg.Quiet})}
+		users: state.New(state.Config{OfflineTTL: p.cfg.Store.OfflineTTL(), Now: p.cfg.Now, NoTombstones: !p.duties.tombstones()})}
 	// What an older release had pending in Redis (take) is made too, by
 	// a processor that announces; it stays in Redis until then.
-	for _, a := range p.oldGraces[partition] {
-		if !p.cfg.Quiet {
-			o.users.Delay(a.User, state.NoRecord, a.Due)
-			o.oldGraces = true
-		}
-	}
+	p.duties.oldGraces(o, p.oldGraces[partition])
 	delete(p.oldGraces, partition)
 	p.owned[partition] = o
 }

@@ -111,8 +111,9 @@ type Config struct {
 	// a partition may stall.
 	Limits
 	// Quiet applies records and nothing else: no notifications, no
-	// offline announcements, no gateway leases, no tombstones. It is for
-	// presence replay, which rebuilds a Redis no service reads yet.
+	// offline announcements, no gateway leases, no dead letters, no
+	// tombstones (the quiet duties of duties.go). It is for presence
+	// replay, which rebuilds a Redis no service reads yet.
 	Quiet bool
 	// Now is the clock (time.Now).
 	Now func() time.Time
@@ -197,6 +198,9 @@ type Processor struct {
 	// announcer announces the partitions applied side by side together
 	// (see announcer.go).
 	announcer announcer
+	// duties are what the processor does beside applying records: all a
+	// live one does, or none (duties.go).
+	duties duties
 }
 
 // New checks cfg and registers the processor's metrics.
@@ -231,6 +235,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	p := &Processor{cfg: cfg, log: cfg.Logger.With("component", "processor")}
+	p.duties = newDuties(p)
 	m, err := newMetrics(cfg.Registerer, func() float64 { return float64(len(p.stalled())) })
 	if err != nil {
 		return nil, fmt.Errorf("processor: registering metrics: %w", err)
@@ -410,20 +415,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	// Leaving the group on Close waits for rebalances to be allowed.
 	defer cl.AllowRebalance()
 	defer p.leaving.Store(true)
-	if !p.cfg.Quiet {
-		heartbeats, stop := context.WithCancel(ctx)
-		var read sync.WaitGroup
-		read.Go(func() {
-			if err := p.readHeartbeats(heartbeats, cl); err != nil && heartbeats.Err() == nil {
-				p.stop(err)
-			}
-		})
-		defer read.Wait()
-		defer stop()
-	}
+	defer p.duties.watch(ctx, cl)()
 	p.log.Info("consuming", "topics", p.topics(), "group", p.cfg.Group, "instance_id", p.cfg.InstanceID,
 		"session_timeout", p.cfg.SessionTimeout)
-	var swept, graceSwept time.Time
 	for {
 		p.polled.Store(p.cfg.Now().UnixNano())
 		poll, cancel := context.WithTimeout(ctx, sweepEvery)
@@ -444,25 +438,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 			return fatal
 		}
 		p.applyFetches(ctx, cl, fetches)
-		if !p.cfg.Quiet {
-			if now := p.cfg.Now(); now.Sub(graceSwept) >= sweepEvery {
-				p.sweepGrace(ctx, cl)
-				graceSwept = now
-			}
-			if now := p.cfg.Now(); now.Sub(swept) >= sweepSlowEvery {
-				unbuilt, err := p.checkCheckpoints(ctx)
-				if errors.Is(err, errStateLost) || errors.Is(err, errMoved) {
-					p.stop(err)
-					return nil
-				}
-				if err == nil {
-					if unbuilt == 0 { // leases are judged on complete state only
-						p.sweepLeases(ctx, cl)
-					}
-					p.sweepDeadKeys(ctx, cl)
-				}
-				swept = now
-			}
+		if err := p.duties.between(ctx, cl); err != nil {
+			p.stop(err)
+			return nil
 		}
 		cl.AllowRebalance()
 	}
@@ -531,8 +509,8 @@ func (p *Processor) applyFetches(ctx context.Context, cl *kgo.Client, fetches kg
 		// applied to join it or end (announcer.go): then none changes
 		// while it reads their users in memory (notify.go).
 		var applied func()
-		if fp.Topic == schemas.SessionsTopic && !p.cfg.Quiet {
-			applied = p.announcer.begin()
+		if fp.Topic == schemas.SessionsTopic {
+			applied = p.duties.begin()
 		}
 		wg.Go(func() {
 			if applied != nil {
@@ -657,7 +635,7 @@ func (p *Processor) applyPartition(ctx context.Context, cl *kgo.Client, partitio
 			}
 		}
 	}
-	if err := p.sendDeadLetters(ctx, cl, dead); err != nil {
+	if err := p.duties.deadLetters(ctx, cl, dead); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -720,11 +698,8 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 		return fmt.Errorf("%w: %s partition %d is not this processor's", errMoved, schemas.SessionsTopic, partition)
 	}
 	p.mu.Lock()
-	history := p.rebuilding[topicPartition{schemas.SessionsTopic, partition}]
+	quiet := p.duties.newsFrom(p.rebuilding[topicPartition{schemas.SessionsTopic, partition}])
 	p.mu.Unlock()
-	if p.cfg.Quiet {
-		history = math.MaxInt64
-	}
 	// The records before the checkpoint restore what Redis holds: in
 	// memory only. (They all come before any other of the partition.)
 	if split := firstAtOrPast(changes, o.restored); split > 0 {
@@ -732,13 +707,12 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 			o.users.Apply(c, true)
 		}
 		o.users.DropDirty()
-		p.delayRestored(o, changes[:split])
+		p.duties.restored(o, changes[:split])
 		changes = changes[split:]
 		if len(changes) == 0 {
 			return nil
 		}
 	}
-	quiet := history
 	outcomes := make([]redisstore.Outcome, len(changes))
 	for i, c := range changes {
 		o.users.SetReplace(o.replaceUntil < 0 || c.Version < o.replaceUntil)
@@ -760,12 +734,5 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 			p.metrics.duplicate.Inc()
 		}
 	}
-	if p.cfg.Quiet {
-		return nil
-	}
-	split := firstAtOrPast(changes, quiet)
-	if err := p.rewriteKept(ctx, cl, changes[split:], outcomes[split:]); err != nil {
-		return err
-	}
-	return p.announceChanges(ctx, cl, partition, changes, outcomes)
+	return p.duties.changed(ctx, cl, partition, changes, outcomes, firstAtOrPast(changes, quiet))
 }
