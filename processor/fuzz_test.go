@@ -214,11 +214,10 @@ func FuzzRenew(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, key, value []byte) {
-		p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{},
-			freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
+		p.leases = newLeases(p.cfg.GatewayLease)
 		r := &kgo.Record{Topic: schemas.GatewaysTopic, Key: key, Value: value, Offset: 7}
 		if err := p.renew(r); err != nil {
-			if len(p.gateways.leases) != 0 {
+			if len(p.leases.byGateway) != 0 {
 				t.Fatalf("heartbeat %q refused (%v) but leased", key, err)
 			}
 			return
@@ -230,9 +229,9 @@ func FuzzRenew(f *testing.F) {
 		if err := proto.Unmarshal(value, &hb); err != nil {
 			t.Fatalf("accepted heartbeat does not decode: %v", err)
 		}
-		l, ok := p.gateways.leases[string(key)]
-		if !ok || len(p.gateways.leases) != 1 {
-			t.Fatalf("heartbeat of key %q accepted, leases %v", key, p.gateways.leases)
+		l, ok := p.leases.byGateway[string(key)]
+		if !ok || len(p.leases.byGateway) != 1 {
+			t.Fatalf("heartbeat of key %q accepted, leases %v", key, p.leases.byGateway)
 		}
 		if err := schemas.ValidateID("epoch", l.epoch); err != nil || l.epoch != hb.Epoch {
 			t.Fatalf("lease of %q has epoch %q: %v", key, l.epoch, err)

@@ -36,8 +36,8 @@ func (p *Processor) readHeartbeats(ctx context.Context, cl *kgo.Client) error {
 	if err != nil {
 		return err
 	}
+	p.leases.setPartitions(len(ends))
 	p.mu.Lock()
-	p.gateways.partitions = len(ends)
 	p.counts[schemas.GatewaysTopic] = len(ends)
 	for partition, end := range ends {
 		p.spans[topicPartition{schemas.GatewaysTopic, partition}] = &span{end: end, moved: p.cfg.Now()}

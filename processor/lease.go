@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -48,19 +49,171 @@ type lease struct {
 	expires time.Time
 }
 
-// gateways is what the processor knows of the gateways it owns.
-type gateways struct {
+// leases is what the processor knows of the gateways, from their
+// heartbeats and from its own gateway_lost writes. It has a lock of its
+// own: the heartbeat reader renews leases while the consuming loop judges
+// them.
+type leases struct {
+	mu sync.Mutex
+	// fallback is the lease of a gateway that never heartbeats
+	// (Config.GatewayLease).
+	fallback time.Duration
 	// partitions is the partition count of presence.gateways.
 	partitions int
-	leases     map[string]lease
+	byGateway  map[string]lease
 	// checkAt is when each gateway's sessions must be looked at next.
 	checkAt map[string]time.Time
-	// freshAt holds, per owned partition, the latest time as of which
-	// every heartbeat in it was read.
+	// freshAt holds, per partition, the latest time as of which every
+	// heartbeat in it was read.
 	freshAt map[int32]time.Time
-	// written holds the sessions whose gateway_lost disconnect was
-	// written, until their index entry goes.
+	// written holds, by session key, when the sessions' gateway_lost
+	// disconnects were written, until they are surely applied.
 	written map[string]time.Time
+}
+
+func newLeases(fallback time.Duration) *leases {
+	return &leases{fallback: fallback, byGateway: map[string]lease{}, checkAt: map[string]time.Time{},
+		freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
+}
+
+// setPartitions records the partition count of presence.gateways.
+func (ls *leases) setPartitions(n int) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.partitions = n
+}
+
+// renew records a gateway's heartbeat; an older one read again changes
+// nothing. A new epoch has the old one's sessions looked at at once.
+func (ls *leases) renew(id string, l lease) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	old, known := ls.byGateway[id]
+	if known && l.at.Before(old.at) {
+		return
+	}
+	ls.byGateway[id] = l
+	if !known || old.epoch != l.epoch {
+		ls.checkAt[id] = time.Time{}
+	}
+}
+
+// forget forgets a gateway whose heartbeat was tombstoned.
+func (ls *leases) forget(id string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	delete(ls.byGateway, id)
+}
+
+// read records that partitions of presence.gateways were read up to
+// their end as of now.
+func (ls *leases) read(partitions []int32, now time.Time) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, partition := range partitions {
+		ls.freshAt[partition] = now
+	}
+}
+
+// check is a gateway whose sessions are due to be looked at, and as of
+// when every heartbeat of its partition is known.
+type check struct {
+	id   string
+	asOf time.Time
+}
+
+// due returns the gateways, of those heartbeating and of hosting (the
+// gateways of sessions in memory), whose sessions are due to be looked at
+// now: those whose partition was read up to its end once. Each is marked
+// checked until a lease later (checked says when to look next).
+func (ls *leases) due(hosting []string, now time.Time) []check {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for key, w := range ls.written {
+		if now.Sub(w) >= ls.fallback {
+			delete(ls.written, key) // applied by now, or worth writing again
+		}
+	}
+	ids := map[string]bool{}
+	for id := range ls.byGateway {
+		ids[id] = true
+	}
+	for _, id := range hosting {
+		ids[id] = true
+	}
+	var due []check
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		if ls.partitions == 0 {
+			break
+		}
+		asOf, read := ls.freshAt[int32(schemas.Partition([]byte(id), ls.partitions))]
+		if at, ok := ls.checkAt[id]; read && (!ok || !now.Before(at)) {
+			ls.checkAt[id] = now.Add(ls.fallback) // until checked
+			due = append(due, check{id, asOf})
+		}
+	}
+	return due
+}
+
+// recheck has a gateway looked at again at the next sweep, if it is
+// still heartbeating or hosting sessions.
+func (ls *leases) recheck(id string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	delete(ls.checkAt, id)
+}
+
+// judge returns which of sessions, a gateway's, are lost as of asOf and
+// not already written, the gateway's latest heartbeat (known says whether
+// there is one), and schedules its next check.
+func (ls *leases) judge(id string, sessions []state.GatewaySession, now, asOf time.Time) (lost []state.GatewaySession, l lease, known bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l, known = ls.byGateway[id]
+	next := now.Add(ls.fallback)
+	if known && l.expires.After(now) {
+		next = l.expires
+	}
+	for _, s := range sessions {
+		at := ls.lostAt(l, known, s.Session)
+		if asOf.Before(at) {
+			if at.Before(next) {
+				next = at
+			}
+			continue
+		}
+		key := schemas.SessionKey(s.App, s.User, s.Session.Session)
+		if w, ok := ls.written[key]; ok && now.Sub(w) < ls.fallback {
+			continue // written; not applied yet
+		}
+		lost = append(lost, s)
+	}
+	ls.checkAt[id] = next
+	return lost, l, known
+}
+
+// wrote records the gateway_lost disconnects written for sessions.
+func (ls *leases) wrote(sessions []state.GatewaySession, now time.Time) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, s := range sessions {
+		ls.written[schemas.SessionKey(s.App, s.User, s.Session.Session)] = now
+	}
+}
+
+// lostAt is when a session of a gateway whose latest heartbeat is l (if
+// known) is lost.
+func (ls *leases) lostAt(l lease, known bool, s redisstore.Session) time.Time {
+	switch {
+	case known && s.Epoch == l.epoch:
+		return l.expires
+	case known && s.ConnectedAt.Time.Before(l.at):
+		return time.Time{} // the gateway has restarted since
+	case known:
+		return s.ConnectedAt.Time.Add(l.length)
+	default:
+		return s.ConnectedAt.Time.Add(ls.fallback)
+	}
 }
 
 // renewLeases applies heartbeat records. Invalid ones go to the dead
@@ -95,14 +248,11 @@ func (p *Processor) ownsDeadLetters(partition int32) bool {
 // renew applies a heartbeat record; a tombstone forgets the gateway (the
 // processor writes one for a gateway gone a lease ago).
 func (p *Processor) renew(r *kgo.Record) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	gw := &p.gateways
 	if r.Attrs.IsControl() {
 		return nil
 	}
 	if len(r.Value) == 0 {
-		delete(gw.leases, string(r.Key))
+		p.leases.forget(string(r.Key))
 		return nil
 	}
 	var hb pb.GatewayHeartbeat
@@ -120,14 +270,7 @@ func (p *Processor) renew(r *kgo.Record) error {
 		length = p.cfg.MaxGatewayLease
 		p.metrics.clamped.WithLabelValues("lease").Inc()
 	}
-	old, known := gw.leases[hb.Gateway]
-	if known && at.Before(old.at) {
-		return nil // an older heartbeat read again
-	}
-	gw.leases[hb.Gateway] = lease{epoch: hb.Epoch, at: at, length: length, expires: at.Add(length)}
-	if !known || old.epoch != hb.Epoch {
-		gw.checkAt[hb.Gateway] = time.Time{} // a new epoch: the old one's sessions are lost
-	}
+	p.leases.renew(hb.Gateway, lease{epoch: hb.Epoch, at: at, length: length, expires: at.Add(length)})
 	return nil
 }
 
@@ -144,60 +287,25 @@ func (p *Processor) sweepLeases(ctx context.Context, cl *kgo.Client) {
 	if err != nil {
 		p.log.Warn("listing the ends of presence.gateways failed; leases are judged as of the last time they were read", "err", err)
 	}
+	var read []int32
+	var hosting []string
 	p.mu.Lock()
 	for tp, s := range p.spans {
 		if end, ok := ends.Lookup(tp.topic, tp.partition); ok && tp.topic == schemas.GatewaysTopic && end.Err == nil && s.next >= end.Offset {
-			p.gateways.freshAt[tp.partition] = now
+			read = append(read, tp.partition)
 		}
-	}
-	ids := map[string]bool{}
-	for id := range p.gateways.leases {
-		ids[id] = true
 	}
 	for _, o := range p.owned {
-		for _, id := range o.users.Gateways() {
-			ids[id] = true
-		}
-	}
-	for key, w := range p.gateways.written {
-		if now.Sub(w) >= p.cfg.GatewayLease {
-			delete(p.gateways.written, key) // applied by now, or worth writing again
-		}
-	}
-	type check struct {
-		id   string
-		asOf time.Time
-	}
-	var due []check
-	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		asOf, read := p.gatewayKnownAsOf(id)
-		if at, ok := p.gateways.checkAt[id]; read && (!ok || !now.Before(at)) {
-			p.gateways.checkAt[id] = now.Add(p.cfg.GatewayLease) // until checked
-			due = append(due, check{id, asOf})
-		}
+		hosting = append(hosting, o.users.Gateways()...)
 	}
 	p.mu.Unlock()
-	for _, c := range due {
+	p.leases.read(read, now)
+	for _, c := range p.leases.due(hosting, now) {
 		if err := p.checkGateway(ctx, cl, c.id, now, c.asOf); err != nil {
 			p.log.Warn("checking a gateway's sessions failed; retrying at the next sweep", "gateway", c.id, "err", err)
-			p.mu.Lock()
-			delete(p.gateways.checkAt, c.id)
-			p.mu.Unlock()
+			p.leases.recheck(c.id)
 		}
 	}
-}
-
-// gatewayKnownAsOf returns whether this processor has read the gateway's
-// partition of presence.gateways up to its end once, and as of when it
-// knows every heartbeat of it. Call with p.mu held.
-func (p *Processor) gatewayKnownAsOf(id string) (time.Time, bool) {
-	n := p.gateways.partitions
-	if n == 0 {
-		return time.Time{}, false
-	}
-	partition := int32(schemas.Partition([]byte(id), n))
-	asOf, fresh := p.gateways.freshAt[partition]
-	return asOf, fresh
 }
 
 // sessionsOn returns the live sessions on a gateway that this processor's
@@ -219,29 +327,7 @@ func (p *Processor) sessionsOn(id string) []state.GatewaySession {
 // gateway this processor's partitions hold, and schedules its next check.
 func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string, now, asOf time.Time) error {
 	sessions := p.sessionsOn(id)
-	p.mu.Lock()
-	l, known := p.gateways.leases[id]
-	next := now.Add(p.cfg.GatewayLease)
-	if known && l.expires.After(now) {
-		next = l.expires
-	}
-	var lost []state.GatewaySession
-	for _, s := range sessions {
-		at := p.lostAt(l, known, s.Session)
-		if asOf.Before(at) {
-			if at.Before(next) {
-				next = at
-			}
-			continue
-		}
-		key := schemas.SessionKey(s.App, s.User, s.Session.Session)
-		if w, ok := p.gateways.written[key]; ok && now.Sub(w) < p.cfg.GatewayLease {
-			continue // written; not applied yet
-		}
-		lost = append(lost, s)
-	}
-	p.gateways.checkAt[id] = next
-	p.mu.Unlock()
+	lost, l, known := p.leases.judge(id, sessions, now, asOf)
 	if len(lost) == 0 {
 		if len(sessions) > 0 || (known && l.expires.After(asOf)) {
 			return nil
@@ -258,9 +344,7 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 			}
 			p.metrics.tombstones.WithLabelValues(schemas.GatewaysTopic).Inc()
 		}
-		p.mu.Lock()
-		delete(p.gateways.checkAt, id)
-		p.mu.Unlock()
+		p.leases.recheck(id)
 		return nil
 	}
 	recs := make([]*kgo.Record, 0, len(lost))
@@ -278,32 +362,15 @@ func (p *Processor) checkGateway(ctx context.Context, cl *kgo.Client, id string,
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("writing %d gateway_lost disconnects: %w", len(recs), err)
 	}
-	p.mu.Lock()
+	p.leases.wrote(lost, now)
 	epochs := map[string]bool{}
 	for _, s := range lost {
-		p.gateways.written[schemas.SessionKey(s.App, s.User, s.Session.Session)] = now
 		epochs[s.Epoch] = true
 	}
-	p.mu.Unlock()
 	p.metrics.gatewaysLost.Add(float64(len(epochs)))
 	p.metrics.disconnects.Add(float64(len(lost)))
 	p.log.Warn("gateway lost: its sessions are ended", "gateway", id, "sessions", len(lost), "lease_known", known, "epoch", l.epoch)
 	return nil
-}
-
-// lostAt is when a session of a gateway whose latest heartbeat is l (if
-// known) is lost.
-func (p *Processor) lostAt(l lease, known bool, s redisstore.Session) time.Time {
-	switch {
-	case known && s.Epoch == l.epoch:
-		return l.expires
-	case known && s.ConnectedAt.Time.Before(l.at):
-		return time.Time{} // the gateway has restarted since
-	case known:
-		return s.ConnectedAt.Time.Add(l.length)
-	default:
-		return s.ConnectedAt.Time.Add(p.cfg.GatewayLease)
-	}
 }
 
 // rewriteKept writes again the connect of each session a gateway_lost

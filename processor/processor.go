@@ -182,9 +182,6 @@ type Processor struct {
 	// counts holds the partition count of each consumed topic, as of
 	// the assignment, which says the partition of a record's key.
 	counts map[string]int
-	// gateways holds the leases of the gateways whose partition of
-	// presence.gateways this processor owns (see lease.go).
-	gateways gateways
 	// owners holds this processor's hold on each assigned partition of
 	// the state topics, and owned the users of each of presence.sessions
 	// (see owned.go).
@@ -198,6 +195,9 @@ type Processor struct {
 	// announcer announces the partitions applied side by side together
 	// (see announcer.go).
 	announcer announcer
+	// leases are what the processor knows of the gateways, behind a lock
+	// of their own (lease.go); a new membership starts them afresh.
+	leases *leases
 	// duties are what the processor does beside applying records: all a
 	// live one does, or none (duties.go).
 	duties duties
@@ -352,7 +352,7 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	p.owners = map[topicPartition]redisstore.Owner{}
 	p.owned = map[int32]*owned{}
 	p.oldGraces = map[int32][]redisstore.Pending{}
-	p.gateways = gateways{leases: map[string]lease{}, checkAt: map[string]time.Time{}, freshAt: map[int32]time.Time{}, written: map[string]time.Time{}}
+	p.leases = newLeases(p.cfg.GatewayLease)
 	p.mu.Unlock()
 	ctx, p.stop = context.WithCancelCause(ctx)
 	defer func() {
