@@ -6,6 +6,9 @@ package processor
 // the sessions online now are told. Notifications are routed by gateway:
 // one record on presence.notify per gateway holding recipients, keyed by
 // the gateway's id, so that each gateway reads only its own partition.
+// Each change is also one record on presence.changes, in the user's
+// partition, whoever is told: the feed of every visible change in order
+// per user that the query API's watches and webhooks follow.
 
 import (
 	"context"
@@ -20,6 +23,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/records"
 )
 
 // maxRecipients is the most recipients one notification record lists, and
@@ -135,10 +139,15 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 				tell(pb.NotificationType_NOTIFICATION_TYPE_PRESENCE, route.Gateway, recipient{r, route.Session})
 			}
 		}
-		var status *pb.UserStatus
-		if byGateway != nil {
-			status = statusProto(s.User.User, a.Status)
+		// Every change goes to presence.changes, told or not: the query
+		// API's watches and webhooks follow it.
+		status := statusProto(s.User.User, a.Status)
+		change, err := records.Encode(schemas.ChangesTopic, schemas.UserKey(s.App, s.User.User),
+			&pb.StatusChange{App: s.App, Status: status, TimestampMs: p.cfg.Now().UnixMilli()}, time.Time{})
+		if err != nil {
+			return err
 		}
+		recs = append(recs, change)
 		n := 0
 		for typ, gateways := range byGateway {
 			for gw, recipients := range gateways {

@@ -189,6 +189,43 @@ func TestNotifiesFriendsSubscribersAndOtherDevices(t *testing.T) {
 	if offline[0].Subject.LastSeenMs == 0 {
 		t.Error("offline notification without last seen")
 	}
+	// Each of ann's changes is on presence.changes, in order, in the
+	// partition of her sessions, versions growing.
+	want := []string{"online - [android]", "online - [android web]", "online 2:busy [android web]",
+		"online 2:busy [android]", "offline 2:busy []"}
+	if got := changesOf(t, cl, "ann"); !slices.Equal(got, want) {
+		t.Errorf("ann's changes on %s:\n got %q\nwant %q", schemas.ChangesTopic, got, want)
+	}
+}
+
+// changesOf reads presence.changes whole and describes the changes of a
+// user of app chat, in order, checking their key, partition and that
+// versions never go back.
+func changesOf(t *testing.T, cl *kgo.Client, user string) []string {
+	t.Helper()
+	key := schemas.UserKey("chat", user)
+	partition := int32(schemas.Partition([]byte(key), schemas.DefaultPartitions))
+	var out []string
+	var version int64
+	for _, r := range readTopic(t, cl, schemas.ChangesTopic) {
+		if string(r.Key) != key {
+			continue
+		}
+		var c pb.StatusChange
+		if err := proto.Unmarshal(r.Value, &c); err != nil {
+			t.Fatalf("change at %d/%d: %v", r.Partition, r.Offset, err)
+		}
+		if r.Partition != partition || c.App != "chat" || c.Status.GetUser() != user || c.TimestampMs == 0 {
+			t.Fatalf("change of %s in partition %d (want %d): %v", user, r.Partition, partition, &c)
+		}
+		if c.Status.Version < version { // the same twice: at least once
+			t.Errorf("change of %s at version %d after %d", user, c.Status.Version, version)
+		}
+		version = c.Status.Version
+		n := describe(&pb.Notification{Subject: c.Status})
+		out = append(out, n[strings.Index(n, "] ")+2:])
+	}
+	return out
 }
 
 // A reconnect within the grace period is no news; the next change is.
@@ -334,6 +371,12 @@ func TestRebuildIsQuiet(t *testing.T) {
 	after := []string{"presence ann->gw-2 [bob/b1] online 4:after [android]", "presence ann->gw-3 [wes/w1] online 4:after [android]",
 		"sync ann->gw-1 [ann/a1] online 4:after [android]"}
 	r.expect(t, append(after, after...)...)
+	// Nor did it write changes: those of the first processor, then the
+	// new one from each.
+	want := []string{"online - [android]", "online 3:before [android]", "online 4:after [android]", "online 4:after [android]"}
+	if got := changesOf(t, cl, "ann"); !slices.Equal(got, want) {
+		t.Errorf("ann's changes on %s:\n got %q\nwant %q", schemas.ChangesTopic, got, want)
+	}
 }
 
 // A user with a very large audience: every online member is told, in

@@ -23,6 +23,10 @@ const (
 	// notification matters for seconds, and a gateway reads it from the
 	// end.
 	NotifyTopic = "presence.notify"
+	// ChangesTopic holds every visible change of a user (StatusChange),
+	// keyed by UserKey, in the partition of the user's sessions: what the
+	// query API's watch and webhooks follow.
+	ChangesTopic = "presence.changes"
 	// DeadLetterTopic holds the records of the consumed topics the
 	// processor could not apply (too large, in the wrong partition, with a
 	// key not in canonical form, they do not decode, or are invalid), as
@@ -42,6 +46,10 @@ const (
 	// headers, in decimal. The whole record is at DeadLetterSource.
 	DeadLetterTruncated = "presence-truncated"
 )
+
+// ChangesRetention is how long ChangesTopic keeps a change: a webhook
+// endpoint or a query API down for less than this resumes where it was.
+const ChangesRetention = 24 * time.Hour
 
 // DeadLetterRetention is how long DeadLetterTopic keeps a record: long
 // enough for an operator to look at it after a weekend.
@@ -81,6 +89,11 @@ func Topics(partitions int32) []Topic {
 			"cleanup.policy": "delete",
 			"retention.ms":   strconv.Itoa(60 * 60 * 1000),
 			"segment.ms":     strconv.Itoa(10 * 60 * 1000),
+		}},
+		{Name: ChangesTopic, Partitions: partitions, Configs: map[string]string{
+			"cleanup.policy": "delete",
+			"retention.ms":   strconv.FormatInt(ChangesRetention.Milliseconds(), 10),
+			"segment.ms":     strconv.Itoa(60 * 60 * 1000),
 		}},
 		{Name: DeadLetterTopic, Partitions: partitions, Configs: map[string]string{
 			"cleanup.policy": "delete",

@@ -749,6 +749,73 @@ func (x *Notification) GetTimestampMs() int64 {
 	return 0
 }
 
+// StatusChange is the value of a record on the presence.changes topic: a
+// change of one user's visible state, as it is now, one record per change
+// the processor announces (none for a rebuild's history). Key:
+// "<app>/<user>" (escaped, schemas.UserKey), in the partition of the
+// user's sessions. The query API's long-poll watch and webhooks read it;
+// so may anyone who wants every visible change in order per user.
+type StatusChange struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	App    string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
+	Status *UserStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// timestamp_ms is when the processor emitted it, Unix milliseconds.
+	TimestampMs   int64 `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusChange) Reset() {
+	*x = StatusChange{}
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusChange) ProtoMessage() {}
+
+func (x *StatusChange) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
+func (*StatusChange) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StatusChange) GetApp() string {
+	if x != nil {
+		return x.App
+	}
+	return ""
+}
+
+func (x *StatusChange) GetStatus() *UserStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *StatusChange) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
 // Recipient is one session to tell; its user is in the notification's app.
 type Recipient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -760,7 +827,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +839,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +852,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{7}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Recipient) GetUser() string {
@@ -821,7 +888,7 @@ type UserStatus struct {
 
 func (x *UserStatus) Reset() {
 	*x = UserStatus{}
-	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +900,7 @@ func (x *UserStatus) String() string {
 func (*UserStatus) ProtoMessage() {}
 
 func (x *UserStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +913,7 @@ func (x *UserStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserStatus.ProtoReflect.Descriptor instead.
 func (*UserStatus) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{8}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UserStatus) GetUser() string {
@@ -904,7 +971,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	mi := &file_presence_v1_presence_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +983,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	mi := &file_presence_v1_presence_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +996,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{9}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Session) GetSession() string {
@@ -1011,7 +1078,11 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
 	"recipients\x18\x05 \x03(\v2\x16.presence.v1.RecipientR\n" +
 	"recipients\x12!\n" +
-	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\"9\n" +
+	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\"t\n" +
+	"\fStatusChange\x12\x10\n" +
+	"\x03app\x18\x01 \x01(\tR\x03app\x12/\n" +
+	"\x06status\x18\x02 \x01(\v2\x17.presence.v1.UserStatusR\x06status\x12!\n" +
+	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\"9\n" +
 	"\tRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\"\xd9\x01\n" +
@@ -1059,7 +1130,7 @@ func file_presence_v1_presence_proto_rawDescGZIP() []byte {
 }
 
 var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_presence_v1_presence_proto_goTypes = []any{
 	(EventType)(0),           // 0: presence.v1.EventType
 	(DisconnectReason)(0),    // 1: presence.v1.DisconnectReason
@@ -1071,9 +1142,10 @@ var file_presence_v1_presence_proto_goTypes = []any{
 	(*FriendEdge)(nil),       // 7: presence.v1.FriendEdge
 	(*Subscription)(nil),     // 8: presence.v1.Subscription
 	(*Notification)(nil),     // 9: presence.v1.Notification
-	(*Recipient)(nil),        // 10: presence.v1.Recipient
-	(*UserStatus)(nil),       // 11: presence.v1.UserStatus
-	(*Session)(nil),          // 12: presence.v1.Session
+	(*StatusChange)(nil),     // 10: presence.v1.StatusChange
+	(*Recipient)(nil),        // 11: presence.v1.Recipient
+	(*UserStatus)(nil),       // 12: presence.v1.UserStatus
+	(*Session)(nil),          // 13: presence.v1.Session
 }
 var file_presence_v1_presence_proto_depIdxs = []int32{
 	0,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
@@ -1081,16 +1153,17 @@ var file_presence_v1_presence_proto_depIdxs = []int32{
 	1,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
 	4,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
 	2,  // 4: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
-	11, // 5: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
-	10, // 6: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
-	12, // 7: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
-	4,  // 8: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
-	5,  // 9: presence.v1.Session.device:type_name -> presence.v1.Device
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 5: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
+	11, // 6: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
+	12, // 7: presence.v1.StatusChange.status:type_name -> presence.v1.UserStatus
+	13, // 8: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
+	4,  // 9: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
+	5,  // 10: presence.v1.Session.device:type_name -> presence.v1.Device
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_presence_v1_presence_proto_init() }
@@ -1104,7 +1177,7 @@ func file_presence_v1_presence_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_presence_v1_presence_proto_rawDesc), len(file_presence_v1_presence_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -336,7 +336,7 @@ func TestReplay(t *testing.T) {
 	if !strings.Contains(out, fmt.Sprintf("replayed %d records of %d partitions", total, 3*replayPartitions)) {
 		t.Errorf("no summary of %d records of %d partitions:\n%s", total, 3*replayPartitions, out)
 	}
-	for _, topic := range []string{schemas.NotifyTopic, schemas.DeadLetterTopic} {
+	for _, topic := range []string{schemas.NotifyTopic, schemas.ChangesTopic, schemas.DeadLetterTopic} {
 		if n := recordsIn(t, cl, topic); n != 0 {
 			t.Errorf("the replay wrote %d records to %s, want none", n, topic)
 		}
