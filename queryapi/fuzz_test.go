@@ -41,7 +41,7 @@ var fuzzRoutes = []struct{ method, path string }{
 // alice online) and an in-process Kafka.
 func fuzzServer(f *testing.F) http.Handler {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic))
+		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic, schemas.ChangesTopic))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -48,6 +48,10 @@ type harness struct {
 	prefix string
 	store  *redisstore.Store
 	srv    *httptest.Server
+	// handler is the query API's, which srv serves.
+	handler http.Handler
+	// producer writes what the processor would (watch_test.go).
+	producer *kgo.Client
 }
 
 // newHarness serves the query API over a store holding: alice online with
@@ -62,7 +66,7 @@ func newHarness(t *testing.T, configure ...func(*queryapi.Config)) *harness {
 func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*queryapi.Config)) *harness {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic))
+		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic, schemas.ChangesTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +93,8 @@ func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*qu
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	h.srv = httptest.NewServer(s.Handler())
+	h.handler = s.Handler()
+	h.srv = httptest.NewServer(h.handler)
 	t.Cleanup(h.srv.Close)
 	return h
 }

@@ -95,6 +95,15 @@ func (r *rebuilding) current(seen redisstore.Observed) bool {
 	return seen.Whole && seen.Generation == r.gen
 }
 
+// generation returns the state's generation, as read with the count
+// (anew when older than rebuildingTTL), and false while it is unknown.
+func (r *rebuilding) generation(ctx context.Context) (string, bool) {
+	_, known := r.count(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gen, known
+}
+
 // gauge is the value of presence_queryapi_rebuilding_partitions: the
 // count, NaN while it is unknown.
 func (r *rebuilding) gauge() float64 {

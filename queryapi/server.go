@@ -45,6 +45,7 @@
 package queryapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/presence-im/presence/queryapi/watch"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/auth"
@@ -113,6 +115,11 @@ type Config struct {
 	// state is being rebuilt) lookups answer 503 not_ready rather than
 	// answers that may be wrong. Writes go to Kafka and are not gated.
 	Gate httpapi.Probe
+	// WatchWindow is how long the changes watches are served from are
+	// kept (watch.DefaultWindow): a cursor older than that may be
+	// expired. WatchMaxChanges bounds them (watch.DefaultMaxChanges).
+	WatchWindow     time.Duration
+	WatchMaxChanges int
 }
 
 // Server is the query API. Close it when done.
@@ -130,6 +137,11 @@ type Server struct {
 	handler      http.Handler
 	buffers      buffers
 	lookups      statusBuffers
+	// feed follows presence.changes for watches until stopFeed; fed is
+	// closed once it has stopped.
+	feed     *watch.Feed
+	stopFeed context.CancelFunc
+	fed      chan struct{}
 }
 
 // New returns a Server; its Handler serves the API, /healthz, /readyz and
@@ -167,14 +179,21 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queryapi: creating kafka client: %w", err)
 	}
+	feed, err := watch.New(watch.Config{Brokers: cfg.Brokers, KafkaOpts: cfg.KafkaOpts, Window: cfg.WatchWindow,
+		MaxChanges: cfg.WatchMaxChanges, Logger: cfg.Logger, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("queryapi: %w", err)
+	}
 	s := &Server{
 		gate: cfg.Gate, auth: cfg.Auth, rebuilding: rb, store: cfg.Store, kafka: cl,
 		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
-		log: cfg.Logger.With("component", "queryapi"), metrics: m,
+		log: cfg.Logger.With("component", "queryapi"), metrics: m, feed: feed, fed: make(chan struct{}),
 	}
 
 	r := chi.NewRouter()
 	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.guard(auth.Lookup, s.lookup(s.queryStatuses))))
+	r.Post("/v1/apps/{app}/status/watch", s.instrument("status_watch", s.guard(auth.Lookup, s.lookup(s.watchStatuses))))
 	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.guard(auth.Lookup, s.lookup(s.userStatus))))
 	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.guard(auth.ActAs, s.setCustomStatus)))
 	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.guard(auth.ActAs, s.clearCustomStatus)))
@@ -203,15 +222,27 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.handler = cfg.Auth.Identify(lim.Wrap(r))
+	var ctx context.Context
+	ctx, s.stopFeed = context.WithCancel(context.Background())
+	go func() {
+		defer close(s.fed)
+		if err := feed.Run(ctx); err != nil {
+			s.log.Error("the change feed stopped: watches with a cursor answer 503 not_ready", "err", err)
+		}
+	}()
 	return s, nil
 }
 
 // Handler serves the API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close closes the Kafka client. Stop serving first: a write still waiting
-// for Kafka fails.
-func (s *Server) Close() { s.kafka.Close() }
+// Close stops following the change feed and closes the Kafka client.
+// Stop serving first: a write still waiting for Kafka fails.
+func (s *Server) Close() {
+	s.stopFeed()
+	<-s.fed
+	s.kafka.Close()
+}
 
 // pathParam returns a path parameter, unescaped: ids may hold '/' or '%'
 // when the client escapes them.

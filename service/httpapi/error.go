@@ -33,6 +33,9 @@ const (
 	CodeRateLimited = "rate_limited"
 	// Over the cap of a user's sockets on one gateway.
 	CodeTooManySockets = "too_many_sockets"
+	// A watch cursor the service can no longer serve: start again
+	// without one.
+	CodeCursorExpired = "cursor_expired"
 )
 
 var statusOf = map[string]int{
@@ -52,6 +55,7 @@ var statusOf = map[string]int{
 	CodeSessionExists:  http.StatusConflict,
 	CodeRateLimited:    http.StatusTooManyRequests,
 	CodeTooManySockets: http.StatusTooManyRequests,
+	CodeCursorExpired:  http.StatusGone,
 }
 
 // Error is an error a client can act on: a code from the table above and a
