@@ -71,6 +71,7 @@ type status struct {
 	State    string
 	Sessions []struct{ Session string }
 	LastSeen *time.Time `json:"last_seen"`
+	Version  int64
 }
 
 func (p *pipeline) query(t *testing.T, users ...string) []*status {

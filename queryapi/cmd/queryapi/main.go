@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-im/presence/queryapi"
+	"github.com/presence-im/presence/queryapi/watch"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
@@ -31,6 +32,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	brokers := fs.String("brokers", "", "Kafka seed brokers, comma-separated (required)")
 	maxSubs := fs.Int("max-subscriptions", queryapi.DefaultMaxSubscriptions, "most users one subscriber may watch at once")
+	watchWindow := fs.Duration("watch-window", watch.DefaultWindow, "how long the changes that watches are answered from are kept: a watch cursor older than this may be expired (410)")
+	watchMax := fs.Int("watch-max-changes", watch.DefaultMaxChanges, "most changes kept for watches (a few hundred bytes each); past it the oldest go, expiring the cursors before them")
 	authFile := fs.String("auth", "", "auth file: the apps' keys and user token secrets (re-read on SIGHUP); required unless --insecure")
 	insecure := fs.Bool("insecure", false, "serve without --auth: anyone may read and write any user of any app")
 	kafka := kafkaconn.Register(fs)
@@ -46,6 +49,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	if *maxSubs <= 0 {
 		return errors.New("--max-subscriptions must be positive")
+	}
+	if *watchWindow <= 0 || *watchMax <= 0 {
+		return errors.New("--watch-window and --watch-max-changes must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
@@ -69,6 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	reg := httpapi.NewRegistry()
 	s, err := queryapi.New(queryapi.Config{
 		Store: store, Brokers: strings.Split(*brokers, ","), MaxSubscriptions: *maxSubs,
+		WatchWindow: *watchWindow, WatchMaxChanges: *watchMax,
 		Auth: authn, Logger: log, KafkaOpts: kopts, Registry: reg, NoMetrics: *metricsAddr != "", RateLimits: rates.Scopes(authn != nil),
 	})
 	if err != nil {
