@@ -36,6 +36,8 @@
 //	                                              kind (custom_status, friend,
 //	                                              subscription) and result
 //	                                              (ok, failed)
+//	presence_queryapi_watch_…                     watches and the change feed
+//	                                              (package watch)
 //	presence_queryapi_rebuilding_partitions       partitions of the state
 //	                                              topics not yet built (NaN
 //	                                              while Redis does not answer)
