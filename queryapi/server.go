@@ -56,6 +56,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/presence-im/presence/queryapi/compat"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/auth"
@@ -183,6 +184,12 @@ func New(cfg Config) (*Server, error) {
 	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.guard(auth.Backend, s.removeFriend)))
 	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.guard(auth.ActAs, s.lookup(s.subscribe))))
 	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.guard(auth.ActAs, s.unsubscribe)))
+	cx, err := compat.New(compat.Config{API: r, Logger: s.log, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	r.Mount("/compat", cx) // the seeds' APIs, over the routes above
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))
 	})
