@@ -67,12 +67,14 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Compat serves the compat routes; mount it at /compat.
+// Compat serves the compat routes; mount it at /compat. It is a
+// chi.Router, so chi.Walk on the router it is mounted on lists its
+// routes.
 type Compat struct {
+	chi.Router
 	api      http.Handler
 	log      *slog.Logger
 	requests *prometheus.CounterVec
-	router   chi.Router
 }
 
 // New returns the compat routes.
@@ -116,12 +118,9 @@ func New(cfg Config) (*Compat, error) {
 		c.unrouted(r, d)
 	})
 	c.unrouted(r, native{})
-	c.router = r
+	c.Router = r
 	return c, nil
 }
-
-// ServeHTTP serves the compat routes.
-func (c *Compat) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.router.ServeHTTP(w, r) }
 
 // dialect writes errors in the envelope of one seed.
 type dialect interface {
