@@ -242,8 +242,9 @@ type (
 
 // wantSeedError checks an answer is the seed's error envelope (imError
 // for a path of the Java IM, leanCloudError for LeanCloud's) with status
-// as its HTTP status and code, and nothing else in it.
-func wantSeedError(t *testing.T, path string, code int, body string, status int) {
+// as its HTTP status and code, and nothing else in it, and returns its
+// message.
+func wantSeedError(t *testing.T, path string, code int, body string, status int) string {
 	t.Helper()
 	if code != status {
 		t.Fatalf("%s: %d %s, want %d", path, code, body, status)
@@ -257,12 +258,13 @@ func wantSeedError(t *testing.T, path string, code int, body string, status int)
 		if err := json.Unmarshal([]byte(body), &e); err != nil || len(fields) != 3 || e.Code != status || e.Msg == "" || string(fields["data"]) != "null" {
 			t.Fatalf("%s: %s, want {\"code\":%d,\"msg\":…,\"data\":null}", path, body, status)
 		}
-		return
+		return e.Msg
 	}
 	var e leanCloudError
 	if err := json.Unmarshal([]byte(body), &e); err != nil || len(fields) != 2 || e.Code != status || e.Error == "" {
 		t.Fatalf("%s: %s, want {\"code\":%d,\"error\":…}", path, body, status)
 	}
+	return e.Error
 }
 
 // Bad requests are refused 4xx in the seed's envelope, and write nothing.
@@ -276,49 +278,49 @@ func TestCompatBadInput(t *testing.T) {
 	for name, c := range map[string]struct {
 		req    [4]string // method, path, body, X-LC-Id
 		status int
+		says   string // in the message
 	}{
-		"no X-LC-Id":             {[4]string{"POST", onOffPath, `{"peerIds":["a"]}`, ""}, 400},
-		"bad app":                {lc(`{"peerIds":["a"]}`), 0}, // X-LC-Id replaced below
-		"no peerIds":             {lc(`{}`), 400},
-		"peerIds null":           {lc(`{"peerIds":null}`), 400},
-		"peerIds not a list":     {lc(`{"peerIds":"alice"}`), 400},
-		"501 peerIds":            {lc(many), 400},
-		"empty peer id":          {lc(`{"peerIds":["alice",""]}`), 400},
-		"long peer id":           {lc(`{"peerIds":["` + strings.Repeat("x", 129) + `"]}`), 400},
-		"unknown parameter":      {lc(`{"peerIds":["a"],"limit":3}`), 400},
-		"not JSON":               {lc(`peerIds=a`), 400},
-		"empty body":             {lc(``), 400},
-		"two values":             {lc(`{"peerIds":[]}{}`), 400},
-		"unknown function":       {[4]string{"POST", "/compat/leancloud/1.1/functions/nope", `{}`, "chat"}, 404},
-		"GET a function":         {[4]string{"GET", onOffPath, ``, "chat"}, 405},
-		"no appId":               {im("queryUserOnlineStatus", "identifier=bob", `{"userList":["a"]}`), 400},
-		"bad appId":              {im("queryUserOnlineStatus", "appId=ten%20thousand", `{"userList":["a"]}`), 400},
-		"no userList":            {im("queryUserOnlineStatus", "appId=10000", `{}`), 400},
-		"control char in user":   {im("queryUserOnlineStatus", "appId=10000", `{"userList":["a\u0001"]}`), 400},
-		"no identifier":          {im("queryFriendOnlineStatus", "appId=10000", `{}`), 400},
-		"long identifier":        {im("queryFriendOnlineStatus", "appId=10000&identifier="+strings.Repeat("x", 129), `{}`), 400},
-		"friends, no body":       {im("queryFriendOnlineStatus", "appId=10000&identifier=alice", ``), 400},
-		"no subUserId":           {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subTime":1000}`), 400},
-		"no subTime":             {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"]}`), 400},
-		"subTime 0":              {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"],"subTime":0}`), 400},
-		"subTime over 7 days":    {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"],"subTime":604800001}`), 400},
-		"subscribe to oneself":   {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["alice"],"subTime":1000}`), 400},
-		"no one to subscribe to": {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":[],"subTime":1000}`), 400},
-		"text without status":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customText":"hi"}`), 400},
-		"status over 32 bits":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":4294967296}`), 400},
-		"text too long":          {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":1,"customText":"`+strings.Repeat("é", 101)+`"}`), 400},
-		"status not a number":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":"1"}`), 400},
-		"nobody to set":          {im("setUserCustomerStatus", "appId=10000", `{"customStatus":1}`), 400},
-		"unknown route":          {im("deleteUser", "appId=10000", `{}`), 404},
-		"GET a route":            {[4]string{"GET", imPath + "queryUserOnlineStatus?appId=10000", ``, ""}, 405},
+		"no X-LC-Id":             {[4]string{"POST", onOffPath, `{"peerIds":["a"]}`, ""}, 400, "X-LC-Id"},
+		"bad app":                {[4]string{"POST", onOffPath, `{"peerIds":["a"]}`, "bad app"}, 400, "app"},
+		"no peerIds":             {lc(`{}`), 400, `"peerIds" is required`},
+		"peerIds null":           {lc(`{"peerIds":null}`), 400, ""},
+		"peerIds not a list":     {lc(`{"peerIds":"alice"}`), 400, ""},
+		"501 peerIds":            {lc(many), 400, "at most 500"},
+		"empty peer id":          {lc(`{"peerIds":["alice",""]}`), 400, "peerIds[1]: invalid user id: empty"},
+		"long peer id":           {lc(`{"peerIds":["` + strings.Repeat("x", 129) + `"]}`), 400, ""},
+		"unknown parameter":      {lc(`{"peerIds":["a"],"limit":3}`), 400, ""},
+		"not JSON":               {lc(`peerIds=a`), 400, ""},
+		"empty body":             {lc(``), 400, ""},
+		"body over 8 MiB":        {lc(`{"peerIds":["` + strings.Repeat("x", 8<<20) + `"]}`), 413, "over"},
+		"two values":             {lc(`{"peerIds":[]}{}`), 400, ""},
+		"unknown function":       {[4]string{"POST", "/compat/leancloud/1.1/functions/nope", `{}`, "chat"}, 404, ""},
+		"GET a function":         {[4]string{"GET", onOffPath, ``, "chat"}, 405, ""},
+		"no appId":               {im("queryUserOnlineStatus", "identifier=bob", `{"userList":["a"]}`), 400, ""},
+		"bad appId":              {im("queryUserOnlineStatus", "appId=ten%20thousand", `{"userList":["a"]}`), 400, ""},
+		"no userList":            {im("queryUserOnlineStatus", "appId=10000", `{}`), 400, ""},
+		"control char in user":   {im("queryUserOnlineStatus", "appId=10000", `{"userList":["a\u0001"]}`), 400, "userList[0]"},
+		"no identifier":          {im("queryFriendOnlineStatus", "appId=10000", `{}`), 400, "identifier is required"},
+		"long identifier":        {im("queryFriendOnlineStatus", "appId=10000&identifier="+strings.Repeat("x", 129), `{}`), 400, ""},
+		"friends, no body":       {im("queryFriendOnlineStatus", "appId=10000&identifier=alice", ``), 400, ""},
+		"no subUserId":           {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subTime":1000}`), 400, ""},
+		"no subTime":             {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"]}`), 400, ""},
+		"subTime 0":              {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"],"subTime":0}`), 400, ""},
+		"subTime over 7 days":    {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["bob"],"subTime":604800001}`), 400, "1 to 604800000 milliseconds"},
+		"subscribe to oneself":   {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":["alice"],"subTime":1000}`), 400, "subUserId[0]"},
+		"no one to subscribe to": {im("subscribeUserOnlineStatus", "appId=10000&identifier=alice", `{"subUserId":[],"subTime":1000}`), 400, `"subUserId" is empty`},
+		"text without status":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customText":"hi"}`), 400, ""},
+		"status over 32 bits":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":4294967296}`), 400, `"customStatus" 4294967296 does not fit 32 bits`},
+		"text too long":          {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":1,"customText":"`+strings.Repeat("é", 101)+`"}`), 400, "101 characters"},
+		"status not a number":    {im("setUserCustomerStatus", "appId=10000&identifier=alice", `{"customStatus":"1"}`), 400, ""},
+		"nobody to set":          {im("setUserCustomerStatus", "appId=10000", `{"customStatus":1}`), 400, ""},
+		"unknown route":          {im("deleteUser", "appId=10000", `{}`), 404, ""},
+		"GET a route":            {[4]string{"GET", imPath + "queryUserOnlineStatus?appId=10000", ``, ""}, 405, ""},
 	} {
 		t.Run(name, func(t *testing.T) {
-			header := []string{"X-LC-Id", c.req[3]}
-			if name == "bad app" {
-				header, c.status = []string{"X-LC-Id", "bad app"}, 400
+			code, _, body := h.compatDo("", c.req[0], c.req[1], c.req[2], "X-LC-Id", c.req[3])
+			if msg := wantSeedError(t, c.req[1], code, body, c.status); !strings.Contains(msg, c.says) {
+				t.Errorf("message %q does not say %q", msg, c.says)
 			}
-			code, _, body := h.compatDo("", c.req[0], c.req[1], c.req[2], header...)
-			wantSeedError(t, c.req[1], code, body, c.status)
 		})
 	}
 	h.empty()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,6 +67,25 @@ func (c *Compat) call(w http.ResponseWriter, r *http.Request, method string, bod
 		return fmt.Errorf("decoding the answer of native %s %s: %w", method, req.URL.Path, err)
 	}
 	return nil
+}
+
+// naming returns err, when it is a *failure, with the names of the native
+// request's fields in its message replaced by those of the seed's request
+// they came from, given as native, seed pairs: "users[3]: invalid user
+// id: empty" reads "userList[3]: …" to a client of the Java IM.
+func naming(err error, pairs ...string) error {
+	var f *failure
+	if !errors.As(err, &f) {
+		return err
+	}
+	var old []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		n, s := pairs[i], pairs[i+1]
+		old = append(old, `"`+n+`"`, `"`+s+`"`, n+"[", s+"[")
+	}
+	e := *f.err
+	e.Message = strings.NewReplacer(old...).Replace(e.Message)
+	return &failure{status: f.status, err: &e}
 }
 
 // nativeRequest is the request of the native route, made from r.

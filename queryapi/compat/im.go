@@ -85,7 +85,7 @@ func (c *Compat) queryUserOnlineStatus(w http.ResponseWriter, r *http.Request) e
 	}
 	var ans results
 	if err := c.call(w, r, http.MethodPost, queryBody{Users: req.UserList}, &ans, "v1", "apps", app, "status", "query"); err != nil {
-		return err
+		return naming(err, "users", "userList")
 	}
 	if len(ans.Results) != len(req.UserList) {
 		return fmt.Errorf("the status query answered %d results for %d users", len(ans.Results), len(req.UserList))
@@ -162,7 +162,7 @@ func (c *Compat) subscribeUserOnlineStatus(w http.ResponseWriter, r *http.Reques
 	second := time.Second.Milliseconds()
 	body := subscribeBody{Users: req.SubUserID, TTLSeconds: (*req.SubTime + second - 1) / second}
 	if err := c.call(w, r, http.MethodPost, body, nil, "v1", "apps", app, "users", user, "subscriptions"); err != nil {
-		return err
+		return naming(err, "users", "subUserId")
 	}
 	imSuccess(w, nil)
 	return nil
@@ -214,7 +214,7 @@ func (c *Compat) setUserCustomerStatus(w http.ResponseWriter, r *http.Request) e
 		err = c.call(w, r, http.MethodPut, body, nil, path...)
 	}
 	if err != nil {
-		return err
+		return naming(err, "status", "customStatus")
 	}
 	imSuccess(w, nil)
 	return nil

@@ -78,7 +78,7 @@ func (c *Compat) getOnOffStatus(w http.ResponseWriter, r *http.Request) error {
 	}
 	var ans results
 	if err := c.call(w, r, http.MethodPost, queryBody{Users: req.PeerIDs}, &ans, "v1", "apps", app, "status", "query"); err != nil {
-		return err
+		return naming(err, "users", "peerIds")
 	}
 	if len(ans.Results) != len(req.PeerIDs) {
 		return fmt.Errorf("the status query answered %d results for %d users", len(ans.Results), len(req.PeerIDs))
