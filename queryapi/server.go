@@ -15,6 +15,10 @@
 // rebuild: every replica shares the same Redis, so all would go unready
 // at once.
 //
+// Under /compat, package compat serves the seeds' APIs (LeanCloud's
+// getOnOffStatus, the Java IM's four user status routes), each one call
+// of a route above, in process.
+//
 // With Config.Auth, every API call needs credentials (see Config.Auth):
 // 401 unauthorized without valid ones, 403 forbidden when they do not
 // allow the call.
@@ -39,6 +43,9 @@
 //	presence_queryapi_rebuilding_partitions       partitions of the state
 //	                                              topics not yet built (NaN
 //	                                              while Redis does not answer)
+//	presence_queryapi_compat_requests_total{route,code}
+//	                                              requests of the seeds' APIs
+//	                                              (package compat)
 //	presence_http_rate_limited_total{server="queryapi",scope}
 //	                                              requests refused 429
 //	                                              (package ratelimit)
