@@ -99,6 +99,11 @@ func TestCompatGetOnOffStatus(t *testing.T) {
 	if ct := header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
+	// No processor has built the harness's state: the answer says so, as
+	// the native status query's does.
+	if got := header.Get(queryapi.RebuildingHeader); got != "3" {
+		t.Errorf("%s %q, want 3", queryapi.RebuildingHeader, got)
+	}
 	code, _, body = h.compatDo("", "POST", onOffPath, `{"peerIds":[]}`, "X-LC-Id", "chat")
 	if code != http.StatusOK || body != `{"result":[]}`+"\n" {
 		t.Errorf("no peers: %d %s", code, body)
@@ -112,10 +117,13 @@ func TestCompatQueryUserOnlineStatus(t *testing.T) {
 	h := imHarness(t)
 	want := `{"code":200,"msg":"success","data":{"alice":` + imAlice + `,"bob":` + imNobody + `,"ghost":` + imNobody + `}}` + "\n"
 	for _, path := range []string{imPath, "/compat/im/v1/user/"} {
-		code, _, body := h.compatDo("", "POST", path+"queryUserOnlineStatus?appId=10000&identifier=bob",
+		code, header, body := h.compatDo("", "POST", path+"queryUserOnlineStatus?appId=10000&identifier=bob",
 			`{"userList":["alice","bob","ghost","alice"],"appId":10000,"clientType":1,"imei":"x","operater":"bob"}`)
 		if code != http.StatusOK || body != want {
 			t.Errorf("%s: %d\n%s\nwant\n%s", path, code, body, want)
+		}
+		if got := header.Get(queryapi.RebuildingHeader); got != "3" {
+			t.Errorf("%s %q, want 3", queryapi.RebuildingHeader, got)
 		}
 	}
 }
