@@ -22,10 +22,6 @@ import (
 // them), so that it is checked, limited, served and counted exactly as
 // the same call sent to the native path.
 
-// passedHeaders are the headers of a native answer a compat answer
-// carries too.
-var passedHeaders = []string{"Presence-Rebuilding", "Retry-After", "WWW-Authenticate"}
-
 // failure is a native answer of 4xx or 5xx: its status and its error.
 type failure struct {
 	status int
@@ -37,8 +33,9 @@ func (f *failure) Error() string { return fmt.Sprintf("%d %s", f.status, f.err) 
 // call sends method and body (encoded as JSON; nil: none) to the native
 // route at the path of segments (each escaped, so ids may hold '/' or
 // '%'), as the caller of r, and decodes a 2xx answer into out (nil: not
-// read). The headers of the answer in passedHeaders are set on w. A 4xx
-// or 5xx answer is returned as a *failure.
+// read). The headers of the answer but those of its body
+// (Presence-Rebuilding, Retry-After, WWW-Authenticate, …) are set on w.
+// A 4xx or 5xx answer is returned as a *failure.
 func (c *Compat) call(w http.ResponseWriter, r *http.Request, method string, body, out any, segments ...string) error {
 	req, err := nativeRequest(r, method, body, segments)
 	if err != nil {
@@ -46,19 +43,16 @@ func (c *Compat) call(w http.ResponseWriter, r *http.Request, method string, bod
 	}
 	var ans answer
 	c.api.ServeHTTP(&ans, req)
-	for _, h := range passedHeaders {
-		if v := ans.header.Get(h); v != "" {
-			w.Header().Set(h, v)
+	for name, values := range ans.header {
+		if name != "Content-Type" && name != "Content-Length" {
+			w.Header()[name] = values
 		}
 	}
 	if ans.status >= 400 {
-		var env struct {
-			Error *httpapi.Error `json:"error"`
+		if f := ans.failure(); f != nil {
+			return f
 		}
-		if err := json.Unmarshal(ans.body.Bytes(), &env); err != nil || env.Error == nil {
-			return fmt.Errorf("native %s %s answered %d without the error envelope: %q", method, req.URL.Path, ans.status, ans.body.Bytes())
-		}
-		return &failure{status: ans.status, err: env.Error}
+		return fmt.Errorf("native %s %s answered %d without the error envelope: %q", method, req.URL.Path, ans.status, ans.body.Bytes())
 	}
 	if out == nil {
 		return nil
@@ -108,6 +102,7 @@ func nativeRequest(r *http.Request, method string, body any, segments []string) 
 	req.RequestURI = req.URL.RequestURI()
 	req.Body = http.NoBody
 	req.ContentLength = 0
+	req.TransferEncoding = nil
 	req.Header.Del("Content-Length")
 	if b != nil {
 		req.Body = io.NopCloser(bytes.NewReader(b))
@@ -151,4 +146,15 @@ func (a *answer) WriteHeader(status int) {
 func (a *answer) Write(b []byte) (int, error) {
 	a.WriteHeader(http.StatusOK)
 	return a.body.Write(b)
+}
+
+// failure is the error in the envelope the answer holds, or nil.
+func (a *answer) failure() *failure {
+	var env struct {
+		Error *httpapi.Error `json:"error"`
+	}
+	if json.Unmarshal(a.body.Bytes(), &env) != nil || env.Error == nil {
+		return nil
+	}
+	return &failure{status: a.status, err: env.Error}
 }

@@ -42,7 +42,6 @@
 package compat
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -168,13 +167,9 @@ func (c *Compat) fail(w http.ResponseWriter, r *http.Request, d dialect, err err
 	if !errors.As(err, &f) {
 		var ans answer
 		httpapi.WriteError(&ans, r, c.log, err)
-		var env struct {
-			Error *httpapi.Error `json:"error"`
+		if f = ans.failure(); f == nil {
+			f = &failure{status: http.StatusInternalServerError, err: httpapi.Errorf(httpapi.CodeInternal, "internal error")}
 		}
-		if json.Unmarshal(ans.body.Bytes(), &env) != nil || env.Error == nil {
-			env.Error = httpapi.Errorf(httpapi.CodeInternal, "internal error")
-		}
-		f = &failure{status: ans.status, err: env.Error}
 	}
 	d.fail(w, f.status, f.err)
 }
