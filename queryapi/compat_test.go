@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
+	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/service/auth/authtest"
@@ -411,6 +413,30 @@ func TestCompatMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// With Redis down, the compat lookups answer 503 as the native ones do,
+// in the seed's envelope, saying to retry.
+func TestCompatRedisDown(t *testing.T) {
+	rs := redistest.NewServer(t, redistest.Options{})
+	opts, err := redis.ParseURL(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries, opts.DialerRetries = -1, 1
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	h := newHarnessOn(t, rdb)
+	rs.Kill()
+	for path, req := range map[string]string{
+		onOffPath: `{"peerIds":["alice"]}`,
+		imPath + "queryUserOnlineStatus?appId=chat": `{"userList":["alice"]}`,
+	} {
+		code, _, body := h.compatDo("", "POST", path, req, "X-LC-Id", "chat")
+		if msg := wantSeedError(t, path, code, body, http.StatusServiceUnavailable); !strings.Contains(msg, "retry") {
+			t.Errorf("%s: message %q does not say to retry", path, msg)
 		}
 	}
 }
