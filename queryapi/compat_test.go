@@ -17,7 +17,9 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/auth/authtest"
+	"github.com/presence-im/presence/service/ratelimit"
 )
 
 // The seeds' APIs under /compat (package queryapi/compat), through the
@@ -439,4 +441,51 @@ func TestCompatRedisDown(t *testing.T) {
 			t.Errorf("%s: message %q does not say to retry", path, msg)
 		}
 	}
+}
+
+// A compat request is limited once, at the native route it calls, for
+// the app and user that route is counted for; over a limit it is refused
+// 429 in the seed's envelope, with Retry-After.
+func TestCompatRateLimits(t *testing.T) {
+	t.Run("open", func(t *testing.T) {
+		h := newHarness(t, func(c *queryapi.Config) {
+			f := ratelimit.Flags{App: ratelimit.Rule{PerSecond: 0.01, Burst: 100}, User: ratelimit.Rule{PerSecond: 0.01, Burst: 3}}
+			c.RateLimits = f.Scopes(false)
+		})
+		friends := imPath + "queryFriendOnlineStatus?appId=chat&identifier=alice"
+		for i := range 2 {
+			if code, _, body := h.compatDo("", "POST", friends, `{}`); code != http.StatusOK {
+				t.Fatalf("alice's compat request %d: %d %s", i, code, body)
+			}
+		}
+		// alice's third: the compat requests took one token each.
+		if code, body := h.do("GET", "/v1/apps/chat/users/alice/friends/status", ""); code != http.StatusOK {
+			t.Fatalf("alice's native request: %d %s", code, body)
+		}
+		code, header, body := h.compatDo("", "POST", friends, `{}`)
+		wantSeedError(t, friends, code, body, http.StatusTooManyRequests)
+		if header.Get("Retry-After") == "" {
+			t.Error("a 429 without Retry-After")
+		}
+	})
+	t.Run("auth", func(t *testing.T) {
+		f := authtest.New(t)
+		a, err := auth.New(auth.Config{File: f.File})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHarness(t, func(c *queryapi.Config) {
+			c.Auth = a
+			rates := ratelimit.Flags{App: ratelimit.Rule{PerSecond: 0.01, Burst: 100}, User: ratelimit.Rule{PerSecond: 0.01, Burst: 2}}
+			c.RateLimits = rates.Scopes(true)
+		})
+		alice := authtest.HS256(t, authtest.UserSecret, "chat", "alice")
+		for i := range 2 {
+			if code, _, body := h.compatDo(alice, "POST", onOffPath, `{"peerIds":["bob"]}`, "X-LC-Id", "chat"); code != http.StatusOK {
+				t.Fatalf("alice's request %d: %d %s", i, code, body)
+			}
+		}
+		code, _, body := h.compatDo(alice, "POST", onOffPath, `{"peerIds":["bob"]}`, "X-LC-Id", "chat")
+		wantSeedError(t, onOffPath, code, body, http.StatusTooManyRequests)
+	})
 }

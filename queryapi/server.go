@@ -191,12 +191,6 @@ func New(cfg Config) (*Server, error) {
 	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.guard(auth.Backend, s.removeFriend)))
 	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.guard(auth.ActAs, s.lookup(s.subscribe))))
 	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.guard(auth.ActAs, s.unsubscribe)))
-	cx, err := compat.New(compat.Config{API: r, Logger: s.log, Registerer: cfg.Registry})
-	if err != nil {
-		cl.Close()
-		return nil, err
-	}
-	r.Mount("/compat", cx) // the seeds' APIs, over the routes above
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))
 	})
@@ -216,7 +210,14 @@ func New(cfg Config) (*Server, error) {
 		cl.Close()
 		return nil, err
 	}
-	s.handler = cfg.Auth.Identify(lim.Wrap(r))
+	limited := lim.Wrap(r)
+	cx, err := compat.New(compat.Config{API: limited, Logger: s.log, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	r.Mount("/compat", cx) // the seeds' APIs, over the routes above
+	s.handler = cfg.Auth.Identify(compat.Bypass(r, limited))
 	return s, nil
 }
 

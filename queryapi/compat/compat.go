@@ -25,11 +25,10 @@
 // native one: LeanCloud's {"code":403,"error":"…"}, the Java IM's
 // {"code":403,"msg":"…","data":null}.
 //
-// The rate limits count a compat request once, as it arrives: with
-// credentials, for its caller's app (and user, for a user token); a
-// server without credentials keys its limits on the app and user of a
-// native path, which a compat path does not have, so there compat routes
-// are not limited.
+// The rate limits count a compat request once, at the native route it
+// calls (see Bypass), for the app and user the same request sent there
+// is counted for; over a limit, it is refused 429 in the seed's envelope
+// with Retry-After.
 //
 // Metrics (namespace presence, subsystem queryapi):
 //
@@ -46,6 +45,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,9 +56,8 @@ import (
 // Config configures the compat routes.
 type Config struct {
 	// API serves the native routes the adapters call: the query API's
-	// router, behind which the compat routes are mounted (the credential
-	// check and the rate limits in front of it have already seen the
-	// compat request). Required.
+	// router with its rate limits (the credential check in front of it
+	// has already seen the compat request). Required.
 	API http.Handler
 	// Logger receives the logs of failures (slog.Default()).
 	Logger *slog.Logger
@@ -119,6 +118,21 @@ func New(cfg Config) (*Compat, error) {
 	c.unrouted(r, native{})
 	c.Router = r
 	return c, nil
+}
+
+// Bypass serves the paths under /compat with router, on which the compat
+// routes are mounted, and every other path with limited, router behind
+// the rate limits: a compat request is limited once, at the native route
+// it calls (Config.API), for the app and user of that route, as the same
+// request sent there.
+func Bypass(router, limited http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/compat" || strings.HasPrefix(r.URL.Path, "/compat/") {
+			router.ServeHTTP(w, r)
+			return
+		}
+		limited.ServeHTTP(w, r)
+	})
 }
 
 // dialect writes errors in the envelope of one seed.
