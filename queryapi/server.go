@@ -15,6 +15,10 @@
 // rebuild: every replica shares the same Redis, so all would go unready
 // at once.
 //
+// Under /compat, package compat serves the seeds' APIs (LeanCloud's
+// getOnOffStatus, the Java IM's four user status routes), each one call
+// of a route above, in process.
+//
 // With Config.Auth, every API call needs credentials (see Config.Auth):
 // 401 unauthorized without valid ones, 403 forbidden when they do not
 // allow the call.
@@ -41,6 +45,9 @@
 //	presence_queryapi_rebuilding_partitions       partitions of the state
 //	                                              topics not yet built (NaN
 //	                                              while Redis does not answer)
+//	presence_queryapi_compat_requests_total{route,code}
+//	                                              requests of the seeds' APIs
+//	                                              (package compat)
 //	presence_http_rate_limited_total{server="queryapi",scope}
 //	                                              requests refused 429
 //	                                              (package ratelimit)
@@ -59,6 +66,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/presence-im/presence/queryapi/compat"
 	"github.com/presence-im/presence/queryapi/watch"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
@@ -223,7 +231,14 @@ func New(cfg Config) (*Server, error) {
 		cl.Close()
 		return nil, err
 	}
-	s.handler = cfg.Auth.Identify(lim.Wrap(r))
+	limited := lim.Wrap(r)
+	cx, err := compat.New(compat.Config{API: limited, Logger: s.log, Registerer: cfg.Registry})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	r.Mount("/compat", cx) // the seeds' APIs, over the routes above
+	s.handler = cfg.Auth.Identify(compat.Bypass(r, limited))
 	var ctx context.Context
 	ctx, s.stopFeed = context.WithCancel(context.Background())
 	go func() {
