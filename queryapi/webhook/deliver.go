@@ -50,22 +50,18 @@ func (e *endpoint) newDeliverer() *deliverer {
 // It reports false when ctx ended first: the change is neither.
 func (d *deliverer) deliver(ctx context.Context, r *kgo.Record) bool {
 	e := d.e
-	d.change.Reset()
-	if err := proto.Unmarshal(r.Value, &d.change); err != nil || d.change.GetApp() != e.hook.App ||
-		schemas.UserKey(d.change.GetApp(), d.change.GetStatus().GetUser()) != string(r.Key) {
+	st, ok := d.prepare(r)
+	if !ok {
 		// Not a change of this app: nothing to tell.
 		e.log.Warn("skipping a record of presence.changes that is not a change of its key's user",
 			"partition", r.Partition, "offset", r.Offset)
 		return true
 	}
-	st := status.FromProto(d.change.GetStatus())
-	d.body = st.AppendMessageJSON(d.body[:0], "presence")
 	if len(d.body) > MaxBody {
 		e.counts.failed.Inc()
 		e.log.Error("giving up a change: its body is too large", "user", st.User, "version", st.Version, "bytes", len(d.body))
 		return true
 	}
-	d.sign()
 	for attempt := 1; ; attempt++ {
 		err := d.post(ctx)
 		if err == nil {
@@ -88,6 +84,21 @@ func (d *deliverer) deliver(ctx context.Context, r *kgo.Record) bool {
 			return false
 		}
 	}
+}
+
+// prepare reads the change r holds into d.change, its body into d.body
+// and the body's signature into d.sig. It reports false when r is not a
+// change of a user of the endpoint's app under that user's key.
+func (d *deliverer) prepare(r *kgo.Record) (status.Status, bool) {
+	d.change.Reset()
+	if err := proto.Unmarshal(r.Value, &d.change); err != nil || d.change.GetApp() != d.e.hook.App ||
+		schemas.UserKey(d.change.GetApp(), d.change.GetStatus().GetUser()) != string(r.Key) {
+		return status.Status{}, false
+	}
+	st := status.FromProto(d.change.GetStatus())
+	d.body = st.AppendMessageJSON(d.body[:0], "presence")
+	d.sign()
+	return st, true
 }
 
 // sign puts the signature header's value of d.body in d.sig.
