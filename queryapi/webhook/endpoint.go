@@ -49,6 +49,10 @@ func (s *Sender) newEndpoint(h auth.Webhook, since time.Time) (*endpoint, error)
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(since.UnixMilli())),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
+		// A rebalance waits for the batch in hand (up to the rebalance
+		// timeout, a minute), so that a partition moves once its changes
+		// are delivered and committed, not while they are being sent.
+		kgo.BlockRebalanceOnPoll(),
 		// Bound what is fetched ahead of the deliveries.
 		kgo.FetchMaxBytes(4<<20),
 		kgo.FetchMaxPartitionBytes(1<<20),
@@ -80,9 +84,10 @@ func (e *endpoint) run(ctx context.Context) {
 		if err := e.cl.CommitMarkedOffsets(cctx); err != nil {
 			e.log.Warn("committing the changes delivered; they will be sent again", "err", err)
 		}
-		e.cl.Close()
+		e.cl.CloseAllowingRebalance()
 	}()
 	for {
+		e.cl.AllowRebalance() // the last batch is done
 		fetches := e.cl.PollRecords(ctx, e.s.cfg.MaxBatch)
 		if ctx.Err() != nil {
 			return

@@ -21,9 +21,12 @@
 // and each user's changes one after the other, the next only once the
 // previous one was acknowledged (a 2xx answer) or given up. The batch's
 // offsets are committed only once every change of it was, so a restart
-// or a rebalance resumes at the first change not done and may send some
-// again: a receiver drops a status whose version is not above the last
-// one it has for that user. A change is given up after
+// resumes at the first change not done and may send some again: a
+// receiver drops a status whose version is not above the last one it has
+// for that user. A rebalance (a query API starting or stopping) waits for
+// the batch in hand, up to the group's rebalance timeout (a minute): past
+// it, as with an endpoint too slow for that, the partition moves while
+// its batch is still being sent, and the new owner sends it again. A change is given up after
 // Config.MaxAttempts attempts (any answer other than 2xx, redirects
 // included, or no answer within Config.Timeout, is a failed attempt;
 // attempts are spaced by a backoff doubling from Config.MinBackoff to
