@@ -3,6 +3,8 @@ package webhook_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -66,5 +68,41 @@ func TestHostileRecords(t *testing.T) {
 	defer rc.mu.Unlock()
 	if len(rc.accepted) != 2 || len(rc.accepted["alice"]) != 1 || len(rc.accepted["mallory"]) != 1 {
 		t.Errorf("accepted %v, want alice's version 4 and mallory's 5 only (the record was %d bytes)", rc.accepted, len(big))
+	}
+}
+
+// TestHostileEndpoint: an endpoint that redirects is not followed (the
+// change is given up after its attempts, the target hears nothing); one
+// that answers 200 with an endless body is done with after a few KiB.
+func TestHostileEndpoint(t *testing.T) {
+	k := newKafka(t, 3)
+	target := newReceiver(t, func(int, string, int64) answer { return accept }, chatSecret)
+	redirect := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for {
+			if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+				return
+			}
+		}
+	}))
+	defer endless.Close()
+	f := authtest.New(t)
+	hooks(t, f, map[string][2]string{"chat": {redirect.URL, chatSecret}, "games": {endless.URL, gamesSecret}})
+	a, err := auth.New(auth.Config{File: f.File})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	start(t, webhook.Config{Brokers: k.brokers, Webhooks: a, Registerer: reg, MaxAttempts: 2, MinBackoff: time.Millisecond})
+	k.change("chat", "alice", 1)
+	k.change("games", "bob", 1)
+	eventually(t, "the redirected change given up, the endless answer taken", func() bool {
+		return count(t, reg, "chat", "failed") == 1 && count(t, reg, "games", "delivered") == 1
+	})
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if target.requests != 0 {
+		t.Errorf("the redirect was followed: its target got %d requests", target.requests)
 	}
 }

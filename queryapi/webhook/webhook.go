@@ -243,6 +243,7 @@ func (s *Sender) stop(r *running) {
 func newClient(inFlight int) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = inFlight
+	tr.MaxResponseHeaderBytes = maxAnswer * 16
 	tr.Proxy = http.ProxyFromEnvironment
 	return &http.Client{
 		Transport: tr,

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 )
@@ -35,6 +36,18 @@ type Webhook struct {
 	// Loaded is when the file this one was read from was loaded: a new
 	// endpoint is told of the changes from then on.
 	Loaded time.Time
+}
+
+// String names w by its app and id, never its URL or secret, so that a
+// Webhook printed by mistake leaks neither.
+func (w Webhook) String() string { return w.App + "/" + w.ID }
+
+// GoString is String, for %#v.
+func (w Webhook) GoString() string { return w.String() }
+
+// LogValue logs w by its app and id only.
+func (w Webhook) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("app", w.App), slog.String("id", w.ID))
 }
 
 type webhookJSON struct {

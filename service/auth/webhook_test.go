@@ -1,7 +1,11 @@
 package auth
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/presence-im/presence/service/auth/authtest"
@@ -49,6 +53,13 @@ func TestWebhooks(t *testing.T) {
 	hooks, _ = a.Webhooks()
 	if len(hooks) != 2 || hooks[0].App != "chat" || string(hooks[0].Secret) != rotated || hooks[0].ID != id || hooks[1].App != "games" {
 		t.Fatalf("after the reload: %+v, want chat's with the rotated secret and the same id, then games'", hooks)
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("hook", "hook", hooks[0])
+	for _, printed := range []string{fmt.Sprint(hooks), fmt.Sprintf("%+v %#v", hooks[0], hooks[0]), logged.String()} {
+		if strings.Contains(printed, rotated) || strings.Contains(printed, "hooks.example") || !strings.Contains(printed, id) {
+			t.Errorf("a webhook printed as %q: want its id, not its url or secret", printed)
+		}
 	}
 	var none *Authenticator
 	if hooks, ch := none.Webhooks(); hooks != nil || ch != nil {
