@@ -53,6 +53,7 @@ func (d *deliverer) deliver(ctx context.Context, r *kgo.Record) bool {
 	st, ok := d.prepare(r)
 	if !ok {
 		// Not a change of this app: nothing to tell.
+		e.counts.skipped.Inc()
 		e.log.Warn("skipping a record of presence.changes that is not a change of its key's user",
 			"partition", r.Partition, "offset", r.Offset)
 		return true
@@ -91,8 +92,11 @@ func (d *deliverer) deliver(ctx context.Context, r *kgo.Record) bool {
 // change of a user of the endpoint's app under that user's key.
 func (d *deliverer) prepare(r *kgo.Record) (status.Status, bool) {
 	d.change.Reset()
-	if err := proto.Unmarshal(r.Value, &d.change); err != nil || d.change.GetApp() != d.e.hook.App ||
-		schemas.UserKey(d.change.GetApp(), d.change.GetStatus().GetUser()) != string(r.Key) {
+	if err := proto.Unmarshal(r.Value, &d.change); err != nil || d.change.GetApp() != d.e.hook.App {
+		return status.Status{}, false
+	}
+	user := d.change.GetStatus().GetUser()
+	if schemas.ValidateID("user", user) != nil || schemas.UserKey(d.e.hook.App, user) != string(r.Key) {
 		return status.Status{}, false
 	}
 	st := status.FromProto(d.change.GetStatus())

@@ -21,7 +21,8 @@ import (
 
 // TestHostileRecords: records of presence.changes under a key of the app
 // that are not a change of that key's user (a value that does not
-// decode, another app's change, another user's) are skipped, a change
+// decode, another app's change, another user's, the empty user's) are
+// skipped, a change
 // whose body would be over MaxBody is given up, and the changes after
 // them are delivered.
 func TestHostileRecords(t *testing.T) {
@@ -57,11 +58,15 @@ func TestHostileRecords(t *testing.T) {
 	raw("mallory", []byte("\xff\xff not protobuf"))
 	raw("mallory", change("games", "mallory", 1, 0))
 	raw("mallory", change("chat", "alice", 2, 0))
+	raw("", change("chat", "", 2, 0))
 	big := change("chat", "big", 3, 12000)
 	raw("big", big)
 	raw("alice", change("chat", "alice", 4, 1))
 	raw("mallory", change("chat", "mallory", 5, 0))
 
+	eventually(t, "the records that are not changes skipped", func() bool {
+		return value(t, reg, "presence_webhook_skipped_total", map[string]string{"app": "chat"}) == 4
+	})
 	rc.wait("the genuine changes", all(map[string][]int64{"alice": {4}, "mallory": {5}}))
 	eventually(t, "the large change given up", func() bool { return count(t, reg, "chat", "failed") == 1 })
 	rc.mu.Lock()

@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	deliveries *prometheus.CounterVec
+	skipped    *prometheus.CounterVec
 	request    *prometheus.HistogramVec
 	lag        *prometheus.HistogramVec
 	endpoints  prometheus.Gauge
@@ -11,8 +12,8 @@ type metrics struct {
 
 // appMetrics are the metrics of one app's deliveries.
 type appMetrics struct {
-	delivered, failed, retried prometheus.Counter
-	request, lag               prometheus.Observer
+	delivered, failed, retried, skipped prometheus.Counter
+	request, lag                        prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -21,6 +22,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "presence", Subsystem: "webhook", Name: "deliveries_total",
 			Help: "Outcomes of webhook deliveries, by app: delivered, failed (given up), retried (an attempt failed, another follows).",
 		}, []string{"app", "outcome"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "presence", Subsystem: "webhook", Name: "skipped_total",
+			Help: "Records of presence.changes under a key of the app that are not a change of that key's user (they do not decode, name another app or user): not sent.",
+		}, []string{"app"}),
 		request: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "presence", Subsystem: "webhook", Name: "request_seconds",
 			Help:    "Time for a webhook endpoint to answer one attempt, by app.",
@@ -36,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Webhook endpoints being delivered.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.deliveries, m.request, m.lag, m.endpoints} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.skipped, m.request, m.lag, m.endpoints} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -49,6 +54,7 @@ func (m *metrics) app(app string) appMetrics {
 		delivered: m.deliveries.WithLabelValues(app, "delivered"),
 		failed:    m.deliveries.WithLabelValues(app, "failed"),
 		retried:   m.deliveries.WithLabelValues(app, "retried"),
+		skipped:   m.skipped.WithLabelValues(app),
 		request:   m.request.WithLabelValues(app),
 		lag:       m.lag.WithLabelValues(app),
 	}

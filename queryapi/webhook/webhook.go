@@ -48,6 +48,9 @@
 //	                                                delivered, failed (given
 //	                                                up), retried (an attempt
 //	                                                failed, another follows)
+//	presence_webhook_skipped_total{app}             records under the app's
+//	                                                keys that are not a change
+//	                                                of their user: not sent
 //	presence_webhook_request_seconds{app}           time to answer one attempt
 //	presence_webhook_lag_seconds{app}               from the change to its
 //	                                                acknowledgement
