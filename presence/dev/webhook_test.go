@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,10 +19,10 @@ import (
 	"github.com/presence-im/presence/service/auth/authtest"
 )
 
-// TestDevWebhook runs the pipeline with a webhook in the auth file:
-// alice's connect and disconnect, sent to the gateway, reach the
-// endpoint as signed presence messages, online then offline, though it
-// fails its first request.
+// TestDevWebhook runs the pipeline with an auth file, adds a webhook to
+// it and sends SIGHUP: alice's connect and disconnect, sent to the
+// gateway, reach the endpoint as signed presence messages, online then
+// offline, though it fails its first request.
 func TestDevWebhook(t *testing.T) {
 	const secret = "dev-webhook-secret-0001"
 	type message struct {
@@ -56,9 +58,22 @@ func TestDevWebhook(t *testing.T) {
 	}))
 	defer hook.Close()
 	f := authtest.New(t)
+	p := startDevWith(t, dev.Config{DataDir: t.TempDir(), AuthFile: f.File, OfflineGrace: 100 * time.Millisecond})
+	// The webhook comes with a SIGHUP, as an operator adds one.
 	f.Apps["chat"].(map[string]any)["webhooks"] = []any{map[string]any{"url": hook.URL, "secret": secret}}
 	f.Write()
-	p := startDevWith(t, dev.Config{DataDir: t.TempDir(), AuthFile: f.File, OfflineGrace: 100 * time.Millisecond})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the webhook started", func() bool {
+		resp, err := http.Get("http://" + p.Query + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		metrics, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(metrics), "presence_webhook_endpoints 1")
+	})
 
 	send := func(body string) {
 		t.Helper()
