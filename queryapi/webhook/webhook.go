@@ -26,13 +26,14 @@
 // for that user. A rebalance (a query API starting or stopping) waits for
 // the batch in hand, up to the group's rebalance timeout (a minute): past
 // it, as with an endpoint too slow for that, the partition moves while
-// its batch is still being sent, and the new owner sends it again. A change is given up after
-// Config.MaxAttempts attempts (any answer other than 2xx, redirects
-// included, or no answer within Config.Timeout, is a failed attempt;
-// attempts are spaced by a backoff doubling from Config.MinBackoff to
-// Config.MaxBackoff, jittered), or at once when its body is over MaxBody;
-// it is counted as failed and logged with the app and the endpoint's id,
-// never the URL or the secret. A change older than the topic's retention
+// its batch is still being sent, and the new owner sends it again.
+//
+// A change is given up after Config.MaxAttempts attempts (any answer
+// other than 2xx, redirects included, or no answer within Config.Timeout,
+// is a failed attempt; attempts are spaced by a backoff doubling from
+// Config.MinBackoff to Config.MaxBackoff, jittered), or at once when its
+// body is over MaxBody; it is counted as failed and logged with the app
+// and the endpoint's id, never the URL or the secret. A change older than the topic's retention
 // (schemas.ChangesRetention, a day) when its endpoint comes to it is
 // lost. A new endpoint starts at the changes written since the auth file
 // that first listed it was loaded.
