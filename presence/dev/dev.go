@@ -5,8 +5,9 @@
 // query API.
 //
 // With Config.AuthFile both servers check credentials as the gateway and
-// queryapi commands do with --auth; without it they serve everyone, and
-// Run logs a warning saying so.
+// queryapi commands do with --auth, and the query API delivers the
+// file's webhooks; without it they serve everyone, and Run logs a warning
+// saying so.
 //
 // The embedded Redis lives in memory only; on every start the processor
 // finds it empty and rebuilds it from the persisted topics, which is what
@@ -37,6 +38,7 @@ import (
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/queryapi"
+	"github.com/presence-im/presence/queryapi/webhook"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
@@ -165,6 +167,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer query.Close()
+	hooks, err := webhook.New(webhook.Config{Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Webhooks: authn, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	pub, err := gateway.New(gateway.Brokers(addrs.Brokers...), gateway.ID("dev"), gateway.Lease(cfg.GatewayLease), gateway.Atomic(),
 		gateway.KafkaOpts(cfg.KafkaOpts...))
 	if err != nil {
@@ -217,6 +223,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error { return proc.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
+	g.Go(func() error { return hooks.Run(ctx) })
 	g.Go(func() error {
 		return httpapi.Serve(ctx, gwL, authn.Identify(gwLimits.Wrap(httpapi.Envelope(gwMux, log))), log)
 	})

@@ -23,6 +23,11 @@
 // load with an error naming the app and key id (never the secret).
 // Reload re-reads it and keeps the previous credentials when the new file
 // is bad.
+//
+// An app may also list webhooks, {"url": "https://…", "secret": "…"}, at
+// most MaxWebhooks: the query API tells each of every visible change of
+// the app's users (package queryapi/webhook; Webhooks hands them over and
+// says when a reload replaced them).
 package auth
 
 import (
@@ -90,7 +95,9 @@ func (a *Authenticator) Reload() error {
 	if err != nil {
 		return err
 	}
-	a.kr.Store(kr)
+	if old := a.kr.Swap(kr); old != nil {
+		close(old.replaced)
+	}
 	return nil
 }
 

@@ -48,6 +48,7 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 	key := func(fields string) string {
 		return `{"apps":{"chat":{"keys":[{"id":"k1","secret":"` + secret + `"` + fields + `}]}}}`
 	}
+	hook := func(fields string) string { return `{"apps":{"chat":{"webhooks":[{` + fields + `}]}}}` }
 	dir := t.TempDir()
 	symmetric := filepath.Join(dir, "oct.json")
 	authtest.WriteJSON(t, symmetric, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: []byte(secret + secret), KeyID: "h"}}})
@@ -81,7 +82,16 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"symmetric jwks key", `{"apps":{"chat":{"user_tokens":{"jwks_file":"` + symmetric + `"}}}}`, `kid "h"): not an RSA, P-256 or Ed25519 public key`},
 		{"p384 jwks key", `{"apps":{"chat":{"user_tokens":{"jwks_file":"` + curve + `"}}}}`, `want P-256`},
 		{"jwks alg of another kind", `{"apps":{"chat":{"user_tokens":{"jwks_file":"` + wrongAlg + `"}}}}`, `alg "RS256": this key can only be EdDSA`},
-		{"webhook without secret", `{"apps":{"chat":{"webhooks":[{"url":"https://x"}]}}}`, `app "chat": webhooks[0] needs`},
+		{"webhook without secret", hook(`"url":"https://x"`), `app "chat": webhooks[0]: secret missing`},
+		{"webhook short secret", hook(`"url":"https://x","secret":"short"`), `app "chat": webhooks[0]: secret missing or shorter than 16`},
+		{"webhook without url", hook(`"secret":"` + secret + `"`), `app "chat": webhooks[0]: no url`},
+		{"webhook ftp url", hook(`"url":"ftp://x/` + secret + `","secret":"` + secret + `"`), `webhooks[0]: url scheme is not http or https`},
+		{"webhook relative url", hook(`"url":"/hook/` + secret + `","secret":"` + secret + `"`), `webhooks[0]: url scheme`},
+		{"webhook url without host", hook(`"url":"https:///` + secret + `","secret":"` + secret + `"`), `webhooks[0]: url has no host`},
+		{"webhook url with user info", hook(`"url":"https://u:` + secret + `@x/","secret":"` + secret + `"`), `webhooks[0]: url holds user info`},
+		{"webhook url too long", hook(`"url":"https://x/` + strings.Repeat("a", 2048) + `","secret":"` + secret + `"`), `webhooks[0]: url longer than 2048`},
+		{"webhook url twice", `{"apps":{"chat":{"webhooks":[{"url":"https://x/` + secret + `","secret":"` + secret + `"},{"url":"https://x/` + secret + `","secret":"` + secret + `"}]}}}`, `webhooks[1] has the url of webhooks[0]`},
+		{"too many webhooks", `{"apps":{"chat":{"webhooks":[` + strings.Repeat(`{"url":"https://x","secret":"`+secret+`"},`, 8) + `{"url":"https://y","secret":"` + secret + `"}]}}}`, `app "chat": 9 webhooks; at most 8`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "auth.json")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Scopes a server key may hold.
@@ -42,8 +43,8 @@ type fileJSON struct {
 type appJSON struct {
 	Keys       []keyJSON       `json:"keys"`
 	UserTokens *userTokensJSON `json:"user_tokens"`
-	// Webhooks are read by the webhook sender; here they are only
-	// checked, so that a file holding them loads.
+	// Webhooks are the app's endpoints told of every visible change
+	// (webhook.go).
 	Webhooks []webhookJSON `json:"webhooks"`
 }
 
@@ -59,17 +60,16 @@ type userTokensJSON struct {
 	JWKSFile     string   `json:"jwks_file"`
 }
 
-type webhookJSON struct {
-	URL    string `json:"url"`
-	Secret string `json:"secret"`
-}
-
 // keyring is one loaded file: immutable, swapped whole on reload.
 type keyring struct {
 	apps map[string]*app
 	// keys are the server keys of every app, by the SHA-256 of their
 	// secret: a lookup costs the same whatever the secret.
 	keys map[[sha256.Size]byte]*serverKey
+	// webhooks are the endpoints of every app, by app then as listed.
+	webhooks []Webhook
+	// replaced is closed when a reload replaces this keyring.
+	replaced chan struct{}
 }
 
 type app struct {
@@ -99,14 +99,15 @@ func readFile(path string) (*keyring, error) {
 	if len(f.Apps) == 0 {
 		return nil, fmt.Errorf("auth file %s: no apps: want {\"apps\":{\"<app>\":{\"keys\":[…],\"user_tokens\":{…}}}}", path)
 	}
-	kr := &keyring{apps: map[string]*app{}, keys: map[[sha256.Size]byte]*serverKey{}}
+	kr := &keyring{apps: map[string]*app{}, keys: map[[sha256.Size]byte]*serverKey{}, replaced: make(chan struct{})}
+	loaded := time.Now()
 	names := make([]string, 0, len(f.Apps))
 	for name := range f.Apps {
 		names = append(names, name)
 	}
 	slices.Sort(names) // the first error is the same on every load
 	for _, name := range names {
-		a, err := kr.addApp(name, f.Apps[name], filepath.Dir(path))
+		a, err := kr.addApp(name, f.Apps[name], filepath.Dir(path), loaded)
 		if err != nil {
 			return nil, fmt.Errorf("auth file %s: %w", path, err)
 		}
@@ -129,7 +130,7 @@ func decodeStrict(data []byte, v any) error {
 	return nil
 }
 
-func (kr *keyring) addApp(name string, aj appJSON, dir string) (*app, error) {
+func (kr *keyring) addApp(name string, aj appJSON, dir string, loaded time.Time) (*app, error) {
 	if name == "" {
 		return nil, errors.New("an app with an empty id")
 	}
@@ -172,11 +173,11 @@ func (kr *keyring) addApp(name string, aj appJSON, dir string) (*app, error) {
 			a.jwks = keys
 		}
 	}
-	for i, wh := range aj.Webhooks {
-		if wh.URL == "" || wh.Secret == "" {
-			return nil, fmt.Errorf("app %q: webhooks[%d] needs a url and a secret", name, i)
-		}
+	hooks, err := readWebhooks(name, aj.Webhooks, loaded)
+	if err != nil {
+		return nil, err
 	}
+	kr.webhooks = append(kr.webhooks, hooks...)
 	return a, nil
 }
 

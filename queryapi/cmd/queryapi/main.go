@@ -1,5 +1,6 @@
-// Command queryapi serves Presence lookups over HTTP, and writes custom
-// status, friendships and subscriptions to Kafka.
+// Command queryapi serves Presence lookups over HTTP, writes custom
+// status, friendships and subscriptions to Kafka, and delivers the
+// webhooks of its --auth file (package queryapi/webhook).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/queryapi/watch"
+	"github.com/presence-im/presence/queryapi/webhook"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
@@ -82,6 +84,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return err
 	}
 	defer s.Close()
+	hooks, err := webhook.New(webhook.Config{Brokers: strings.Split(*brokers, ","), KafkaOpts: kopts, Webhooks: authn,
+		Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
@@ -99,5 +106,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	log.Info("queryapi ready", ready...)
 	g.Go(func() error { return httpapi.Serve(ctx, l, s.Handler(), log) })
+	g.Go(func() error { return hooks.Run(ctx) })
 	return g.Wait()
 }
