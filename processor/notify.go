@@ -61,26 +61,65 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 		}
 	}
 	now := make([]subject, 0, len(order))
-	var later []int // indexes of the changes, in order
+	var later []int    // indexes of the changes, in order
+	var back []subject // users back online within the grace
+	owned := p.ownedPartition(partition)
 	for _, u := range order {
-		switch o := outcomes[latest[u]]; o.Announce {
-		case redisstore.Now:
+		switch o := outcomes[latest[u]]; {
+		case o.Announce == redisstore.Now:
 			now = append(now, subject{User: u, partition: partition, visible: o.Visible, except: except[u]})
-		case redisstore.AfterGrace:
+		case o.Announce == redisstore.AfterGrace:
 			later = append(later, latest[u])
+		case o.Applied && owned != nil && owned.users.Waiting(u):
+			back = append(back, subject{User: u, partition: partition})
 		}
 	}
-	slices.Sort(later)
-	users, versions := make([]redisstore.User, len(later)), make([]int64, len(later))
-	for i, c := range later {
-		users[i], versions[i] = redisstore.User{App: changes[c].App, User: changes[c].User}, changes[c].Version
+	if err := p.reshow(ctx, cl, back); err != nil {
+		return err
 	}
-	p.delay(partition, users, versions)
+	slices.Sort(later)
+	offline, versions := make([]redisstore.User, len(later)), make([]int64, len(later))
+	for i, c := range later {
+		offline[i], versions[i] = redisstore.User{App: changes[c].App, User: changes[c].User}, changes[c].Version
+	}
+	p.delay(partition, offline, versions)
 	return p.retry(ctx, "announcing", func(ctx context.Context) error {
 		return p.announcer.announce(ctx, now, func(ctx context.Context, subjects []subject) error {
 			return p.announce(ctx, cl, subjects)
 		})
 	})
+}
+
+// reshow writes to presence.changes the status of users back online
+// within the grace period: their audience is told nothing (the offline
+// was never announced), but Redis showed them offline meanwhile, and a
+// watch that read it then must learn they are back.
+func (p *Processor) reshow(ctx context.Context, cl *kgo.Client, subjects []subject) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	statuses := p.statusesOf(subjects)
+	if statuses == nil {
+		return nil // the partition moved: its new owner writes what it changes
+	}
+	recs := make([]*kgo.Record, len(subjects))
+	for i, s := range subjects {
+		r, err := p.changeRecord(s.App, statusProto(s.User.User, statuses[i]))
+		if err != nil {
+			return err
+		}
+		recs[i] = r
+	}
+	return p.retry(ctx, "writing the changes of users back online", func(ctx context.Context) error {
+		return cl.ProduceSync(ctx, recs...).FirstErr()
+	})
+}
+
+// changeRecord is the record of presence.changes that says a user of app
+// has status now.
+func (p *Processor) changeRecord(app string, status *pb.UserStatus) (*kgo.Record, error) {
+	return records.Encode(schemas.ChangesTopic, schemas.UserKey(app, status.User),
+		&pb.StatusChange{App: app, Status: status, TimestampMs: p.cfg.Now().UnixMilli()}, time.Time{})
 }
 
 // announce tells the audience of each subject its visible state now, then
@@ -142,8 +181,7 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 		// Every change goes to presence.changes, told or not: the query
 		// API's watches and webhooks follow it.
 		status := statusProto(s.User.User, a.Status)
-		change, err := records.Encode(schemas.ChangesTopic, schemas.UserKey(s.App, s.User.User),
-			&pb.StatusChange{App: s.App, Status: status, TimestampMs: p.cfg.Now().UnixMilli()}, time.Time{})
+		change, err := p.changeRecord(s.App, status)
 		if err != nil {
 			return err
 		}

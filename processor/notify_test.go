@@ -245,6 +245,31 @@ func TestGraceAbsorbsReconnect(t *testing.T) {
 		"sync ann->gw-1 [ann/a1-again] online 1:back [android]")
 }
 
+// A user back within the grace period after Redis showed them offline:
+// the audience is told nothing, but presence.changes, which watches
+// follow, says they are back (a watch may have read them offline).
+func TestChangesShowReturnWithinGrace(t *testing.T) {
+	c, cl, store := world(t, time.Hour)
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online - [android]", "presence ann->gw-3 [wes/w1] online - [android]")
+	produce(t, cl, on("gw-1", disconnectEv("ann", "a1", t0)))
+	waitCaughtUp(t, cl, store)
+	if st, err := store.Status(context.Background(), "chat", "ann"); err != nil || st == nil || st.State != redisstore.Offline {
+		t.Fatalf("ann after her disconnect: %+v, %v", st, err)
+	}
+	back := on("gw-1", connectEv("ann", "a1-again", t0))
+	back.Device.Id = "dev-a1" // the same phone
+	produce(t, cl, back)
+	produceRecords(t, cl, customRecord("ann", 1, "back"))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online 1:back [android]", "presence ann->gw-3 [wes/w1] online 1:back [android]",
+		"sync ann->gw-1 [ann/a1-again] online 1:back [android]")
+	want := []string{"online - [android]", "online - [android]", "online 1:back [android]"}
+	if got := changesOf(t, cl, "ann"); !slices.Equal(got, want) {
+		t.Errorf("ann's changes on %s:\n got %q\nwant %q", schemas.ChangesTopic, got, want)
+	}
+}
+
 // A processor that stops while an offline announcement waits for the
 // grace period leaves it to the processor that takes the partition: it
 // queues again, as it restores the partition, the users its latest

@@ -94,6 +94,13 @@ func (p *Partition) PendingFrom() (int64, bool) {
 	return 0, false
 }
 
+// Waiting says whether an offline announcement of who is queued: Redis
+// shows the user offline while the audience was last told otherwise.
+func (p *Partition) Waiting(who redisstore.User) bool {
+	_, ok := p.graceDue[who]
+	return ok
+}
+
 // NoRecord is the version of a user queued by no record of the partition:
 // an announcement an older release left pending in Redis, which stays
 // there until made (see processor/grace.go).
