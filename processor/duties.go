@@ -64,6 +64,7 @@ type live struct {
 }
 
 func (l *live) watch(ctx context.Context, cl *kgo.Client) func() {
+	l.swept, l.graceSwept = time.Time{}, time.Time{} // a new membership sweeps at its first poll
 	ctx, cancel := context.WithCancel(ctx)
 	var read sync.WaitGroup
 	read.Go(func() {

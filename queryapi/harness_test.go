@@ -48,7 +48,8 @@ type harness struct {
 	prefix string
 	store  *redisstore.Store
 	srv    *httptest.Server
-	// handler is the query API's, which srv serves.
+	// api is the query API, whose handler srv serves.
+	api     *queryapi.Server
 	handler http.Handler
 	// producer writes what the processor would (watch_test.go).
 	producer *kgo.Client
@@ -73,13 +74,7 @@ func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*qu
 	t.Cleanup(c.Close)
 	h := &harness{t: t, kafka: c, rdb: rdb, prefix: redistest.Prefix(t)}
 	h.store = redisstore.New(h.rdb, redisstore.Options{Prefix: h.prefix})
-	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
-	h.apply(
-		redisstore.Change{Op: redisstore.Connect, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "d1", Gateway: "gw", At: at, Version: 1},
-		redisstore.Change{Op: redisstore.Connect, App: "chat", User: "bob", Session: "s2", Device: "web", Gateway: "gw", At: at, Version: 2},
-		redisstore.Change{Op: redisstore.Disconnect, App: "chat", User: "bob", Session: "s2", At: at.Add(time.Second), Version: 3},
-		redisstore.Change{Op: redisstore.Connect, App: "chat", User: "a/b%c", Session: "s3", Device: "web", Gateway: "gw", At: at, Version: 4},
-	)
+	h.apply(seed()...)
 	cfg := queryapi.Config{
 		Store: h.store, Brokers: c.ListenAddrs(),
 		Now:    func() time.Time { return now },
@@ -93,10 +88,39 @@ func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*qu
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	h.handler = s.Handler()
+	h.api, h.handler = s, s.Handler()
 	h.srv = httptest.NewServer(h.handler)
 	t.Cleanup(h.srv.Close)
 	return h
+}
+
+// seed is the state every harness starts with: alice online with one
+// session, bob offline, "a/b%c" online.
+func seed() []redisstore.Change {
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	return []redisstore.Change{
+		{Op: redisstore.Connect, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "d1", Gateway: "gw", At: at, Version: 1},
+		{Op: redisstore.Connect, App: "chat", User: "bob", Session: "s2", Device: "web", Gateway: "gw", At: at, Version: 2},
+		{Op: redisstore.Disconnect, App: "chat", User: "bob", Session: "s2", At: at.Add(time.Second), Version: 3},
+		{Op: redisstore.Connect, App: "chat", User: "a/b%c", Session: "s3", Device: "web", Gateway: "gw", At: at, Version: 4},
+	}
+}
+
+// built marks every partition of the state topics built, as a processor
+// that rebuilt them from empty topics would, then writes the seed again
+// (a rebuild starts from nothing).
+func (h *harness) built() {
+	h.t.Helper()
+	ends := map[int32]int64{}
+	for p := range int32(partitions) {
+		ends[p] = 0
+	}
+	for _, topic := range schemas.StateTopics {
+		if err := h.store.Reset(context.Background(), topic, topic+"-id", partitions, ends); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.apply(seed()...)
 }
 
 // apply applies session records to the state, as the processor would.

@@ -253,6 +253,12 @@ func New(cfg Config) (*Server, error) {
 // Handler serves the API.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// Drain answers every waiting watch at once, with the changes it has (none)
+// and its cursor, and those that come after too: call it when the server
+// begins to shut down, so that watches do not hold it up (their clients go
+// on from their cursors, on another query API).
+func (s *Server) Drain() { s.feed.Drain() }
+
 // Close stops following the change feed and closes the Kafka client.
 // Stop serving first: a write still waiting for Kafka fails.
 func (s *Server) Close() {

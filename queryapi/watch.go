@@ -76,6 +76,8 @@ func (s *Server) watchStatuses(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Errorf(httpapi.CodeCursorExpired, err.Error()+": start again without one")
 	case errors.Is(err, watch.ErrNotReady):
 		return httpapi.Errorf(httpapi.CodeNotReady, "the change feed is not read yet; retry shortly")
+	case errors.Is(err, watch.ErrBusy):
+		return httpapi.Errorf(httpapi.CodeUnavailable, "too many watches wait on this query API; retry later, or on another")
 	case err != nil:
 		return err
 	}
@@ -115,6 +117,12 @@ func (s *Server) watchStart(w http.ResponseWriter, r *http.Request, app string, 
 	results, err := s.statuses(w, r, app, users, buf)
 	if err != nil {
 		return err
+	}
+	if w.Header().Get(RebuildingHeader) != "" {
+		// The rebuild applies the rest of the history without a change
+		// record: a cursor taken now would never learn of it.
+		w.Header().Del(RebuildingHeader)
+		return httpapi.Errorf(httpapi.CodeNotReady, "the state is being rebuilt from kafka: a watch can start once it is whole; retry shortly")
 	}
 	s.metrics.count(results)
 	s.writeEncoded(w, http.StatusOK, answerSize(len(results)), func(b []byte) []byte {

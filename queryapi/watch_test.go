@@ -38,15 +38,30 @@ type watchAnswer struct {
 // 200 answer.
 func (h *harness) watch(cursor string, timeoutMS int, users ...string) watchAnswer {
 	h.t.Helper()
-	code, body := h.do("POST", "/v1/apps/chat/status/watch", watchBody(cursor, timeoutMS, users...))
-	if code != http.StatusOK {
-		h.t.Fatalf("watch: %d %s", code, body)
-	}
-	var a watchAnswer
-	if err := json.Unmarshal(body, &a); err != nil || a.Cursor == "" {
-		h.t.Fatalf("watch answer %s: %v", body, err)
+	a, err := h.tryWatch(cursor, timeoutMS, users...)
+	if err != nil {
+		h.t.Fatal(err)
 	}
 	return a
+}
+
+// tryWatch is watch for another goroutine than the test's: it returns
+// what is wrong rather than fail the test.
+func (h *harness) tryWatch(cursor string, timeoutMS int, users ...string) (watchAnswer, error) {
+	req, err := http.NewRequest("POST", h.srv.URL+"/v1/apps/chat/status/watch", strings.NewReader(watchBody(cursor, timeoutMS, users...)))
+	if err != nil {
+		return watchAnswer{}, err
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return watchAnswer{}, err
+	}
+	defer resp.Body.Close()
+	var a watchAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != http.StatusOK || a.Cursor == "" {
+		return watchAnswer{}, fmt.Errorf("watch: status %d, answer %+v: %v", resp.StatusCode, a, err)
+	}
+	return a, nil
 }
 
 func watchBody(cursor string, timeoutMS int, users ...string) string {
@@ -130,27 +145,37 @@ func describeStatuses(sts []*status.Status) []string {
 func TestWatchWakesOnItsUsersOnly(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(c *queryapi.Config) { c.Registry = reg })
+	h.built()
 	first := h.watch("", 0, "alice", "bob", "nobody")
 	if got, want := describeStatuses(first.Results), []string{"alice online v1", "bob offline v3", "null"}; !slices.Equal(got, want) {
 		t.Fatalf("first answer %v, want %v", got, want)
 	}
-	answered := make(chan watchAnswer)
-	go func() { answered <- h.watch(first.Cursor, 30000, "alice", "bob", "nobody") }()
+	type answer struct {
+		watchAnswer
+		err error
+	}
+	answered := make(chan answer)
+	go func() {
+		a, err := h.tryWatch(first.Cursor, 30000, "alice", "bob", "nobody")
+		answered <- answer{a, err}
+	}()
 	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
 
 	h.change("carol", true, 10) // not watched
 	waitMetric(t, reg, "presence_queryapi_watch_changes_total", 1)
-	select {
-	case a := <-answered:
-		t.Fatalf("a change of carol answered a watch of alice and bob: %+v", a)
-	default:
-	}
 	if n := testutil.ToFloat64(counter(t, reg, "presence_queryapi_watch_wakeups_total")); n != 0 {
 		t.Errorf("a change of carol woke %v watches", n)
 	}
 
 	h.change("bob", true, 11)
-	a := <-answered
+	got := <-answered
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	a := got.watchAnswer
+	if changes := describeStatuses(a.Changes); slices.Contains(changes, "carol online v10") {
+		t.Errorf("a watch of alice and bob answered carol's change: %v", changes)
+	}
 	if got, want := describeStatuses(a.Changes), []string{"bob online v11"}; !slices.Equal(got, want) {
 		t.Errorf("changes %v, want %v", got, want)
 	}
@@ -195,6 +220,7 @@ func (c collectorFunc) Collect(ch chan<- prometheus.Metric) {
 func TestWatchResumesFromCursor(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(c *queryapi.Config) { c.Registry = reg })
+	h.built()
 	first := h.watch("", 0, "alice", "bob")
 	h.change("alice", false, 20)
 	h.change("bob", true, 21)
@@ -226,6 +252,7 @@ func TestWatchCursorExpires(t *testing.T) {
 		c.Registry, c.WatchMaxChanges = reg, 1
 		c.Now = func() time.Time { return time.UnixMilli(clock.Load()) }
 	})
+	h.built()
 	first := h.watch("", 0, "alice")
 	h.change("alice", false, 30)
 	h.change("alice", true, 31) // drops the first: the cursor is before it
@@ -283,6 +310,7 @@ func TestManyWatches(t *testing.T) {
 	const watches, own = 5000, 100
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(c *queryapi.Config) { c.Registry, c.RateLimits = reg, []ratelimit.Scope{} })
+	h.built()
 	srv := httptest.NewUnstartedServer(h.handler)
 	srv.EnableHTTP2 = true
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2 * watches}
@@ -378,4 +406,65 @@ func processCPU() int64 {
 		return 0
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// A waiting watch expires only when a change of its own users is lost:
+// changes of another user of the same partition that the Feed drops (it
+// keeps two here) do not expire it, and its user's change answers it.
+// Before the state is whole, a watch cannot start: 503 not_ready. A
+// server that drains answers its waiting watches at once.
+func TestWatchWhileChangesGo(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var clock atomic.Int64 // the server's clock, in Unix ms
+	clock.Store(now.UnixMilli())
+	h := newHarness(t, func(c *queryapi.Config) {
+		c.Registry, c.WatchMaxChanges = reg, 2
+		c.Now = func() time.Time { return time.UnixMilli(clock.Load()) }
+	})
+	code, body := h.do("POST", "/v1/apps/chat/status/watch", watchBody("", 0, "alice"))
+	wantError(t, code, body, http.StatusServiceUnavailable, "not_ready")
+	h.built()
+	clock.Add(2000) // the rebuild count is read at most once a second
+
+	partition := schemas.Partition([]byte(schemas.UserKey("chat", "alice")), partitions)
+	neighbour := ""
+	for i := 0; neighbour == ""; i++ {
+		if u := fmt.Sprint("u", i); schemas.Partition([]byte(schemas.UserKey("chat", u)), partitions) == partition {
+			neighbour = u
+		}
+	}
+	first := h.watch("", 0, "alice")
+	type answer struct {
+		watchAnswer
+		err error
+	}
+	answered := make(chan answer)
+	go func() {
+		a, err := h.tryWatch(first.Cursor, 30000, "alice")
+		answered <- answer{a, err}
+	}()
+	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
+	for v := range int64(4) {
+		h.change(neighbour, v%2 == 0, 40+v)
+	}
+	waitMetric(t, reg, "presence_queryapi_watch_changes_total", 4)
+	h.change("alice", false, 50)
+	got := <-answered
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if changes := describeStatuses(got.Changes); !slices.Equal(changes, []string{"alice offline v50"}) {
+		t.Errorf("changes %v, want alice offline", changes)
+	}
+
+	go func() {
+		a, err := h.tryWatch(got.Cursor, 30000, "alice")
+		answered <- answer{a, err}
+	}()
+	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
+	h.api.Drain()
+	drained := <-answered
+	if drained.err != nil || len(drained.Changes) != 0 || drained.Cursor == "" {
+		t.Errorf("a drained watch answered %+v, %v; want no change and a cursor", drained.watchAnswer, drained.err)
+	}
 }

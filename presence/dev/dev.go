@@ -223,6 +223,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.Go(func() error { return proc.Run(ctx) })
 	g.Go(func() error { return httpapi.Serve(ctx, queryL, query.Handler(), log) })
+	g.Go(func() error { // waiting watches answer at once, so that the shutdown does not wait for them
+		<-ctx.Done()
+		query.Drain()
+		return nil
+	})
 	g.Go(func() error { return hooks.Run(ctx) })
 	g.Go(func() error {
 		return httpapi.Serve(ctx, gwL, authn.Identify(gwLimits.Wrap(httpapi.Envelope(gwMux, log))), log)

@@ -26,17 +26,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/presence-im/presence/schemas"
-	pb "github.com/presence-im/presence/schemas/presencepb"
-	"github.com/presence-im/presence/schemas/status"
 )
 
 // Defaults of Config.
@@ -47,6 +44,9 @@ const (
 	// DefaultMaxChanges bounds the changes kept, whatever their age (a
 	// few hundred bytes each).
 	DefaultMaxChanges = 500_000
+	// DefaultMaxWaiting bounds the watches waiting at once (a few
+	// kilobytes each, more with many users).
+	DefaultMaxWaiting = 100_000
 )
 
 // Errors of Wait.
@@ -56,6 +56,8 @@ var (
 	ErrExpired = errors.New("cursor expired")
 	// ErrNotReady: the Feed has not started reading yet.
 	ErrNotReady = errors.New("the change feed is not read yet")
+	// ErrBusy: MaxWaiting watches wait already.
+	ErrBusy = errors.New("too many watches waiting")
 )
 
 // Config configures a Feed. Zero values mean the documented defaults.
@@ -69,7 +71,11 @@ type Config struct {
 	Window time.Duration
 	// MaxChanges is the most changes kept (DefaultMaxChanges).
 	MaxChanges int
-	// Now is the clock (time.Now).
+	// MaxWaiting is the most watches waiting at once
+	// (DefaultMaxWaiting); more are refused (ErrBusy).
+	MaxWaiting int
+	// Now is the clock (time.Now) that the window is measured against:
+	// the records' timestamps, which their producers' clocks set.
 	Now func() time.Time
 	// Logger receives the Feed's logs (slog.Default()).
 	Logger *slog.Logger
@@ -91,7 +97,10 @@ type Feed struct {
 	parts   []part // by partition; nil until Run has started reading
 	latest  map[string]entry
 	kept    int
-	waiting map[string][]*waiter
+	waiting map[string]map[*waiter]struct{}
+	waiters int
+	// draining is closed by Drain: waiting watches answer at once.
+	draining chan struct{}
 }
 
 // part is what the Feed holds of one partition: every change from start
@@ -116,16 +125,25 @@ type entry struct {
 	json   []byte
 }
 
-// waiter is a watch waiting for a change of its users.
-type waiter struct{ woken chan struct{} }
+// waiter is a watch waiting for a change of its users, from next (its
+// cursor's offsets). lost is set when a change of one of its users at or
+// after next was dropped before the watch could read it.
+type waiter struct {
+	woken chan struct{}
+	next  []int64
+	lost  bool
+}
 
 // New checks cfg and registers the Feed's metrics.
 func New(cfg Config) (*Feed, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("watch: no kafka brokers")
 	}
-	if cfg.Window < 0 || cfg.MaxChanges < 0 {
-		return nil, fmt.Errorf("watch: negative window (%s) or max changes (%d)", cfg.Window, cfg.MaxChanges)
+	if cfg.Window < 0 || cfg.MaxChanges < 0 || cfg.MaxWaiting < 0 {
+		return nil, fmt.Errorf("watch: negative window (%s), max changes (%d) or max waiting (%d)", cfg.Window, cfg.MaxChanges, cfg.MaxWaiting)
+	}
+	if cfg.MaxWaiting == 0 {
+		cfg.MaxWaiting = DefaultMaxWaiting
 	}
 	if cfg.Window == 0 {
 		cfg.Window = DefaultWindow
@@ -143,7 +161,7 @@ func New(cfg Config) (*Feed, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	f := &Feed{cfg: cfg, log: cfg.Logger.With("component", "watch"), latest: map[string]entry{},
-		waiting: map[string][]*waiter{}, started: make(chan struct{})}
+		waiting: map[string]map[*waiter]struct{}{}, started: make(chan struct{}), draining: make(chan struct{})}
 	m, err := newMetrics(cfg.Registerer, f)
 	if err != nil {
 		return nil, fmt.Errorf("watch: registering metrics: %w", err)
@@ -152,218 +170,31 @@ func New(cfg Config) (*Feed, error) {
 	return f, nil
 }
 
-// startRetry is how long Run waits before asking again for a topic that
-// does not exist yet (the processor creates it).
-const startRetry = time.Second
-
-// pollEvery bounds how long a poll waits for records, so that old
-// changes are dropped on time when none come.
-const pollEvery = time.Second
-
-// Run reads presence.changes, from the changes of the last Window on,
-// until ctx ends.
-func (f *Feed) Run(ctx context.Context) error {
-	admin, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.cfg.Brokers...)}, f.cfg.KafkaOpts...)...)
-	if err != nil {
-		return fmt.Errorf("watch: creating kafka client: %w", err)
-	}
-	defer admin.Close()
-	starts, err := f.starts(ctx, kadm.NewClient(admin))
-	if err != nil || ctx.Err() != nil {
-		return err
-	}
-	offsets := make(map[int32]kgo.Offset, len(starts))
-	parts := make([]part, len(starts))
-	for p, o := range starts {
-		offsets[int32(p)] = kgo.NewOffset().At(o)
-		parts[p] = part{start: o, next: o}
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(f.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.ChangesTopic: offsets}),
-		kgo.FetchMaxWait(100 * time.Millisecond),
-	}, f.cfg.KafkaOpts...)...)
-	if err != nil {
-		return fmt.Errorf("watch: creating kafka client: %w", err)
-	}
-	defer cl.Close()
-	f.mu.Lock()
-	f.parts = parts
-	f.mu.Unlock()
-	close(f.started)
-	f.log.Info("following the change feed", "topic", schemas.ChangesTopic, "partitions", len(parts), "window", f.cfg.Window)
-	for {
-		poll, cancel := context.WithTimeout(ctx, pollEvery)
-		fetches := cl.PollFetches(poll)
-		cancel()
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				f.log.Warn("fetching changes failed", "topic", topic, "partition", partition, "err", err)
-			}
-		})
-		f.apply(fetches)
-	}
-}
-
-// starts returns, per partition of presence.changes, the offset of its
-// first change of the last Window, waiting for the topic to exist.
-func (f *Feed) starts(ctx context.Context, adm *kadm.Client) ([]int64, error) {
-	waited := false
-	for {
-		listed, err := adm.ListOffsetsAfterMilli(ctx, f.cfg.Now().Add(-f.cfg.Window).UnixMilli(), schemas.ChangesTopic)
-		if err == nil {
-			err = listed.Error()
-		}
-		if err == nil && len(listed[schemas.ChangesTopic]) > 0 {
-			out := make([]int64, len(listed[schemas.ChangesTopic]))
-			for p, o := range listed[schemas.ChangesTopic] {
-				if int(p) >= len(out) || p < 0 {
-					return nil, fmt.Errorf("watch: %s lists partition %d of %d", schemas.ChangesTopic, p, len(out))
-				}
-				out[p] = o.Offset
-			}
-			return out, nil
-		}
-		if !waited {
-			f.log.Info("waiting for the change feed's topic (the processor creates it)", "topic", schemas.ChangesTopic, "err", err)
-			waited = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-time.After(startRetry):
-		}
-	}
-}
-
-// apply keeps the changes fetched, wakes the watches of their users, and
-// drops what is older than the window or over the count.
-func (f *Feed) apply(fetches kgo.Fetches) {
-	start := time.Now()
-	type decoded struct {
-		partition int32
-		offset    int64
-		key       string
-		json      []byte
-		at        time.Time
-	}
-	var changes []decoded
-	var ends []struct {
-		partition int32
-		next      int64
-	}
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
-			return
-		}
-		for _, r := range fp.Records {
-			json, err := decode(r)
-			if err != nil {
-				f.metrics.invalid.Inc()
-				f.log.Warn("a change record does not decode; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
-				continue
-			}
-			changes = append(changes, decoded{r.Partition, r.Offset, string(r.Key), json, r.Timestamp})
-		}
-		ends = append(ends, struct {
-			partition int32
-			next      int64
-		}{fp.Partition, fp.Records[len(fp.Records)-1].Offset + 1})
-	})
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	woken := 0
-	for _, c := range changes {
-		if int(c.partition) >= len(f.parts) {
-			continue // a partition added since the start: read after a restart
-		}
-		p := &f.parts[c.partition]
-		p.fifo = append(p.fifo, kept{c.offset, c.key, c.at})
-		f.kept++
-		f.latest[c.key] = entry{c.offset, c.json}
-		for _, w := range f.waiting[c.key] {
-			select {
-			case w.woken <- struct{}{}:
-				woken++
-			default: // woken already
-			}
-		}
-	}
-	for _, e := range ends {
-		if int(e.partition) < len(f.parts) && e.next > f.parts[e.partition].next {
-			f.parts[e.partition].next = e.next
-		}
-	}
-	f.evict()
-	f.metrics.changes.Add(float64(len(changes)))
-	f.metrics.wakeups.Add(float64(woken))
-	if len(changes) > 0 {
-		f.metrics.applySeconds.Observe(time.Since(start).Seconds())
-	}
-}
-
-// decode returns the Status JSON of a change record, checked against its
-// key.
-func decode(r *kgo.Record) ([]byte, error) {
-	var c pb.StatusChange
-	if err := proto.Unmarshal(r.Value, &c); err != nil {
-		return nil, err
-	}
-	if c.Status == nil || string(r.Key) != schemas.UserKey(c.App, c.Status.User) {
-		return nil, fmt.Errorf("key %q is not the change's user", r.Key)
-	}
-	st := status.FromProto(c.Status)
-	return st.AppendJSON(nil), nil
-}
-
-// evict drops the changes older than the window, then the oldest while
-// more than MaxChanges are kept. Call it with f.mu held.
-func (f *Feed) evict() {
-	old := f.cfg.Now().Add(-f.cfg.Window)
-	for i := range f.parts {
-		p := &f.parts[i]
-		for p.head < len(p.fifo) && p.fifo[p.head].at.Before(old) {
-			f.drop(p)
-		}
-	}
-	for f.kept > f.cfg.MaxChanges {
-		oldest := -1
-		for i := range f.parts {
-			p := &f.parts[i]
-			if p.head < len(p.fifo) && (oldest < 0 || p.fifo[p.head].at.Before(f.parts[oldest].fifo[f.parts[oldest].head].at)) {
-				oldest = i
-			}
-		}
-		f.drop(&f.parts[oldest])
-	}
-}
-
-// drop drops the oldest change of p: cursors before its successor expire.
-func (f *Feed) drop(p *part) {
-	k := p.fifo[p.head]
-	p.fifo[p.head] = kept{}
-	p.head++
-	if p.head > len(p.fifo)/2 && p.head > 1024 { // reuse the memory in front
-		p.fifo = append(p.fifo[:0], p.fifo[p.head:]...)
-		p.head = 0
-	}
-	p.start = k.offset + 1
-	f.kept--
-	if e, ok := f.latest[k.key]; ok && e.offset == k.offset {
-		delete(f.latest, k.key)
-	}
-}
-
 // start waits until Run has started reading, or ctx ends (ErrNotReady).
 func (f *Feed) start(ctx context.Context) error {
 	select {
 	case <-f.started:
 		return nil
+	default:
+	}
+	select {
+	case <-f.started:
+		return nil
 	case <-ctx.Done():
 		return ErrNotReady
+	}
+}
+
+// Drain answers the watches waiting, and those that come after, at once
+// with what they have: for a server that shuts down, whose clients then
+// go on from their cursors elsewhere.
+func (f *Feed) Drain() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.draining:
+	default:
+		close(f.draining)
 	}
 }
 
@@ -386,10 +217,12 @@ func (f *Feed) Position(ctx context.Context, gen string) (Cursor, error) {
 // Wait returns the latest change (its Status as JSON) of each user of
 // keys (schemas.UserKey) that changed at or after c, as soon as one has,
 // and the cursor after them; none, and the cursor of what was read, once
-// ctx ends (ErrNotReady if Run has not started reading by then). It
-// returns ErrExpired when changes after c may be missing
-// from what the Feed keeps, before or while it waits, or when c was taken
-// at another generation of the state than gen, the current one.
+// ctx ends or the Feed drains (ErrNotReady if Run has not started reading
+// by then). It returns ErrExpired when c was taken at another generation
+// of the state than gen, the current one, or when changes after c may be
+// missing from what the Feed keeps: before the watch waits, any change of
+// c's partitions (of any user) dropped; while it waits, one of its users'.
+// It returns ErrBusy when MaxWaiting watches wait already.
 func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([][]byte, Cursor, error) {
 	if err := f.start(ctx); err != nil {
 		return nil, Cursor{}, err
@@ -404,62 +237,79 @@ func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([
 		f.metrics.expired.Inc()
 		return nil, Cursor{}, fmt.Errorf("%w: it names %d partitions, %s has %d", ErrExpired, len(c.Next), schemas.ChangesTopic, len(f.parts))
 	}
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
 	partitions := make([]int32, len(keys))
 	for i, k := range keys {
-		partitions[i] = int32(schemas.Partition([]byte(k), len(f.parts)))
+		p := int32(schemas.Partition([]byte(k), len(f.parts)))
+		if c.Next[p] < f.parts[p].start {
+			f.metrics.expired.Inc()
+			return nil, Cursor{}, fmt.Errorf("%w: partition %d is kept from offset %d, the cursor is at %d", ErrExpired, p, f.parts[p].start, c.Next[p])
+		}
+		partitions[i] = p
 	}
-	var w *waiter
-	defer func() {
-		if w != nil {
-			f.unregister(w, keys)
-		}
-	}()
+	if changes := f.collect(keys, partitions, c); len(changes) > 0 || ctx.Err() != nil || f.drained() {
+		return changes, f.after(c), nil
+	}
+	if f.waiters >= f.cfg.MaxWaiting {
+		return nil, Cursor{}, fmt.Errorf("%w: %d", ErrBusy, f.waiters)
+	}
+	w := &waiter{woken: make(chan struct{}, 1), next: c.Next}
+	f.register(w, keys)
+	defer f.unregister(w, keys)
 	for {
-		for _, p := range partitions {
-			if c.Next[p] < f.parts[p].start {
-				f.metrics.expired.Inc()
-				return nil, Cursor{}, fmt.Errorf("%w: partition %d is kept from offset %d, the cursor is at %d", ErrExpired, p, f.parts[p].start, c.Next[p])
-			}
-		}
-		// A change the Feed reads before the cursor (another query API
-		// gave it, further on) wakes the watch too: it waits on.
-		if changes := f.collect(keys, partitions, c); len(changes) > 0 || ctx.Err() != nil {
-			return changes, f.after(c), nil
-		}
-		if w == nil {
-			w = &waiter{woken: make(chan struct{}, 1)}
-			for _, k := range keys {
-				f.waiting[k] = append(f.waiting[k], w)
-			}
-			f.metrics.waiting.Inc()
-		}
 		f.mu.Unlock()
 		select {
 		case <-w.woken:
 		case <-ctx.Done():
+		case <-f.draining:
 		}
 		f.mu.Lock()
+		if w.lost {
+			f.metrics.expired.Inc()
+			return nil, Cursor{}, fmt.Errorf("%w: a change of a watched user was dropped before it was read (the window or the count of changes kept passed, or the feed's partitions changed)", ErrExpired)
+		}
+		// A change the Feed reads before the cursor (another query API
+		// gave it, further on) wakes the watch too: it waits on.
+		if changes := f.collect(keys, partitions, c); len(changes) > 0 || ctx.Err() != nil || f.drained() {
+			return changes, f.after(c), nil
+		}
+	}
+}
+
+// drained says whether Drain was called.
+func (f *Feed) drained() bool {
+	select {
+	case <-f.draining:
+		return true
+	default:
+		return false
+	}
+}
+
+// register adds a waiter to the users of keys. Call it with f.mu held.
+func (f *Feed) register(w *waiter, keys []string) {
+	f.waiters++
+	f.metrics.waiting.Inc()
+	for _, k := range keys {
+		ws := f.waiting[k]
+		if ws == nil {
+			ws = map[*waiter]struct{}{}
+			f.waiting[k] = ws
+		}
+		ws[w] = struct{}{}
 	}
 }
 
 // unregister removes a waiter from the users of keys. Call it with f.mu
 // held.
 func (f *Feed) unregister(w *waiter, keys []string) {
+	f.waiters--
 	f.metrics.waiting.Dec()
 	for _, k := range keys {
 		ws := f.waiting[k]
-		for i, x := range ws {
-			if x == w {
-				ws[i] = ws[len(ws)-1]
-				ws[len(ws)-1] = nil
-				ws = ws[:len(ws)-1]
-				break
-			}
-		}
+		delete(ws, w)
 		if len(ws) == 0 {
 			delete(f.waiting, k)
-		} else {
-			f.waiting[k] = ws
 		}
 	}
 }

@@ -106,6 +106,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	log.Info("queryapi ready", ready...)
 	g.Go(func() error { return httpapi.Serve(ctx, l, s.Handler(), log) })
+	g.Go(func() error { // waiting watches answer at once, so that the shutdown does not wait for them
+		<-ctx.Done()
+		s.Drain()
+		return nil
+	})
 	g.Go(func() error { return hooks.Run(ctx) })
 	return g.Wait()
 }
