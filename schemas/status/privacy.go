@@ -34,7 +34,9 @@ const (
 
 // IsDefault says whether p is the setting of a user who never set one:
 // visible, last seen to everyone.
-func (p Privacy) IsDefault() bool { return !p.Invisible && (p.LastSeen == Everyone || p.LastSeen == "") }
+func (p Privacy) IsDefault() bool {
+	return !p.Invisible && (p.LastSeen == Everyone || p.LastSeen == "")
+}
 
 // Viewer is who a Status is shown to, as Mask needs to know it.
 type Viewer uint8
@@ -133,4 +135,13 @@ func (p Privacy) Proto() *pb.Privacy {
 		out.LastSeen = pb.LastSeenRule_LAST_SEEN_RULE_NOBODY
 	}
 	return out
+}
+
+// Masked returns st as viewer may see it under the user's own privacy
+// (st.Privacy; nil: the default, st itself): see Privacy.Mask.
+func (st *Status) Masked(viewer Viewer) *Status {
+	if st == nil || st.Privacy == nil {
+		return st
+	}
+	return st.Privacy.Mask(st, viewer)
 }
