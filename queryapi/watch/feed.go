@@ -109,11 +109,20 @@ type kept struct {
 	at     time.Time
 }
 
-// entry is the latest change of a user: where it is, and its Status as
-// JSON.
+// entry is the latest change of a user: where it is, and the change.
 type entry struct {
 	offset int64
-	json   []byte
+	Change
+}
+
+// Change is the latest change of a user as the Feed keeps it: its Status
+// as JSON, the truth; and, when the user has a privacy setting, the
+// Status itself with it (Status.Privacy), for a reader to mask for its
+// viewer (status.Privacy.Mask) rather than send JSON the viewer may not
+// see.
+type Change struct {
+	JSON    []byte
+	Private *status.Status
 }
 
 // waiter is a watch waiting for a change of its users.
@@ -247,7 +256,7 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		partition int32
 		offset    int64
 		key       string
-		json      []byte
+		change    Change
 		at        time.Time
 	}
 	var changes []decoded
@@ -260,13 +269,13 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 			return
 		}
 		for _, r := range fp.Records {
-			json, err := decode(r)
+			change, err := decode(r)
 			if err != nil {
 				f.metrics.invalid.Inc()
 				f.log.Warn("a change record does not decode; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 				continue
 			}
-			changes = append(changes, decoded{r.Partition, r.Offset, string(r.Key), json, r.Timestamp})
+			changes = append(changes, decoded{r.Partition, r.Offset, string(r.Key), change, r.Timestamp})
 		}
 		ends = append(ends, struct {
 			partition int32
@@ -283,7 +292,7 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		p := &f.parts[c.partition]
 		p.fifo = append(p.fifo, kept{c.offset, c.key, c.at})
 		f.kept++
-		f.latest[c.key] = entry{c.offset, c.json}
+		f.latest[c.key] = entry{c.offset, c.change}
 		for _, w := range f.waiting[c.key] {
 			select {
 			case w.woken <- struct{}{}:
@@ -305,18 +314,26 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 	}
 }
 
-// decode returns the Status JSON of a change record, checked against its
+// decode returns the Change of a change record, checked against its
 // key.
-func decode(r *kgo.Record) ([]byte, error) {
+func decode(r *kgo.Record) (Change, error) {
 	var c pb.StatusChange
 	if err := proto.Unmarshal(r.Value, &c); err != nil {
-		return nil, err
+		return Change{}, err
 	}
 	if c.Status == nil || string(r.Key) != schemas.UserKey(c.App, c.Status.User) {
-		return nil, fmt.Errorf("key %q is not the change's user", r.Key)
+		return Change{}, fmt.Errorf("key %q is not the change's user", r.Key)
 	}
 	st := status.FromProto(c.Status)
-	return st.AppendJSON(nil), nil
+	out := Change{JSON: st.AppendJSON(nil)}
+	if c.Privacy != nil {
+		p := status.PrivacyFromProto(c.Privacy)
+		if !p.IsDefault() {
+			st.Privacy = &p
+			out.Private = &st
+		}
+	}
+	return out, nil
 }
 
 // evict drops the changes older than the window, then the oldest while
@@ -383,14 +400,14 @@ func (f *Feed) Position(ctx context.Context, gen string) (Cursor, error) {
 	return c, nil
 }
 
-// Wait returns the latest change (its Status as JSON) of each user of
+// Wait returns the latest change (a Change) of each user of
 // keys (schemas.UserKey) that changed at or after c, as soon as one has,
 // and the cursor after them; none, and the cursor of what was read, once
 // ctx ends (ErrNotReady if Run has not started reading by then). It
 // returns ErrExpired when changes after c may be missing
 // from what the Feed keeps, before or while it waits, or when c was taken
 // at another generation of the state than gen, the current one.
-func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([][]byte, Cursor, error) {
+func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([]Change, Cursor, error) {
 	if err := f.start(ctx); err != nil {
 		return nil, Cursor{}, err
 	}
@@ -466,13 +483,13 @@ func (f *Feed) unregister(w *waiter, keys []string) {
 
 // collect returns the latest change of each of keys at or after c. Call
 // it with f.mu held.
-func (f *Feed) collect(keys []string, partitions []int32, c Cursor) [][]byte {
-	var out [][]byte
+func (f *Feed) collect(keys []string, partitions []int32, c Cursor) []Change {
+	var out []Change
 	seen := make(map[string]bool, len(keys))
 	for i, k := range keys {
 		if e, ok := f.latest[k]; ok && e.offset >= c.Next[partitions[i]] && !seen[k] {
 			seen[k] = true
-			out = append(out, e.json)
+			out = append(out, e.Change)
 		}
 	}
 	return out
