@@ -96,7 +96,7 @@ func (s *Server) watchStatuses(w http.ResponseWriter, r *http.Request) error {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			if masked[i] != nil {
+			if masked != nil && masked[i] != nil {
 				b = masked[i].AppendJSON(b)
 			} else {
 				b = append(b, c.JSON...)
