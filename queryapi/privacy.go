@@ -49,7 +49,11 @@ type viewer struct {
 
 // viewerOf returns whom a lookup answers for (see the comment above).
 func viewerOf(r *http.Request) (viewer, error) {
-	asked, given := r.URL.Query()["viewer"]
+	var asked []string
+	given := false
+	if r.URL.RawQuery != "" { // most lookups have none: no map parsed
+		asked, given = r.URL.Query()["viewer"]
+	}
 	name := ""
 	if given {
 		if len(asked) != 1 {
