@@ -38,8 +38,8 @@
 //	                                              online, offline, unknown
 //	presence_queryapi_writes_total{kind,result}   records written to Kafka, by
 //	                                              kind (custom_status, friend,
-//	                                              subscription) and result
-//	                                              (ok, failed)
+//	                                              subscription, privacy) and
+//	                                              result (ok, failed)
 //	presence_queryapi_watch_…                     watches and the change feed
 //	                                              (package watch)
 //	presence_queryapi_rebuilding_partitions       partitions of the state
