@@ -194,12 +194,12 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 
 // refuse adds to b what compaction will make of r, a record refused
 // though its key is the canonical key of a session, a custom status, a
-// friendship or a subscription in its own partition (undecodable, too
-// large, its value naming other ids): compaction keeps r as the latest
-// record of that key, and a replay refuses it, so the key holds nothing.
-// The session is disconnected (at r's time), the custom status or the
-// privacy cleared,
-// the edge removed, so that live state is what a replay builds.
+// friendship, a subscription or a privacy setting in its own partition
+// (undecodable, too large, its value naming other ids): compaction keeps
+// r as the latest record of that key, and a replay refuses it, so the key
+// holds nothing. The session is disconnected (at r's time), the custom
+// status or the privacy cleared, the edge removed, so that live state is
+// what a replay builds.
 func (b *batch) refuse(r *kgo.Record) {
 	if r.Attrs.IsControl() || len(r.Value) == 0 { // a tombstone is refused for its key alone
 		return

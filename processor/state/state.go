@@ -1,9 +1,9 @@
 // Package state is the state of the users of one partition of
 // presence.sessions, kept in the memory of the processor that owns the
-// partition: their sessions, custom statuses and last seen times, what
-// their audiences were last told, their sessions by gateway, when each
-// offline user is forgotten, and which keys of their records are dead, to
-// be tombstoned (dead.go).
+// partition: their sessions, custom statuses, privacy settings and last
+// seen times, what their audiences were last told, their sessions by
+// gateway, when each offline user is forgotten, and which keys of their
+// records are dead, to be tombstoned (dead.go).
 //
 // A Partition applies records with the rules redisstore's apply.lua
 // applies inside Redis today, to the same outcomes (a test runs both on
@@ -32,6 +32,9 @@
 //     differs, AfterGrace when the user went offline (told once the grace
 //     period has passed, if still true). During a rebuild (quiet) the
 //     state counts as told: history is not news.
+//   - Privacy records (SetPrivacy, ClearPrivacy) are not apply.lua's:
+//     only a Partition applies them (privacy.go), and an invisible user's
+//     changes may be news for its own sessions only (Outcome.SelfOnly).
 //
 // A partition assigned is restored either from its records (Apply,
 // quietly) or from the users' hashes in Redis (Load, see load.go); both
@@ -115,8 +118,8 @@ func New(cfg Config) *Partition {
 		cfg.Now = time.Now
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
-		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, privacy: map[*user]redisstore.Privacy{}, dirty: map[string]dirtyUser{},
-		noTombstones: cfg.NoTombstones}
+		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]dirtyUser{},
+		privacy: map[*user]redisstore.Privacy{}, noTombstones: cfg.NoTombstones}
 }
 
 // Len returns how many users the partition remembers.
