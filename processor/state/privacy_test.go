@@ -148,3 +148,34 @@ func TestPrivacyAloneForgotten(t *testing.T) {
 		t.Errorf("a user with nothing to show is remembered: %+v", st)
 	}
 }
+
+// An invisible user's last session ending waits for the grace period as
+// any offline does, and is then news for its own sessions only: its
+// audience saw it offline since it hid.
+func TestPrivacyGrace(t *testing.T) {
+	c := &clock{t: t0}
+	p := newPartition(c)
+	ann := redisstore.User{App: "chat", User: "ann"}
+	for _, ch := range []redisstore.Change{
+		conn("ann", "s1", "gw", "e", 1, t0),
+		setPrivacy("ann", true, "everyone", 2, t0),
+	} {
+		if o := p.Apply(ch, false); o.Announce == redisstore.Now {
+			p.MarkAnnounced(ann, o.Visible)
+		}
+	}
+	if o := p.Apply(disc("ann", "s1", 3, t0.Add(time.Second)), false); o.Announce != redisstore.AfterGrace {
+		t.Fatalf("the last session of an invisible user ends: %+v, want AfterGrace", o)
+	}
+	if o := p.Check(ann); o.Announce != redisstore.Now || !o.SelfOnly {
+		t.Errorf("after the grace period: %+v, want news for its own sessions only", o)
+	}
+	// Were it visible, its audience would be told.
+	q := newPartition(c)
+	q.Apply(conn("ann", "s1", "gw", "e", 1, t0), false)
+	q.MarkAnnounced(ann, q.Check(ann).Visible)
+	q.Apply(disc("ann", "s1", 2, t0.Add(time.Second)), false)
+	if o := q.Check(ann); o.Announce != redisstore.Now || o.SelfOnly {
+		t.Errorf("a visible user offline after the grace period: %+v, want news for all", o)
+	}
+}
