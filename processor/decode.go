@@ -11,6 +11,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // A batch is the changes one partition's records make, by topic.
@@ -79,6 +80,14 @@ func (d *sessionDecoder) decode(r *kgo.Record, clamp func(time.Time) time.Time) 
 	if clamp == nil {
 		clamp = func(t time.Time) time.Time { return t }
 	}
+	if app, user, ok, err := schemas.ParsePrivacyKey(r.Key); ok && len(r.Value) == 0 {
+		if err != nil {
+			return c, false, fmt.Errorf("tombstone: %w", err)
+		}
+		return redisstore.Change{
+			Op: redisstore.ClearPrivacy, App: app, User: user, At: clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition,
+		}, true, nil
+	}
 	if len(r.Value) == 0 {
 		ids, err := tombstone(r, 2, 3)
 		if err != nil || len(ids) == 3 {
@@ -116,6 +125,10 @@ func (d *sessionDecoder) decode(r *kgo.Record, clamp func(time.Time) time.Time) 
 		c.Op = redisstore.SetCustom
 		c.Custom = redisstore.Custom{Status: int(ev.Custom.Status), Text: ev.Custom.Text}
 		d.key = schemas.AppendUserKey(d.key[:0], ev.App, ev.User) // CustomStatusKey
+	case pb.EventType_EVENT_TYPE_PRIVACY:
+		c.Op = redisstore.SetPrivacy
+		c.Privacy = status.PrivacyFromProto(ev.Privacy)
+		d.key = schemas.AppendPrivacyKey(d.key[:0], ev.App, ev.User)
 	}
 	if !bytes.Equal(d.key, r.Key) {
 		return c, false, fmt.Errorf("key %q does not match its value's %q", r.Key, d.key)
@@ -181,17 +194,25 @@ func (b *batch) addSubscription(r *kgo.Record) error {
 
 // refuse adds to b what compaction will make of r, a record refused
 // though its key is the canonical key of a session, a custom status, a
-// friendship or a subscription in its own partition (undecodable, too
-// large, its value naming other ids): compaction keeps r as the latest
-// record of that key, and a replay refuses it, so the key holds nothing.
-// The session is disconnected (at r's time), the custom status cleared,
-// the edge removed, so that live state is what a replay builds.
+// friendship, a subscription or a privacy setting in its own partition
+// (undecodable, too large, its value naming other ids): compaction keeps
+// r as the latest record of that key, and a replay refuses it, so the key
+// holds nothing. The session is disconnected (at r's time), the custom
+// status or the privacy cleared, the edge removed, so that live state is
+// what a replay builds.
 func (b *batch) refuse(r *kgo.Record) {
 	if r.Attrs.IsControl() || len(r.Value) == 0 { // a tombstone is refused for its key alone
 		return
 	}
 	switch r.Topic {
 	case schemas.SessionsTopic:
+		if app, user, ok, err := schemas.ParsePrivacyKey(r.Key); ok {
+			if err == nil {
+				b.sessions = append(b.sessions, redisstore.Change{Op: redisstore.ClearPrivacy, App: app, User: user,
+					At: b.clamp(r.Timestamp), Version: r.Offset, Partition: r.Partition})
+			}
+			return
+		}
 		ids, err := schemas.ParseKey(r.Key, 2, 3)
 		if err != nil {
 			return

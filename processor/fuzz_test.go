@@ -45,6 +45,10 @@ func FuzzBatchAdd(f *testing.F) {
 		Gateway: "gw-1", GatewayEpoch: "boot-1", TimestampMs: ms, Reason: pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST}
 	custom := &pb.SessionEvent{Type: pb.EventType_EVENT_TYPE_CUSTOM_STATUS, App: "chat", User: "alice",
 		Custom: &pb.CustomStatus{Status: 2, Text: "at the doctor"}, TimestampMs: ms}
+	privacy := &pb.SessionEvent{Type: pb.EventType_EVENT_TYPE_PRIVACY, App: "chat", User: "alice",
+		Privacy: &pb.Privacy{Invisible: true, LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_FRIENDS}, TimestampMs: ms}
+	badRule := proto.Clone(privacy).(*pb.SessionEvent)
+	badRule.Privacy.LastSeen = 9
 	friend := &pb.FriendEdge{App: "chat", User: "a/b%c", Friend: "bob", TimestampMs: ms}
 	sub := &pb.Subscription{App: "chat", User: "alice", Subscriber: "bob", ExpiresAtMs: ms + 60_000, TimestampMs: ms}
 	farFuture := proto.Clone(connect).(*pb.SessionEvent)
@@ -75,6 +79,13 @@ func FuzzBatchAdd(f *testing.F) {
 		{0, "chat/alice/s1", big, 3},
 		{0, "chat/alice", badUTF8Value, 3},
 		{0, "chat/alice/s1", []byte("\x0a\xff\xff\xff\xff\x0f"), 3},
+		{0, "chat/alice//privacy", mustMarshal(f, privacy), 3},
+		{0, "chat/alice//privacy", nil, 3},                   // restores the default
+		{0, "chat/alice", mustMarshal(f, privacy), 3},        // under the custom status's key
+		{0, "chat/bob//privacy", mustMarshal(f, privacy), 3}, // another user's key
+		{0, "chat/alice//privacy", mustMarshal(f, badRule), 3},
+		{0, "chat/p%q//privacy", nil, 3}, // not canonical
+		{0, "chat/a/b//privacy", nil, 3}, // a session's key, suffixed
 		{1, "chat/a%2Fb%25c/bob", mustMarshal(f, friend), 0},
 		{1, "chat/a%2Fb%25c/bob", nil, 0},
 		{1, "chat/p%q/r", nil, 0}, // the tombstone that removed a live friendship
@@ -181,6 +192,14 @@ func checkSessionChange(t *testing.T, r *kgo.Record, c redisstore.Change) {
 			if err := schemas.ValidateCustomText(c.Custom.Text); err != nil || c.Custom.Status < math.MinInt32 || c.Custom.Status > math.MaxInt32 {
 				t.Fatalf("custom status %+v of key %q: %v", c.Custom, r.Key, err)
 			}
+		}
+	case redisstore.SetPrivacy, redisstore.ClearPrivacy:
+		checkIDs(t, r, c.App, c.User)
+		if got := schemas.PrivacyKey(c.App, c.User); got != string(r.Key) {
+			t.Fatalf("privacy change of key %q, whose canonical key is %q", r.Key, got)
+		}
+		if p := c.Privacy; c.Op == redisstore.SetPrivacy && p.LastSeen != "everyone" && p.LastSeen != "friends" && p.LastSeen != "nobody" {
+			t.Fatalf("privacy %+v of key %q", p, r.Key)
 		}
 	default:
 		t.Fatalf("record %q made a change of op %v", r.Key, c.Op)

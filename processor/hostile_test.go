@@ -543,3 +543,48 @@ func TestRefusedRecordEndsItsKey(t *testing.T) {
 		t.Errorf("replayed after compaction:\n%s\nlive:\n%s", replayed, got)
 	}
 }
+
+// A privacy record is applied under its own key only: one under another
+// user's privacy key, or under the custom status's key, is a dead letter
+// that changes nobody's privacy; an undecodable record under a live
+// privacy key is a dead letter and ends the setting, as compaction,
+// which keeps only that record, makes a replay do.
+func TestHostilePrivacyRecords(t *testing.T) {
+	c, cl := newCluster(t)
+	live := newStore(t)
+	start(t, c, live, "live")
+	privacy := func(key, user string) *kgo.Record {
+		value, _ := proto.Marshal(&pb.SessionEvent{Type: pb.EventType_EVENT_TYPE_PRIVACY, App: "chat", User: user,
+			Privacy: &pb.Privacy{Invisible: true, LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_NOBODY}, TimestampMs: time.Now().UnixMilli()})
+		return &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(key), Value: value}
+	}
+	produce(t, cl, connectEv("alice", "s1", time.Now()), connectEv("bob", "b1", time.Now()))
+	produceRecords(t, cl, privacy(schemas.PrivacyKey("chat", "alice"), "alice"))
+	waitCaughtUp(t, cl, live)
+	invisible := func(user string) bool {
+		t.Helper()
+		st, err := live.Status(context.Background(), "chat", user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st != nil && st.Privacy != nil && st.Privacy.Invisible
+	}
+	if !invisible("alice") || invisible("bob") {
+		t.Fatalf("alice invisible %v, bob %v; want alice only", invisible("alice"), invisible("bob"))
+	}
+
+	before := deadLetterCount(t, cl)
+	produceRecords(t, cl,
+		privacy(schemas.PrivacyKey("chat", "bob"), "alice"), // alice's value under bob's key
+		privacy(schemas.CustomStatusKey("chat", "bob"), "bob"),
+		&kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.PrivacyKey("chat", "alice")), Value: []byte("\xff\xff garbage")})
+	produce(t, cl, connectEv("bob", "b2", time.Now())) // the partitions go on
+	waitCaughtUp(t, cl, live)
+	if n := deadLetterCount(t, cl) - before; n != 3 {
+		t.Errorf("%d dead letters, want 3", n)
+	}
+	if invisible("alice") || invisible("bob") {
+		t.Errorf("after the hostile records: alice invisible %v, bob %v; want neither", invisible("alice"), invisible("bob"))
+	}
+	requireOnlineWith(t, live, "bob", "b1", "b2")
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/schemas/records"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // maxRecipients is the most recipients one notification record lists, and
@@ -40,6 +41,10 @@ type subject struct {
 	visible string
 	// except are the user's sessions that made the change: they know it.
 	except []string
+	// selfOnly: only the user's own sessions are told; its friends and
+	// subscribers see what they were told (an invisible user's change,
+	// see processor/state/privacy.go).
+	selfOnly bool
 }
 
 // announceChanges announces the users whose visible state the changes
@@ -67,7 +72,7 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 	for _, u := range order {
 		switch o := outcomes[latest[u]]; {
 		case o.Announce == redisstore.Now:
-			now = append(now, subject{User: u, partition: partition, visible: o.Visible, except: except[u]})
+			now = append(now, subject{User: u, partition: partition, visible: o.Visible, except: except[u], selfOnly: o.SelfOnly})
 		case o.Announce == redisstore.AfterGrace:
 			later = append(later, latest[u])
 		case o.Applied && owned != nil && owned.users.Waiting(u):
@@ -104,7 +109,11 @@ func (p *Processor) reshow(ctx context.Context, cl *kgo.Client, subjects []subje
 	}
 	recs := make([]*kgo.Record, len(subjects))
 	for i, s := range subjects {
-		r, err := p.changeRecord(s.App, statusProto(s.User.User, statuses[i]))
+		var privacy *status.Privacy
+		if statuses[i] != nil {
+			privacy = statuses[i].Privacy
+		}
+		r, err := p.changeRecord(s.App, statusProto(s.User.User, statuses[i]), privacy)
 		if err != nil {
 			return err
 		}
@@ -116,10 +125,13 @@ func (p *Processor) reshow(ctx context.Context, cl *kgo.Client, subjects []subje
 }
 
 // changeRecord is the record of presence.changes that says a user of app
-// has status now.
-func (p *Processor) changeRecord(app string, status *pb.UserStatus) (*kgo.Record, error) {
-	return records.Encode(schemas.ChangesTopic, schemas.UserKey(app, status.User),
-		&pb.StatusChange{App: app, Status: status, TimestampMs: p.cfg.Now().UnixMilli()}, time.Time{})
+// has the status truth now, with their privacy (nil: none).
+func (p *Processor) changeRecord(app string, truth *pb.UserStatus, privacy *status.Privacy) (*kgo.Record, error) {
+	sc := &pb.StatusChange{App: app, Status: truth, TimestampMs: p.cfg.Now().UnixMilli()}
+	if privacy != nil {
+		sc.Privacy = privacy.Proto()
+	}
+	return records.Encode(schemas.ChangesTopic, schemas.UserKey(app, truth.User), sc, time.Time{})
 }
 
 // announce tells the audience of each subject its visible state now, then
@@ -142,7 +154,9 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 	}
 	members := make([][]string, len(subjects))
 	for i, s := range subjects {
-		members[i] = audienceOf(s.User.User, audiences[i])
+		if !s.selfOnly {
+			members[i] = audienceOf(s.User.User, audiences[i])
+		}
 	}
 	routes, err := p.routes(ctx, subjects, members)
 	if err != nil {
@@ -156,44 +170,63 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 		// Recipients by type and gateway, made only for a subject that
 		// has some (most changes of users without an audience online
 		// have none).
-		var byGateway map[pb.NotificationType]map[string][]recipient
-		tell := func(typ pb.NotificationType, gw string, r recipient) {
+		// Each view (what a kind of recipient sees of the subject, see
+		// viewOf) its recipients by gateway, made only for a subject
+		// that has some (most changes of users without an audience
+		// online have none).
+		var byGateway map[view]map[string][]recipient
+		tell := func(v view, gw string, r recipient) {
 			if byGateway == nil {
-				byGateway = map[pb.NotificationType]map[string][]recipient{}
+				byGateway = map[view]map[string][]recipient{}
 			}
-			if byGateway[typ] == nil {
-				byGateway[typ] = map[string][]recipient{}
+			if byGateway[v] == nil {
+				byGateway[v] = map[string][]recipient{}
 			}
-			byGateway[typ][gw] = append(byGateway[typ][gw], r)
+			byGateway[v][gw] = append(byGateway[v][gw], r)
 		}
 		if a.Status != nil {
 			for _, sess := range a.Status.Sessions {
 				if !slices.Contains(s.except, sess.Session) {
-					tell(pb.NotificationType_NOTIFICATION_TYPE_SYNC, sess.Gateway, recipient{s.User.User, sess.Session})
+					tell(view{pb.NotificationType_NOTIFICATION_TYPE_SYNC, status.Self}, sess.Gateway, recipient{s.User.User, sess.Session})
 				}
 			}
 		}
+		private := a.Status != nil && a.Status.Privacy != nil
+		friendship := private && a.Status.Privacy.NeedsFriendship(a.Status)
 		for _, r := range members[i] {
+			v := view{pb.NotificationType_NOTIFICATION_TYPE_PRESENCE, status.Anyone}
+			if friendship && slices.Contains(a.Friends, r) {
+				v.viewer = status.Friend
+			}
 			for _, route := range routes[s.App][r] {
-				tell(pb.NotificationType_NOTIFICATION_TYPE_PRESENCE, route.Gateway, recipient{r, route.Session})
+				tell(v, route.Gateway, recipient{r, route.Session})
 			}
 		}
-		// Every change goes to presence.changes, told or not: the query
-		// API's watches and webhooks follow it.
-		status := statusProto(s.User.User, a.Status)
-		change, err := p.changeRecord(s.App, status)
+		// Every change goes to presence.changes, told or not, as the
+		// truth with the user's privacy: the query API's watches mask
+		// it per viewer, webhooks (for backends) send the truth.
+		truth := statusProto(s.User.User, a.Status)
+		var privacy *status.Privacy
+		if private {
+			privacy = a.Status.Privacy
+		}
+		change, err := p.changeRecord(s.App, truth, privacy)
 		if err != nil {
 			return err
 		}
 		recs = append(recs, change)
 		n := 0
-		for typ, gateways := range byGateway {
+		for v, gateways := range byGateway {
+			told := truth
+			if v.viewer != status.Self && private {
+				told = statusProto(s.User.User, a.Status.Masked(v.viewer))
+			}
 			for gw, recipients := range gateways {
-				counts[typ] += len(recipients)
+				counts[v.typ] += len(recipients)
 				n += len(recipients)
 				for chunk := range slices.Chunk(recipients, maxRecipients) {
 					value, err := enc.marshal(&pb.Notification{
-						Type: typ, App: s.App, Subject: status, Gateway: gw,
+						Type: v.typ, App: s.App, Subject: told, Gateway: gw,
 						TimestampMs: p.cfg.Now().UnixMilli(),
 					}, chunk)
 					if err != nil {
@@ -222,6 +255,14 @@ func (p *Processor) announce(ctx context.Context, cl *kgo.Client, subjects []sub
 var typeLabel = map[pb.NotificationType]string{
 	pb.NotificationType_NOTIFICATION_TYPE_SYNC:     "sync",
 	pb.NotificationType_NOTIFICATION_TYPE_PRESENCE: "presence",
+}
+
+// view is what one kind of recipient is told of a subject: its own
+// sessions the truth (sync), its friends and subscribers the subject as
+// its privacy lets them see it (presence; status.Privacy.Mask).
+type view struct {
+	typ    pb.NotificationType
+	viewer status.Viewer
 }
 
 // recipient is a session to tell, as announce groups them by gateway.

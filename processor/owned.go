@@ -225,7 +225,7 @@ func (p *Processor) checkAnnounced(partition int32, due []redisstore.User) []sub
 	for _, u := range due {
 		out := o.users.Check(u)
 		if out.Announce == redisstore.Now || visibleVersion(out.Visible) < o.restored {
-			subjects = append(subjects, subject{User: u, partition: partition, visible: out.Visible})
+			subjects = append(subjects, subject{User: u, partition: partition, visible: out.Visible, selfOnly: out.SelfOnly})
 		}
 	}
 	return subjects

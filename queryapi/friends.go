@@ -81,7 +81,8 @@ func (s *Server) friendsStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	statuses, err := s.statuses(w, r, app, friends, nil)
+	// The pull answers as the user sees its friends (privacy.go).
+	statuses, err := s.statuses(w, r, app, friends, nil, viewer{user: user, friend: true})
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, rebuilding func() float64) (*metrics,
 		unknown: lookups.WithLabelValues("unknown"),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "presence", Subsystem: "queryapi", Name: "writes_total",
-			Help: "Records written to Kafka, by kind (custom_status, friend, subscription) and result (ok, failed).",
+			Help: "Records written to Kafka, by kind (custom_status, friend, subscription, privacy) and result (ok, failed).",
 		}, []string{"kind", "result"}),
 	}
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -38,8 +38,8 @@
 //	                                              online, offline, unknown
 //	presence_queryapi_writes_total{kind,result}   records written to Kafka, by
 //	                                              kind (custom_status, friend,
-//	                                              subscription) and result
-//	                                              (ok, failed)
+//	                                              subscription, privacy) and
+//	                                              result (ok, failed)
 //	presence_queryapi_watch_…                     watches and the change feed
 //	                                              (package watch)
 //	presence_queryapi_rebuilding_partitions       partitions of the state
@@ -207,6 +207,8 @@ func New(cfg Config) (*Server, error) {
 	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.guard(auth.Lookup, s.lookup(s.userStatus))))
 	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.guard(auth.ActAs, s.setCustomStatus)))
 	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.guard(auth.ActAs, s.clearCustomStatus)))
+	r.Put("/v1/apps/{app}/users/{user}/privacy", s.instrument("privacy_set", s.guard(auth.ActAs, s.setPrivacy)))
+	r.Get("/v1/apps/{app}/users/{user}/privacy", s.instrument("privacy_get", s.guard(auth.ActAs, s.lookup(s.getPrivacy))))
 	r.Get("/v1/apps/{app}/users/{user}/friends/status", s.instrument("friends_status", s.guard(auth.OwnLookup, s.lookup(s.friendsStatus))))
 	r.Put("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_add", s.guard(auth.Backend, s.addFriend)))
 	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.guard(auth.Backend, s.removeFriend)))

@@ -34,9 +34,13 @@ func (s *Server) queryStatuses(w http.ResponseWriter, r *http.Request) error {
 	if err := checkUsers(req.Users); err != nil {
 		return err
 	}
+	v, err := viewerOf(r)
+	if err != nil {
+		return err
+	}
 	buf := s.lookups.get()
 	defer s.lookups.put(buf)
-	results, err := s.statuses(w, r, app, req.Users, buf)
+	results, err := s.statuses(w, r, app, req.Users, buf, v)
 	if err != nil {
 		return err
 	}
@@ -51,7 +55,11 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sts, err := s.statuses(w, r, app, []string{user}, nil)
+	v, err := viewerOf(r)
+	if err != nil {
+		return err
+	}
+	sts, err := s.statuses(w, r, app, []string{user}, nil, v)
 	if err != nil {
 		return err
 	}
@@ -70,8 +78,8 @@ func (s *Server) userStatus(w http.ResponseWriter, r *http.Request) error {
 // since the rebuild count was last read) or of another generation (a
 // rebuild began since), the count is read again at once and the answer
 // carries RebuildingHeader: never a null or a 404 for a user whose state
-// was lost without saying so.
-func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string, buf *redisstore.StatusBuffer) ([]*redisstore.Status, error) {
+// was lost without saying so. Each status is as v may see it (mask).
+func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, users []string, buf *redisstore.StatusBuffer, v viewer) ([]*redisstore.Status, error) {
 	if buf == nil {
 		buf = new(redisstore.StatusBuffer)
 	}
@@ -83,6 +91,9 @@ func (s *Server) statuses(w http.ResponseWriter, r *http.Request, app string, us
 		if n, ok := s.rebuilding.fresh(r.Context()); ok && n > 0 {
 			w.Header().Set(RebuildingHeader, strconv.Itoa(n))
 		}
+	}
+	if err := s.mask(r.Context(), app, v, results); err != nil {
+		return nil, err
 	}
 	return results, nil
 }

@@ -75,7 +75,8 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err := s.write(r.Context(), kindSubscription, recs); err != nil {
 		return err
 	}
-	results, err := s.statuses(w, r, app, req.Users, nil)
+	// Answered as the subscriber sees them (privacy.go).
+	results, err := s.statuses(w, r, app, req.Users, nil, viewer{user: subscriber})
 	if err != nil {
 		return err
 	}

@@ -53,8 +53,12 @@ func (s *Server) watchStatuses(w http.ResponseWriter, r *http.Request) error {
 		}
 		timeout = time.Duration(*req.TimeoutMS) * time.Millisecond
 	}
+	v, err := viewerOf(r)
+	if err != nil {
+		return err
+	}
 	if req.Cursor == nil {
-		return s.watchStart(w, r, app, req.Users)
+		return s.watchStart(w, r, app, req.Users, v)
 	}
 	c, err := watch.ParseCursor(*req.Cursor)
 	if err != nil {
@@ -84,13 +88,21 @@ func (s *Server) watchStatuses(w http.ResponseWriter, r *http.Request) error {
 	if r.Context().Err() != nil {
 		return nil // the client left
 	}
+	masked, err := s.maskChanges(r.Context(), app, v, changes)
+	if err != nil {
+		return err
+	}
 	s.writeEncoded(w, http.StatusOK, 64+len(changes)*answerSize(1), func(b []byte) []byte {
 		b = append(b, `{"changes":[`...)
 		for i, c := range changes {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, c...)
+			if masked != nil && masked[i] != nil {
+				b = masked[i].AppendJSON(b)
+			} else {
+				b = append(b, c.JSON...)
+			}
 		}
 		return appendCursor(append(b, ']'), next)
 	})
@@ -101,7 +113,7 @@ func (s *Server) watchStatuses(w http.ResponseWriter, r *http.Request) error {
 // state and the position of the feed are taken before the statuses are
 // read, so that a change after the read is after the cursor (a change in
 // between comes twice: its version tells).
-func (s *Server) watchStart(w http.ResponseWriter, r *http.Request, app string, users []string) error {
+func (s *Server) watchStart(w http.ResponseWriter, r *http.Request, app string, users []string, v viewer) error {
 	gen, err := s.store.Generation(r.Context())
 	if err != nil {
 		return unavailable(err)
@@ -114,7 +126,7 @@ func (s *Server) watchStart(w http.ResponseWriter, r *http.Request, app string, 
 	}
 	buf := s.lookups.get()
 	defer s.lookups.put(buf)
-	results, err := s.statuses(w, r, app, users, buf)
+	results, err := s.statuses(w, r, app, users, buf, v)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ const (
 	kindCustomStatus = "custom_status"
 	kindFriend       = "friend"
 	kindSubscription = "subscription"
+	kindPrivacy      = "privacy"
 )
 
 // DefaultWriteTimeout is the default of Config.WriteTimeout.

@@ -19,6 +19,12 @@ const (
 	Disconnect
 	SetCustom
 	ClearCustom
+	// SetPrivacy sets the user's privacy (Change.Privacy); ClearPrivacy,
+	// a privacy key's tombstone, restores the default. Only the
+	// processor's state applies them (processor/state): apply.lua, the
+	// reference it is tested against, knows no privacy.
+	SetPrivacy
+	ClearPrivacy
 )
 
 var opArg = map[Op]string{Connect: "c", Disconnect: "d", SetCustom: "s", ClearCustom: "x"}
@@ -32,6 +38,9 @@ type Change struct {
 	Device, DeviceID, Gateway, Epoch string
 	// Custom is the status a SetCustom sets.
 	Custom Custom
+	// Privacy is the setting a SetPrivacy sets (its HiddenSince unset:
+	// the state sets it).
+	Privacy Privacy
 	// At is when the record was written (a gateway saw the event, the
 	// query API took the custom status).
 	At time.Time
@@ -68,6 +77,10 @@ type Outcome struct {
 	// Visible is the user's visible state after the change, opaque; pass
 	// it to MarkAnnounced once the audience is told.
 	Visible string
+	// SelfOnly, with Announce, says only the user's own sessions have
+	// news: its friends and subscribers see what they were told (an
+	// invisible user's change; processor/state/privacy.go).
+	SelfOnly bool
 	// Kept is the session an OnlyHere disconnect left, because another
 	// gateway or epoch holds it now; nil otherwise.
 	Kept *Session

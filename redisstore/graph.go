@@ -34,6 +34,31 @@ func (s *Store) Friends(ctx context.Context, app, user string) ([]string, error)
 	return friends, nil
 }
 
+// AreFriends says, for each of users, whether viewer is its friend (a
+// member of its friends set), in one pipelined round trip; none for no
+// users. A reader asks it only for the statuses whose privacy shows a
+// friend more than anyone (status.Privacy.NeedsFriendship).
+func (s *Store) AreFriends(ctx context.Context, app, viewer string, users []string) ([]bool, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.BoolCmd, len(users))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			cmds[i] = p.SIsMember(ctx, s.friendsKey(app, u), viewer)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading whether %q is a friend of %d users: %w", viewer, len(users), err)
+	}
+	out := make([]bool, len(users))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
 // Watching returns the users subscriber watches at now, each with the
 // expiry of its subscription.
 func (s *Store) Watching(ctx context.Context, app, subscriber string, now time.Time) (map[string]time.Time, error) {

@@ -22,6 +22,9 @@ type Session = status.Session
 // Custom is a status the user set.
 type Custom = status.Custom
 
+// Privacy is a user's privacy setting (the hash's field "p").
+type Privacy = status.Privacy
+
 // Statuses returns the status of each user of app, in the order asked, nil
 // for a user Presence does not know. It reads each distinct user once, all
 // in one pipelined round trip (see statusread.go), and its statuses share

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/presence-im/presence/schemas/status"
+
 	"github.com/presence-im/presence/schemas"
 )
 
@@ -301,6 +303,12 @@ func (b *statusBatch) field(st *Status, field, value string) error {
 		}
 		b.lastSeen = append(b.lastSeen, millis(ms))
 		st.LastSeen = &b.lastSeen[len(b.lastSeen)-1]
+	case field == "p":
+		privacy, err := status.DecodePrivacy(value)
+		if err != nil {
+			return fmt.Errorf("user %q: %w", st.User, err)
+		}
+		st.Privacy = &privacy
 	case strings.HasPrefix(field, "s"):
 		sess, err := decodeSession(field, value)
 		if err != nil {

@@ -80,6 +80,36 @@ func AppendSessionKey(b []byte, app, user, session string) []byte {
 // SessionKey, which has three components.
 func CustomStatusKey(app, user string) string { return UserKey(app, user) }
 
+// PrivacyKey is "<app>/<user>//privacy", the key of the record on
+// presence.sessions that holds the user's privacy setting: in the user's
+// partition, so that the processor folds it in order with the user's
+// sessions. It has four components, the third empty, so it never equals a
+// SessionKey (three, none empty) or a CustomStatusKey (two).
+func PrivacyKey(app, user string) string { return UserKey(app, user) + privacySuffix }
+
+// AppendPrivacyKey appends PrivacyKey(app, user) to b.
+func AppendPrivacyKey(b []byte, app, user string) []byte {
+	return append(AppendUserKey(b, app, user), privacySuffix...)
+}
+
+const privacySuffix = "//privacy"
+
+// ParsePrivacyKey says whether key is a privacy key (it ends in
+// "//privacy"), and if so returns its app and user, checked as ParseKey
+// checks "<app>/<user>": an error for a privacy key that names no valid,
+// canonical user.
+func ParsePrivacyKey(key []byte) (app, user string, ok bool, err error) {
+	head, found := bytes.CutSuffix(key, []byte(privacySuffix))
+	if !found {
+		return "", "", false, nil
+	}
+	ids, err := ParseKey(head, 2, 2)
+	if err != nil {
+		return "", "", true, fmt.Errorf("privacy key %q: %w", key, err)
+	}
+	return ids[0], ids[1], true, nil
+}
+
 // FriendKey is "<app>/<user>/<friend>", the key of a presence.friends
 // record: user's half of a friendship, in user's partition.
 func FriendKey(app, user, friend string) string {

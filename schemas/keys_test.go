@@ -44,3 +44,40 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+// ParsePrivacyKey takes back the keys PrivacyKey writes, refuses a
+// privacy suffix on anything but a canonical user, and leaves every other
+// key (a session's, a custom status's) to ParseKey.
+func TestParsePrivacyKey(t *testing.T) {
+	for _, tc := range []struct {
+		key        string
+		app, user  string
+		ok, wantOK bool
+	}{
+		{key: PrivacyKey("chat", "alice"), app: "chat", user: "alice", ok: true, wantOK: true},
+		{key: PrivacyKey("chat", "a/b%"), app: "chat", user: "a/b%", ok: true, wantOK: true},
+		{key: SessionKey("chat", "alice", "privacy")},
+		{key: CustomStatusKey("chat", "alice")},
+		{key: "chat//privacy", ok: true},        // no user
+		{key: "chat/p%q//privacy", ok: true},    // not canonical
+		{key: "chat/a/b//privacy", ok: true},    // a session's key with the suffix
+		{key: "ch at/alice//privacy", ok: true}, // not an app id
+	} {
+		app, user, ok, err := ParsePrivacyKey([]byte(tc.key))
+		switch {
+		case ok != tc.ok:
+			t.Errorf("ParsePrivacyKey(%q): ok %v, want %v", tc.key, ok, tc.ok)
+		case tc.wantOK && (err != nil || app != tc.app || user != tc.user):
+			t.Errorf("ParsePrivacyKey(%q) = %q, %q, %v; want %q, %q", tc.key, app, user, err, tc.app, tc.user)
+		case ok && !tc.wantOK && !errors.Is(err, ErrInvalid):
+			t.Errorf("ParsePrivacyKey(%q) = %q, %q, %v; want an error wrapping ErrInvalid", tc.key, app, user, err)
+		}
+	}
+	if PartitionKey([]byte(PrivacyKey("chat", "alice"))) == nil ||
+		string(PartitionKey([]byte(PrivacyKey("chat", "alice")))) != UserKey("chat", "alice") {
+		t.Errorf("a privacy key is not in its user's partition")
+	}
+	if got := string(AppendPrivacyKey([]byte("x"), "chat", "a/b")); got != "x"+PrivacyKey("chat", "a/b") {
+		t.Errorf("AppendPrivacyKey = %q", got)
+	}
+}

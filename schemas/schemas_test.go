@@ -192,6 +192,34 @@ func TestValidateCustomStatus(t *testing.T) {
 	}
 }
 
+func TestValidatePrivacy(t *testing.T) {
+	valid := func() *presencepb.SessionEvent {
+		return &presencepb.SessionEvent{
+			Type: presencepb.EventType_EVENT_TYPE_PRIVACY, App: "chat", User: "alice",
+			Privacy:     &presencepb.Privacy{Invisible: true, LastSeen: presencepb.LastSeenRule_LAST_SEEN_RULE_NOBODY},
+			TimestampMs: 1,
+		}
+	}
+	if err := ValidateSessionEvent(valid()); err != nil {
+		t.Fatalf("valid privacy rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*presencepb.SessionEvent){
+		"no setting":   func(e *presencepb.SessionEvent) { e.Privacy = nil },
+		"unknown rule": func(e *presencepb.SessionEvent) { e.Privacy.LastSeen = 4 },
+		"rule below":   func(e *presencepb.SessionEvent) { e.Privacy.LastSeen = -1 },
+		"has session":  func(e *presencepb.SessionEvent) { e.Session = "s1" },
+		"has gateway":  func(e *presencepb.SessionEvent) { e.Gateway = "gw-1" },
+		"no user":      func(e *presencepb.SessionEvent) { e.User = "" },
+		"no timestamp": func(e *presencepb.SessionEvent) { e.TimestampMs = 0 },
+	} {
+		ev := valid()
+		mutate(ev)
+		if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
 func TestValidateFriendsAndSubscriptions(t *testing.T) {
 	if err := ValidateFriendEdge(&presencepb.FriendEdge{App: "chat", User: "a", Friend: "b", TimestampMs: 1}); err != nil {
 		t.Errorf("valid friendship rejected: %v", err)

@@ -84,6 +84,8 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 	case presencepb.EventType_EVENT_TYPE_CONNECT, presencepb.EventType_EVENT_TYPE_DISCONNECT:
 	case presencepb.EventType_EVENT_TYPE_CUSTOM_STATUS:
 		return validateCustomStatus(ev)
+	case presencepb.EventType_EVENT_TYPE_PRIVACY:
+		return validatePrivacy(ev)
 	default:
 		return fmt.Errorf("%w event type %v", ErrInvalid, ev.GetType())
 	}
@@ -123,6 +125,22 @@ func validateCustomStatus(ev *presencepb.SessionEvent) error {
 	}
 	if err := ValidateCustomText(ev.GetCustom().GetText()); err != nil {
 		return err
+	}
+	return validateTimestamp(ev.GetTimestampMs())
+}
+
+func validatePrivacy(ev *presencepb.SessionEvent) error {
+	if err := ValidateID("user", ev.GetUser()); err != nil {
+		return err
+	}
+	if ev.GetSession() != "" || ev.GetGateway() != "" {
+		return fmt.Errorf("%w privacy: has a session or gateway", ErrInvalid)
+	}
+	if ev.GetPrivacy() == nil {
+		return fmt.Errorf("%w privacy: no setting", ErrInvalid)
+	}
+	if r := ev.GetPrivacy().GetLastSeen(); r < 0 || r > presencepb.LastSeenRule_LAST_SEEN_RULE_NOBODY {
+		return fmt.Errorf("%w privacy: last seen rule %d", ErrInvalid, r)
 	}
 	return validateTimestamp(ev.GetTimestampMs())
 }

@@ -21,6 +21,8 @@ import (
 //     others of its user are live is due the same way. (Redis's schedule,
 //     before, could not tell: a key that came due while its user was
 //     offline was kept until the user was forgotten.)
+//   - A privacy setting's key is as a custom status's (below): it dies
+//     with the user; a privacy restored to the default is a tombstone.
 //   - A custom status's key shows while its user is known: it dies with
 //     the user. A cleared custom status is a tombstone already, written
 //     by the query API. The key of a user forgotten then known again
@@ -95,6 +97,9 @@ func (p *Partition) buryAll(u *user) {
 	if u.custom != nil || u.flags&oldCustom != 0 {
 		p.dead = append(p.dead, deadKey{user: u.key})
 	}
+	if u.flags&(private|oldPrivacy) != 0 {
+		p.dead = append(p.dead, deadKey{user: u.key, session: privacyRecord})
+	}
 }
 
 // DeadKeys returns up to limit record keys of the partition (0: no
@@ -156,6 +161,11 @@ func (p *Partition) isDead(k deadKey, now int64) bool {
 			u.flags |= oldCustom // dies with u
 		}
 		return false
+	case k.session == privacyRecord:
+		if u.flags&private == 0 {
+			u.flags |= oldPrivacy // dies with u
+		}
+		return false
 	case u.find(k.session) >= 0:
 		return false // live again
 	}
@@ -166,6 +176,9 @@ func (p *Partition) isDead(k deadKey, now int64) bool {
 func (k deadKey) recordKey() string {
 	if k.session == "" {
 		return k.user // schemas.CustomStatusKey
+	}
+	if k.session == privacyRecord {
+		return privacyKey(k.user)
 	}
 	ids := schemas.SplitKey([]byte(k.user))
 	return schemas.SessionKey(ids[0], ids[1], k.session)

@@ -17,6 +17,8 @@ import (
 //	"c"          the custom status: its code, decimal, sep, its text
 //	"l"          last seen (Unix ms, decimal), while offline after a
 //	             disconnect
+//	"p"          the privacy setting, when not the default
+//	             (status.Privacy.Encode)
 //
 // and the key's expiry. apply.lua's "a" field (what was announced) is not
 // part of it: that is the processor's to keep now, in memory. These
@@ -70,6 +72,9 @@ func (p *Partition) TakeDirty() []Image {
 			continue
 		}
 		out[i].Fields = u.fields()
+		if pv, ok := p.privacyOf(u); ok {
+			out[i].Fields = append(out[i].Fields, "p", pv.Encode())
+		}
 		for _, f := range d.removed {
 			if !hasField(out[i].Fields, f) { // not set again since
 				out[i].Removed = append(out[i].Removed, f)

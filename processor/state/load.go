@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // A partition assigned can be restored from Redis rather than from its
@@ -36,6 +37,13 @@ func (p *Partition) Load(app, name string, fields map[string]string, expireAt ti
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", key, err)
 	}
+	pv, hasPrivacy := status.Privacy{}, false
+	if v, ok := fields["p"]; ok {
+		if pv, err = status.DecodePrivacy(v); err != nil {
+			return fmt.Errorf("loading %s: %w: %w", key, errLoad, err)
+		}
+		hasPrivacy = true
+	}
 	if len(u.sessions) == 0 {
 		if expireAt.IsZero() {
 			return fmt.Errorf("loading %s: %w: offline and without expiry", key, errLoad)
@@ -45,6 +53,10 @@ func (p *Partition) Load(app, name string, fields map[string]string, expireAt ti
 		}
 	}
 	p.users[key] = u
+	if hasPrivacy {
+		p.privacy[u] = pv
+		u.flags |= private
+	}
 	for i := range u.sessions {
 		p.index(u, u.sessions[i].gateway())
 	}
@@ -72,6 +84,7 @@ func parseUser(key string, fields map[string]string) (*user, error) {
 			u.lastSeen, err = strconv.ParseInt(v, 10, 64)
 			u.flags |= seen
 		case f == "a": // apply.lua's: what was announced
+		case f == "p": // the privacy setting: Load's
 		case strings.HasPrefix(f, "s") && len(f) > 1:
 			var s session
 			s, err = parseSession(f[1:], v)

@@ -1,9 +1,9 @@
 // Package state is the state of the users of one partition of
 // presence.sessions, kept in the memory of the processor that owns the
-// partition: their sessions, custom statuses and last seen times, what
-// their audiences were last told, their sessions by gateway, when each
-// offline user is forgotten, and which keys of their records are dead, to
-// be tombstoned (dead.go).
+// partition: their sessions, custom statuses, privacy settings and last
+// seen times, what their audiences were last told, their sessions by
+// gateway, when each offline user is forgotten, and which keys of their
+// records are dead, to be tombstoned (dead.go).
 //
 // A Partition applies records with the rules redisstore's apply.lua
 // applies inside Redis today, to the same outcomes (a test runs both on
@@ -32,6 +32,9 @@
 //     differs, AfterGrace when the user went offline (told once the grace
 //     period has passed, if still true). During a rebuild (quiet) the
 //     state counts as told: history is not news.
+//   - Privacy records (SetPrivacy, ClearPrivacy) are not apply.lua's:
+//     only a Partition applies them (privacy.go), and an invisible user's
+//     changes may be news for its own sessions only (Outcome.SelfOnly).
 //
 // A partition assigned is restored either from its records (Apply,
 // quietly) or from the users' hashes in Redis (Load, see load.go); both
@@ -75,6 +78,9 @@ type Partition struct {
 	gateways map[string]map[*user]struct{}
 	// expiries is the queue of offline users by when they are forgotten.
 	expiries expiryQueue
+	// privacy holds the setting of each user flagged private
+	// (privacy.go).
+	privacy map[*user]redisstore.Privacy
 	// told holds the state last told to the audience of the users
 	// whose flag says so: those told something they no longer show
 	// (until their change is announced), few at a time.
@@ -113,7 +119,7 @@ func New(cfg Config) *Partition {
 	}
 	return &Partition{ttl: ttl.Milliseconds(), now: cfg.Now, users: map[string]*user{},
 		gateways: map[string]map[*user]struct{}{}, told: map[*user]string{}, dirty: map[string]dirtyUser{},
-		noTombstones: cfg.NoTombstones}
+		privacy: map[*user]redisstore.Privacy{}, noTombstones: cfg.NoTombstones}
 }
 
 // Len returns how many users the partition remembers.
@@ -162,7 +168,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	}
 	state := offline
 	if exists {
-		state = u.visible()
+		state = p.visible(u)
 	}
 	o.Visible = strconv.FormatInt(version, 10) + ":" + state
 	switch {
@@ -172,6 +178,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		// The state told is about to differ from the one shown: keep it.
 		p.setAnnounced(u, announced)
 	}
+	o.SelfOnly = selfOnly(announced, state)
 	if len(u.sessions) == 0 && announced[0] != offline[0] && op != keep {
 		o.Announce = redisstore.AfterGrace
 	} else {
@@ -190,7 +197,7 @@ const keep redisstore.Op = 0
 // kept.
 func resolve(u *user, c redisstore.Change) (redisstore.Op, int, *redisstore.Session) {
 	switch c.Op {
-	case redisstore.SetCustom, redisstore.ClearCustom:
+	case redisstore.SetCustom, redisstore.ClearCustom, redisstore.SetPrivacy, redisstore.ClearPrivacy:
 		return c.Op, -1, nil
 	case redisstore.Connect, redisstore.Disconnect:
 	default:
@@ -213,7 +220,8 @@ func resolve(u *user, c redisstore.Change) (redisstore.Op, int, *redisstore.Sess
 func (p *Partition) settle(u *user, op redisstore.Op, applied, exists, quiet bool, at, now int64) bool {
 	none := len(u.sessions) == 0
 	switch {
-	case applied && none && op == redisstore.ClearCustom && u.flags&seen == 0:
+	case applied && none && (op == redisstore.ClearCustom || op == redisstore.ClearPrivacy) &&
+		u.flags&seen == 0 && u.custom == nil && u.flags&private == 0:
 		// Nothing left to show: the user never connected.
 		p.forget(u)
 		return false
@@ -279,6 +287,12 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 		}
 		u.custom = nil
 		u.flags &^= oldCustom // its record is a tombstone
+	case redisstore.SetPrivacy:
+		p.setPrivacy(u, c)
+	case redisstore.ClearPrivacy:
+		if p.clearPrivacy(u) {
+			gone = "p"
+		}
 	}
 	return gone
 }
@@ -291,10 +305,11 @@ func (p *Partition) Check(who redisstore.User) redisstore.Outcome {
 	if u == nil {
 		return redisstore.Outcome{Visible: "-1:" + offline}
 	}
-	state := u.visible()
+	state := p.visible(u)
 	o := redisstore.Outcome{Visible: strconv.FormatInt(u.version, 10) + ":" + state}
-	if state != p.toldState(u) {
+	if told := p.toldState(u); state != told {
 		o.Announce = redisstore.Now
+		o.SelfOnly = selfOnly(told, state)
 	}
 	return o
 }
@@ -333,5 +348,6 @@ func (p *Partition) forget(u *user) {
 		delete(p.users, u.key)
 		p.buryAll(u)
 	}
+	p.clearPrivacy(u)
 	p.setAnnounced(u, "")
 }

@@ -78,5 +78,8 @@ func (p *Partition) Status(who redisstore.User) (*redisstore.Status, error) {
 	if u.flags&seen != 0 {
 		st.LastSeen = &redisstore.Time{Time: millis(u.lastSeen)}
 	}
+	if pv, ok := p.privacyOf(u); ok {
+		st.Privacy = &pv
+	}
 	return st, nil
 }

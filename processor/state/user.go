@@ -93,6 +93,11 @@ const (
 	// earlier life of the user, forgotten since, which this one does
 	// not show: it dies with this one (dead.go).
 	oldCustom
+	// private: the user has a privacy setting, in Partition.privacy
+	// (privacy.go).
+	private
+	// oldPrivacy: as oldCustom, for the key of the privacy setting.
+	oldPrivacy
 )
 
 // customValue is the encoded custom status, "" when none (an encoded
@@ -114,7 +119,8 @@ func (u *user) find(id string) int {
 	return -1
 }
 
-// visible returns the user's visible state (see offline).
+// visible returns the user's visible state (see offline), but for its
+// privacy: Partition.visible adds that.
 func (u *user) visible() string {
 	var b strings.Builder
 	switch len(u.sessions) {
@@ -170,7 +176,7 @@ func (p *Partition) toldState(u *user) string {
 	case "":
 		return offline
 	case sameAsVisible:
-		return u.visible()
+		return p.visible(u)
 	default:
 		return a
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // Defaults of Config.
@@ -118,11 +119,20 @@ type kept struct {
 	at     time.Time
 }
 
-// entry is the latest change of a user: where it is, and its Status as
-// JSON.
+// entry is the latest change of a user: where it is, and the change.
 type entry struct {
 	offset int64
-	json   []byte
+	Change
+}
+
+// Change is the latest change of a user as the Feed keeps it: its Status
+// as JSON, the truth; and, when the user has a privacy setting, the
+// Status itself with it (Status.Privacy), for a reader to mask for its
+// viewer (status.Privacy.Mask) rather than send JSON the viewer may not
+// see.
+type Change struct {
+	JSON    []byte
+	Private *status.Status
 }
 
 // waiter is a watch waiting for a change of its users, from next (its
@@ -214,7 +224,7 @@ func (f *Feed) Position(ctx context.Context, gen string) (Cursor, error) {
 	return c, nil
 }
 
-// Wait returns the latest change (its Status as JSON) of each user of
+// Wait returns the latest change (a Change) of each user of
 // keys (schemas.UserKey) that changed at or after c, as soon as one has,
 // and the cursor after them; none, and the cursor of what was read, once
 // ctx ends or the Feed drains (ErrNotReady if Run has not started reading
@@ -223,7 +233,7 @@ func (f *Feed) Position(ctx context.Context, gen string) (Cursor, error) {
 // missing from what the Feed keeps: before the watch waits, any change of
 // c's partitions (of any user) dropped; while it waits, one of its users'.
 // It returns ErrBusy when MaxWaiting watches wait already.
-func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([][]byte, Cursor, error) {
+func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([]Change, Cursor, error) {
 	if err := f.start(ctx); err != nil {
 		return nil, Cursor{}, err
 	}
@@ -316,13 +326,13 @@ func (f *Feed) unregister(w *waiter, keys []string) {
 
 // collect returns the latest change of each of keys at or after c. Call
 // it with f.mu held.
-func (f *Feed) collect(keys []string, partitions []int32, c Cursor) [][]byte {
-	var out [][]byte
+func (f *Feed) collect(keys []string, partitions []int32, c Cursor) []Change {
+	var out []Change
 	seen := make(map[string]bool, len(keys))
 	for i, k := range keys {
 		if e, ok := f.latest[k]; ok && e.offset >= c.Next[partitions[i]] && !seen[k] {
 			seen[k] = true
-			out = append(out, e.json)
+			out = append(out, e.Change)
 		}
 	}
 	return out

@@ -158,7 +158,7 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		partition int32
 		offset    int64
 		key       string
-		json      []byte
+		change    Change
 		at        time.Time
 	}
 	var changes []decoded
@@ -171,13 +171,13 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 			return
 		}
 		for _, r := range fp.Records {
-			json, err := decode(r)
+			change, err := decode(r)
 			if err != nil {
 				f.metrics.invalid.Inc()
 				f.log.Warn("a change record does not decode; skipped", "partition", r.Partition, "offset", r.Offset, "err", err)
 				continue
 			}
-			changes = append(changes, decoded{r.Partition, r.Offset, string(r.Key), json, r.Timestamp})
+			changes = append(changes, decoded{r.Partition, r.Offset, string(r.Key), change, r.Timestamp})
 		}
 		ends = append(ends, struct {
 			partition int32
@@ -194,7 +194,7 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		p := &f.parts[c.partition]
 		p.fifo = append(p.fifo, kept{c.offset, c.key, c.at})
 		f.kept++
-		f.latest[c.key] = entry{c.offset, c.json}
+		f.latest[c.key] = entry{c.offset, c.change}
 		for w := range f.waiting[c.key] {
 			if wake(w) {
 				woken++
@@ -214,18 +214,26 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 	}
 }
 
-// decode returns the Status JSON of a change record, checked against its
+// decode returns the Change of a change record, checked against its
 // key.
-func decode(r *kgo.Record) ([]byte, error) {
+func decode(r *kgo.Record) (Change, error) {
 	var c pb.StatusChange
 	if err := proto.Unmarshal(r.Value, &c); err != nil {
-		return nil, err
+		return Change{}, err
 	}
 	if c.Status == nil || string(r.Key) != schemas.UserKey(c.App, c.Status.User) {
-		return nil, fmt.Errorf("key %q is not the change's user", r.Key)
+		return Change{}, fmt.Errorf("key %q is not the change's user", r.Key)
 	}
 	st := status.FromProto(c.Status)
-	return st.AppendJSON(nil), nil
+	out := Change{JSON: st.AppendJSON(nil)}
+	if c.Privacy != nil {
+		p := status.PrivacyFromProto(c.Privacy)
+		if !p.IsDefault() {
+			st.Privacy = &p
+			out.Private = &st
+		}
+	}
+	return out, nil
 }
 
 // evict drops the changes older than the window, then the oldest while

@@ -24,6 +24,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LastSeenRule says who may see a user's last seen time; the others see
+// none.
+type LastSeenRule int32
+
+const (
+	// Unset means everyone.
+	LastSeenRule_LAST_SEEN_RULE_UNSPECIFIED LastSeenRule = 0
+	LastSeenRule_LAST_SEEN_RULE_EVERYONE    LastSeenRule = 1
+	LastSeenRule_LAST_SEEN_RULE_FRIENDS     LastSeenRule = 2
+	LastSeenRule_LAST_SEEN_RULE_NOBODY      LastSeenRule = 3
+)
+
+// Enum value maps for LastSeenRule.
+var (
+	LastSeenRule_name = map[int32]string{
+		0: "LAST_SEEN_RULE_UNSPECIFIED",
+		1: "LAST_SEEN_RULE_EVERYONE",
+		2: "LAST_SEEN_RULE_FRIENDS",
+		3: "LAST_SEEN_RULE_NOBODY",
+	}
+	LastSeenRule_value = map[string]int32{
+		"LAST_SEEN_RULE_UNSPECIFIED": 0,
+		"LAST_SEEN_RULE_EVERYONE":    1,
+		"LAST_SEEN_RULE_FRIENDS":     2,
+		"LAST_SEEN_RULE_NOBODY":      3,
+	}
+)
+
+func (x LastSeenRule) Enum() *LastSeenRule {
+	p := new(LastSeenRule)
+	*p = x
+	return p
+}
+
+func (x LastSeenRule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LastSeenRule) Descriptor() protoreflect.EnumDescriptor {
+	return file_presence_v1_presence_proto_enumTypes[0].Descriptor()
+}
+
+func (LastSeenRule) Type() protoreflect.EnumType {
+	return &file_presence_v1_presence_proto_enumTypes[0]
+}
+
+func (x LastSeenRule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LastSeenRule.Descriptor instead.
+func (LastSeenRule) EnumDescriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{0}
+}
+
 type EventType int32
 
 const (
@@ -32,6 +87,9 @@ const (
 	EventType_EVENT_TYPE_DISCONNECT  EventType = 2
 	// The user set a custom status; session, device and gateway are empty.
 	EventType_EVENT_TYPE_CUSTOM_STATUS EventType = 3
+	// 4 is reserved for EVENT_TYPE_ACTIVITY.
+	// The user set a privacy setting; session, device and gateway are empty.
+	EventType_EVENT_TYPE_PRIVACY EventType = 5
 )
 
 // Enum value maps for EventType.
@@ -41,12 +99,14 @@ var (
 		1: "EVENT_TYPE_CONNECT",
 		2: "EVENT_TYPE_DISCONNECT",
 		3: "EVENT_TYPE_CUSTOM_STATUS",
+		5: "EVENT_TYPE_PRIVACY",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":   0,
 		"EVENT_TYPE_CONNECT":       1,
 		"EVENT_TYPE_DISCONNECT":    2,
 		"EVENT_TYPE_CUSTOM_STATUS": 3,
+		"EVENT_TYPE_PRIVACY":       5,
 	}
 )
 
@@ -61,11 +121,11 @@ func (x EventType) String() string {
 }
 
 func (EventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[0].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[1].Descriptor()
 }
 
 func (EventType) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[0]
+	return &file_presence_v1_presence_proto_enumTypes[1]
 }
 
 func (x EventType) Number() protoreflect.EnumNumber {
@@ -74,7 +134,7 @@ func (x EventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventType.Descriptor instead.
 func (EventType) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{0}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
 }
 
 type DisconnectReason int32
@@ -121,11 +181,11 @@ func (x DisconnectReason) String() string {
 }
 
 func (DisconnectReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[1].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[2].Descriptor()
 }
 
 func (DisconnectReason) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[1]
+	return &file_presence_v1_presence_proto_enumTypes[2]
 }
 
 func (x DisconnectReason) Number() protoreflect.EnumNumber {
@@ -134,7 +194,7 @@ func (x DisconnectReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DisconnectReason.Descriptor instead.
 func (DisconnectReason) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
 }
 
 type NotificationType int32
@@ -172,11 +232,11 @@ func (x NotificationType) String() string {
 }
 
 func (NotificationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[2].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[3].Descriptor()
 }
 
 func (NotificationType) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[2]
+	return &file_presence_v1_presence_proto_enumTypes[3]
 }
 
 func (x NotificationType) Number() protoreflect.EnumNumber {
@@ -185,15 +245,16 @@ func (x NotificationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NotificationType.Descriptor instead.
 func (NotificationType) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
 }
 
 // SessionEvent is the value of a record on the presence.sessions topic:
 // everything a user shows to others. A connect or disconnect has the key
 // "<app>/<user>/<session>" (escaped, see README); a custom status has the
-// key "<app>/<user>". A record whose value is empty (a tombstone) removes its
-// key from the compacted topic; on a "<app>/<user>" key it clears the user's
-// custom status.
+// key "<app>/<user>"; a privacy setting has the key "<app>/<user>//privacy".
+// A record whose value is empty (a tombstone) removes its key from the
+// compacted topic; on a "<app>/<user>" key it clears the user's custom
+// status, on a privacy key it restores the default privacy.
 type SessionEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Type  EventType              `protobuf:"varint,1,opt,name=type,proto3,enum=presence.v1.EventType" json:"type,omitempty"`
@@ -215,7 +276,9 @@ type SessionEvent struct {
 	// drop a copy re-sent by a retrying client.
 	Sequence uint64 `protobuf:"varint,10,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// custom is the user's custom status (EVENT_TYPE_CUSTOM_STATUS only).
-	Custom        *CustomStatus `protobuf:"bytes,11,opt,name=custom,proto3" json:"custom,omitempty"`
+	Custom *CustomStatus `protobuf:"bytes,11,opt,name=custom,proto3" json:"custom,omitempty"`
+	// privacy is the user's privacy setting (EVENT_TYPE_PRIVACY only).
+	Privacy       *Privacy `protobuf:"bytes,12,opt,name=privacy,proto3" json:"privacy,omitempty"` // 13 is reserved for the activity of a session (EVENT_TYPE_ACTIVITY).
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +390,82 @@ func (x *SessionEvent) GetCustom() *CustomStatus {
 	return nil
 }
 
+func (x *SessionEvent) GetPrivacy() *Privacy {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// Privacy is who may see a user. Truth is stored and served to the user's
+// own sessions and to backends; readers mask it for everyone else.
+type Privacy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// invisible: the user shows as offline, with no session, to everyone
+	// but the user's own sessions.
+	Invisible bool `protobuf:"varint,1,opt,name=invisible,proto3" json:"invisible,omitempty"`
+	// last_seen says who may see when the user was last online.
+	LastSeen LastSeenRule `protobuf:"varint,2,opt,name=last_seen,json=lastSeen,proto3,enum=presence.v1.LastSeenRule" json:"last_seen,omitempty"`
+	// hidden_since_ms is, on a StatusChange of an invisible user, the last
+	// seen shown in the truth's stead (Unix ms, 0: none): when invisibility
+	// began if the user was online then, else the last seen at that time.
+	// The processor sets it; it is ignored on a SessionEvent.
+	HiddenSinceMs int64 `protobuf:"varint,3,opt,name=hidden_since_ms,json=hiddenSinceMs,proto3" json:"hidden_since_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Privacy) Reset() {
+	*x = Privacy{}
+	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Privacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Privacy) ProtoMessage() {}
+
+func (x *Privacy) ProtoReflect() protoreflect.Message {
+	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
+func (*Privacy) Descriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Privacy) GetInvisible() bool {
+	if x != nil {
+		return x.Invisible
+	}
+	return false
+}
+
+func (x *Privacy) GetLastSeen() LastSeenRule {
+	if x != nil {
+		return x.LastSeen
+	}
+	return LastSeenRule_LAST_SEEN_RULE_UNSPECIFIED
+}
+
+func (x *Privacy) GetHiddenSinceMs() int64 {
+	if x != nil {
+		return x.HiddenSinceMs
+	}
+	return 0
+}
+
 // CustomStatus is a status a user sets: a code the app defines and a text.
 type CustomStatus struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -339,7 +478,7 @@ type CustomStatus struct {
 
 func (x *CustomStatus) Reset() {
 	*x = CustomStatus{}
-	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	mi := &file_presence_v1_presence_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +490,7 @@ func (x *CustomStatus) String() string {
 func (*CustomStatus) ProtoMessage() {}
 
 func (x *CustomStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[1]
+	mi := &file_presence_v1_presence_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +503,7 @@ func (x *CustomStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CustomStatus.ProtoReflect.Descriptor instead.
 func (*CustomStatus) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CustomStatus) GetStatus() int32 {
@@ -393,7 +532,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_presence_v1_presence_proto_msgTypes[2]
+	mi := &file_presence_v1_presence_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +544,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[2]
+	mi := &file_presence_v1_presence_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +557,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Device) GetType() string {
@@ -450,7 +589,7 @@ type GatewayHeartbeat struct {
 
 func (x *GatewayHeartbeat) Reset() {
 	*x = GatewayHeartbeat{}
-	mi := &file_presence_v1_presence_proto_msgTypes[3]
+	mi := &file_presence_v1_presence_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +601,7 @@ func (x *GatewayHeartbeat) String() string {
 func (*GatewayHeartbeat) ProtoMessage() {}
 
 func (x *GatewayHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[3]
+	mi := &file_presence_v1_presence_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +614,7 @@ func (x *GatewayHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GatewayHeartbeat.ProtoReflect.Descriptor instead.
 func (*GatewayHeartbeat) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GatewayHeartbeat) GetGateway() string {
@@ -522,7 +661,7 @@ type FriendEdge struct {
 
 func (x *FriendEdge) Reset() {
 	*x = FriendEdge{}
-	mi := &file_presence_v1_presence_proto_msgTypes[4]
+	mi := &file_presence_v1_presence_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +673,7 @@ func (x *FriendEdge) String() string {
 func (*FriendEdge) ProtoMessage() {}
 
 func (x *FriendEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[4]
+	mi := &file_presence_v1_presence_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +686,7 @@ func (x *FriendEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FriendEdge.ProtoReflect.Descriptor instead.
 func (*FriendEdge) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{4}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *FriendEdge) GetApp() string {
@@ -595,7 +734,7 @@ type Subscription struct {
 
 func (x *Subscription) Reset() {
 	*x = Subscription{}
-	mi := &file_presence_v1_presence_proto_msgTypes[5]
+	mi := &file_presence_v1_presence_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +746,7 @@ func (x *Subscription) String() string {
 func (*Subscription) ProtoMessage() {}
 
 func (x *Subscription) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[5]
+	mi := &file_presence_v1_presence_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +759,7 @@ func (x *Subscription) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subscription.ProtoReflect.Descriptor instead.
 func (*Subscription) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{5}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Subscription) GetApp() string {
@@ -679,7 +818,7 @@ type Notification struct {
 
 func (x *Notification) Reset() {
 	*x = Notification{}
-	mi := &file_presence_v1_presence_proto_msgTypes[6]
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +830,7 @@ func (x *Notification) String() string {
 func (*Notification) ProtoMessage() {}
 
 func (x *Notification) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[6]
+	mi := &file_presence_v1_presence_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +843,7 @@ func (x *Notification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notification.ProtoReflect.Descriptor instead.
 func (*Notification) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{6}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Notification) GetType() NotificationType {
@@ -760,14 +899,18 @@ type StatusChange struct {
 	App    string                 `protobuf:"bytes,1,opt,name=app,proto3" json:"app,omitempty"`
 	Status *UserStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// timestamp_ms is when the processor emitted it, Unix milliseconds.
-	TimestampMs   int64 `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	TimestampMs int64 `protobuf:"varint,3,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// privacy is the user's privacy setting, unset when the default: status
+	// is the truth, and a reader that serves others masks it (a webhook,
+	// for backends, sends the truth).
+	Privacy       *Privacy `protobuf:"bytes,4,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +922,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[7]
+	mi := &file_presence_v1_presence_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +935,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{7}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StatusChange) GetApp() string {
@@ -816,6 +959,13 @@ func (x *StatusChange) GetTimestampMs() int64 {
 	return 0
 }
 
+func (x *StatusChange) GetPrivacy() *Privacy {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
 // Recipient is one session to tell; its user is in the notification's app.
 type Recipient struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -827,7 +977,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +989,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[8]
+	mi := &file_presence_v1_presence_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1002,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{8}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Recipient) GetUser() string {
@@ -888,7 +1038,7 @@ type UserStatus struct {
 
 func (x *UserStatus) Reset() {
 	*x = UserStatus{}
-	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	mi := &file_presence_v1_presence_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1050,7 @@ func (x *UserStatus) String() string {
 func (*UserStatus) ProtoMessage() {}
 
 func (x *UserStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[9]
+	mi := &file_presence_v1_presence_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1063,7 @@ func (x *UserStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserStatus.ProtoReflect.Descriptor instead.
 func (*UserStatus) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{9}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserStatus) GetUser() string {
@@ -971,7 +1121,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_presence_v1_presence_proto_msgTypes[10]
+	mi := &file_presence_v1_presence_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1133,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_presence_v1_presence_proto_msgTypes[10]
+	mi := &file_presence_v1_presence_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1146,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{10}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Session) GetSession() string {
@@ -1031,7 +1181,7 @@ var File_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
-	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\x8f\x03\n" +
+	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\xbf\x03\n" +
 	"\fSessionEvent\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.presence.v1.EventTypeR\x04type\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -1044,7 +1194,12 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\x0e2\x1d.presence.v1.DisconnectReasonR\x06reason\x12\x1a\n" +
 	"\bsequence\x18\n" +
 	" \x01(\x04R\bsequence\x121\n" +
-	"\x06custom\x18\v \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\":\n" +
+	"\x06custom\x18\v \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\x12.\n" +
+	"\aprivacy\x18\f \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\"\x87\x01\n" +
+	"\aPrivacy\x12\x1c\n" +
+	"\tinvisible\x18\x01 \x01(\bR\tinvisible\x126\n" +
+	"\tlast_seen\x18\x02 \x01(\x0e2\x19.presence.v1.LastSeenRuleR\blastSeen\x12&\n" +
+	"\x0fhidden_since_ms\x18\x03 \x01(\x03R\rhiddenSinceMs\":\n" +
 	"\fCustomStatus\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\",\n" +
@@ -1078,11 +1233,12 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
 	"recipients\x18\x05 \x03(\v2\x16.presence.v1.RecipientR\n" +
 	"recipients\x12!\n" +
-	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\"t\n" +
+	"\ftimestamp_ms\x18\x06 \x01(\x03R\vtimestampMs\"\xa4\x01\n" +
 	"\fStatusChange\x12\x10\n" +
 	"\x03app\x18\x01 \x01(\tR\x03app\x12/\n" +
 	"\x06status\x18\x02 \x01(\v2\x17.presence.v1.UserStatusR\x06status\x12!\n" +
-	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\"9\n" +
+	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12.\n" +
+	"\aprivacy\x18\x04 \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\"9\n" +
 	"\tRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\"\xd9\x01\n" +
@@ -1099,12 +1255,18 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12+\n" +
 	"\x06device\x18\x02 \x01(\v2\x13.presence.v1.DeviceR\x06device\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12&\n" +
-	"\x0fconnected_at_ms\x18\x04 \x01(\x03R\rconnectedAtMs*x\n" +
+	"\x0fconnected_at_ms\x18\x04 \x01(\x03R\rconnectedAtMs*\x82\x01\n" +
+	"\fLastSeenRule\x12\x1e\n" +
+	"\x1aLAST_SEEN_RULE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17LAST_SEEN_RULE_EVERYONE\x10\x01\x12\x1a\n" +
+	"\x16LAST_SEEN_RULE_FRIENDS\x10\x02\x12\x19\n" +
+	"\x15LAST_SEEN_RULE_NOBODY\x10\x03*\x90\x01\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_CONNECT\x10\x01\x12\x19\n" +
 	"\x15EVENT_TYPE_DISCONNECT\x10\x02\x12\x1c\n" +
-	"\x18EVENT_TYPE_CUSTOM_STATUS\x10\x03*\xc5\x01\n" +
+	"\x18EVENT_TYPE_CUSTOM_STATUS\x10\x03\x12\x16\n" +
+	"\x12EVENT_TYPE_PRIVACY\x10\x05*\xc5\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fDISCONNECT_REASON_CLIENT_CLOSED\x10\x01\x12&\n" +
@@ -1129,41 +1291,46 @@ func file_presence_v1_presence_proto_rawDescGZIP() []byte {
 	return file_presence_v1_presence_proto_rawDescData
 }
 
-var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_presence_v1_presence_proto_goTypes = []any{
-	(EventType)(0),           // 0: presence.v1.EventType
-	(DisconnectReason)(0),    // 1: presence.v1.DisconnectReason
-	(NotificationType)(0),    // 2: presence.v1.NotificationType
-	(*SessionEvent)(nil),     // 3: presence.v1.SessionEvent
-	(*CustomStatus)(nil),     // 4: presence.v1.CustomStatus
-	(*Device)(nil),           // 5: presence.v1.Device
-	(*GatewayHeartbeat)(nil), // 6: presence.v1.GatewayHeartbeat
-	(*FriendEdge)(nil),       // 7: presence.v1.FriendEdge
-	(*Subscription)(nil),     // 8: presence.v1.Subscription
-	(*Notification)(nil),     // 9: presence.v1.Notification
-	(*StatusChange)(nil),     // 10: presence.v1.StatusChange
-	(*Recipient)(nil),        // 11: presence.v1.Recipient
-	(*UserStatus)(nil),       // 12: presence.v1.UserStatus
-	(*Session)(nil),          // 13: presence.v1.Session
+	(LastSeenRule)(0),        // 0: presence.v1.LastSeenRule
+	(EventType)(0),           // 1: presence.v1.EventType
+	(DisconnectReason)(0),    // 2: presence.v1.DisconnectReason
+	(NotificationType)(0),    // 3: presence.v1.NotificationType
+	(*SessionEvent)(nil),     // 4: presence.v1.SessionEvent
+	(*Privacy)(nil),          // 5: presence.v1.Privacy
+	(*CustomStatus)(nil),     // 6: presence.v1.CustomStatus
+	(*Device)(nil),           // 7: presence.v1.Device
+	(*GatewayHeartbeat)(nil), // 8: presence.v1.GatewayHeartbeat
+	(*FriendEdge)(nil),       // 9: presence.v1.FriendEdge
+	(*Subscription)(nil),     // 10: presence.v1.Subscription
+	(*Notification)(nil),     // 11: presence.v1.Notification
+	(*StatusChange)(nil),     // 12: presence.v1.StatusChange
+	(*Recipient)(nil),        // 13: presence.v1.Recipient
+	(*UserStatus)(nil),       // 14: presence.v1.UserStatus
+	(*Session)(nil),          // 15: presence.v1.Session
 }
 var file_presence_v1_presence_proto_depIdxs = []int32{
-	0,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
-	5,  // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
-	1,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
-	4,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
-	2,  // 4: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
-	12, // 5: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
-	11, // 6: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
-	12, // 7: presence.v1.StatusChange.status:type_name -> presence.v1.UserStatus
-	13, // 8: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
-	4,  // 9: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
-	5,  // 10: presence.v1.Session.device:type_name -> presence.v1.Device
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	1,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
+	7,  // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
+	2,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
+	6,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
+	5,  // 4: presence.v1.SessionEvent.privacy:type_name -> presence.v1.Privacy
+	0,  // 5: presence.v1.Privacy.last_seen:type_name -> presence.v1.LastSeenRule
+	3,  // 6: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
+	14, // 7: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
+	13, // 8: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
+	14, // 9: presence.v1.StatusChange.status:type_name -> presence.v1.UserStatus
+	5,  // 10: presence.v1.StatusChange.privacy:type_name -> presence.v1.Privacy
+	15, // 11: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
+	6,  // 12: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
+	7,  // 13: presence.v1.Session.device:type_name -> presence.v1.Device
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_presence_v1_presence_proto_init() }
@@ -1176,8 +1343,8 @@ func file_presence_v1_presence_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_presence_v1_presence_proto_rawDesc), len(file_presence_v1_presence_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   11,
+			NumEnums:      4,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -23,6 +23,10 @@ type Status struct {
 	// Version is the offset of the latest record applied to the user; a
 	// client can drop a status older than one it already has.
 	Version int64 `json:"version"`
+	// Privacy is the user's privacy setting, nil when the default; not
+	// served: a reader masks the status with it for its viewer
+	// (Privacy.Mask).
+	Privacy *Privacy `json:"-"`
 }
 
 // States of a user.
