@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
@@ -12,7 +13,9 @@ import (
 	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
+	"github.com/presence-im/presence/service/auth/authtest"
 	"github.com/presence-im/presence/service/openapi"
+	"github.com/presence-im/presence/service/openapi/openapitest"
 )
 
 // TestOpenAPIMatchesRoutes walks the server's real route table: every
@@ -60,5 +63,52 @@ func TestOpenAPIServedOpen(t *testing.T) {
 	}
 	if code, _ := h.do("GET", "/v1/apps/chat/users/alice/status", ""); code != http.StatusUnauthorized {
 		t.Errorf("a lookup without credentials: %d, want 401 (the server does check credentials)", code)
+	}
+}
+
+// TestOpenAPIDescribesAnswers sends a request of each operation, and
+// some refused ones, to a server that checks credentials, and checks
+// every exchange against the document: the request it accepts, the
+// status, headers and body it answers.
+func TestOpenAPIDescribesAnswers(t *testing.T) {
+	h, _, _ := authHarness(t)
+	c := openapitest.New(t, openapi.QueryAPI())
+	users501 := `{"users":["u"` + strings.Repeat(`,"u"`, 500) + `]}`
+	backend := http.Header{"Authorization": {"Bearer " + authtest.Backend}}
+	for _, r := range []struct {
+		method, path, body string
+		invalid            bool
+		want               int
+	}{
+		{"GET", "/v1/apps/chat/users/alice/status", "", true, 401},
+		{"PUT", "/v1/apps/games/users/alice/friends/bob", "", false, 403},
+		{"POST", "/v1/apps/chat/status/query", `{"users":["alice","bob","nobody"]}`, false, 200},
+		{"POST", "/v1/apps/chat/status/query", users501, true, 400},
+		{"POST", "/v1/apps/chat/status/query", `{"users":"alice"}`, true, 400},
+		{"GET", "/v1/apps/chat/users/alice/status", "", false, 200},
+		{"GET", "/v1/apps/chat/users/bob/status", "", false, 200},
+		{"GET", "/v1/apps/chat/users/nobody/status", "", false, 404},
+		{"GET", "/v1/apps/chat!/users/alice/status", "", true, 400},
+		{"PUT", "/v1/apps/chat/users/alice/custom-status", `{"status":2,"text":"away"}`, false, 202},
+		{"PUT", "/v1/apps/chat/users/alice/custom-status", `{"text":"away"}`, true, 400},
+		{"DELETE", "/v1/apps/chat/users/alice/custom-status", "", false, 202},
+		{"PUT", "/v1/apps/chat/users/alice/friends/bob", "", false, 202},
+		{"GET", "/v1/apps/chat/users/alice/friends/status", "", false, 200},
+		{"DELETE", "/v1/apps/chat/users/alice/friends/bob", "", false, 202},
+		{"POST", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob","nobody"],"ttl_seconds":60}`, false, 200},
+		{"DELETE", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob"]}`, false, 202},
+		{"GET", "/healthz", "", false, 200},
+		{"GET", "/readyz", "", false, 200},
+		{"GET", "/metrics", "", false, 200},
+		{"GET", "/openapi.json", "", false, 200},
+	} {
+		header := backend
+		if r.want == http.StatusUnauthorized {
+			header = nil
+		}
+		code, body := c.Do(t, openapitest.Request{Method: r.method, URL: h.srv.URL + r.path, Body: r.body, Header: header, Invalid: r.invalid})
+		if code != r.want {
+			t.Errorf("%s %s: %d %.200s, want %d", r.method, r.path, code, body, r.want)
+		}
 	}
 }
