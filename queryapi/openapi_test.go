@@ -1,6 +1,7 @@
 package queryapi_test
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -85,6 +86,8 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 		{"POST", "/v1/apps/chat/status/query", `{"users":["alice","bob","nobody"]}`, false, 200},
 		{"POST", "/v1/apps/chat/status/query", users501, true, 400},
 		{"POST", "/v1/apps/chat/status/query", `{"users":"alice"}`, true, 400},
+		{"POST", "/v1/apps/chat/status/watch", `{"users":["alice"],"cursor":"not one","timeout_ms":0}`, false, 400},
+		{"POST", "/v1/apps/chat/status/watch", `{"users":["alice"],"timeout_ms":30001}`, true, 400},
 		{"GET", "/v1/apps/chat/users/alice/status", "", false, 200},
 		{"GET", "/v1/apps/chat/users/bob/status", "", false, 200},
 		{"GET", "/v1/apps/chat/users/nobody/status", "", false, 404},
@@ -110,5 +113,17 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 		if code != r.want {
 			t.Errorf("%s %s: %d %.200s, want %d", r.method, r.path, code, body, r.want)
 		}
+	}
+
+	// A watch from its start, then from its cursor to the timeout.
+	watch := h.srv.URL + "/v1/apps/chat/status/watch"
+	code, body := c.Do(t, openapitest.Request{Method: "POST", URL: watch, Body: `{"users":["alice","nobody"]}`, Header: backend})
+	var start struct{ Cursor string }
+	if err := json.Unmarshal(body, &start); code != http.StatusOK || err != nil || start.Cursor == "" {
+		t.Fatalf("a watch without a cursor: %d %.200s", code, body)
+	}
+	next := `{"users":["alice","nobody"],"cursor":"` + start.Cursor + `","timeout_ms":0}`
+	if code, body := c.Do(t, openapitest.Request{Method: "POST", URL: watch, Body: next, Header: backend}); code != http.StatusOK {
+		t.Errorf("a watch from its cursor: %d %.200s", code, body)
 	}
 }
