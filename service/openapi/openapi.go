@@ -15,8 +15,8 @@
 // same in both, and that every error code answers with the status it is
 // documented under (service/httpapi's table).
 //
-// Schemas of routes being added (the long-poll watch, privacy) are under
-// components/schemas already, so that adding a route is adding its path.
+// The schema of a route being added (privacy) is under components/schemas
+// already, so that adding the route is adding its path.
 package openapi
 
 import (
