@@ -122,7 +122,7 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 	if err := json.Unmarshal(body, &start); code != http.StatusOK || err != nil || start.Cursor == "" {
 		t.Fatalf("a watch without a cursor: %d %.200s", code, body)
 	}
-	next := `{"users":["alice","nobody"],"cursor":"` + start.Cursor + `","timeout_ms":0}`
+	next := `{"users":["alice","nobody"],"cursor":"` + start.Cursor + `","timeout_ms":100}`
 	if code, body := c.Do(t, openapitest.Request{Method: "POST", URL: watch, Body: next, Header: backend}); code != http.StatusOK {
 		t.Errorf("a watch from its cursor: %d %.200s", code, body)
 	}
