@@ -55,12 +55,24 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 }
 
 // TestOpenAPIServedOpen: a server that checks credentials serves its
-// document to anyone, as it is.
+// document to anyone, as it is, even with a bad credential; only on GET
+// of its exact path.
 func TestOpenAPIServedOpen(t *testing.T) {
 	h, _, _ := authHarness(t)
 	code, header, body := h.doHeader("GET", openapi.Path, "")
 	if code != http.StatusOK || header.Get("Content-Type") != "application/json" || string(body) != string(openapi.QueryAPI()) {
 		t.Errorf("GET %s without credentials: %d %q, %d bytes; want 200 and the query API's document", openapi.Path, code, header.Get("Content-Type"), len(body))
+	}
+	if code, _, body := h.doAs("not-a-key", "GET", openapi.Path, ""); code != http.StatusOK || string(body) != string(openapi.QueryAPI()) {
+		t.Errorf("GET %s with an invalid credential: %d, want 200 and the document", openapi.Path, code)
+	}
+	for _, method := range []string{"POST", "PUT", "DELETE"} {
+		if code, _ := h.do(method, openapi.Path, "{}"); code != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: %d, want 405", method, openapi.Path, code)
+		}
+	}
+	if code, _ := h.do("GET", openapi.Path+"/", ""); code != http.StatusNotFound {
+		t.Errorf("GET %s/: %d, want 404", openapi.Path, code)
 	}
 	if code, _ := h.do("GET", "/v1/apps/chat/users/alice/status", ""); code != http.StatusUnauthorized {
 		t.Errorf("a lookup without credentials: %d, want 401 (the server does check credentials)", code)

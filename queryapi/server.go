@@ -119,8 +119,8 @@ type Config struct {
 	// /readyz, /metrics, /openapi.json): a key of scope read looks up
 	// any user of its app; a key of scope backend writes friends, custom
 	// status and subscriptions of any user; a user token looks up any
-	// user of its app, and reads or changes its own custom status, subscriptions and
-	// friends' statuses only. Nil serves everyone.
+	// user of its app, and reads or changes its own custom status,
+	// subscriptions and friends' statuses only. Nil serves everyone.
 	Auth *auth.Authenticator
 	// Gate, when set, is checked before each lookup; while it fails (the
 	// state is being rebuilt) lookups answer 503 not_ready rather than
