@@ -112,14 +112,27 @@ func TestOpenAPIDescribesAnswers(t *testing.T) {
 		{"DELETE", "/v1/apps/chat/users/alice/friends/bob", "", false, 202},
 		{"POST", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob","nobody"],"ttl_seconds":60}`, false, 200},
 		{"DELETE", "/v1/apps/chat/users/alice/subscriptions", `{"users":["bob"]}`, false, 202},
+		{"POST", "/compat/leancloud/1.1/functions/getOnOffStatus", `{"peerIds":["alice","bob","nobody"]}`, false, 200},
+		{"POST", "/compat/leancloud/1.1/functions/getOnOffStatus", `{"peerIds":["alice"]}`, true, 401},
+		{"POST", "/compat/leancloud/1.1/functions/getOnOffStatus", `{"peerIds":"alice"}`, true, 400},
+		{"POST", "/compat/im/v1/user/status/queryUserOnlineStatus?appId=chat", `{"userList":["alice","nobody"],"clientType":1}`, false, 200},
+		{"POST", "/compat/im/v1/user/queryUserOnlineStatus?appId=chat", users501, true, 400},
+		{"POST", "/compat/im/v1/user/status/queryFriendOnlineStatus?appId=chat&identifier=alice", `{}`, false, 200},
+		{"POST", "/compat/im/v1/user/subscribeUserOnlineStatus?appId=chat&identifier=alice", `{"subUserId":["bob"],"subTime":60000}`, false, 200},
+		{"POST", "/compat/im/v1/user/status/setUserCustomerStatus?appId=chat&identifier=alice", `{"customStatus":1,"customText":"busy"}`, false, 200},
+		{"POST", "/compat/im/v1/user/status/setUserCustomerStatus?appId=chat&identifier=alice", `{}`, false, 200},
+		{"POST", "/compat/im/v1/user/status/setUserCustomerStatus?appId=chat", `{"customStatus":1}`, false, 400},
 		{"GET", "/healthz", "", false, 200},
 		{"GET", "/readyz", "", false, 200},
 		{"GET", "/metrics", "", false, 200},
 		{"GET", "/openapi.json", "", false, 200},
 	} {
-		header := backend
+		header := backend.Clone()
 		if r.want == http.StatusUnauthorized {
-			header = nil
+			header = http.Header{}
+		}
+		if strings.HasPrefix(r.path, "/compat/leancloud/") {
+			header.Set("X-LC-Id", "chat")
 		}
 		code, body := c.Do(t, openapitest.Request{Method: r.method, URL: h.srv.URL + r.path, Body: r.body, Header: header, Invalid: r.invalid})
 		if code != r.want {

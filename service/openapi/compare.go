@@ -72,25 +72,30 @@ func FoldAnyMethod(routes []Route) []Route {
 	return out
 }
 
-// document is the part of an OpenAPI document Compare reads.
-type document struct {
-	OpenAPI string                                `json:"openapi"`
-	Paths   map[string]map[string]json.RawMessage `json:"paths"`
-}
-
 // operationKeys are the keys of a path item that are operations.
 func operationKeys() []string {
 	return []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 }
 
-// Operations lists the operations doc describes, sorted.
+// Operations lists the operations doc describes, sorted. A path item may
+// be a reference to one under components/pathItems, as when two paths
+// serve the same operations.
 func Operations(doc []byte) ([]Route, error) {
-	var d document
+	var d map[string]any
 	if err := json.Unmarshal(doc, &d); err != nil {
 		return nil, fmt.Errorf("reading the openapi document: %w", err)
 	}
+	paths, _ := d["paths"].(map[string]any)
 	var ops []Route
-	for path, item := range d.Paths {
+	for path, v := range paths {
+		item, _ := v.(map[string]any)
+		if ref, ok := item["$ref"].(string); ok {
+			target, err := pointer(d, ref)
+			if err != nil {
+				return nil, fmt.Errorf("paths[%q]: %w", path, err)
+			}
+			item, _ = target.(map[string]any)
+		}
 		for key := range item {
 			if slices.Contains(operationKeys(), key) {
 				ops = append(ops, Route{Method: strings.ToUpper(key), Path: path})
@@ -99,6 +104,25 @@ func Operations(doc []byte) ([]Route, error) {
 	}
 	slices.SortFunc(ops, func(a, b Route) int { return strings.Compare(a.Path+" "+a.Method, b.Path+" "+b.Method) })
 	return ops, nil
+}
+
+// pointer is what ref, a local JSON pointer ("#/components/pathItems/x"),
+// points at in d.
+func pointer(d map[string]any, ref string) (any, error) {
+	p, ok := strings.CutPrefix(ref, "#/")
+	if !ok {
+		return nil, fmt.Errorf("$ref %q: not a local reference", ref)
+	}
+	var v any = d
+	for _, token := range strings.Split(p, "/") {
+		token = strings.NewReplacer("~1", "/", "~0", "~").Replace(token)
+		m, ok := v.(map[string]any)
+		if !ok || m[token] == nil {
+			return nil, fmt.Errorf("$ref %q: nothing at %q", ref, token)
+		}
+		v = m[token]
+	}
+	return v, nil
 }
 
 // Compare returns an error naming each route that doc, the document in

@@ -110,9 +110,14 @@ func TestErrorCodes(t *testing.T) {
 		} else {
 			t.Errorf("%s: info.description does not say that a wrong method answers 405 method_not_allowed", file)
 		}
-		for path, item := range d["paths"].(map[string]any) {
-			for method, op := range item.(map[string]any) {
-				if method == "parameters" {
+		for path, v := range d["paths"].(map[string]any) {
+			item, err := deref(d, v)
+			if err != nil {
+				t.Errorf("%s: paths[%q]: %v", file, path, err)
+				continue
+			}
+			for method, op := range item {
+				if !slices.Contains([]string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}, method) {
 					continue
 				}
 				responses := op.(map[string]any)["responses"].(map[string]any)
