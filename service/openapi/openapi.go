@@ -10,10 +10,17 @@
 // server (queryapi, gateway/server) that walks the real route table and
 // calls Compare: a route without a documented operation, or an operation
 // no route serves, fails it, naming the method, the path and the file to
-// change. The tests of this package check that both documents are valid
-// OpenAPI 3.1, that every $ref resolves, that a schema both define is the
-// same in both, and that every error code answers with the status it is
+// change. The same tests send a request of each operation to a real
+// server and check the exchange against the document (openapitest). The
+// tests of this package check that both documents are valid OpenAPI 3.1,
+// that every $ref resolves, that a schema both define is the same in
+// both, and that every error code answers with the status it is
 // documented under (service/httpapi's table).
+//
+// To document a new route: add its path under paths, its operation with
+// its parameters, request body and responses (an error status refers to
+// a response of components/responses whose error.code enum lists the
+// codes it carries), and a request of it to the server's exchange test.
 //
 // The schema of a route being added (privacy) is under components/schemas
 // already, so that adding the route is adding its path.
