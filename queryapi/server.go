@@ -72,6 +72,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
+	"github.com/presence-im/presence/service/openapi"
 	"github.com/presence-im/presence/service/ratelimit"
 )
 
@@ -115,11 +116,11 @@ type Config struct {
 	// Probes are checked by /readyz besides Redis.
 	Probes []httpapi.Probe
 	// Auth, when set, checks every caller of the API (not of /healthz,
-	// /readyz, /metrics): a key of scope read looks up any user of its
-	// app; a key of scope backend writes friends, custom status and
-	// subscriptions of any user; a user token looks up any user of its
-	// app, and reads or changes its own custom status, subscriptions and
-	// friends' statuses only. Nil serves everyone.
+	// /readyz, /metrics, /openapi.json): a key of scope read looks up
+	// any user of its app; a key of scope backend writes friends, custom
+	// status and subscriptions of any user; a user token looks up any
+	// user of its app, and reads or changes its own custom status,
+	// subscriptions and friends' statuses only. Nil serves everyone.
 	Auth *auth.Authenticator
 	// Gate, when set, is checked before each lookup; while it fails (the
 	// state is being rebuilt) lookups answer 503 not_ready rather than
@@ -144,6 +145,7 @@ type Server struct {
 	now          func() time.Time
 	log          *slog.Logger
 	metrics      *metrics
+	router       chi.Router // the routes, which a test compares with the OpenAPI document
 	handler      http.Handler
 	buffers      buffers
 	lookups      statusBuffers
@@ -154,8 +156,10 @@ type Server struct {
 	fed      chan struct{}
 }
 
-// New returns a Server; its Handler serves the API, /healthz, /readyz and
-// /metrics.
+// New returns a Server; its Handler serves the API, /healthz, /readyz,
+// /metrics and /openapi.json (the document of every route here, from
+// service/openapi: a route added below must be added to it, as the test
+// of the routes says).
 func New(cfg Config) (*Server, error) {
 	switch {
 	case cfg.Store == nil:
@@ -224,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 	if !cfg.NoMetrics {
 		httpapi.Metrics(r, cfg.Registry)
 	}
+	openapi.Register(r, openapi.QueryAPI())
 	if cfg.RateLimits == nil {
 		cfg.RateLimits = ratelimit.DefaultScopes(cfg.Auth != nil)
 	}
@@ -240,6 +245,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	r.Mount("/compat", cx) // the seeds' APIs, over the routes above
+	s.router = r
 	s.handler = cfg.Auth.Identify(compat.Bypass(r, limited))
 	var ctx context.Context
 	ctx, s.stopFeed = context.WithCancel(context.Background())

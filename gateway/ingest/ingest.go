@@ -137,10 +137,11 @@ func New(pub Publisher, log *slog.Logger, reg prometheus.Registerer, a *auth.Aut
 	return h, nil
 }
 
-// Register adds the endpoint's routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/apps/{app}/events", h.serve(h.postEvents))
-	mux.HandleFunc("POST /v1/gateways/{gateway}/heartbeat", h.serve(h.postHeartbeat))
+// Register adds the endpoint's routes to mux (an *http.ServeMux: the
+// handlers read their path values from it).
+func (h *Handler) Register(mux httpapi.Router) {
+	mux.Handle("POST /v1/apps/{app}/events", h.serve(h.postEvents))
+	mux.Handle("POST /v1/gateways/{gateway}/heartbeat", h.serve(h.postHeartbeat))
 }
 
 func (h *Handler) serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {

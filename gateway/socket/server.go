@@ -70,6 +70,7 @@ import (
 	"github.com/presence-im/presence/gateway"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/service/auth"
+	"github.com/presence-im/presence/service/httpapi"
 )
 
 // Defaults of Config.
@@ -195,9 +196,10 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
-// Register adds GET /v1/apps/{app}/ws to mux.
-func (s *Server) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/apps/{app}/ws", s.handle)
+// Register adds GET /v1/apps/{app}/ws to mux (an *http.ServeMux: the
+// handler reads its path values from it).
+func (s *Server) Register(mux httpapi.Router) {
+	mux.Handle("GET /v1/apps/{app}/ws", http.HandlerFunc(s.handle))
 }
 
 // Run reads the notifications for this gateway's sessions and delivers

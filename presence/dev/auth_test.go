@@ -16,7 +16,8 @@ import (
 
 // TestDevAuth runs the pipeline with an auth file: a gateway key's
 // events, a read key's lookup and a user token's socket go through the
-// whole pipeline; without credentials both servers answer 401.
+// whole pipeline; without credentials both servers answer 401, but for
+// their OpenAPI documents.
 func TestDevAuth(t *testing.T) {
 	f := authtest.New(t)
 	p := startDevWith(t, dev.Config{DataDir: t.TempDir(), AuthFile: f.File})
@@ -40,6 +41,7 @@ func TestDevAuth(t *testing.T) {
 	if code, body := send(p.Query, "", "/v1/apps/chat/status/query", `{"users":["alice"]}`); code != 401 {
 		t.Fatalf("query without credentials: %d %s", code, body)
 	}
+	wantOpenAPI(t, p)
 	if code, body := send(p.Gateway, authtest.Gateway, "/v1/apps/chat/events", events(connect("alice", "phone"))); code != 202 {
 		t.Fatalf("events with gw-1's key: %d %s", code, body)
 	}

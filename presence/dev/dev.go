@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/gateway/server"
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/queryapi"
@@ -191,13 +191,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	gwMux := http.NewServeMux()
-	ing.Register(gwMux)
-	sock.Register(gwMux)
-	httpapi.Health(gwMux, pub.Ping, sock.Ready)
+	gwRoutes := server.Routes{Ingest: ing, Socket: sock, Probes: []httpapi.Probe{pub.Ping}}
 	if cfg.MetricsAddr == "" {
-		httpapi.Metrics(gwMux, reg)
+		gwRoutes.Metrics = reg
 	}
+	gwMux := gwRoutes.Mux()
 
 	queryL, err := httpapi.Listen(cfg.QueryAddr)
 	if err != nil {

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -57,6 +59,17 @@ var statusOf = map[string]int{
 	CodeTooManySockets: http.StatusTooManyRequests,
 	CodeCursorExpired:  http.StatusGone,
 }
+
+// StatusOf is the HTTP status an error of code is answered with, and
+// whether code is in the table.
+func StatusOf(code string) (int, bool) {
+	status, ok := statusOf[code]
+	return status, ok
+}
+
+// Codes lists every error code, sorted: what the servers' OpenAPI
+// documents must describe.
+func Codes() []string { return slices.Sorted(maps.Keys(statusOf)) }
 
 // Error is an error a client can act on: a code from the table above and a
 // message for people.

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/gateway/ingest"
+	"github.com/presence-im/presence/gateway/server"
 	"github.com/presence-im/presence/gateway/socket"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/cli"
@@ -105,13 +105,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	h.Register(mux)
-	sock.Register(mux)
-	httpapi.Health(mux, pub.Ping, sock.Ready)
+	routes := server.Routes{Ingest: h, Socket: sock, Probes: []httpapi.Probe{pub.Ping}}
 	if *metricsAddr == "" {
-		httpapi.Metrics(mux, reg)
+		routes.Metrics = reg
 	}
+	mux := routes.Mux()
 	l, err := httpapi.Listen(*addr)
 	if err != nil {
 		return err
