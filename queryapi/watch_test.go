@@ -221,7 +221,13 @@ func TestWatchResumesFromCursor(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, func(c *queryapi.Config) { c.Registry = reg })
 	h.built()
+	// A change in the feed before the first call (the first call's
+	// statuses show it) does not come again: the cursor is past it.
+	h.change("bob", false, 5)
 	first := h.watch("", 0, "alice", "bob")
+	if again := h.watch(first.Cursor, 100, "alice", "bob"); len(again.Changes) != 0 {
+		t.Errorf("a change before the first call came again: %v", describeStatuses(again.Changes))
+	}
 	h.change("alice", false, 20)
 	h.change("bob", true, 21)
 	h.change("alice", true, 22)

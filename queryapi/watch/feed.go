@@ -28,9 +28,11 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/schemas"
@@ -93,11 +95,15 @@ type Feed struct {
 
 	// started is closed once Run has started reading.
 	started chan struct{}
+	// adm lists the ends of presence.changes while Run reads it.
+	adm atomic.Pointer[kadm.Client]
 
-	mu      sync.Mutex
-	parts   []part // by partition; nil until Run has started reading
-	latest  map[string]entry
-	kept    int
+	mu     sync.Mutex
+	parts  []part // by partition; nil until Run has started reading
+	latest map[string]entry
+	kept   int
+	// read is closed, and replaced, whenever the Feed has read further.
+	read    chan struct{}
 	waiting map[string]map[*waiter]struct{}
 	waiters int
 	// draining is closed by Drain: waiting watches answer at once.
@@ -171,7 +177,8 @@ func New(cfg Config) (*Feed, error) {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	f := &Feed{cfg: cfg, log: cfg.Logger.With("component", "watch"), latest: map[string]entry{},
-		waiting: map[string]map[*waiter]struct{}{}, started: make(chan struct{}), draining: make(chan struct{})}
+		waiting: map[string]map[*waiter]struct{}{}, started: make(chan struct{}), draining: make(chan struct{}),
+		read: make(chan struct{})}
 	m, err := newMetrics(cfg.Registerer, f)
 	if err != nil {
 		return nil, fmt.Errorf("watch: registering metrics: %w", err)
@@ -210,11 +217,17 @@ func (f *Feed) Drain() {
 
 // Position returns the cursor of the changes read so far, of generation
 // gen: a watch that starts from it misses no change read after. It waits
-// for Run to start reading while ctx lasts.
+// for Run to start reading while ctx lasts, then, up to maxCatchUp, to
+// have read what presence.changes holds now, so that the
+// statuses a first watch reads next do not come again as changes (a
+// Feed that has just started may be seconds behind).
 func (f *Feed) Position(ctx context.Context, gen string) (Cursor, error) {
 	if err := f.start(ctx); err != nil {
 		return Cursor{}, err
 	}
+	catchUp, cancel := context.WithTimeout(ctx, maxCatchUp)
+	f.catchUp(catchUp)
+	cancel()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := Cursor{Generation: gen, Next: make([]int64, len(f.parts))}
@@ -282,6 +295,40 @@ func (f *Feed) Wait(ctx context.Context, keys []string, c Cursor, gen string) ([
 		// gave it, further on) wakes the watch too: it waits on.
 		if changes := f.collect(keys, partitions, c); len(changes) > 0 || ctx.Err() != nil || f.drained() {
 			return changes, f.after(c), nil
+		}
+	}
+}
+
+// maxCatchUp bounds how long Position waits for the Feed to catch up.
+const maxCatchUp = 5 * time.Second
+
+// catchUp waits, while ctx lasts, until the Feed has read every
+// partition up to its end now.
+func (f *Feed) catchUp(ctx context.Context) {
+	adm := f.adm.Load()
+	if adm == nil {
+		return
+	}
+	ends, err := adm.ListEndOffsets(ctx, schemas.ChangesTopic)
+	if err != nil {
+		return // the next answer may repeat a status: its version tells
+	}
+	for {
+		f.mu.Lock()
+		behind, read := false, f.read
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil && int(o.Partition) < len(f.parts) && f.parts[o.Partition].next < o.Offset {
+				behind = true
+			}
+		})
+		f.mu.Unlock()
+		if !behind {
+			return
+		}
+		select {
+		case <-read:
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -76,6 +76,8 @@ func (f *Feed) follow(ctx context.Context) error {
 	}
 	defer cl.Close()
 	f.begin(parts)
+	f.adm.Store(adm)
+	defer f.adm.Store(nil)
 	f.log.Info("following the change feed", "topic", schemas.ChangesTopic, "partitions", len(parts), "window", f.cfg.Window)
 	checked := time.Now()
 	for {
@@ -205,6 +207,10 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		if int(e.partition) < len(f.parts) && e.next > f.parts[e.partition].next {
 			f.parts[e.partition].next = e.next
 		}
+	}
+	if len(ends) > 0 {
+		close(f.read)
+		f.read = make(chan struct{})
 	}
 	f.evict()
 	f.metrics.changes.Add(float64(len(changes)))
