@@ -23,8 +23,8 @@ import (
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
-	"github.com/presence-im/presence/schemas/status"
 	"github.com/presence-im/presence/schemas/records"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
