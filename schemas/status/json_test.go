@@ -307,7 +307,13 @@ func FuzzStatusAppendJSON(f *testing.F) {
 				// Times in other zones and with nanoseconds: encoded in UTC, to the millisecond.
 				ConnectedAt: status.Time{Time: time.UnixMilli(connectedMs).Add(time.Duration(i) * 123456).In(time.FixedZone("odd", -(i * 3601)))},
 				Epoch:       "not served",
+				// Any string as an activity, as the aggregate below:
+				// written as encoding/json writes it.
+				Activity: status.Activity(device),
 			})
+		}
+		if sessions%2 == 1 {
+			st.Activity = status.Activity(state)
 		}
 		if hasCustom {
 			st.Custom = &status.Custom{Status: int(customStatus), Text: text}
