@@ -117,3 +117,23 @@ func TestActivityReplayAfterCompaction(t *testing.T) {
 		}
 	}
 }
+
+// An activity record the processor refuses (an activity out of the enum)
+// under a live session's key is a dead letter and ends the session, as
+// compaction will make of it; the user's other session keeps its own.
+func TestRefusedActivityRecord(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+	produce(t, cl, connectEv("bob", "s1", t0), connectEv("bob", "s2", t0),
+		activityEv("bob", "s2", pb.Activity_ACTIVITY_IDLE, t0.Add(time.Second)),
+		activityEv("bob", "s1", 7, t0.Add(2*time.Second)))
+	waitCaughtUp(t, cl, store)
+	if got := activities(t, store, []string{"bob"})["bob"]; got != `online "idle" s2=idle` {
+		t.Fatalf("bob: %s, want only s2, idle", got)
+	}
+	dead := readAll(t, c, schemas.DeadLetterTopic, 1)
+	if string(dead[0].Key) != schemas.SessionKey("chat", "bob", "s1") {
+		t.Errorf("dead letter of key %q, want s1's", dead[0].Key)
+	}
+}
