@@ -18,7 +18,8 @@ import (
 // (gateway.ActivityChange). A client that flaps does not flood Kafka:
 // each session publishes at most one activity per
 // Config.ActivityInterval, the latest reported winning, and none that
-// says what its last one did (a session starts active). Every other
+// says what its last one did (a session starts active); one Kafka did not
+// take is tried again an interval later, until the session ends. Every other
 // message, or one longer than maxClientMessage bytes, is ignored (as all
 // messages were before activity) and counted as invalid.
 //
@@ -106,6 +107,11 @@ func (s *Server) report(c *conn) {
 		last = time.Now()
 		if s.publishActivity(c, a) {
 			published = a
+			continue
+		}
+		select { // Kafka did not take it: try again after the interval
+		case c.reported <- struct{}{}:
+		default:
 		}
 	}
 }
