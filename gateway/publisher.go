@@ -50,6 +50,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/schemas/records"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // Type is the kind of an Event.
@@ -59,6 +60,13 @@ type Type int
 const (
 	Connect Type = iota + 1
 	Disconnect
+	// ActivityChange reports the activity of a live session
+	// (Event.Activity). Its record carries the whole session, as its
+	// connect's does (Device is required), under the session's key, so
+	// that compaction, which keeps only the key's latest record, keeps
+	// the session. Publish it only for a session the gateway holds, never
+	// after its disconnect: it would connect the session again.
+	ActivityChange
 )
 
 // Reason says why a session ended.
@@ -71,7 +79,7 @@ const (
 	Timeout         = pb.DisconnectReason_DISCONNECT_REASON_TIMEOUT
 )
 
-// Event is a connect or disconnect of one session.
+// Event is a connect, disconnect or activity change of one session.
 type Event struct {
 	Type               Type
 	App, User, Session string
@@ -80,6 +88,9 @@ type Event struct {
 	Device, DeviceID string
 	// Reason is set on disconnects (ClientClosed when zero).
 	Reason Reason
+	// Activity is the session's activity: required on an ActivityChange,
+	// optional on a connect (unset means active).
+	Activity status.Activity
 	// Gateway and Epoch name the gateway holding the session when it is
 	// not this publisher's own (an ingestion endpoint publishing for
 	// external gateways); empty means the publisher's.
@@ -223,8 +234,27 @@ func (e Event) record(now time.Time) *pb.SessionEvent {
 	case Disconnect:
 		ev.Type = pb.EventType_EVENT_TYPE_DISCONNECT
 		ev.Reason = cmp.Or(e.Reason, ClientClosed)
+	case ActivityChange:
+		ev.Type = pb.EventType_EVENT_TYPE_ACTIVITY
 	}
+	ev.Activity = activityProto(e.Activity)
 	return ev
+}
+
+// activityProto returns a as a record says it: unset for "", and a value
+// out of the enum, which validation refuses, for one not known.
+func activityProto(a status.Activity) pb.Activity {
+	switch a {
+	case "":
+		return pb.Activity_ACTIVITY_UNSPECIFIED
+	case status.Active:
+		return pb.Activity_ACTIVITY_ACTIVE
+	case status.Idle:
+		return pb.Activity_ACTIVITY_IDLE
+	case status.Background:
+		return pb.Activity_ACTIVITY_BACKGROUND
+	}
+	return -1
 }
 
 // Heartbeat renews the gateway's lease.

@@ -118,6 +118,12 @@ func (d *sessionDecoder) decode(r *kgo.Record, clamp func(time.Time) time.Time) 
 	switch ev.Type {
 	case pb.EventType_EVENT_TYPE_CONNECT:
 		c.Op = redisstore.Connect
+		c.Activity = status.ActivityFromProto(ev.Activity)
+	case pb.EventType_EVENT_TYPE_ACTIVITY:
+		// The whole session, under its own key: a connect that says its
+		// activity (redisstore.Change.Report).
+		c.Op, c.Report = redisstore.Connect, true
+		c.Activity = status.ActivityFromProto(ev.Activity)
 	case pb.EventType_EVENT_TYPE_DISCONNECT:
 		c.Op = redisstore.Disconnect
 		c.OnlyHere = ev.Reason == pb.DisconnectReason_DISCONNECT_REASON_GATEWAY_LOST

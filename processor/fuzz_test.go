@@ -49,6 +49,10 @@ func FuzzBatchAdd(f *testing.F) {
 		Privacy: &pb.Privacy{Invisible: true, LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_FRIENDS}, TimestampMs: ms}
 	badRule := proto.Clone(privacy).(*pb.SessionEvent)
 	badRule.Privacy.LastSeen = 9
+	activity := proto.Clone(connect).(*pb.SessionEvent)
+	activity.Type, activity.Activity = pb.EventType_EVENT_TYPE_ACTIVITY, pb.Activity_ACTIVITY_IDLE
+	badActivity := proto.Clone(activity).(*pb.SessionEvent)
+	badActivity.Activity = 7
 	friend := &pb.FriendEdge{App: "chat", User: "a/b%c", Friend: "bob", TimestampMs: ms}
 	sub := &pb.Subscription{App: "chat", User: "alice", Subscriber: "bob", ExpiresAtMs: ms + 60_000, TimestampMs: ms}
 	farFuture := proto.Clone(connect).(*pb.SessionEvent)
@@ -79,6 +83,9 @@ func FuzzBatchAdd(f *testing.F) {
 		{0, "chat/alice/s1", big, 3},
 		{0, "chat/alice", badUTF8Value, 3},
 		{0, "chat/alice/s1", []byte("\x0a\xff\xff\xff\xff\x0f"), 3},
+		{0, "chat/alice/s1", mustMarshal(f, activity), 3},
+		{0, "chat/alice/s1", mustMarshal(f, badActivity), 3},
+		{0, "chat/alice", mustMarshal(f, activity), 3}, // under the custom status's key
 		{0, "chat/alice//privacy", mustMarshal(f, privacy), 3},
 		{0, "chat/alice//privacy", nil, 3},                   // restores the default
 		{0, "chat/alice", mustMarshal(f, privacy), 3},        // under the custom status's key

@@ -24,6 +24,7 @@ import (
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/schemas/records"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -199,7 +200,7 @@ func model(evs []event) map[string]*redisstore.Status {
 		st.Sessions = kept
 		if ev.Type == pb.EventType_EVENT_TYPE_CONNECT {
 			st.Sessions = append(st.Sessions, redisstore.Session{Session: ev.Session, Device: ev.Device.Type,
-				DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: redisstore.Time{Time: at}})
+				DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: redisstore.Time{Time: at}, Activity: status.Active})
 			st.LastSeen = nil
 		} else if len(st.Sessions) == 0 {
 			st.LastSeen = &redisstore.Time{Time: at} // the disconnect that left no session
@@ -208,7 +209,7 @@ func model(evs []event) map[string]*redisstore.Status {
 	for _, st := range out {
 		st.State = redisstore.Offline
 		if len(st.Sessions) > 0 {
-			st.State = redisstore.Online
+			st.State, st.Activity = redisstore.Online, status.Active
 		}
 		slices.SortFunc(st.Sessions, func(a, b redisstore.Session) int {
 			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))

@@ -388,7 +388,7 @@ func (p *Processor) rewriteKept(ctx context.Context, cl *kgo.Client, changes []r
 		r, err := records.Encode(schemas.SessionsTopic, schemas.SessionKey(c.App, c.User, c.Session), &pb.SessionEvent{
 			Type: pb.EventType_EVENT_TYPE_CONNECT, App: c.App, User: c.User, Session: c.Session,
 			Device: &pb.Device{Type: s.Device, Id: s.DeviceID}, Gateway: s.Gateway, GatewayEpoch: s.Epoch,
-			TimestampMs: s.ConnectedAt.UnixMilli(),
+			TimestampMs: s.ConnectedAt.UnixMilli(), Activity: s.Activity.Proto(),
 		}, time.Time{})
 		if err != nil {
 			return err

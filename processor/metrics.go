@@ -17,8 +17,9 @@ import "github.com/prometheus/client_golang/prometheus"
 //	presence_processor_announcements_total{result}
 //	                                          changes of a user's visible
 //	                                          state: announced, delayed
-//	                                          (went offline: wait for the
-//	                                          grace period), absorbed (back
+//	                                          (went offline, or less
+//	                                          present: wait for the grace
+//	                                          period), absorbed (back
 //	                                          within it: no news)
 //	presence_processor_notifications_total{type}
 //	                                          recipient sessions notified:
@@ -106,7 +107,7 @@ func newMetrics(reg prometheus.Registerer, stalled func() float64) (*metrics, er
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("consumer_lag",
 			"Records of a partition not yet applied, as of the last fetch.")), []string{"topic", "partition"}),
 		announcements: prometheus.NewCounterVec(prometheus.CounterOpts(opts("announcements_total",
-			"Changes of a user's visible state, by result: announced, delayed (went offline: wait for the grace period), absorbed (back within it).")), []string{"result"}),
+			"Changes of a user's visible state, by result: announced, delayed (went offline, or less present: wait for the grace period), absorbed (back within it).")), []string{"result"}),
 		notifications: prometheus.NewCounterVec(prometheus.CounterOpts(opts("notifications_total",
 			"Recipient sessions notified, by type: presence (friends, subscribers), sync (the user's own other sessions).")), []string{"type"}),
 		fanout: histogram("fanout_recipients", "Recipient sessions per announcement.",

@@ -385,6 +385,7 @@ func statusProto(user string, st *redisstore.Status) *pb.UserStatus {
 	}
 	out.Online = st.State == redisstore.Online
 	out.Version = st.Version
+	out.Activity = st.Activity.Proto()
 	if st.LastSeen != nil {
 		out.LastSeenMs = st.LastSeen.UnixMilli()
 	}
@@ -394,7 +395,7 @@ func statusProto(user string, st *redisstore.Status) *pb.UserStatus {
 	for _, s := range st.Sessions {
 		out.Sessions = append(out.Sessions, &pb.Session{
 			Session: s.Session, Device: &pb.Device{Type: s.Device, Id: s.DeviceID},
-			Gateway: s.Gateway, ConnectedAtMs: s.ConnectedAt.UnixMilli(),
+			Gateway: s.Gateway, ConnectedAtMs: s.ConnectedAt.UnixMilli(), Activity: s.Activity.Proto(),
 		})
 	}
 	return out

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // Op is what a Change does.
@@ -49,6 +51,17 @@ type Change struct {
 	Version int64
 	// Partition is the record's partition.
 	Partition int32
+	// Activity is what a Connect says of its session's activity: Active
+	// (or "") for a connect, what the client reported for an activity
+	// record, which is a Connect with Report set.
+	Activity status.Activity
+	// Report says the Connect is an activity record: it re-asserts a
+	// session (the whole session, so that a compacted topic that keeps it
+	// alone still holds it) to say its Activity. Applied to a session
+	// live with the same gateway and epoch, it keeps its connected_at.
+	// apply.lua, the reference, knows no activity: it applies it as any
+	// connect (processor/state is the one that announces the aggregate).
+	Report bool
 	// OnlyHere makes a Disconnect apply only to a session held by its
 	// Gateway and Epoch (a gateway_lost disconnect): a session that has
 	// reconnected elsewhere meanwhile is kept (Outcome.Kept).
@@ -304,16 +317,24 @@ const sep = "\x1f"
 
 func sessionField(session string) string { return "s" + session }
 
+// encodeSession returns a session's value in the hash: device, device id,
+// gateway, connected at (Unix ms), epoch, joined by sep, then, when not
+// active, sep and its activity's code (status.Activity.Code): an active
+// session, most of them, costs no byte more.
 func encodeSession(c Change) string {
-	return c.Device + sep + c.DeviceID + sep + c.Gateway + sep + strconv.FormatInt(c.At.UnixMilli(), 10) + sep + c.Epoch
+	v := c.Device + sep + c.DeviceID + sep + c.Gateway + sep + strconv.FormatInt(c.At.UnixMilli(), 10) + sep + c.Epoch
+	if code := c.Activity.Code(); code != "" {
+		v += sep + code
+	}
+	return v
 }
 
 func decodeSession(field, value string) (Session, error) {
-	var parts [5]string
+	var parts [6]string
 	n := 0
 	for rest, more := value, true; more; n++ {
 		if n == len(parts) {
-			return Session{}, fmt.Errorf("decoding session %q: more than 5 parts", field)
+			return Session{}, fmt.Errorf("decoding session %q: more than 6 parts", field)
 		}
 		parts[n], rest, more = strings.Cut(rest, sep)
 	}
@@ -331,6 +352,7 @@ func decodeSession(field, value string) (Session, error) {
 		Gateway:     parts[2],
 		ConnectedAt: millis(ms),
 		Epoch:       parts[4],
+		Activity:    status.ActivityOfCode(parts[5]),
 	}, nil
 }
 

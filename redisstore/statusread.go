@@ -327,6 +327,7 @@ func (b *statusBatch) end(st *Status, start int) {
 	if len(st.Sessions) > 0 {
 		st.State = Online
 	}
+	st.Activity = status.Aggregate(st.Sessions)
 	slices.SortFunc(st.Sessions, func(x, y Session) int {
 		return cmp.Or(x.ConnectedAt.Compare(y.ConnectedAt.Time), cmp.Compare(x.Session, y.Session))
 	})

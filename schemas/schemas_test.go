@@ -220,6 +220,41 @@ func TestValidatePrivacy(t *testing.T) {
 	}
 }
 
+// An activity record is a whole session (as a connect) with a known
+// activity; a connect's activity, optional, must be known too.
+func TestValidateActivity(t *testing.T) {
+	valid := func() *presencepb.SessionEvent {
+		return &presencepb.SessionEvent{
+			Type: presencepb.EventType_EVENT_TYPE_ACTIVITY, App: "chat", User: "alice", Session: "s1",
+			Device: &presencepb.Device{Type: "ios"}, Gateway: "gw-1", GatewayEpoch: "e1",
+			Activity: presencepb.Activity_ACTIVITY_IDLE, TimestampMs: 1,
+		}
+	}
+	if err := ValidateSessionEvent(valid()); err != nil {
+		t.Fatalf("valid activity rejected: %v", err)
+	}
+	connect := valid()
+	connect.Type = presencepb.EventType_EVENT_TYPE_CONNECT
+	if err := ValidateSessionEvent(connect); err != nil {
+		t.Fatalf("a connect that says idle rejected: %v", err)
+	}
+	for name, mutate := range map[string]func(*presencepb.SessionEvent){
+		"unset":               func(e *presencepb.SessionEvent) { e.Activity = 0 },
+		"unknown":             func(e *presencepb.SessionEvent) { e.Activity = 4 },
+		"below":               func(e *presencepb.SessionEvent) { e.Activity = -1 },
+		"no device":           func(e *presencepb.SessionEvent) { e.Device = nil },
+		"no session":          func(e *presencepb.SessionEvent) { e.Session = "" },
+		"no gateway":          func(e *presencepb.SessionEvent) { e.Gateway = "" },
+		"a connect's unknown": func(e *presencepb.SessionEvent) { e.Type, e.Activity = presencepb.EventType_EVENT_TYPE_CONNECT, 9 },
+	} {
+		ev := valid()
+		mutate(ev)
+		if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
 func TestValidateFriendsAndSubscriptions(t *testing.T) {
 	if err := ValidateFriendEdge(&presencepb.FriendEdge{App: "chat", User: "a", Friend: "b", TimestampMs: 1}); err != nil {
 		t.Errorf("valid friendship rejected: %v", err)

@@ -82,6 +82,12 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 	}
 	switch ev.GetType() {
 	case presencepb.EventType_EVENT_TYPE_CONNECT, presencepb.EventType_EVENT_TYPE_DISCONNECT:
+	case presencepb.EventType_EVENT_TYPE_ACTIVITY:
+		// An activity record re-asserts the session's connect: it needs
+		// all a connect needs, and a known activity.
+		if a := ev.GetActivity(); a < presencepb.Activity_ACTIVITY_ACTIVE || a > presencepb.Activity_ACTIVITY_BACKGROUND {
+			return fmt.Errorf("%w activity %v", ErrInvalid, a)
+		}
 	case presencepb.EventType_EVENT_TYPE_CUSTOM_STATUS:
 		return validateCustomStatus(ev)
 	case presencepb.EventType_EVENT_TYPE_PRIVACY:
@@ -96,8 +102,11 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 		{"gateway epoch", ev.GetGatewayEpoch()},
 		{"device", ev.GetDevice().GetType()},
 	}
+	if a := ev.GetActivity(); a < 0 || a > presencepb.Activity_ACTIVITY_BACKGROUND {
+		return fmt.Errorf("%w activity %v", ErrInvalid, a)
+	}
 	n := len(ids)
-	if ev.GetType() != presencepb.EventType_EVENT_TYPE_CONNECT {
+	if ev.GetType() == presencepb.EventType_EVENT_TYPE_DISCONNECT {
 		n-- // a disconnect needs no device
 	}
 	for _, x := range ids[:n] {

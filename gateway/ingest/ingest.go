@@ -1,6 +1,9 @@
 // Package ingest is the HTTP ingestion endpoint of the gateway server, for
-// IM gateways written in other languages: they post batches of connects
-// and disconnects, and heartbeats, which it publishes to Kafka.
+// IM gateways written in other languages: they post batches of connects,
+// disconnects and activity changes, and heartbeats, which it publishes to
+// Kafka. An activity event names the whole session, as its connect does
+// (device required), and must be posted only while the session is live
+// (see gateway.ActivityChange).
 //
 // An event's "at" may run ahead of the server's clock by at most the
 // maximum clock skew (DefaultMaxClockSkew, MaxClockSkew): within it, it
@@ -30,6 +33,7 @@ import (
 
 	"github.com/presence-im/presence/gateway"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
 )
@@ -167,6 +171,9 @@ type eventJSON struct {
 	// Reason of a disconnect: client_closed (default), timeout or
 	// gateway_shutdown.
 	Reason string `json:"reason"`
+	// Activity of an activity event (required: active, idle or
+	// background), or of a connect (optional: active).
+	Activity string `json:"activity"`
 	// At is when the gateway saw the event (RFC 3339); when absent, the
 	// time the server publishes it. A time ahead of the server's clock
 	// is taken as the server's time within the maximum skew, and refused
@@ -222,9 +229,12 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) error {
 	h.publish.Observe(time.Since(start).Seconds())
 	h.batches.WithLabelValues("accepted").Inc()
 	for _, e := range events {
-		if e.Type == gateway.Connect {
+		switch e.Type {
+		case gateway.Connect:
 			h.events.WithLabelValues("connect").Inc()
-		} else {
+		case gateway.ActivityChange:
+			h.events.WithLabelValues("activity").Inc()
+		default:
 			h.events.WithLabelValues("disconnect").Inc()
 		}
 	}
@@ -275,11 +285,24 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 			}
 			ev.At = at
 		}
+		if e.Activity != "" {
+			a, ok := status.ParseActivity(e.Activity)
+			if !ok || e.Type == "disconnect" {
+				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: activity %q: want active, idle or background, on a connect or activity event", i, e.Activity))
+			}
+			ev.Activity = a
+		}
 		switch e.Type {
-		case "connect":
+		case "connect", "activity":
 			ev.Type = gateway.Connect
+			if e.Type == "activity" {
+				ev.Type = gateway.ActivityChange
+				if e.Activity == "" {
+					return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf(`events[%d]: an activity event needs "activity": active, idle or background`, i))
+				}
+			}
 			if e.Reason != "" {
-				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: a connect has no reason", i))
+				return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: a %s has no reason", i, e.Type))
 			}
 		case "disconnect":
 			ev.Type = gateway.Disconnect
@@ -289,7 +312,7 @@ func (h *Handler) parseEvents(w http.ResponseWriter, r *http.Request) ([]gateway
 			}
 			ev.Reason = reason
 		default:
-			return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect or disconnect", i, e.Type))
+			return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: type %q: want connect, disconnect or activity", i, e.Type))
 		}
 		if err := ev.Validate(); err != nil {
 			return nil, "", httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("events[%d]: %v", i, err))

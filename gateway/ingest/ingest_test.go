@@ -78,16 +78,21 @@ func TestEvents(t *testing.T) {
 	srv := serve(t, rec)
 	code, body := post(t, srv.URL+"/v1/apps/chat/events", `{"gateway":"gw-1","epoch":"boot-1","events":[
 		{"type":"connect","user":"alice","session":"s1","device":"ios","device_id":"imei-1"},
-		{"type":"disconnect","user":"bob","session":"s2","reason":"timeout","at":"2026-11-22T10:00:00.123Z"}]}`)
-	if code != http.StatusAccepted || !strings.Contains(body, `"accepted":2`) {
+		{"type":"disconnect","user":"bob","session":"s2","reason":"timeout","at":"2026-11-22T10:00:00.123Z"},
+		{"type":"activity","user":"alice","session":"s1","device":"ios","device_id":"imei-1","activity":"idle"},
+		{"type":"connect","user":"carl","session":"s3","device":"web","activity":"background"}]}`)
+	if code != http.StatusAccepted || !strings.Contains(body, `"accepted":4`) {
 		t.Fatalf("status %d: %s", code, body)
 	}
 	want := []gateway.Event{
 		{Type: gateway.Connect, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "imei-1", Gateway: "gw-1", Epoch: "boot-1"},
 		{Type: gateway.Disconnect, App: "chat", User: "bob", Session: "s2", Reason: gateway.Timeout, Gateway: "gw-1", Epoch: "boot-1",
 			At: time.Date(2026, 11, 22, 10, 0, 0, 123e6, time.UTC)},
+		{Type: gateway.ActivityChange, App: "chat", User: "alice", Session: "s1", Device: "ios", DeviceID: "imei-1", Gateway: "gw-1", Epoch: "boot-1", Activity: "idle"},
+		{Type: gateway.Connect, App: "chat", User: "carl", Session: "s3", Device: "web", Gateway: "gw-1", Epoch: "boot-1", Activity: "background"},
 	}
-	if len(rec.events) != 2 || rec.events[0] != want[0] || rec.events[1].At.Compare(want[1].At) != 0 {
+	if len(rec.events) != 4 || rec.events[0] != want[0] || rec.events[1].At.Compare(want[1].At) != 0 ||
+		rec.events[2] != want[2] || rec.events[3] != want[3] {
 		t.Fatalf("published %+v, want %+v", rec.events, want)
 	}
 }
@@ -101,6 +106,10 @@ func TestMalformedBatchWritesNothing(t *testing.T) {
 		{"unknown type", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"away","user":"a","session":"s"}]}`},
 		{"empty user", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"connect","user":"","session":"s","device":"ios"}]}`},
 		{"connect without device", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"connect","user":"a","session":"s"}]}`},
+		{"activity without activity", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"activity","user":"a","session":"s","device":"ios"}]}`},
+		{"unknown activity", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"activity","user":"a","session":"s","device":"ios","activity":"asleep"}]}`},
+		{"activity without device", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[` + valid + `,{"type":"activity","user":"a","session":"s","activity":"idle"}]}`},
+		{"disconnect with activity", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"disconnect","user":"a","session":"s","activity":"idle"}]}`},
 		{"bad reason", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"disconnect","user":"a","session":"s","reason":"bored"}]}`},
 		{"control character", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[{"type":"connect","user":"a\u0000","session":"s","device":"ios"}]}`},
 		{"unknown field", "/v1/apps/chat/events", `{"gateway":"gw","epoch":"e","events":[],"extra":true}`},

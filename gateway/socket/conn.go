@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // key names a session on this gateway.
@@ -58,6 +59,13 @@ type conn struct {
 	// open is set under the server's lock once Kafka has the connect.
 	open bool
 
+	// order is held while a report or the disconnect is published, so
+	// that no report follows the disconnect (activity.go).
+	order sync.Mutex
+	// reported signals a report; activity is the latest, under mu.
+	reported chan struct{}
+	activity status.Activity
+
 	mu  sync.Mutex
 	raw net.Conn // the hijacked connection, to cut it short
 }
@@ -66,6 +74,7 @@ func newConn(k key, device, deviceID string, sendBuffer int) *conn {
 	return &conn{
 		key: k, device: device, deviceID: deviceID,
 		send:     make(chan outgoing, sendBuffer),
+		reported: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		released: make(chan struct{}),
 	}
@@ -143,6 +152,7 @@ func (s *Server) serve(c *conn, ws *websocket.Conn) {
 	wg.Go(func() { s.read(ctx, c, ws) })
 	wg.Go(func() { s.write(ctx, c, ws) })
 	wg.Go(func() { s.ping(ctx, c, ws) })
+	wg.Go(func() { s.report(c) })
 	if !c.expires.IsZero() {
 		wg.Go(func() { s.expire(c) })
 	}
@@ -176,12 +186,17 @@ func (s *Server) close(c *conn, ws *websocket.Conn) {
 	}
 }
 
-// read reads what the client sends and throws it away; reading is also
-// what answers the client's pings and sees its pongs and close.
+// read reads what the client sends: its activity (activity.go), and
+// nothing else; reading is also what answers the client's pings and sees
+// its pongs and close.
 func (s *Server) read(ctx context.Context, c *conn, ws *websocket.Conn) {
 	for {
-		_, r, err := ws.Reader(ctx)
-		if err == nil {
+		typ, r, err := ws.Reader(ctx)
+		switch {
+		case err == nil && typ == websocket.MessageText:
+			err = s.receive(c, r)
+		case err == nil:
+			s.metrics.messages.WithLabelValues(messageInvalid).Inc()
 			_, err = io.Copy(io.Discard, r)
 		}
 		if err != nil {

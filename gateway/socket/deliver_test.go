@@ -43,7 +43,7 @@ func neighbour() string {
 var bobOnline = &pb.UserStatus{
 	User: "bob", Online: true,
 	Sessions: []*pb.Session{
-		{Session: "b2", Device: &pb.Device{Type: "web"}, Gateway: "gw-9", ConnectedAtMs: 1_700_000_001_000},
+		{Session: "b2", Device: &pb.Device{Type: "web"}, Gateway: "gw-9", ConnectedAtMs: 1_700_000_001_000, Activity: pb.Activity_ACTIVITY_IDLE},
 		{Session: "b1", Device: &pb.Device{Type: "ios", Id: "imei-9"}, Gateway: "gw-1", ConnectedAtMs: 1_700_000_000_123},
 	},
 	Custom:  &pb.CustomStatus{Status: 2, Text: "in a meeting"},
@@ -51,9 +51,9 @@ var bobOnline = &pb.UserStatus{
 }
 
 const bobOnlineJSON = `{"type":"presence","user":"bob","state":"online","sessions":[
-	{"session":"b1","device":"ios","device_id":"imei-9","gateway":"gw-1","connected_at":"2023-11-14T22:13:20.123Z"},
-	{"session":"b2","device":"web","device_id":"","gateway":"gw-9","connected_at":"2023-11-14T22:13:21.000Z"}],
-	"custom":{"status":2,"text":"in a meeting"},"last_seen":null,"version":42}`
+	{"session":"b1","device":"ios","device_id":"imei-9","gateway":"gw-1","connected_at":"2023-11-14T22:13:20.123Z","activity":"active"},
+	{"session":"b2","device":"web","device_id":"","gateway":"gw-9","connected_at":"2023-11-14T22:13:21.000Z","activity":"idle"}],
+	"custom":{"status":2,"text":"in a meeting"},"last_seen":null,"version":42,"activity":"active"}`
 
 func TestDelivery(t *testing.T) {
 	h := start(t, setup{})
@@ -79,11 +79,11 @@ func TestDelivery(t *testing.T) {
 	sameJSON(t, receive(t, alice1), bobOnlineJSON)
 	sameJSON(t, receive(t, carol), bobOnlineJSON)
 	sameJSON(t, receive(t, alice2), `{"type":"sync","user":"alice","state":"offline","sessions":[],
-		"custom":null,"last_seen":"2023-11-14T22:13:22.500Z","version":43}`)
+		"custom":null,"last_seen":"2023-11-14T22:13:22.500Z","version":43,"activity":null}`)
 	// The next message of alice/s1 is erin's: neither the other gateway's
 	// nor the other app's reached it.
 	sameJSON(t, receive(t, alice1), `{"type":"presence","user":"erin","state":"offline","sessions":[],
-		"custom":null,"last_seen":null,"version":44}`)
+		"custom":null,"last_seen":null,"version":44,"activity":null}`)
 
 	if n := metric(t, h.reg, "presence_gateway_notifications_dropped_total", "reason", "not_here"); n != 2 {
 		t.Fatalf("dropped not_here: %v, want 2 (dave/d1 and the other app's alice)", n)

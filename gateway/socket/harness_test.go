@@ -173,7 +173,7 @@ func tail(t *testing.T, c *kfake.Cluster, topic string) chan *kgo.Record {
 
 // event is a session record as the tests compare it.
 type event struct {
-	Key, Type, Device, DeviceID, Gateway, Epoch, Reason string
+	Key, Type, Device, DeviceID, Gateway, Epoch, Reason, Activity string
 }
 
 // next returns the next record of presence.sessions.
@@ -195,9 +195,12 @@ func (h *harness) decode(r *kgo.Record) event {
 		h.t.Fatalf("record %q: %v", r.Key, err)
 	}
 	e := event{Key: string(r.Key), Type: ev.GetType().String(), Gateway: ev.GetGateway(), Epoch: ev.GetGatewayEpoch()}
-	if ev.GetType() == pb.EventType_EVENT_TYPE_CONNECT {
+	switch ev.GetType() {
+	case pb.EventType_EVENT_TYPE_CONNECT:
 		e.Device, e.DeviceID = ev.GetDevice().GetType(), ev.GetDevice().GetId()
-	} else {
+	case pb.EventType_EVENT_TYPE_ACTIVITY:
+		e.Device, e.DeviceID, e.Activity = ev.GetDevice().GetType(), ev.GetDevice().GetId(), ev.GetActivity().String()
+	default:
 		e.Reason = ev.GetReason().String()
 	}
 	return e

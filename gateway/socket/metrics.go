@@ -39,6 +39,7 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 	undecodable prometheus.Counter
 	unknownType prometheus.Counter
+	messages    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,8 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Records keyed to this gateway on the notify topic that are not a Notification, skipped."))),
 		unknownType: prometheus.NewCounter(prometheus.CounterOpts(opts("notify_unknown_type_total",
 			"Notifications of a type this gateway does not know, skipped."))),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts(opts("socket_messages_total",
+			"Messages clients sent, by result: activity (a report), invalid (anything else, ignored).")), []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.sockets, m.connects, m.disconnects, m.delivered, m.dropped, m.undecodable, m.unknownType} {
+	for _, c := range []prometheus.Collector{m.sockets, m.connects, m.disconnects, m.delivered, m.dropped, m.undecodable, m.unknownType, m.messages} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

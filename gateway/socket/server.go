@@ -8,7 +8,9 @@
 //
 // for friends and watched users, "type":"sync" for the client's own user
 // changing on another session; the other fields are the query API's
-// Status of the user who changed.
+// Status of the user who changed. A client reports its activity with
+// {"type":"activity","activity":"active"|"idle"|"background"} (see
+// activity.go); the gateway reads no other message.
 //
 // With Config.Auth, a client connects with a user token, as its user
 // only; without valid credentials it is answered 401 unauthorized, as
@@ -49,6 +51,9 @@
 //	presence_gateway_notifications_dropped_total{reason}   not_here (no such
 //	                                                       session here),
 //	                                                       slow_consumer
+//	presence_gateway_socket_messages_total{result}         client messages:
+//	                                                       activity, invalid
+//	                                                       (ignored)
 //	presence_gateway_notify_undecodable_total              notify records that
 //	                                                       do not decode
 //	presence_gateway_notify_unknown_type_total             notifications of an
@@ -117,6 +122,9 @@ type Config struct {
 	// MaxSocketsPerUser is the most sessions of one user this gateway
 	// holds at once (DefaultMaxSocketsPerUser).
 	MaxSocketsPerUser int
+	// ActivityInterval is how often, at most, a session publishes the
+	// activity its client reports (DefaultActivityInterval).
+	ActivityInterval time.Duration
 }
 
 // Server serves WebSocket clients and delivers their notifications.
@@ -130,6 +138,8 @@ type Server struct {
 	origins      []string
 	maxSockets   int
 	maxPerUser   int
+	// activityEvery: Config.ActivityInterval.
+	activityEvery time.Duration
 
 	mu       sync.RWMutex
 	conns    map[key]*conn      // sessions by id, until their id is free
@@ -149,9 +159,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Publisher == nil {
 		return nil, errors.New("socket.Config: no Publisher")
 	}
-	if cfg.PingInterval < 0 || cfg.SendBuffer < 0 || cfg.MaxSockets < 0 || cfg.MaxSocketsPerUser < 0 {
-		return nil, fmt.Errorf("socket.Config: negative PingInterval %s, SendBuffer %d, MaxSockets %d or MaxSocketsPerUser %d",
-			cfg.PingInterval, cfg.SendBuffer, cfg.MaxSockets, cfg.MaxSocketsPerUser)
+	if cfg.PingInterval < 0 || cfg.SendBuffer < 0 || cfg.MaxSockets < 0 || cfg.MaxSocketsPerUser < 0 || cfg.ActivityInterval < 0 {
+		return nil, fmt.Errorf("socket.Config: negative PingInterval %s, SendBuffer %d, MaxSockets %d, MaxSocketsPerUser %d or ActivityInterval %s",
+			cfg.PingInterval, cfg.SendBuffer, cfg.MaxSockets, cfg.MaxSocketsPerUser, cfg.ActivityInterval)
+	}
+	if cfg.ActivityInterval == 0 {
+		cfg.ActivityInterval = DefaultActivityInterval
 	}
 	if err := checkOrigins(cfg.AllowedOrigins); err != nil {
 		return nil, fmt.Errorf("socket.Config: %w", err)
@@ -179,20 +192,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("registering socket metrics: %w", err)
 	}
 	return &Server{
-		pub:          cfg.Publisher,
-		log:          cfg.Logger.With("component", "socket"),
-		metrics:      m,
-		pingInterval: cfg.PingInterval,
-		sendBuffer:   cfg.SendBuffer,
-		auth:         cfg.Auth,
-		origins:      cfg.AllowedOrigins,
-		maxSockets:   cfg.MaxSockets,
-		maxPerUser:   cfg.MaxSocketsPerUser,
-		conns:        map[key]*conn{},
-		users:        map[userKey]int{},
-		live:         map[*conn]struct{}{},
-		reading:      make(chan struct{}),
-		drained:      make(chan struct{}),
+		pub:           cfg.Publisher,
+		log:           cfg.Logger.With("component", "socket"),
+		metrics:       m,
+		pingInterval:  cfg.PingInterval,
+		sendBuffer:    cfg.SendBuffer,
+		auth:          cfg.Auth,
+		origins:       cfg.AllowedOrigins,
+		maxSockets:    cfg.MaxSockets,
+		maxPerUser:    cfg.MaxSocketsPerUser,
+		activityEvery: cfg.ActivityInterval,
+		conns:         map[key]*conn{},
+		users:         map[userKey]int{},
+		live:          map[*conn]struct{}{},
+		reading:       make(chan struct{}),
+		drained:       make(chan struct{}),
 	}, nil
 }
 
@@ -266,8 +280,10 @@ func (s *Server) finish(c *conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), PublishTimeout)
 	defer cancel()
+	c.order.Lock() // after any report in flight
 	err := s.pub.Publish(ctx, gateway.Event{Type: gateway.Disconnect,
 		App: c.app, User: c.user, Session: c.session, Reason: c.ending.reason})
+	c.order.Unlock()
 	if err != nil {
 		s.log.Error("publishing a disconnect", "app", c.app, "user", c.user, "session", c.session, "err", err)
 	}
@@ -315,12 +331,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 	var err error
 	if len(batch) > 0 {
+		// After any report in flight (activity.go); ended, they publish
+		// no other.
+		for _, c := range batch {
+			c.order.Lock()
+		}
 		events := make([]gateway.Event, len(batch))
 		for i, c := range batch {
 			events[i] = gateway.Event{Type: gateway.Disconnect, App: c.app, User: c.user, Session: c.session, Reason: gateway.GatewayShutdown}
 		}
 		if perr := s.pub.Publish(ctx, events...); perr != nil {
 			err = fmt.Errorf("publishing the disconnects of %d sessions: %w", len(batch), perr)
+		}
+		for _, c := range batch {
+			c.order.Unlock()
 		}
 	}
 	for _, c := range batch {

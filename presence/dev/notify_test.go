@@ -64,13 +64,14 @@ type message struct {
 	Type     string
 	User     string
 	State    string
-	Sessions []struct{ Session, Device string }
+	Sessions []struct{ Session, Device, Activity string }
 	Custom   *struct {
 		Status int
 		Text   string
 	}
 	LastSeen *time.Time `json:"last_seen"`
 	Version  int64
+	Activity *string
 }
 
 func (m message) String() string {

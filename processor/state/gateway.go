@@ -7,6 +7,7 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // The sessions of each gateway, found from memory, so that those of a
@@ -80,5 +81,6 @@ func (p *Partition) SessionsOf(gateway string) []GatewaySession {
 func (s *session) public(id string) redisstore.Session {
 	h := s.host.Value()
 	return redisstore.Session{Session: id, Device: s.device.Value(), DeviceID: s.deviceID(),
-		Gateway: h.gateway, ConnectedAt: redisstore.Time{Time: millis(s.at)}, Epoch: h.epoch}
+		Gateway: h.gateway, ConnectedAt: redisstore.Time{Time: millis(s.at)}, Epoch: h.epoch,
+		Activity: status.ActivityOfCode(codeString(s.activity))}
 }

@@ -13,7 +13,8 @@ import (
 //
 //	"v"          the version, decimal
 //	"s<session>" per live session: device, device id, gateway, connected
-//	             at (Unix ms, decimal) and epoch, joined by sep
+//	             at (Unix ms, decimal) and epoch, joined by sep, then sep
+//	             and the activity's code when not active (activity.go)
 //	"c"          the custom status: its code, decimal, sep, its text
 //	"l"          last seen (Unix ms, decimal), while offline after a
 //	             disconnect
@@ -156,6 +157,9 @@ func (s *session) encode() string {
 	b = strconv.AppendInt(b, s.at, 10)
 	b = append(b, sep)
 	b = append(b, h.epoch...)
+	if s.activity != 0 {
+		b = append(b, sep, s.activity)
+	}
 	return string(b)
 }
 

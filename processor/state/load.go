@@ -106,14 +106,20 @@ func parseUser(key string, fields map[string]string) (*user, error) {
 // session.encode).
 func parseSession(id, v string) (session, error) {
 	parts := strings.Split(v, string(sep))
-	if len(parts) != 5 {
-		return session{}, fmt.Errorf("%d parts, want 5", len(parts))
+	if len(parts) != 5 && len(parts) != 6 {
+		return session{}, fmt.Errorf("%d parts, want 5 or 6", len(parts))
 	}
 	at, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
 		return session{}, err
 	}
-	return newSession(id, parts[1], parts[0], parts[2], parts[4], at), nil
+	var activity byte
+	if len(parts) == 6 {
+		if activity, err = parseActivityCode(parts[5]); err != nil {
+			return session{}, err
+		}
+	}
+	return newSession(id, parts[1], parts[0], parts[2], parts[4], at, activity), nil
 }
 
 // DropDirty forgets which users changed since the last TakeDirty, without

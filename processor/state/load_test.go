@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // A restore from the topic equals a restore from Redis. Random records
@@ -69,6 +71,9 @@ func testRestore(t *testing.T, rdb redis.UniversalClient, seed uint64) {
 		for range 6 {
 			for range 1 + gen.rng.IntN(12) {
 				c := gen.record(now)
+				if c.Op == redisstore.Connect && c.Version%2 == 0 { // an activity record (the generator's draws left alone)
+					c.Report, c.Activity = true, []status.Activity{status.Active, status.Idle, status.Background}[c.Version/2%3]
+				}
 				folded[partitionOf(c.App, c.User)].Apply(c, true)
 			}
 			for p, part := range folded {
@@ -93,10 +98,15 @@ func testRestore(t *testing.T, rdb redis.UniversalClient, seed uint64) {
 				if f["c"] != "" {
 					seen["custom"]++
 				}
+				for _, v := range f {
+					if strings.HasSuffix(v, "\x1fi") || strings.HasSuffix(v, "\x1fb") {
+						seen["not active"]++
+					}
+				}
 			}
 		}
 	}
-	for _, c := range []string{"online", "offline, last seen", "offline, never seen", "custom"} {
+	for _, c := range []string{"online", "offline, last seen", "offline, never seen", "custom", "not active"} {
 		if seen[c] == 0 {
 			t.Errorf("no user restored was %s: %v", c, seen)
 		}

@@ -30,7 +30,11 @@
 //   - Announcements follow the visible state (devices and custom
 //     status, see user.go), compared with what was last told: Now when it
 //     differs, AfterGrace when the user went offline (told once the grace
-//     period has passed, if still true). During a rebuild (quiet) the
+//     period has passed, if still true).
+//   - Activity (activity.go) is not apply.lua's either: an activity
+//     record is a connect there; here it keeps the session's connect time,
+//     and the aggregate is part of the visible state, AfterGrace when it
+//     becomes less present. During a rebuild (quiet) the
 //     state counts as told: history is not news.
 //   - Privacy records (SetPrivacy, ClearPrivacy) are not apply.lua's:
 //     only a Partition applies them (privacy.go), and an invisible user's
@@ -179,7 +183,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 		p.setAnnounced(u, announced)
 	}
 	o.SelfOnly = selfOnly(announced, state)
-	if len(u.sessions) == 0 && announced[0] != offline[0] && op != keep {
+	if len(u.sessions) == 0 && announced[0] != offline[0] && op != keep || op != keep && lessPresent(announced, state) {
 		o.Announce = redisstore.AfterGrace
 	} else {
 		o.Announce = redisstore.Now
@@ -252,7 +256,10 @@ func (p *Partition) change(u *user, op redisstore.Op, i int, c redisstore.Change
 	u.version = c.Version
 	switch op {
 	case redisstore.Connect:
-		s := newSession(c.Session, c.DeviceID, c.Device, c.Gateway, c.Epoch, c.At.UnixMilli())
+		s := newSession(c.Session, c.DeviceID, c.Device, c.Gateway, c.Epoch, c.At.UnixMilli(), activityCode(c.Activity))
+		if i >= 0 && c.Report && u.sessions[i].host == s.host {
+			s.at = u.sessions[i].at // the session's report: still connected since then
+		}
 		if i >= 0 {
 			p.unindex(u, i)
 			u.sessions[i] = s

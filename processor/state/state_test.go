@@ -214,7 +214,7 @@ func TestKept(t *testing.T) {
 	p.MarkAnnounced(redisstore.User{App: "chat", User: "ann"}, o.Visible)
 	o = p.Apply(lost("ann", "s1", "gw-b", "e1", 2, t0), false)
 	want := redisstore.Session{Session: "s1", Device: "ios", DeviceID: "dev-s1", Gateway: "gw-b",
-		ConnectedAt: redisstore.Time{Time: t0}, Epoch: "e2"}
+		ConnectedAt: redisstore.Time{Time: t0}, Epoch: "e2", Activity: "active"}
 	if o.Applied || o.Kept == nil || *o.Kept != want || o.Announce != redisstore.Nothing {
 		t.Fatalf("gateway_lost of another epoch: %+v, want kept %+v", o, want)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // What an announcement reads of the users of a partition, from memory
@@ -61,8 +62,10 @@ func (p *Partition) Status(who redisstore.User) (*redisstore.Status, error) {
 			s := &u.sessions[i]
 			h := s.host.Value()
 			st.Sessions[i] = redisstore.Session{Session: s.id(), Device: s.device.Value(), DeviceID: s.deviceID(),
-				Gateway: h.gateway, ConnectedAt: redisstore.Time{Time: millis(s.at)}, Epoch: h.epoch}
+				Gateway: h.gateway, ConnectedAt: redisstore.Time{Time: millis(s.at)}, Epoch: h.epoch,
+				Activity: status.ActivityOfCode(codeString(s.activity))}
 		}
+		st.Activity = status.Aggregate(st.Sessions)
 		slices.SortFunc(st.Sessions, func(x, y redisstore.Session) int {
 			return cmp.Or(x.ConnectedAt.Compare(y.ConnectedAt.Time), cmp.Compare(x.Session, y.Session))
 		})

@@ -35,14 +35,17 @@ type session struct {
 	// ids is the session id then the device id; idLen, the id's length.
 	ids   string
 	idLen uint32
+	// activity is the code of the session's activity
+	// (status.Activity.Code): 0 for active, 'i' or 'b' (activity.go).
+	activity byte
 	// at is when it connected, Unix milliseconds.
 	at     int64
 	device unique.Handle[string]
 	host   unique.Handle[host]
 }
 
-func newSession(id, deviceID, device, gateway, epoch string, at int64) session {
-	return session{ids: id + deviceID, idLen: uint32(len(id)), at: at,
+func newSession(id, deviceID, device, gateway, epoch string, at int64, activity byte) session {
+	return session{ids: id + deviceID, idLen: uint32(len(id)), at: at, activity: activity,
 		device: unique.Make(device), host: unique.Make(host{gateway, epoch})}
 }
 
@@ -123,6 +126,10 @@ func (u *user) find(id string) int {
 // privacy: Partition.visible adds that.
 func (u *user) visible() string {
 	var b strings.Builder
+	if a := u.activity(); a != 0 {
+		b.WriteString(activityMark)
+		b.WriteByte(a)
+	}
 	switch len(u.sessions) {
 	case 0:
 	case 1:

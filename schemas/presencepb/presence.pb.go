@@ -24,6 +24,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Activity is how present a user is on one session: active > idle >
+// background.
+type Activity int32
+
+const (
+	// Unset means active.
+	Activity_ACTIVITY_UNSPECIFIED Activity = 0
+	Activity_ACTIVITY_ACTIVE      Activity = 1
+	Activity_ACTIVITY_IDLE        Activity = 2
+	Activity_ACTIVITY_BACKGROUND  Activity = 3
+)
+
+// Enum value maps for Activity.
+var (
+	Activity_name = map[int32]string{
+		0: "ACTIVITY_UNSPECIFIED",
+		1: "ACTIVITY_ACTIVE",
+		2: "ACTIVITY_IDLE",
+		3: "ACTIVITY_BACKGROUND",
+	}
+	Activity_value = map[string]int32{
+		"ACTIVITY_UNSPECIFIED": 0,
+		"ACTIVITY_ACTIVE":      1,
+		"ACTIVITY_IDLE":        2,
+		"ACTIVITY_BACKGROUND":  3,
+	}
+)
+
+func (x Activity) Enum() *Activity {
+	p := new(Activity)
+	*p = x
+	return p
+}
+
+func (x Activity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Activity) Descriptor() protoreflect.EnumDescriptor {
+	return file_presence_v1_presence_proto_enumTypes[0].Descriptor()
+}
+
+func (Activity) Type() protoreflect.EnumType {
+	return &file_presence_v1_presence_proto_enumTypes[0]
+}
+
+func (x Activity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Activity.Descriptor instead.
+func (Activity) EnumDescriptor() ([]byte, []int) {
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{0}
+}
+
 // LastSeenRule says who may see a user's last seen time; the others see
 // none.
 type LastSeenRule int32
@@ -63,11 +118,11 @@ func (x LastSeenRule) String() string {
 }
 
 func (LastSeenRule) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[0].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[1].Descriptor()
 }
 
 func (LastSeenRule) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[0]
+	return &file_presence_v1_presence_proto_enumTypes[1]
 }
 
 func (x LastSeenRule) Number() protoreflect.EnumNumber {
@@ -76,7 +131,7 @@ func (x LastSeenRule) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LastSeenRule.Descriptor instead.
 func (LastSeenRule) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{0}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
 }
 
 type EventType int32
@@ -87,7 +142,9 @@ const (
 	EventType_EVENT_TYPE_DISCONNECT  EventType = 2
 	// The user set a custom status; session, device and gateway are empty.
 	EventType_EVENT_TYPE_CUSTOM_STATUS EventType = 3
-	// 4 is reserved for EVENT_TYPE_ACTIVITY.
+	// The session's client reported its activity; the record carries the
+	// whole session, as its connect does.
+	EventType_EVENT_TYPE_ACTIVITY EventType = 4
 	// The user set a privacy setting; session, device and gateway are empty.
 	EventType_EVENT_TYPE_PRIVACY EventType = 5
 )
@@ -99,6 +156,7 @@ var (
 		1: "EVENT_TYPE_CONNECT",
 		2: "EVENT_TYPE_DISCONNECT",
 		3: "EVENT_TYPE_CUSTOM_STATUS",
+		4: "EVENT_TYPE_ACTIVITY",
 		5: "EVENT_TYPE_PRIVACY",
 	}
 	EventType_value = map[string]int32{
@@ -106,6 +164,7 @@ var (
 		"EVENT_TYPE_CONNECT":       1,
 		"EVENT_TYPE_DISCONNECT":    2,
 		"EVENT_TYPE_CUSTOM_STATUS": 3,
+		"EVENT_TYPE_ACTIVITY":      4,
 		"EVENT_TYPE_PRIVACY":       5,
 	}
 )
@@ -121,11 +180,11 @@ func (x EventType) String() string {
 }
 
 func (EventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[1].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[2].Descriptor()
 }
 
 func (EventType) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[1]
+	return &file_presence_v1_presence_proto_enumTypes[2]
 }
 
 func (x EventType) Number() protoreflect.EnumNumber {
@@ -134,7 +193,7 @@ func (x EventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventType.Descriptor instead.
 func (EventType) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{1}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
 }
 
 type DisconnectReason int32
@@ -181,11 +240,11 @@ func (x DisconnectReason) String() string {
 }
 
 func (DisconnectReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[2].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[3].Descriptor()
 }
 
 func (DisconnectReason) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[2]
+	return &file_presence_v1_presence_proto_enumTypes[3]
 }
 
 func (x DisconnectReason) Number() protoreflect.EnumNumber {
@@ -194,7 +253,7 @@ func (x DisconnectReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use DisconnectReason.Descriptor instead.
 func (DisconnectReason) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{2}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
 }
 
 type NotificationType int32
@@ -232,11 +291,11 @@ func (x NotificationType) String() string {
 }
 
 func (NotificationType) Descriptor() protoreflect.EnumDescriptor {
-	return file_presence_v1_presence_proto_enumTypes[3].Descriptor()
+	return file_presence_v1_presence_proto_enumTypes[4].Descriptor()
 }
 
 func (NotificationType) Type() protoreflect.EnumType {
-	return &file_presence_v1_presence_proto_enumTypes[3]
+	return &file_presence_v1_presence_proto_enumTypes[4]
 }
 
 func (x NotificationType) Number() protoreflect.EnumNumber {
@@ -245,7 +304,7 @@ func (x NotificationType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NotificationType.Descriptor instead.
 func (NotificationType) EnumDescriptor() ([]byte, []int) {
-	return file_presence_v1_presence_proto_rawDescGZIP(), []int{3}
+	return file_presence_v1_presence_proto_rawDescGZIP(), []int{4}
 }
 
 // SessionEvent is the value of a record on the presence.sessions topic:
@@ -278,7 +337,13 @@ type SessionEvent struct {
 	// custom is the user's custom status (EVENT_TYPE_CUSTOM_STATUS only).
 	Custom *CustomStatus `protobuf:"bytes,11,opt,name=custom,proto3" json:"custom,omitempty"`
 	// privacy is the user's privacy setting (EVENT_TYPE_PRIVACY only).
-	Privacy       *Privacy `protobuf:"bytes,12,opt,name=privacy,proto3" json:"privacy,omitempty"` // 13 is reserved for the activity of a session (EVENT_TYPE_ACTIVITY).
+	Privacy *Privacy `protobuf:"bytes,12,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	// activity is what the session's client reports (EVENT_TYPE_ACTIVITY;
+	// unset on a connect means active). An activity record carries the
+	// whole session, as its connect does, under the session's own key: it
+	// re-asserts the connect with an activity, so that a compacted topic
+	// that keeps only it still holds the session.
+	Activity      Activity `protobuf:"varint,13,opt,name=activity,proto3,enum=presence.v1.Activity" json:"activity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +460,13 @@ func (x *SessionEvent) GetPrivacy() *Privacy {
 		return x.Privacy
 	}
 	return nil
+}
+
+func (x *SessionEvent) GetActivity() Activity {
+	if x != nil {
+		return x.Activity
+	}
+	return Activity_ACTIVITY_UNSPECIFIED
 }
 
 // Privacy is who may see a user. Truth is stored and served to the user's
@@ -1031,7 +1103,10 @@ type UserStatus struct {
 	LastSeenMs int64 `protobuf:"varint,5,opt,name=last_seen_ms,json=lastSeenMs,proto3" json:"last_seen_ms,omitempty"`
 	// version orders the statuses of one user: drop one whose version is not
 	// above the last you applied.
-	Version       int64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// activity is the most present activity of the sessions; unset while
+	// offline.
+	Activity      Activity `protobuf:"varint,7,opt,name=activity,proto3,enum=presence.v1.Activity" json:"activity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1108,6 +1183,13 @@ func (x *UserStatus) GetVersion() int64 {
 	return 0
 }
 
+func (x *UserStatus) GetActivity() Activity {
+	if x != nil {
+		return x.Activity
+	}
+	return Activity_ACTIVITY_UNSPECIFIED
+}
+
 // Session is one live connection of a user.
 type Session struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1115,6 +1197,8 @@ type Session struct {
 	Device        *Device                `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
 	Gateway       string                 `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
 	ConnectedAtMs int64                  `protobuf:"varint,4,opt,name=connected_at_ms,json=connectedAtMs,proto3" json:"connected_at_ms,omitempty"`
+	// activity is unset for active.
+	Activity      Activity `protobuf:"varint,5,opt,name=activity,proto3,enum=presence.v1.Activity" json:"activity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1177,11 +1261,18 @@ func (x *Session) GetConnectedAtMs() int64 {
 	return 0
 }
 
+func (x *Session) GetActivity() Activity {
+	if x != nil {
+		return x.Activity
+	}
+	return Activity_ACTIVITY_UNSPECIFIED
+}
+
 var File_presence_v1_presence_proto protoreflect.FileDescriptor
 
 const file_presence_v1_presence_proto_rawDesc = "" +
 	"\n" +
-	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\xbf\x03\n" +
+	"\x1apresence/v1/presence.proto\x12\vpresence.v1\"\xf2\x03\n" +
 	"\fSessionEvent\x12*\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x16.presence.v1.EventTypeR\x04type\x12\x10\n" +
 	"\x03app\x18\x02 \x01(\tR\x03app\x12\x12\n" +
@@ -1195,7 +1286,8 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\bsequence\x18\n" +
 	" \x01(\x04R\bsequence\x121\n" +
 	"\x06custom\x18\v \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\x12.\n" +
-	"\aprivacy\x18\f \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\"\x87\x01\n" +
+	"\aprivacy\x18\f \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\x121\n" +
+	"\bactivity\x18\r \x01(\x0e2\x15.presence.v1.ActivityR\bactivity\"\x87\x01\n" +
 	"\aPrivacy\x12\x1c\n" +
 	"\tinvisible\x18\x01 \x01(\bR\tinvisible\x126\n" +
 	"\tlast_seen\x18\x02 \x01(\x0e2\x19.presence.v1.LastSeenRuleR\blastSeen\x12&\n" +
@@ -1241,7 +1333,7 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\aprivacy\x18\x04 \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\"9\n" +
 	"\tRecipient\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x18\n" +
-	"\asession\x18\x02 \x01(\tR\asession\"\xd9\x01\n" +
+	"\asession\x18\x02 \x01(\tR\asession\"\x8c\x02\n" +
 	"\n" +
 	"UserStatus\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12\x16\n" +
@@ -1250,22 +1342,30 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	"\x06custom\x18\x04 \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\x12 \n" +
 	"\flast_seen_ms\x18\x05 \x01(\x03R\n" +
 	"lastSeenMs\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x03R\aversion\"\x92\x01\n" +
+	"\aversion\x18\x06 \x01(\x03R\aversion\x121\n" +
+	"\bactivity\x18\a \x01(\x0e2\x15.presence.v1.ActivityR\bactivity\"\xc5\x01\n" +
 	"\aSession\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12+\n" +
 	"\x06device\x18\x02 \x01(\v2\x13.presence.v1.DeviceR\x06device\x12\x18\n" +
 	"\agateway\x18\x03 \x01(\tR\agateway\x12&\n" +
-	"\x0fconnected_at_ms\x18\x04 \x01(\x03R\rconnectedAtMs*\x82\x01\n" +
+	"\x0fconnected_at_ms\x18\x04 \x01(\x03R\rconnectedAtMs\x121\n" +
+	"\bactivity\x18\x05 \x01(\x0e2\x15.presence.v1.ActivityR\bactivity*e\n" +
+	"\bActivity\x12\x18\n" +
+	"\x14ACTIVITY_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fACTIVITY_ACTIVE\x10\x01\x12\x11\n" +
+	"\rACTIVITY_IDLE\x10\x02\x12\x17\n" +
+	"\x13ACTIVITY_BACKGROUND\x10\x03*\x82\x01\n" +
 	"\fLastSeenRule\x12\x1e\n" +
 	"\x1aLAST_SEEN_RULE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17LAST_SEEN_RULE_EVERYONE\x10\x01\x12\x1a\n" +
 	"\x16LAST_SEEN_RULE_FRIENDS\x10\x02\x12\x19\n" +
-	"\x15LAST_SEEN_RULE_NOBODY\x10\x03*\x90\x01\n" +
+	"\x15LAST_SEEN_RULE_NOBODY\x10\x03*\xa9\x01\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_CONNECT\x10\x01\x12\x19\n" +
 	"\x15EVENT_TYPE_DISCONNECT\x10\x02\x12\x1c\n" +
-	"\x18EVENT_TYPE_CUSTOM_STATUS\x10\x03\x12\x16\n" +
+	"\x18EVENT_TYPE_CUSTOM_STATUS\x10\x03\x12\x17\n" +
+	"\x13EVENT_TYPE_ACTIVITY\x10\x04\x12\x16\n" +
 	"\x12EVENT_TYPE_PRIVACY\x10\x05*\xc5\x01\n" +
 	"\x10DisconnectReason\x12!\n" +
 	"\x1dDISCONNECT_REASON_UNSPECIFIED\x10\x00\x12#\n" +
@@ -1291,46 +1391,50 @@ func file_presence_v1_presence_proto_rawDescGZIP() []byte {
 	return file_presence_v1_presence_proto_rawDescData
 }
 
-var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_presence_v1_presence_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_presence_v1_presence_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_presence_v1_presence_proto_goTypes = []any{
-	(LastSeenRule)(0),        // 0: presence.v1.LastSeenRule
-	(EventType)(0),           // 1: presence.v1.EventType
-	(DisconnectReason)(0),    // 2: presence.v1.DisconnectReason
-	(NotificationType)(0),    // 3: presence.v1.NotificationType
-	(*SessionEvent)(nil),     // 4: presence.v1.SessionEvent
-	(*Privacy)(nil),          // 5: presence.v1.Privacy
-	(*CustomStatus)(nil),     // 6: presence.v1.CustomStatus
-	(*Device)(nil),           // 7: presence.v1.Device
-	(*GatewayHeartbeat)(nil), // 8: presence.v1.GatewayHeartbeat
-	(*FriendEdge)(nil),       // 9: presence.v1.FriendEdge
-	(*Subscription)(nil),     // 10: presence.v1.Subscription
-	(*Notification)(nil),     // 11: presence.v1.Notification
-	(*StatusChange)(nil),     // 12: presence.v1.StatusChange
-	(*Recipient)(nil),        // 13: presence.v1.Recipient
-	(*UserStatus)(nil),       // 14: presence.v1.UserStatus
-	(*Session)(nil),          // 15: presence.v1.Session
+	(Activity)(0),            // 0: presence.v1.Activity
+	(LastSeenRule)(0),        // 1: presence.v1.LastSeenRule
+	(EventType)(0),           // 2: presence.v1.EventType
+	(DisconnectReason)(0),    // 3: presence.v1.DisconnectReason
+	(NotificationType)(0),    // 4: presence.v1.NotificationType
+	(*SessionEvent)(nil),     // 5: presence.v1.SessionEvent
+	(*Privacy)(nil),          // 6: presence.v1.Privacy
+	(*CustomStatus)(nil),     // 7: presence.v1.CustomStatus
+	(*Device)(nil),           // 8: presence.v1.Device
+	(*GatewayHeartbeat)(nil), // 9: presence.v1.GatewayHeartbeat
+	(*FriendEdge)(nil),       // 10: presence.v1.FriendEdge
+	(*Subscription)(nil),     // 11: presence.v1.Subscription
+	(*Notification)(nil),     // 12: presence.v1.Notification
+	(*StatusChange)(nil),     // 13: presence.v1.StatusChange
+	(*Recipient)(nil),        // 14: presence.v1.Recipient
+	(*UserStatus)(nil),       // 15: presence.v1.UserStatus
+	(*Session)(nil),          // 16: presence.v1.Session
 }
 var file_presence_v1_presence_proto_depIdxs = []int32{
-	1,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
-	7,  // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
-	2,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
-	6,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
-	5,  // 4: presence.v1.SessionEvent.privacy:type_name -> presence.v1.Privacy
-	0,  // 5: presence.v1.Privacy.last_seen:type_name -> presence.v1.LastSeenRule
-	3,  // 6: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
-	14, // 7: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
-	13, // 8: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
-	14, // 9: presence.v1.StatusChange.status:type_name -> presence.v1.UserStatus
-	5,  // 10: presence.v1.StatusChange.privacy:type_name -> presence.v1.Privacy
-	15, // 11: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
-	6,  // 12: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
-	7,  // 13: presence.v1.Session.device:type_name -> presence.v1.Device
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 0: presence.v1.SessionEvent.type:type_name -> presence.v1.EventType
+	8,  // 1: presence.v1.SessionEvent.device:type_name -> presence.v1.Device
+	3,  // 2: presence.v1.SessionEvent.reason:type_name -> presence.v1.DisconnectReason
+	7,  // 3: presence.v1.SessionEvent.custom:type_name -> presence.v1.CustomStatus
+	6,  // 4: presence.v1.SessionEvent.privacy:type_name -> presence.v1.Privacy
+	0,  // 5: presence.v1.SessionEvent.activity:type_name -> presence.v1.Activity
+	1,  // 6: presence.v1.Privacy.last_seen:type_name -> presence.v1.LastSeenRule
+	4,  // 7: presence.v1.Notification.type:type_name -> presence.v1.NotificationType
+	15, // 8: presence.v1.Notification.subject:type_name -> presence.v1.UserStatus
+	14, // 9: presence.v1.Notification.recipients:type_name -> presence.v1.Recipient
+	15, // 10: presence.v1.StatusChange.status:type_name -> presence.v1.UserStatus
+	6,  // 11: presence.v1.StatusChange.privacy:type_name -> presence.v1.Privacy
+	16, // 12: presence.v1.UserStatus.sessions:type_name -> presence.v1.Session
+	7,  // 13: presence.v1.UserStatus.custom:type_name -> presence.v1.CustomStatus
+	0,  // 14: presence.v1.UserStatus.activity:type_name -> presence.v1.Activity
+	8,  // 15: presence.v1.Session.device:type_name -> presence.v1.Device
+	0,  // 16: presence.v1.Session.activity:type_name -> presence.v1.Activity
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_presence_v1_presence_proto_init() }
@@ -1343,7 +1447,7 @@ func file_presence_v1_presence_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_presence_v1_presence_proto_rawDesc), len(file_presence_v1_presence_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -47,9 +47,9 @@ func TestStatusAppendJSONMatchesEncodingJSON(t *testing.T) {
 		&status.Status{User: "u", State: status.Offline, Sessions: []status.Session{}, LastSeen: &seen, Version: 7},
 		&status.Status{User: "u", State: status.Offline, Version: -1}, // nil sessions: null
 		&status.Status{User: "u", State: status.Online, Custom: &status.Custom{Status: -3, Text: ""}, Sessions: []status.Session{
-			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at, Epoch: "not served"},
-			{Session: "b", Device: "web", ConnectedAt: seen},
-		}, Version: 1 << 62},
+			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at, Epoch: "not served", Activity: status.Idle},
+			{Session: "b", Device: "web", ConnectedAt: seen, Activity: status.Background},
+		}, Version: 1 << 62, Activity: status.Idle},
 	)
 	for _, s := range tricky {
 		cases = append(cases, &status.Status{
@@ -151,9 +151,9 @@ func TestJSONReaderReadsAppendJSON(t *testing.T) {
 		{User: "u", State: status.Offline, Sessions: []status.Session{}, LastSeen: &seen, Version: 7},
 		{User: "u", State: status.Offline, Version: -1},
 		{User: "ü☃😀", State: status.Online, Custom: &status.Custom{Status: -3, Text: "héllo"}, Sessions: []status.Session{
-			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at},
-			{Session: "b", Device: "web", ConnectedAt: seen},
-		}, Version: 1<<63 - 1},
+			{Session: "a", Device: "ios", DeviceID: "d", Gateway: "gw", ConnectedAt: at, Activity: status.Active},
+			{Session: "b", Device: "web", ConnectedAt: seen, Activity: status.Background},
+		}, Version: 1<<63 - 1, Activity: status.Active},
 		{User: "v", State: status.Online, Custom: &status.Custom{}, Sessions: []status.Session{{}}, Version: -1 << 63},
 	}
 	for _, s := range tricky {
@@ -307,7 +307,13 @@ func FuzzStatusAppendJSON(f *testing.F) {
 				// Times in other zones and with nanoseconds: encoded in UTC, to the millisecond.
 				ConnectedAt: status.Time{Time: time.UnixMilli(connectedMs).Add(time.Duration(i) * 123456).In(time.FixedZone("odd", -(i * 3601)))},
 				Epoch:       "not served",
+				// Any string as an activity, as the aggregate below:
+				// written as encoding/json writes it.
+				Activity: status.Activity(device),
 			})
+		}
+		if sessions%2 == 1 {
+			st.Activity = status.Activity(state)
 		}
 		if hasCustom {
 			st.Custom = &status.Custom{Status: int(customStatus), Text: text}

@@ -59,7 +59,7 @@ func (p Privacy) NeedsFriendship(st *Status) bool {
 
 // Mask returns st as viewer may see it under p: st itself for Self, for a
 // default p, or for a nil st; else a copy that is offline with no session
-// while p.Invisible (its last seen HiddenSince), and without last seen
+// while p.Invisible (no activity, its last seen HiddenSince), and without last seen
 // when the rule does not show it to viewer. The version is kept, so a
 // client still orders what it is shown.
 func (p Privacy) Mask(st *Status, viewer Viewer) *Status {
@@ -68,7 +68,7 @@ func (p Privacy) Mask(st *Status, viewer Viewer) *Status {
 	}
 	m := *st
 	if p.Invisible {
-		m.State, m.Sessions, m.LastSeen = Offline, []Session{}, nil
+		m.State, m.Sessions, m.LastSeen, m.Activity = Offline, []Session{}, nil, ""
 		if p.HiddenSince != 0 {
 			t := millis(p.HiddenSince)
 			m.LastSeen = &t

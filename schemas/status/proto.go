@@ -28,11 +28,15 @@ func FromProto(u *pb.UserStatus) Status {
 			DeviceID:    s.GetDevice().GetId(),
 			Gateway:     s.GetGateway(),
 			ConnectedAt: millis(s.GetConnectedAtMs()),
+			Activity:    ActivityFromProto(s.GetActivity()),
 		})
 	}
 	slices.SortFunc(st.Sessions, func(a, b Session) int {
 		return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))
 	})
+	if st.State == Online {
+		st.Activity = ActivityFromProto(u.GetActivity())
+	}
 	if c := u.GetCustom(); c != nil {
 		st.Custom = &Custom{Status: int(c.GetStatus()), Text: c.GetText()}
 	}

@@ -59,6 +59,8 @@ func (r *JSONReader) Read(s string) (st *Status, rest string, ok bool) {
 			sess.Gateway = p.str()
 			p.lit(`,"connected_at":`)
 			sess.ConnectedAt = p.time()
+			p.lit(`,"activity":`)
+			sess.Activity = p.activity()
 			p.lit("}")
 			if len(r.sessions) == cap(r.sessions) { // the status's sessions so far move to the next chunk
 				r.sessions = append(room(r.sessions, len(r.sessions)-start), r.sessions[start:]...)
@@ -90,6 +92,8 @@ func (r *JSONReader) Read(s string) (st *Status, rest string, ok bool) {
 	}
 	p.lit(`,"version":`)
 	v.Version = p.int(64)
+	p.lit(`,"activity":`)
+	v.Activity = p.activity()
 	p.lit("}")
 	if !p.ok {
 		r.sessions = r.sessions[:start]
@@ -114,6 +118,21 @@ func room[T any](chunk []T, more int) []T {
 type jsonScan struct {
 	s  string
 	ok bool
+}
+
+// activity reads an activity AppendJSON writes: one it knows, or null.
+func (p *jsonScan) activity() Activity {
+	switch {
+	case p.skip(`"active"`):
+		return Active
+	case p.skip(`"idle"`):
+		return Idle
+	case p.skip(`"background"`):
+		return Background
+	case !p.skip("null"):
+		p.ok = false
+	}
+	return ""
 }
 
 // lit reads the literal l.

@@ -23,6 +23,9 @@ type Status struct {
 	// Version is the offset of the latest record applied to the user; a
 	// client can drop a status older than one it already has.
 	Version int64 `json:"version"`
+	// Activity is the most present activity of the sessions (Aggregate),
+	// "" (null) while offline.
+	Activity Activity `json:"activity"`
 	// Privacy is the user's privacy setting, nil when the default; not
 	// served: a reader masks the status with it for its viewer
 	// (Privacy.Mask).
@@ -42,6 +45,9 @@ type Session struct {
 	DeviceID    string `json:"device_id"`
 	Gateway     string `json:"gateway"`
 	ConnectedAt Time   `json:"connected_at"`
+	// Activity is what the session's client last reported; Active when
+	// it never did.
+	Activity Activity `json:"activity"`
 	// Epoch is the boot epoch of the gateway; not served.
 	Epoch string `json:"-"`
 }
@@ -152,6 +158,8 @@ func (st *Status) appendMembers(b []byte) []byte {
 	}
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, st.Version, 10)
+	b = append(b, `,"activity":`...)
+	b = st.Activity.appendJSON(b)
 	return append(b, '}')
 }
 
@@ -166,6 +174,8 @@ func (s *Session) appendJSON(b []byte) []byte {
 	b = appendString(b, s.Gateway)
 	b = append(b, `,"connected_at":`...)
 	b = s.ConnectedAt.AppendJSON(b)
+	b = append(b, `,"activity":`...)
+	b = s.Activity.appendJSON(b)
 	return append(b, '}')
 }
 

@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	kafka := kafkaconn.Register(fs)
 	maxSockets := fs.Int("max-sockets", socket.DefaultMaxSockets, "most WebSocket sessions this gateway holds; over it a connect is refused 503")
 	maxPerUser := fs.Int("max-sockets-per-user", socket.DefaultMaxSocketsPerUser, "most WebSocket sessions of one user this gateway holds; over it a connect is refused 429 too_many_sockets")
+	activityInterval := fs.Duration("activity-interval", socket.DefaultActivityInterval, "how often, at most, a WebSocket session publishes the activity its client reports (the latest wins)")
 	metricsAddr := fs.String("metrics-addr", "", "listen address of /metrics alone (empty: /metrics is served on --addr)")
 	maxSkew := fs.Duration("max-clock-skew", ingest.DefaultMaxClockSkew, "how far an ingested event's \"at\" may be ahead of this server's clock (later ones are refused 400); older ones are kept")
 	var rates ratelimit.Flags
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-sockets and --max-sockets-per-user must be positive")
 	case *maxSkew <= 0:
 		return errors.New("--max-clock-skew must be positive")
+	case *activityInterval <= 0:
+		return errors.New("--activity-interval must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
@@ -97,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	sock, err := socket.New(socket.Config{Publisher: pub, Logger: log, Registerer: reg,
 		PingInterval: *ping, SendBuffer: *sendBuffer, Auth: authn, AllowedOrigins: cli.List(*origins),
-		MaxSockets: *maxSockets, MaxSocketsPerUser: *maxPerUser})
+		MaxSockets: *maxSockets, MaxSocketsPerUser: *maxPerUser, ActivityInterval: *activityInterval})
 	if err != nil {
 		return err
 	}

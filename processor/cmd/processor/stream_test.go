@@ -21,6 +21,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // stream generates the records of users of one app connecting and
@@ -217,7 +218,7 @@ func model(produced []*kgo.Record) state {
 	for _, s := range st.statuses {
 		s.State = redisstore.Offline
 		if len(s.Sessions) > 0 {
-			s.State = redisstore.Online
+			s.State, s.Activity = redisstore.Online, status.Active
 		}
 		slices.SortFunc(s.Sessions, func(a, b redisstore.Session) int {
 			return cmp.Or(a.ConnectedAt.Compare(b.ConnectedAt.Time), cmp.Compare(a.Session, b.Session))
@@ -249,7 +250,7 @@ func applySession(statuses map[string]*redisstore.Status, user string, r *kgo.Re
 	switch ev.Type {
 	case pb.EventType_EVENT_TYPE_CONNECT:
 		s.Sessions = append(s.Sessions, redisstore.Session{Session: ev.Session, Device: ev.Device.Type,
-			DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: at})
+			DeviceID: ev.Device.Id, Gateway: ev.Gateway, ConnectedAt: at, Activity: status.Active})
 		s.LastSeen = nil
 	case pb.EventType_EVENT_TYPE_DISCONNECT:
 		if len(s.Sessions) == 0 {

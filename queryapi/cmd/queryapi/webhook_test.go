@@ -97,7 +97,7 @@ func TestWebhooks(t *testing.T) {
 	}
 	select {
 	case body := <-bodies:
-		if want := `{"type":"presence","user":"alice","state":"online","sessions":[],"custom":null,"last_seen":null,"version":7}`; body != want {
+		if want := `{"type":"presence","user":"alice","state":"online","sessions":[],"custom":null,"last_seen":null,"version":7,"activity":"active"}`; body != want {
 			t.Errorf("body %s, want %s", body, want)
 		}
 	case <-time.After(30 * time.Second): // a guard, not a timing
