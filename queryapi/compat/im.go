@@ -80,15 +80,9 @@ func (c *Compat) queryUserOnlineStatus(w http.ResponseWriter, r *http.Request) e
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.UserList == nil {
-		return httpapi.Errorf(httpapi.CodeInvalid, `"userList" is required: a list of user ids`)
-	}
-	var ans results
-	if err := c.call(w, r, http.MethodPost, queryBody{Users: req.UserList}, &ans, "v1", "apps", app, "status", "query"); err != nil {
-		return naming(err, "users", "userList")
-	}
-	if len(ans.Results) != len(req.UserList) {
-		return fmt.Errorf("the status query answered %d results for %d users", len(ans.Results), len(req.UserList))
+	ans, err := c.statuses(w, r, app, req.UserList, "userList", "user ids")
+	if err != nil {
+		return err
 	}
 	data := newUserStatuses(app, len(req.UserList))
 	for i, u := range req.UserList {

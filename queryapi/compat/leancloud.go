@@ -59,6 +59,23 @@ type results struct {
 	Results []*status.Status `json:"results"`
 }
 
+// statuses asks the native status query the statuses of users, a list
+// the seed's request holds as field (of what), and returns a status or
+// nil per user, in order. Errors name the seed's field.
+func (c *Compat) statuses(w http.ResponseWriter, r *http.Request, app string, users []string, field, what string) (results, error) {
+	if users == nil {
+		return results{}, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%q is required: a list of %s", field, what))
+	}
+	var ans results
+	if err := c.call(w, r, http.MethodPost, queryBody{Users: users}, &ans, "v1", "apps", app, "status", "query"); err != nil {
+		return results{}, naming(err, "users", field)
+	}
+	if len(ans.Results) != len(users) {
+		return results{}, fmt.Errorf("the status query answered %d results for %d users", len(ans.Results), len(users))
+	}
+	return ans, nil
+}
+
 // getOnOffStatus answers POST /compat/leancloud/1.1/functions/getOnOffStatus
 // (header X-LC-Id: the app) {"peerIds":[…]} with {"result":[…]}: "1" for
 // an online user, "0" for an offline one, null for one never seen or
@@ -73,15 +90,9 @@ func (c *Compat) getOnOffStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if req.PeerIDs == nil {
-		return httpapi.Errorf(httpapi.CodeInvalid, `"peerIds" is required: a list of client ids`)
-	}
-	var ans results
-	if err := c.call(w, r, http.MethodPost, queryBody{Users: req.PeerIDs}, &ans, "v1", "apps", app, "status", "query"); err != nil {
-		return naming(err, "users", "peerIds")
-	}
-	if len(ans.Results) != len(req.PeerIDs) {
-		return fmt.Errorf("the status query answered %d results for %d users", len(ans.Results), len(req.PeerIDs))
+	ans, err := c.statuses(w, r, app, req.PeerIDs, "peerIds", "client ids")
+	if err != nil {
+		return err
 	}
 	online, offline := peerOnline, peerOffline
 	resp := onOffResponse{Result: make([]*string, len(ans.Results))}
