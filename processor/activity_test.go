@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/presence-im/presence/processor"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
@@ -135,5 +137,50 @@ func TestRefusedActivityRecord(t *testing.T) {
 	dead := readAll(t, c, schemas.DeadLetterTopic, 1)
 	if string(dead[0].Key) != schemas.SessionKey("chat", "bob", "s1") {
 		t.Errorf("dead letter of key %q, want s1's", dead[0].Key)
+	}
+}
+
+// An activity report that comes after its session's disconnect (a
+// gateway that sent it late, a client that retried it) brings no ghost
+// back: the user stays offline, and the processor writes the disconnect
+// again, so that the key's latest record, all that compaction keeps, ends
+// the session; a rebuild from the compacted topic agrees.
+func TestLateActivityReport(t *testing.T) {
+	c, cl := newCluster(t)
+	store := newStore(t)
+	start(t, c, store, "g")
+	produce(t, cl, connectEv("bob", "s1", t0), disconnectEv("bob", "s1", t0.Add(time.Second)),
+		activityEv("bob", "s1", pb.Activity_ACTIVITY_IDLE, t0.Add(2*time.Second)))
+	// The disconnect written again is the fourth record of bob's.
+	key := schemas.SessionKey("chat", "bob", "s1")
+	var last *kgo.Record
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		for _, r := range readTopic(t, cl, schemas.SessionsTopic) {
+			if string(r.Key) == key {
+				n, last = n+1, r
+			}
+		}
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records of %s, want 4: the disconnect written again", n, key)
+		}
+	}
+	var ev pb.SessionEvent
+	if err := proto.Unmarshal(last.Value, &ev); err != nil || ev.Type != pb.EventType_EVENT_TYPE_DISCONNECT {
+		t.Fatalf("the latest record of %s: %v (%v), want a disconnect", key, &ev, err)
+	}
+	waitCaughtUp(t, cl, store)
+	if got := activities(t, store, []string{"bob"})["bob"]; !strings.HasPrefix(got, "offline") {
+		t.Fatalf("bob after a late report: %s, want offline", got)
+	}
+	c.Compact()
+	fresh := newStore(t)
+	startWith(t, c, processor.Config{Store: fresh, Group: "rebuild"})
+	waitCaughtUp(t, cl, fresh)
+	if got := activities(t, fresh, []string{"bob"})["bob"]; !strings.HasPrefix(got, "offline") {
+		t.Fatalf("bob rebuilt from the compacted topic: %s, want offline", got)
 	}
 }

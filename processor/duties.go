@@ -86,6 +86,9 @@ func (l *live) changed(ctx context.Context, cl *kgo.Client, partition int32, cha
 	if err := l.p.rewriteKept(ctx, cl, changes[news:], outcomes[news:]); err != nil {
 		return err
 	}
+	if err := l.p.endLate(ctx, cl, changes[news:], outcomes[news:]); err != nil {
+		return err
+	}
 	return l.p.announceChanges(ctx, cl, partition, changes, outcomes)
 }
 

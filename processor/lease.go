@@ -403,3 +403,35 @@ func (p *Processor) rewriteKept(ctx context.Context, cl *kgo.Client, changes []r
 		return cl.ProduceSync(ctx, recs...).FirstErr()
 	})
 }
+
+// endLate writes again the disconnect of each session an activity report
+// came for after it ended (Outcome.Late: a gateway that sent it late, or
+// a client that retried it): the report applied nothing, but compaction
+// keeps only the latest record of the session's key, and a replay would
+// take the report for the session's connect. The disconnect is stamped
+// with the report's time.
+func (p *Processor) endLate(ctx context.Context, cl *kgo.Client, changes []redisstore.Change, outcomes []redisstore.Outcome) error {
+	var recs []*kgo.Record
+	for i, o := range outcomes {
+		if !o.Late {
+			continue
+		}
+		c := changes[i]
+		r, err := records.Encode(schemas.SessionsTopic, schemas.SessionKey(c.App, c.User, c.Session), &pb.SessionEvent{
+			Type: pb.EventType_EVENT_TYPE_DISCONNECT, App: c.App, User: c.User, Session: c.Session,
+			Device: &pb.Device{Type: c.Device, Id: c.DeviceID}, Gateway: c.Gateway, GatewayEpoch: c.Epoch,
+			TimestampMs: c.At.UnixMilli(), Reason: pb.DisconnectReason_DISCONNECT_REASON_CLIENT_CLOSED,
+		}, time.Time{})
+		if err != nil {
+			return err
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	p.log.Info("activity reported for sessions already ended: ignored, their disconnects are written again", "sessions", len(recs))
+	return p.retry(ctx, "writing the disconnects of sessions reported late", func(ctx context.Context) error {
+		return cl.ProduceSync(ctx, recs...).FirstErr()
+	})
+}

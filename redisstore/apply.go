@@ -97,6 +97,14 @@ type Outcome struct {
 	// Kept is the session an OnlyHere disconnect left, because another
 	// gateway or epoch holds it now; nil otherwise.
 	Kept *Session
+	// Late says the change was an activity report (Report) of a session
+	// that is not live, newer than the state: it applied nothing (a report
+	// never brings an ended session back), and the session's disconnect
+	// must be written again, so that compaction, which keeps only the
+	// key's latest record, keeps the session ended. Only news can be
+	// late: in a rebuild a report may be all compaction left of a live
+	// session, and stands for its connect.
+	Late bool
 }
 
 // Apply applies changes in one pipelined round trip, in order. During a

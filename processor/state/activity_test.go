@@ -127,3 +127,37 @@ func TestActivityCompacted(t *testing.T) {
 		}
 	}
 }
+
+// An activity report of a session that has ended, news, brings nothing
+// back: it applies nothing and is Late, so that the processor writes the
+// session's disconnect again. In a rebuild the same report stands for the
+// session's connect, which compaction may have removed.
+func TestActivityAfterDisconnect(t *testing.T) {
+	p := newPartition(&clock{t: t0})
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	p.Apply(conn("ann", "s1", "gw", "e", 1, at(0)), false)
+	p.Apply(disc("ann", "s1", 2, at(1)), false)
+	o := p.Apply(report("ann", "s1", "gw", "e", status.Idle, 3, at(2)), false)
+	if o.Applied || !o.Late || o.Announce != redisstore.Nothing {
+		t.Errorf("a report after the disconnect: %+v, want not applied, late", o)
+	}
+	if st, _ := p.Status(redisstore.User{App: "chat", User: "ann"}); st == nil || st.State != status.Offline || len(st.Sessions) != 0 {
+		t.Errorf("after a late report ann is %+v, want offline without sessions", st)
+	}
+	// The disconnect written again applies; the report read again (a
+	// redelivery) is then older than the state, and not late.
+	if o := p.Apply(disc("ann", "s1", 4, at(2)), false); !o.Applied {
+		t.Errorf("the disconnect written again: %+v, want applied", o)
+	}
+	if o := p.Apply(report("ann", "s1", "gw", "e", status.Idle, 3, at(2)), false); o.Late || o.Applied {
+		t.Errorf("the report read again after the disconnect written again: %+v", o)
+	}
+
+	rebuilt := newPartition(&clock{t: t0})
+	if o := rebuilt.Apply(report("ann", "s1", "gw", "e", status.Idle, 3, at(2)), true); !o.Applied || o.Late {
+		t.Errorf("a report in a rebuild: %+v, want applied as the session's connect", o)
+	}
+	if st, _ := rebuilt.Status(redisstore.User{App: "chat", User: "ann"}); st == nil || len(st.Sessions) != 1 {
+		t.Errorf("rebuilt from a report alone, ann is %+v, want online with its session", st)
+	}
+}

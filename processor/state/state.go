@@ -146,8 +146,12 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	// What was told, as the state was before the record.
 	a, announced := p.announced(u), p.toldState(u)
 	op, i, kept := resolve(u, c)
+	late := false
+	if op == redisstore.Connect && c.Report && i < 0 && !quiet {
+		op, late = keep, c.Version > u.version // see Outcome.Late
+	}
 	version := u.version
-	o := redisstore.Outcome{Applied: op != keep && c.Version > u.version, Kept: kept}
+	o := redisstore.Outcome{Applied: op != keep && c.Version > u.version, Kept: kept, Late: late}
 	if o.Applied {
 		d, ok := p.dirty[key]
 		if !ok {
