@@ -14,6 +14,7 @@ import (
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
+	"github.com/presence-im/presence/service/auth/authtest"
 )
 
 // The seeds' APIs under /compat (package queryapi/compat), through the
@@ -247,5 +248,35 @@ func TestCompatMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// The seeds' lookups mask an invisible user as the native ones do: the
+// Java IM's for the user who calls (identifier), whatever the key;
+// getOnOffStatus for the caller's ?viewer= (a backend key without one
+// reads the truth, as natively).
+func TestCompatPrivacy(t *testing.T) {
+	h, _, _ := authHarness(t)
+	if err := h.rdb.HSet(context.Background(), h.userKey("alice"), "p", "1:everyone:5000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lc := onOffPath
+	for _, c := range []struct{ name, path, want string }{
+		{"a backend key, no viewer: the truth", lc, `{"result":["1"]}`},
+		{"a backend key as bob", lc + "?viewer=bob", `{"result":["0"]}`},
+	} {
+		code, _, body := h.compatDo(authtest.Backend, "POST", c.path, `{"peerIds":["alice"]}`, "X-LC-Id", "chat")
+		if code != http.StatusOK || strings.TrimSpace(body) != c.want {
+			t.Errorf("%s: %d %s, want %s", c.name, code, body, c.want)
+		}
+	}
+	im := imPath + "queryUserOnlineStatus?appId=chat"
+	code, _, body := h.compatDo(authtest.Backend, "POST", im+"&identifier=bob", `{"userList":["alice"]}`)
+	if code != http.StatusOK || !strings.Contains(body, `"alice":{"session":[]`) {
+		t.Errorf("queryUserOnlineStatus for bob: %d %s, want alice without sessions", code, body)
+	}
+	code, _, body = h.compatDo(authtest.Backend, "POST", im+"&identifier=alice", `{"userList":["alice"]}`)
+	if code != http.StatusOK || strings.Contains(body, `"alice":{"session":[]`) {
+		t.Errorf("queryUserOnlineStatus for alice herself: %d %s, want her session", code, body)
 	}
 }

@@ -37,7 +37,17 @@ func (f *failure) Error() string { return fmt.Sprintf("%d %s", f.status, f.err) 
 // (Presence-Rebuilding, Retry-After, WWW-Authenticate, …) are set on w.
 // A 4xx or 5xx answer is returned as a *failure.
 func (c *Compat) call(w http.ResponseWriter, r *http.Request, method string, body, out any, segments ...string) error {
+	return c.callAs(w, r, "", method, body, out, segments...)
+}
+
+// callAs is call with the native route's ?viewer= (none when empty): the
+// user whose view of others' privacy the answer is.
+func (c *Compat) callAs(w http.ResponseWriter, r *http.Request, viewer, method string, body, out any, segments ...string) error {
 	req, err := nativeRequest(r, method, body, segments)
+	if viewer != "" {
+		req.URL.RawQuery = url.Values{"viewer": {viewer}}.Encode()
+		req.RequestURI = req.URL.RequestURI()
+	}
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func imQuery(r *http.Request, needIdentifier bool) (app, identifier string, err 
 // named, through POST /v1/apps/{app}/status/query. A user never seen has
 // no session and a null custom status, as in the seed.
 func (c *Compat) queryUserOnlineStatus(w http.ResponseWriter, r *http.Request) error {
-	app, _, err := imQuery(r, false)
+	app, identifier, err := imQuery(r, false)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,13 @@ func (c *Compat) queryUserOnlineStatus(w http.ResponseWriter, r *http.Request) e
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	ans, err := c.statuses(w, r, app, req.UserList, "userList", "user ids")
+	// The statuses are as the user who calls (identifier) sees them: an
+	// invisible user is offline to them, whatever the key.
+	viewer := identifier
+	if viewer == "" {
+		viewer = r.URL.Query().Get("viewer")
+	}
+	ans, err := c.statuses(w, r, app, viewer, req.UserList, "userList", "user ids")
 	if err != nil {
 		return err
 	}

@@ -60,14 +60,15 @@ type results struct {
 }
 
 // statuses asks the native status query the statuses of users, a list
-// the seed's request holds as field (of what), and returns a status or
-// nil per user, in order. Errors name the seed's field.
-func (c *Compat) statuses(w http.ResponseWriter, r *http.Request, app string, users []string, field, what string) (results, error) {
+// the seed's request holds as field (of what), as viewer sees them (see
+// callAs), and returns a status or nil per user, in order. Errors name
+// the seed's field.
+func (c *Compat) statuses(w http.ResponseWriter, r *http.Request, app, viewer string, users []string, field, what string) (results, error) {
 	if users == nil {
 		return results{}, httpapi.Errorf(httpapi.CodeInvalid, fmt.Sprintf("%q is required: a list of %s", field, what))
 	}
 	var ans results
-	if err := c.call(w, r, http.MethodPost, queryBody{Users: users}, &ans, "v1", "apps", app, "status", "query"); err != nil {
+	if err := c.callAs(w, r, viewer, http.MethodPost, queryBody{Users: users}, &ans, "v1", "apps", app, "status", "query"); err != nil {
 		return results{}, naming(err, "users", field)
 	}
 	if len(ans.Results) != len(users) {
@@ -90,7 +91,9 @@ func (c *Compat) getOnOffStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	ans, err := c.statuses(w, r, app, req.PeerIDs, "peerIds", "client ids")
+	// The caller's ?viewer= passes on: privacy applies as to the native
+	// status query.
+	ans, err := c.statuses(w, r, app, r.URL.Query().Get("viewer"), req.PeerIDs, "peerIds", "client ids")
 	if err != nil {
 		return err
 	}
