@@ -31,6 +31,10 @@ type duties interface {
 	// changed follows the write of changes of a partition, with their
 	// outcomes; those from index news on are news (the others history).
 	changed(ctx context.Context, cl *kgo.Client, partition int32, changes []redisstore.Change, outcomes []redisstore.Outcome, news int) error
+	// late follows the apply in memory of changes, history's included:
+	// it writes the disconnects of sessions reported after they ended
+	// (Outcome.Late).
+	late(ctx context.Context, cl *kgo.Client, changes []redisstore.Change, outcomes []redisstore.Outcome) error
 	// restored follows changes restored in memory from before a
 	// partition's checkpoint, oldGraces the offline announcements an
 	// older release left pending in Redis for a partition taken.
@@ -86,10 +90,11 @@ func (l *live) changed(ctx context.Context, cl *kgo.Client, partition int32, cha
 	if err := l.p.rewriteKept(ctx, cl, changes[news:], outcomes[news:]); err != nil {
 		return err
 	}
-	if err := l.p.endLate(ctx, cl, changes[news:], outcomes[news:]); err != nil {
-		return err
-	}
 	return l.p.announceChanges(ctx, cl, partition, changes, outcomes)
+}
+
+func (l *live) late(ctx context.Context, cl *kgo.Client, changes []redisstore.Change, outcomes []redisstore.Outcome) error {
+	return l.p.endLate(ctx, cl, changes, outcomes)
 }
 
 func (l *live) restored(o *owned, changes []redisstore.Change) { l.p.delayRestored(o, changes) }
@@ -136,6 +141,9 @@ func (quiet) watch(context.Context, *kgo.Client) func() { return func() {} }
 func (quiet) begin() func()                             { return nil }
 func (quiet) newsFrom(int64) int64                      { return math.MaxInt64 }
 func (quiet) changed(context.Context, *kgo.Client, int32, []redisstore.Change, []redisstore.Outcome, int) error {
+	return nil
+}
+func (quiet) late(context.Context, *kgo.Client, []redisstore.Change, []redisstore.Outcome) error {
 	return nil
 }
 func (quiet) restored(*owned, []redisstore.Change)                          {}

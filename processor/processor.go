@@ -718,6 +718,9 @@ func (p *Processor) applySessions(ctx context.Context, cl *kgo.Client, partition
 		o.users.SetReplace(o.replaceUntil < 0 || c.Version < o.replaceUntil)
 		outcomes[i] = o.users.Apply(c, c.Version < quiet)
 	}
+	if err := p.duties.late(ctx, cl, changes, outcomes); err != nil {
+		return err
+	}
 	// A rebuild writes each user once, when the partition is caught up,
 	// or sooner when too many wait.
 	if changes[len(changes)-1].Version < quiet && !caughtUp && o.users.Dirty() < maxDeferred {

@@ -101,9 +101,10 @@ type Outcome struct {
 	// that is not live, newer than the state: it applied nothing (a report
 	// never brings an ended session back), and the session's disconnect
 	// must be written again, so that compaction, which keeps only the
-	// key's latest record, keeps the session ended. Only news can be
-	// late: in a rebuild a report may be all compaction left of a live
-	// session, and stands for its connect.
+	// key's latest record, keeps the session ended. In a rebuild only a
+	// report after the session's disconnect is late: one of a session
+	// never seen may be all compaction left of it, and stands for its
+	// connect.
 	Late bool
 }
 

@@ -51,7 +51,7 @@ type deadKey struct {
 // end records that session id of u, which is offline, has ended: its
 // disconnect is the user's latest, and the one before is superseded.
 func (p *Partition) end(u *user, id string) {
-	if p.noTombstones || u.ended == id {
+	if u.ended == id {
 		return
 	}
 	if u.ended != "" {

@@ -48,19 +48,22 @@ func (p *Partition) privacyOf(u *user) (redisstore.Privacy, bool) {
 }
 
 // setPrivacy sets u's setting to c's. Going invisible records the last
-// seen shown meanwhile: now if the user is online, else its last seen
-// (none if never seen); staying invisible keeps it.
+// seen shown meanwhile (now if the user is online, else its last seen,
+// none if never seen) and the version shown meanwhile (c's); staying
+// invisible keeps them.
 func (p *Partition) setPrivacy(u *user, c redisstore.Change) {
 	next := c.Privacy
-	next.HiddenSince = 0
+	next.HiddenSince, next.HiddenVersion = 0, 0
 	if next.Invisible {
 		switch before, ok := p.privacyOf(u); {
 		case ok && before.Invisible:
-			next.HiddenSince = before.HiddenSince
+			next.HiddenSince, next.HiddenVersion = before.HiddenSince, before.HiddenVersion
 		case len(u.sessions) > 0:
-			next.HiddenSince = c.At.UnixMilli()
+			next.HiddenSince, next.HiddenVersion = c.At.UnixMilli(), c.Version
 		case u.flags&seen != 0:
-			next.HiddenSince = u.lastSeen
+			next.HiddenSince, next.HiddenVersion = u.lastSeen, c.Version
+		default:
+			next.HiddenVersion = c.Version
 		}
 	}
 	p.privacy[u] = next

@@ -96,7 +96,7 @@ func TestPrivacyImageLoadAndDeath(t *testing.T) {
 	for i := 0; i < len(img.Fields); i += 2 {
 		fields[img.Fields[i]] = img.Fields[i+1]
 	}
-	if want := "1:friends:" + ms(hid); fields["p"] != want {
+	if want := "1:friends:" + ms(hid) + ":2"; fields["p"] != want { // hidden since, and at version 2
 		t.Fatalf("field p = %q, want %q (image %q)", fields["p"], want, img.Fields)
 	}
 

@@ -146,9 +146,12 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	// What was told, as the state was before the record.
 	a, announced := p.announced(u), p.toldState(u)
 	op, i, kept := resolve(u, c)
+	// A report of a session not live is late (Outcome.Late) when its
+	// disconnect was seen, or when it is news; in a rebuild it may be all
+	// that compaction left of the session, and stands for its connect.
 	late := false
-	if op == redisstore.Connect && c.Report && i < 0 && !quiet {
-		op, late = keep, c.Version > u.version // see Outcome.Late
+	if op == redisstore.Connect && c.Report && i < 0 && (u.ended == c.Session || !quiet) {
+		op, late = keep, c.Version > u.version
 	}
 	version := u.version
 	o := redisstore.Outcome{Applied: op != keep && c.Version > u.version, Kept: kept, Late: late}
@@ -172,7 +175,7 @@ func (p *Partition) Apply(c redisstore.Change, quiet bool) redisstore.Outcome {
 	}
 	exists := p.settle(u, op, o.Applied, existed || o.Applied, quiet, c.At.UnixMilli(), now)
 	if quiet {
-		return redisstore.Outcome{Applied: o.Applied}
+		return redisstore.Outcome{Applied: o.Applied, Late: o.Late}
 	}
 	state := offline
 	if exists {

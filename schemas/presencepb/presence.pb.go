@@ -483,6 +483,10 @@ type Privacy struct {
 	// began if the user was online then, else the last seen at that time.
 	// The processor sets it; it is ignored on a SessionEvent.
 	HiddenSinceMs int64 `protobuf:"varint,3,opt,name=hidden_since_ms,json=hiddenSinceMs,proto3" json:"hidden_since_ms,omitempty"`
+	// hidden_version is, likewise, the version shown in the truth's stead:
+	// that of the record that made the user invisible, so that the version
+	// others see does not move while the user's devices come and go.
+	HiddenVersion int64 `protobuf:"varint,4,opt,name=hidden_version,json=hiddenVersion,proto3" json:"hidden_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -534,6 +538,13 @@ func (x *Privacy) GetLastSeen() LastSeenRule {
 func (x *Privacy) GetHiddenSinceMs() int64 {
 	if x != nil {
 		return x.HiddenSinceMs
+	}
+	return 0
+}
+
+func (x *Privacy) GetHiddenVersion() int64 {
+	if x != nil {
+		return x.HiddenVersion
 	}
 	return 0
 }
@@ -1287,11 +1298,12 @@ const file_presence_v1_presence_proto_rawDesc = "" +
 	" \x01(\x04R\bsequence\x121\n" +
 	"\x06custom\x18\v \x01(\v2\x19.presence.v1.CustomStatusR\x06custom\x12.\n" +
 	"\aprivacy\x18\f \x01(\v2\x14.presence.v1.PrivacyR\aprivacy\x121\n" +
-	"\bactivity\x18\r \x01(\x0e2\x15.presence.v1.ActivityR\bactivity\"\x87\x01\n" +
+	"\bactivity\x18\r \x01(\x0e2\x15.presence.v1.ActivityR\bactivity\"\xae\x01\n" +
 	"\aPrivacy\x12\x1c\n" +
 	"\tinvisible\x18\x01 \x01(\bR\tinvisible\x126\n" +
 	"\tlast_seen\x18\x02 \x01(\x0e2\x19.presence.v1.LastSeenRuleR\blastSeen\x12&\n" +
-	"\x0fhidden_since_ms\x18\x03 \x01(\x03R\rhiddenSinceMs\":\n" +
+	"\x0fhidden_since_ms\x18\x03 \x01(\x03R\rhiddenSinceMs\x12%\n" +
+	"\x0ehidden_version\x18\x04 \x01(\x03R\rhiddenVersion\":\n" +
 	"\fCustomStatus\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\",\n" +

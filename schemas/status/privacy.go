@@ -23,6 +23,11 @@ type Privacy struct {
 	// (Unix ms, 0: none): when the invisibility began if the user was
 	// online then, else the user's last seen at that time. Not served.
 	HiddenSince int64 `json:"-"`
+	// HiddenVersion is, while invisible, the version shown in its stead:
+	// that of the record that made the user invisible (0: the truth's),
+	// so that the version others see does not move while the user's own
+	// devices come and go. Not served.
+	HiddenVersion int64 `json:"-"`
 }
 
 // Last seen rules.
@@ -59,9 +64,9 @@ func (p Privacy) NeedsFriendship(st *Status) bool {
 
 // Mask returns st as viewer may see it under p: st itself for Self, for a
 // default p, or for a nil st; else a copy that is offline with no session
-// while p.Invisible (no activity, its last seen HiddenSince), and without last seen
-// when the rule does not show it to viewer. The version is kept, so a
-// client still orders what it is shown.
+// while p.Invisible (no activity, its last seen HiddenSince, its version
+// HiddenVersion: nothing of it moves while the user is invisible), and
+// without last seen when the rule does not show it to viewer.
 func (p Privacy) Mask(st *Status, viewer Viewer) *Status {
 	if st == nil || viewer == Self || p.IsDefault() {
 		return st
@@ -73,6 +78,9 @@ func (p Privacy) Mask(st *Status, viewer Viewer) *Status {
 			t := millis(p.HiddenSince)
 			m.LastSeen = &t
 		}
+		if p.HiddenVersion != 0 {
+			m.Version = p.HiddenVersion
+		}
 	}
 	if p.LastSeen == Nobody || p.LastSeen == Friends && viewer != Friend {
 		m.LastSeen = nil
@@ -81,24 +89,34 @@ func (p Privacy) Mask(st *Status, viewer Viewer) *Status {
 }
 
 // Encode returns p as the user's hash holds it (field "p"):
-// "<invisible 0|1>:<rule>:<hidden since ms>".
+// "<invisible 0|1>:<rule>:<hidden since ms>", then ":<hidden version>"
+// when there is one.
 func (p Privacy) Encode() string {
 	inv := "0"
 	if p.Invisible {
 		inv = "1"
 	}
-	return inv + ":" + p.LastSeen + ":" + strconv.FormatInt(p.HiddenSince, 10)
+	out := inv + ":" + p.LastSeen + ":" + strconv.FormatInt(p.HiddenSince, 10)
+	if p.HiddenVersion != 0 {
+		out += ":" + strconv.FormatInt(p.HiddenVersion, 10)
+	}
+	return out
 }
 
 // DecodePrivacy decodes what Encode wrote.
 func DecodePrivacy(s string) (Privacy, error) {
 	inv, rest, ok1 := strings.Cut(s, ":")
-	rule, since, ok2 := strings.Cut(rest, ":")
+	rule, rest, ok2 := strings.Cut(rest, ":")
+	since, version, hasVersion := strings.Cut(rest, ":")
 	ms, err := strconv.ParseInt(since, 10, 64)
-	if !ok1 || !ok2 || err != nil || inv != "0" && inv != "1" || !validRule(rule) {
+	var v int64
+	if hasVersion && err == nil {
+		v, err = strconv.ParseInt(version, 10, 64)
+	}
+	if !ok1 || !ok2 || err != nil || inv != "0" && inv != "1" || !validRule(rule) || v < 0 {
 		return Privacy{}, fmt.Errorf("decoding privacy %q: malformed", s)
 	}
-	return Privacy{Invisible: inv == "1", LastSeen: rule, HiddenSince: ms}, nil
+	return Privacy{Invisible: inv == "1", LastSeen: rule, HiddenSince: ms, HiddenVersion: v}, nil
 }
 
 func validRule(r string) bool { return r == Everyone || r == Friends || r == Nobody }
@@ -113,9 +131,10 @@ func ParseLastSeenRule(s string) string {
 }
 
 // PrivacyFromProto returns the setting a record says (nil: the default).
-// A HiddenSince a SessionEvent carries means nothing: the processor sets it.
+// A HiddenSince or HiddenVersion a SessionEvent carries means nothing: the
+// processor sets them.
 func PrivacyFromProto(p *pb.Privacy) Privacy {
-	out := Privacy{Invisible: p.GetInvisible(), LastSeen: Everyone, HiddenSince: p.GetHiddenSinceMs()}
+	out := Privacy{Invisible: p.GetInvisible(), LastSeen: Everyone, HiddenSince: p.GetHiddenSinceMs(), HiddenVersion: p.GetHiddenVersion()}
 	switch p.GetLastSeen() {
 	case pb.LastSeenRule_LAST_SEEN_RULE_FRIENDS:
 		out.LastSeen = Friends
@@ -127,7 +146,7 @@ func PrivacyFromProto(p *pb.Privacy) Privacy {
 
 // Proto returns p as a record carries it.
 func (p Privacy) Proto() *pb.Privacy {
-	out := &pb.Privacy{Invisible: p.Invisible, LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_EVERYONE, HiddenSinceMs: p.HiddenSince}
+	out := &pb.Privacy{Invisible: p.Invisible, LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_EVERYONE, HiddenSinceMs: p.HiddenSince, HiddenVersion: p.HiddenVersion}
 	switch p.LastSeen {
 	case Friends:
 		out.LastSeen = pb.LastSeenRule_LAST_SEEN_RULE_FRIENDS

@@ -37,13 +37,19 @@ func TestMask(t *testing.T) {
 		{"friends only, to a friend", Privacy{LastSeen: Friends}, offline, Friend, want{Offline, 0, &seen}},
 		{"nobody, to a friend", Privacy{LastSeen: Nobody}, offline, Friend, want{Offline, 0, nil}},
 		{"nobody, to self", Privacy{LastSeen: Nobody}, offline, Self, want{Offline, 0, &seen}},
+		{"invisible since version 3, to a friend", Privacy{Invisible: true, LastSeen: Everyone, HiddenSince: 5_000, HiddenVersion: 3}, online, Friend, want{Offline, 0, &hidden}},
+		{"invisible since version 3, to self", Privacy{Invisible: true, LastSeen: Everyone, HiddenVersion: 3}, online, Self, want{Online, 1, nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := *tc.st
 			got := tc.p.Mask(tc.st, tc.viewer)
-			if got.State != tc.want.state || len(got.Sessions) != tc.want.sessions || got.Version != tc.st.Version {
+			version := tc.st.Version // an invisible user's, to others: the version it went invisible at
+			if tc.p.Invisible && tc.p.HiddenVersion != 0 && tc.viewer != Self {
+				version = tc.p.HiddenVersion
+			}
+			if got.State != tc.want.state || len(got.Sessions) != tc.want.sessions || got.Version != version {
 				t.Errorf("Mask = %s with %d sessions, version %d; want %s with %d, version %d",
-					got.State, len(got.Sessions), got.Version, tc.want.state, tc.want.sessions, tc.st.Version)
+					got.State, len(got.Sessions), got.Version, tc.want.state, tc.want.sessions, version)
 			}
 			switch {
 			case (got.LastSeen == nil) != (tc.want.lastSeen == nil):
@@ -95,6 +101,7 @@ func TestPrivacyEncoding(t *testing.T) {
 	for _, p := range []Privacy{
 		{LastSeen: Everyone},
 		{Invisible: true, LastSeen: Friends, HiddenSince: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixMilli()},
+		{Invisible: true, LastSeen: Friends, HiddenSince: 1, HiddenVersion: 42},
 		{LastSeen: Nobody},
 	} {
 		got, err := DecodePrivacy(p.Encode())
@@ -105,7 +112,7 @@ func TestPrivacyEncoding(t *testing.T) {
 			t.Errorf("PrivacyFromProto(Proto(%+v)) = %+v", p, back)
 		}
 	}
-	for _, s := range []string{"", "1", "1:friends", "2:friends:0", "1:all:0", "1:friends:x", "0:everyone:1:2"} {
+	for _, s := range []string{"", "1", "1:friends", "2:friends:0", "1:all:0", "1:friends:x", "0:everyone:1:x", "0:everyone:1:-2", "0:everyone:1:2:3"} {
 		if p, err := DecodePrivacy(s); err == nil {
 			t.Errorf("DecodePrivacy(%q) = %+v, want an error", s, p)
 		}
