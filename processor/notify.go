@@ -77,6 +77,11 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 			later = append(later, latest[u])
 		case o.Applied && owned != nil && owned.users.Waiting(u):
 			back = append(back, subject{User: u, partition: partition})
+		case o.Applied && privacyChange(changes, latest[u]):
+			// A new last-seen rule tells the audience nothing, but
+			// watches mask the user's latest change with the setting it
+			// carries: they need one with the new setting.
+			back = append(back, subject{User: u, partition: partition})
 		}
 	}
 	if err := p.reshow(ctx, cl, back); err != nil {
@@ -95,10 +100,16 @@ func (p *Processor) announceChanges(ctx context.Context, cl *kgo.Client, partiti
 	})
 }
 
-// reshow writes to presence.changes the status of users back online
-// within the grace period: their audience is told nothing (the offline
-// was never announced), but Redis showed them offline meanwhile, and a
-// watch that read it then must learn they are back.
+// privacyChange says whether changes[i] sets or clears a privacy setting.
+func privacyChange(changes []redisstore.Change, i int) bool {
+	return changes[i].Op == redisstore.SetPrivacy || changes[i].Op == redisstore.ClearPrivacy
+}
+
+// reshow writes to presence.changes the status of users whose audience is
+// told nothing but whose watches must learn of a change: users back online
+// within the grace period (the offline was never announced, but Redis
+// showed them offline meanwhile, and a watch may have read it then), and
+// users whose privacy setting changed without a visible change.
 func (p *Processor) reshow(ctx context.Context, cl *kgo.Client, subjects []subject) error {
 	if len(subjects) == 0 {
 		return nil

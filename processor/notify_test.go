@@ -514,3 +514,35 @@ func TestAudienceSessionsFromMemoryOrRedis(t *testing.T) {
 		"presence ann->gw-2 ["+strings.Join(gw2, " ")+"] offline - []",
 		"presence ann->gw-3 ["+strings.Join(gw3, " ")+"] offline - []")
 }
+
+// A new last-seen rule changes nothing visible, and tells nobody, but
+// presence.changes gets the user's status with the new setting: watches
+// mask the user's latest change with the setting it carries.
+func TestPrivacyRuleOnPresenceChanges(t *testing.T) {
+	c, cl, _ := world(t, time.Second)
+	r := readNotifications(t, c, cl)
+	produce(t, cl, on("gw-1", connectEv("ann", "a1", t0)))
+	r.expect(t, "presence ann->gw-2 [bob/b1] online - [android]", "presence ann->gw-3 [wes/w1] online - [android]")
+	value, err := proto.Marshal(&pb.SessionEvent{Type: pb.EventType_EVENT_TYPE_PRIVACY, App: "chat", User: "ann",
+		Privacy: &pb.Privacy{LastSeen: pb.LastSeenRule_LAST_SEEN_RULE_NOBODY}, TimestampMs: t0.UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceRecords(t, cl, &kgo.Record{Topic: schemas.SessionsTopic, Key: []byte(schemas.PrivacyKey("chat", "ann")), Value: value})
+	key := schemas.UserKey("chat", "ann")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var rules []pb.LastSeenRule
+		for _, rec := range readTopic(t, cl, schemas.ChangesTopic) {
+			var sc pb.StatusChange
+			if string(rec.Key) == key && proto.Unmarshal(rec.Value, &sc) == nil {
+				rules = append(rules, sc.GetPrivacy().GetLastSeen())
+			}
+		}
+		if len(rules) == 2 && rules[1] == pb.LastSeenRule_LAST_SEEN_RULE_NOBODY {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ann's changes carry the rules %v, want a second with nobody", rules)
+		}
+	}
+}
