@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # FUZZTIME to shrink one input derived from a 1 MB seed.
 FUZZMINIMIZETIME ?= 5s
 
-.PHONY: build run test vet fuzz bench redis-server proto clean
+.PHONY: build run test vet fuzz bench redis-server promtool proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/
 build:
@@ -24,8 +24,9 @@ run: build
 	./bin/presence dev
 
 ## test: vet and run every test, integration tests included (they start
-## their own redis-server, installed here when missing)
-test: vet redis-server
+## their own redis-server, installed here when missing; deploy's alert rule
+## tests run promtool, installed here when missing)
+test: vet redis-server promtool
 	go test -count=1 -timeout 8m $(PACKAGES)
 
 vet:
@@ -64,6 +65,14 @@ redis-server:
 	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
 		echo "redis-server or redis-cli is missing: installing them (Debian packages redis-server, redis-tools)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
+
+## promtool: Debian's prometheus package brings promtool; its post-install
+## starts the service only where systemd runs, so it installs in containers
+## too
+promtool:
+	@command -v promtool >/dev/null || { \
+		echo "promtool is missing: installing it (Debian package prometheus)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
 
 ## proto: regenerate schemas/presencepb from schemas/proto
 proto:
