@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -82,7 +83,10 @@ type Config struct {
 	// MaxSockets and MaxSocketsPerUser cap the gateway's WebSocket
 	// sessions (socket.DefaultMaxSockets, DefaultMaxSocketsPerUser).
 	MaxSockets, MaxSocketsPerUser int
-	Logger                        *slog.Logger
+	// Registry receives every component's metrics (nil: a new one with
+	// the Go and process collectors, httpapi.NewRegistry).
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
 	// Ready is called once everything serves.
 	Ready func(Addrs)
 }
@@ -154,7 +158,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	reg := httpapi.NewRegistry()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = httpapi.NewRegistry()
+	}
 	proc, err := processor.New(processor.Config{Brokers: addrs.Brokers, KafkaOpts: cfg.KafkaOpts, Store: store,
 		OfflineGrace: cfg.OfflineGrace, GatewayLease: cfg.GatewayLease, Limits: cfg.Limits, Logger: log, Registerer: reg})
 	if err != nil {
