@@ -66,13 +66,16 @@ redis-server:
 		echo "redis-server or redis-cli is missing: installing them (Debian packages redis-server, redis-tools)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
 
-## promtool: Debian's prometheus package brings promtool; its post-install
-## starts the service only where systemd runs, so it installs in containers
-## too
+## promtool: Debian's prometheus package brings promtool. Its post-install
+## starts a Prometheus on :9090 (through systemd, or its init script where
+## systemd does not run); the tests need promtool alone, so that server is
+## stopped and disabled again, leaving the port to `docker compose up`.
 promtool:
 	@command -v promtool >/dev/null || { \
-		echo "promtool is missing: installing it (Debian package prometheus)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+		echo "promtool is missing: installing it (Debian package prometheus; its server is stopped and disabled)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus && \
+		{ $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || \
+			{ $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1; $(SUDO) /etc/init.d/prometheus stop >/dev/null 2>&1; true; }; }; }
 
 ## proto: regenerate schemas/presencepb from schemas/proto
 proto:
