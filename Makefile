@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # FUZZTIME to shrink one input derived from a 1 MB seed.
 FUZZMINIMIZETIME ?= 5s
 
-.PHONY: build run test vet fuzz bench redis-server proto clean
+.PHONY: build run test vet fuzz bench redis-server protoc proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/
 build:
@@ -24,8 +24,9 @@ run: build
 	./bin/presence dev
 
 ## test: vet and run every test, integration tests included (they start
-## their own redis-server, installed here when missing)
-test: vet redis-server
+## their own redis-server, installed here when missing; protoc too, with
+## which a test decodes records from the .proto alone)
+test: vet redis-server protoc
 	go test -count=1 -timeout 8m $(PACKAGES)
 
 vet:
@@ -65,9 +66,13 @@ redis-server:
 		echo "redis-server or redis-cli is missing: installing them (Debian packages redis-server, redis-tools)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
 
+protoc:
+	@command -v protoc >/dev/null || { \
+		echo "protoc is missing: installing it (Debian package protobuf-compiler)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+
 ## proto: regenerate schemas/presencepb from schemas/proto
-proto:
-	@command -v protoc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+proto: protoc
 	GOBIN=$(CURDIR)/bin go install $(PROTOC_GEN_GO)
 	PATH="$(CURDIR)/bin:$$PATH" protoc -I schemas/proto \
 		--go_out=schemas --go_opt=module=github.com/presence-im/presence/schemas \
