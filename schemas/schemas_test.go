@@ -181,6 +181,10 @@ func TestValidateSessionEventNamesTheMissingDevice(t *testing.T) {
 		strings.Contains(err.Error(), "device id") {
 		t.Fatalf("got %v, want the field device named as required", err)
 	}
+	ev.Device = &presencepb.Device{Type: strings.Repeat("x", MaxIDBytes+1)}
+	if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the field device") {
+		t.Fatalf("a device over %d bytes: got %v", MaxIDBytes, err)
+	}
 	ev.Type = presencepb.EventType_EVENT_TYPE_DISCONNECT
 	if err := ValidateSessionEvent(ev); err != nil {
 		t.Fatalf("a disconnect without device: %v", err)

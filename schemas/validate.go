@@ -127,12 +127,9 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 // required, since lookups and notifications show each session's device,
 // and an id's rules otherwise.
 func validateDevice(device string) error {
-	if device == "" {
-		return fmt.Errorf("%w device: empty: a session needs the field device, the kind of client (e.g. ios, android, web), "+
+	if ValidateID("device", device) != nil {
+		return fmt.Errorf("%w device: a session needs the field device, the kind of client (e.g. ios, android, web), "+
 			"1 to %d bytes of UTF-8 without control characters; device_id, the physical device, is optional", ErrInvalid, MaxIDBytes)
-	}
-	if err := ValidateID("device", device); err != nil {
-		return fmt.Errorf("%w (the field device, the kind of client)", err)
 	}
 	return nil
 }
