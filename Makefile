@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # FUZZTIME to shrink one input derived from a 1 MB seed.
 FUZZMINIMIZETIME ?= 5s
 
-.PHONY: build run test vet fuzz bench redis-server promtool proto clean
+.PHONY: build run test vet fuzz bench redis-server promtool protoc proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/
 build:
@@ -25,8 +25,9 @@ run: build
 
 ## test: vet and run every test, integration tests included (they start
 ## their own redis-server, installed here when missing; deploy's alert rule
-## tests run promtool, installed here when missing)
-test: vet redis-server promtool
+## tests run promtool, and a test decodes records from the .proto alone
+## with protoc: both installed here when missing too)
+test: vet redis-server promtool protoc
 	go test -count=1 -timeout 8m $(PACKAGES)
 
 vet:
@@ -77,9 +78,13 @@ promtool:
 		{ $(SUDO) systemctl disable --now prometheus >/dev/null 2>&1 || \
 			{ $(SUDO) update-rc.d prometheus disable >/dev/null 2>&1; $(SUDO) /etc/init.d/prometheus stop >/dev/null 2>&1; true; }; }; }
 
+protoc:
+	@command -v protoc >/dev/null || { \
+		echo "protoc is missing: installing it (Debian package protobuf-compiler)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+
 ## proto: regenerate schemas/presencepb from schemas/proto
-proto:
-	@command -v protoc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+proto: protoc
 	GOBIN=$(CURDIR)/bin go install $(PROTOC_GEN_GO)
 	PATH="$(CURDIR)/bin:$$PATH" protoc -I schemas/proto \
 		--go_out=schemas --go_opt=module=github.com/presence-im/presence/schemas \

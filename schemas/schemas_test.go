@@ -28,6 +28,31 @@ func TestMurmur2MatchesKafka(t *testing.T) {
 	}
 }
 
+// The worked examples of README.md ("A worked partition computation"): a
+// producer in another language checks its code against these numbers.
+func TestReadmePartitionExamples(t *testing.T) {
+	for _, c := range []struct {
+		key, partitionKey string
+		hash              int32
+		partition         int
+	}{
+		{"chat/alice/s1", "chat/alice", -572491294, 10},
+		{"chat/alice", "chat/alice", -572491294, 10},
+		{"chat/bob/s3", "chat/bob", -1568141030, 6},
+		{"gw-1", "gw-1", -1556871023, 9},
+	} {
+		if got := string(PartitionKey([]byte(c.key))); got != c.partitionKey {
+			t.Errorf("PartitionKey(%q) = %q, want %q", c.key, got, c.partitionKey)
+		}
+		if got := int32(murmur2([]byte(c.partitionKey))); got != c.hash {
+			t.Errorf("murmur2(%q) = %d, want %d", c.partitionKey, got, c.hash)
+		}
+		if got := Partition([]byte(c.key), 12); got != c.partition {
+			t.Errorf("Partition(%q, 12) = %d, want %d", c.key, got, c.partition)
+		}
+	}
+}
+
 func TestKeys(t *testing.T) {
 	for _, c := range []struct {
 		name                string
@@ -143,6 +168,26 @@ func TestValidateSessionEvent(t *testing.T) {
 		if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// A connect without its device is told which field is missing and what it
+// holds, not "device id" (the optional device_id).
+func TestValidateSessionEventNamesTheMissingDevice(t *testing.T) {
+	ev := &presencepb.SessionEvent{Type: presencepb.EventType_EVENT_TYPE_CONNECT, App: "chat", User: "alice",
+		Session: "s1", Gateway: "gw-1", GatewayEpoch: "boot-1", TimestampMs: 1}
+	err := ValidateSessionEvent(ev)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the field device, the kind of client") ||
+		strings.Contains(err.Error(), "device id") {
+		t.Fatalf("got %v, want the field device named as required", err)
+	}
+	ev.Device = &presencepb.Device{Type: strings.Repeat("x", MaxIDBytes+1)}
+	if err := ValidateSessionEvent(ev); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "the field device") {
+		t.Fatalf("a device over %d bytes: got %v", MaxIDBytes, err)
+	}
+	ev.Type = presencepb.EventType_EVENT_TYPE_DISCONNECT
+	if err := ValidateSessionEvent(ev); err != nil {
+		t.Fatalf("a disconnect without device: %v", err)
 	}
 }
 

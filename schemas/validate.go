@@ -100,17 +100,17 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 		{"session", ev.GetSession()},
 		{"gateway", ev.GetGateway()},
 		{"gateway epoch", ev.GetGatewayEpoch()},
-		{"device", ev.GetDevice().GetType()},
 	}
 	if a := ev.GetActivity(); a < 0 || a > presencepb.Activity_ACTIVITY_BACKGROUND {
 		return fmt.Errorf("%w activity %v", ErrInvalid, a)
 	}
-	n := len(ids)
-	if ev.GetType() == presencepb.EventType_EVENT_TYPE_DISCONNECT {
-		n-- // a disconnect needs no device
-	}
-	for _, x := range ids[:n] {
+	for _, x := range ids {
 		if err := ValidateID(x.what, x.id); err != nil {
+			return err
+		}
+	}
+	if ev.GetType() != presencepb.EventType_EVENT_TYPE_DISCONNECT { // a disconnect needs no device
+		if err := validateDevice(ev.GetDevice().GetType()); err != nil {
 			return err
 		}
 	}
@@ -120,6 +120,18 @@ func ValidateSessionEvent(ev *presencepb.SessionEvent) error {
 		}
 	}
 	return validateTimestamp(ev.GetTimestampMs())
+}
+
+// validateDevice checks the kind of client of a connect or an activity
+// report (the field device of the gateway APIs, device.type of the record):
+// required, since lookups and notifications show each session's device,
+// and an id's rules otherwise.
+func validateDevice(device string) error {
+	if ValidateID("device", device) != nil {
+		return fmt.Errorf("%w device: a session needs the field device, the kind of client (e.g. ios, android, web), "+
+			"1 to %d bytes of UTF-8 without control characters; device_id, the physical device, is optional", ErrInvalid, MaxIDBytes)
+	}
+	return nil
 }
 
 func validateCustomStatus(ev *presencepb.SessionEvent) error {

@@ -71,8 +71,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/presence-im/presence/gateway"
+	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/service/auth"
 	"github.com/presence-im/presence/service/httpapi"
@@ -229,6 +231,11 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Warn("skipping an undecodable notification", "offset", offset, "err", err)
 		}),
 		gateway.OnReadError(func(err error) {
+			if s.Ready(ctx) != nil && errors.Is(err, kerr.UnknownTopicOrPartition) {
+				// A first start: the processor has not created the topic yet.
+				s.log.Info("waiting for the notification topic (the processor creates it)", "topic", schemas.NotifyTopic)
+				return
+			}
 			s.log.Warn("reading notifications", "err", err)
 		}),
 	)

@@ -28,7 +28,7 @@ import (
 
 func main() { cli.Main("gateway", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) (err error) {
 	hostname, _ := os.Hostname()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,6 +72,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--activity-interval must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	defer func() { // after every other deferred close: the last line of a clean stop
+		if err == nil {
+			log.Info("gateway stopped")
+		}
+	}()
 	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
 	if err != nil {
 		return err

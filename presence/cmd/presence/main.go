@@ -120,7 +120,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		fmt.Fprintf(stdout, "presence ready: query API http://%s, gateway http://%s, kafka %s, redis %s%s\n",
 			a.Query, a.Gateway, strings.Join(a.Brokers, ","), redisstore.RedactURL(a.Redis), metrics)
 	}
-	return dev.Run(ctx, cfg)
+	if err := dev.Run(ctx, cfg); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "presence stopped")
+	return nil
 }
 
 // externalKafka sets brokers and opts to reach the external Kafka that

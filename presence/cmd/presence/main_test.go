@@ -65,8 +65,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// `presence dev` configured through the environment prints its ready line
-// and stops cleanly when its context ends (as on SIGINT).
+// `presence dev` configured through the environment prints its ready line,
+// with no warning on a first start but the one about serving without
+// authentication, and stops cleanly when its context ends (as on SIGINT),
+// saying so.
 func TestDevReadyAndStop(t *testing.T) {
 	env := map[string]string{
 		"PRESENCE_DATA_DIR":     t.TempDir(),
@@ -96,6 +98,13 @@ func TestDevReadyAndStop(t *testing.T) {
 	if !strings.Contains(stderr.String(), "level=WARN msg=\"serving without authentication") {
 		t.Errorf("presence dev without --auth does not warn that it serves everyone; stderr:\n%s", stderr.String())
 	}
+	// A clean first start (no topic yet) warns of nothing else.
+	for line := range strings.Lines(stderr.String()) {
+		if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) &&
+			!strings.Contains(line, "serving without authentication") {
+			t.Errorf("a first start logs before ready: %s", line)
+		}
+	}
 	if !strings.Contains(stdout.String(), env["PRESENCE_REDIS_URL"]) {
 		t.Errorf("ready line does not name the redis from the environment: %s", stdout.String())
 	}
@@ -104,6 +113,9 @@ func TestDevReadyAndStop(t *testing.T) {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("presence dev: %v", err)
+		}
+		if !strings.HasSuffix(stdout.String(), "presence stopped\n") {
+			t.Errorf("a clean stop does not end with a stopped line; stdout:\n%s", stdout.String())
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("presence dev did not stop within 30s")

@@ -23,7 +23,7 @@ import (
 
 func main() { cli.Main("processor", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("processor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
@@ -55,6 +55,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--max-record-bytes, --max-clock-skew, --max-gateway-lease and --stall-timeout must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	defer func() { // after every other deferred close: the last line of a clean stop
+		if err == nil {
+			log.Info("processor stopped")
+		}
+	}()
 	redisstore.LogTo(log)
 	kopts, err := kafka.Opts(log)
 	if err != nil {

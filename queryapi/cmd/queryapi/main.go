@@ -26,7 +26,7 @@ import (
 
 func main() { cli.Main("queryapi", run) }
 
-func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("queryapi", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	redisURL := fs.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL: one server, or a Redis Cluster (any node, or redis://h1:p1?addr=h2:p2)")
@@ -56,6 +56,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, _, stde
 		return errors.New("--watch-window and --watch-max-changes must be positive")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	defer func() { // after every other deferred close: the last line of a clean stop
+		if err == nil {
+			log.Info("queryapi stopped")
+		}
+	}()
 	authn, err := auth.Setup(ctx, *authFile, *insecure, log)
 	if err != nil {
 		return err
