@@ -9,15 +9,23 @@ FUZZTIME ?= 30s
 # How long a new input is shrunk: the default minute would take a whole
 # FUZZTIME to shrink one input derived from a 1 MB seed.
 FUZZMINIMIZETIME ?= 5s
+# The version the binaries report (--version, presence_build_info): the
+# last tag, the commits since it and -dirty (git describe), "dev" outside a
+# git checkout; `make build VERSION=v1.2.3` names it. BIN is where build
+# puts them.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS = -X github.com/presence-im/presence/service/cli.version=$(VERSION)
+BIN ?= bin
 
 .PHONY: build run test vet fuzz bench redis-server promtool protoc proto clean
 
-## build: put presence, gateway, processor and queryapi in bin/
+## build: put presence, gateway, processor and queryapi in bin/, each
+## reporting VERSION
 build:
-	go build -o bin/presence ./presence/cmd/presence
-	go build -o bin/gateway ./gateway/cmd/gateway
-	go build -o bin/processor ./processor/cmd/processor
-	go build -o bin/queryapi ./queryapi/cmd/queryapi
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/presence ./presence/cmd/presence
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/gateway ./gateway/cmd/gateway
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/processor ./processor/cmd/processor
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/queryapi ./queryapi/cmd/queryapi
 
 ## run: the whole pipeline in one process, on embedded Kafka and Redis
 run: build

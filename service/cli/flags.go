@@ -3,7 +3,8 @@
 //
 // A flag not given on the command line takes the value of PRESENCE_<NAME>,
 // its name upper-cased with '-' as '_' (--redis-url reads
-// PRESENCE_REDIS_URL).
+// PRESENCE_REDIS_URL). Every command takes --version too (not read from
+// the environment): it prints the binary's version (see Version) and exits 0.
 package cli
 
 import (
@@ -17,17 +18,25 @@ func EnvName(name string) string {
 	return "PRESENCE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
+// versionFlag is the flag every command takes to print its version.
+const versionFlag = "version"
+
 // Parse parses args into fs, then sets every flag absent from args from
-// its environment variable, read with getenv.
+// its environment variable, read with getenv. It adds --version to fs and
+// returns ErrVersion when it is given.
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	showVersion := fs.Bool(versionFlag, false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		return ErrVersion
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
+		if given[f.Name] || f.Name == versionFlag || err != nil {
 			return
 		}
 		if v := getenv(EnvName(f.Name)); v != "" {
@@ -45,6 +54,10 @@ func Usage(fs *flag.FlagSet, summary string) {
 		out := fs.Output()
 		fmt.Fprintf(out, "%s\n\nFlags (each also read from the environment variable shown):\n", summary)
 		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == versionFlag {
+				fmt.Fprintf(out, "  --%s\n      %s\n", f.Name, f.Usage)
+				return
+			}
 			fmt.Fprintf(out, "  --%s (%s)\n", f.Name, EnvName(f.Name))
 			fmt.Fprintf(out, "      %s", f.Usage)
 			if f.DefValue != "" {

@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/presence-im/presence/service/cli"
 )
 
 // ShutdownTimeout bounds how long a server waits for requests in flight
@@ -54,10 +57,15 @@ func Health(r Router, probes ...Probe) {
 }
 
 // NewRegistry returns a metrics registry holding the Go runtime and process
-// collectors, for a binary's /metrics.
+// collectors and presence_build_info{version,goversion} (always 1: the
+// binary's cli.Version and Go release), for a binary's /metrics.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "presence", Name: "build_info",
+			Help:        "Always 1: the version of this binary and the Go release it was built with.",
+			ConstLabels: prometheus.Labels{"version": cli.Version(), "goversion": runtime.Version()}},
+			func() float64 { return 1 }))
 	return reg
 }
 

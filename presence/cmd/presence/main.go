@@ -36,7 +36,7 @@ commands:
   replay          rebuild Redis from the compacted topics, then exit
   bench           measure Presence against raw Redis and Kafka (make bench)
 
-Run 'presence <command> --help' for its flags.`
+Run 'presence <command> --help' for its flags, 'presence --version' for the version.`
 
 func main() { cli.Main("presence", run) }
 
@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
+	case "version", "-version", "--version":
+		return cli.ErrVersion
 	default:
 		fmt.Fprintln(stderr, usage)
 		return fmt.Errorf("unknown command %q", args[0])

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,12 +15,14 @@ import (
 
 	"github.com/presence-im/presence/redisstore/redistest"
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/service/cli"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
-// With --metrics-addr, /metrics is served there only; the API and the
-// health endpoints stay on --addr, and the rate limit flags apply.
+// With --metrics-addr, /metrics is served there only, presence_build_info
+// with it; the API and the health endpoints stay on --addr, and the rate
+// limit flags apply.
 func TestMetricsAddrAndRateLimits(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic))
 	if err != nil {
@@ -70,6 +73,7 @@ func TestMetricsAddrAndRateLimits(t *testing.T) {
 		{"http://" + addr + "/v1/apps/chat/users/alice/status", http.StatusNotFound, `"not_found"`},
 		{"http://" + addr + "/v1/apps/chat/users/alice/status", http.StatusTooManyRequests, `"rate_limited"`},
 		{"http://" + metricsAddr + "/metrics", http.StatusOK, `presence_http_rate_limited_total{scope="user",server="queryapi"} 1`},
+		{"http://" + metricsAddr + "/metrics", http.StatusOK, `presence_build_info{goversion="` + runtime.Version() + `",version="` + cli.Version() + `"} 1`},
 		{"http://" + metricsAddr + "/healthz", http.StatusNotFound, `"not_found"`},
 	} {
 		resp, err := http.Get(c.url)
