@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/presence-im/presence/presence/dev"
+	"github.com/presence-im/presence/service/httpapi"
 )
 
 // With MetricsAddr, /metrics is served there, for both servers, and on
@@ -58,7 +59,7 @@ func TestMetricsAddr(t *testing.T) {
 // (presence dev runs every component of the three binaries) by the
 // registry's descriptors, so that a vector with no series yet counts too.
 func TestMetricsDocumented(t *testing.T) {
-	reg := prometheus.NewRegistry()
+	reg := httpapi.NewRegistry() // what every server registers on, presence_build_info included
 	startDevWith(t, dev.Config{DataDir: t.TempDir(), Registry: reg})
 	registered := registeredFamilies(reg)
 	if len(registered) < 40 {
