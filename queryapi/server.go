@@ -67,6 +67,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/queryapi/compat"
+	"github.com/presence-im/presence/queryapi/console"
 	"github.com/presence-im/presence/queryapi/watch"
 	"github.com/presence-im/presence/redisstore"
 	"github.com/presence-im/presence/schemas"
@@ -209,6 +210,7 @@ func New(cfg Config) (*Server, error) {
 	r.Post("/v1/apps/{app}/status/query", s.instrument("status_query", s.guard(auth.Lookup, s.lookup(s.queryStatuses))))
 	r.Post("/v1/apps/{app}/status/watch", s.instrument("status_watch", s.guard(auth.Lookup, s.lookup(s.watchStatuses))))
 	r.Get("/v1/apps/{app}/users/{user}/status", s.instrument("user_status", s.guard(auth.Lookup, s.lookup(s.userStatus))))
+	r.Get("/v1/apps/{app}/online", s.instrument("online", s.guard(auth.OwnLookup, s.lookup(s.onlineUsers))))
 	r.Put("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_set", s.guard(auth.ActAs, s.setCustomStatus)))
 	r.Delete("/v1/apps/{app}/users/{user}/custom-status", s.instrument("custom_status_clear", s.guard(auth.ActAs, s.clearCustomStatus)))
 	r.Put("/v1/apps/{app}/users/{user}/privacy", s.instrument("privacy_set", s.guard(auth.ActAs, s.setPrivacy)))
@@ -229,6 +231,10 @@ func New(cfg Config) (*Server, error) {
 		httpapi.Metrics(r, cfg.Registry)
 	}
 	openapi.Register(r, openapi.QueryAPI())
+	page := console.Handler("/console") // no credentials: its data calls carry them
+	r.Get("/console", page.ServeHTTP)
+	r.Get("/console/", page.ServeHTTP)
+	r.Get("/console/{file}", page.ServeHTTP)
 	if cfg.RateLimits == nil {
 		cfg.RateLimits = ratelimit.DefaultScopes(cfg.Auth != nil)
 	}
