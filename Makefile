@@ -17,7 +17,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS = -X github.com/presence-im/presence/service/cli.version=$(VERSION)
 BIN ?= bin
 
-.PHONY: build run test vet fuzz bench redis-server promtool protoc proto clean
+.PHONY: build run test vet fuzz bench redis-server promtool protoc chromium proto clean
 
 ## build: put presence, gateway, processor and queryapi in bin/, each
 ## reporting VERSION
@@ -34,8 +34,9 @@ run: build
 ## test: vet and run every test, integration tests included (they start
 ## their own redis-server, installed here when missing; deploy's alert rule
 ## tests run promtool, and a test decodes records from the .proto alone
-## with protoc: both installed here when missing too)
-test: vet redis-server promtool protoc
+## with protoc; the console's test drives a headless chromium: all
+## installed here when missing too)
+test: vet redis-server promtool protoc chromium
 	go test -count=1 -timeout 8m $(PACKAGES)
 
 vet:
@@ -90,6 +91,13 @@ protoc:
 	@command -v protoc >/dev/null || { \
 		echo "protoc is missing: installing it (Debian package protobuf-compiler)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq protobuf-compiler; }
+
+## chromium: the headless browser the console's test drives (Debian
+## package chromium, about 20 s to install)
+chromium:
+	@command -v chromium >/dev/null || { \
+		echo "chromium is missing: installing it (Debian package chromium)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 ## proto: regenerate schemas/presencepb from schemas/proto
 proto: protoc

@@ -30,7 +30,9 @@ const userPath = (u) => appPath() + "/users/" + encodeURIComponent(u);
 
 function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
-  Object.assign(e, props);
+  const { dataset, ...rest } = props;
+  Object.assign(e, rest);
+  Object.assign(e.dataset, dataset || {});
   for (const c of children) e.append(c);
   return e;
 }
