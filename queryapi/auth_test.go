@@ -113,6 +113,7 @@ func TestAuthTable(t *testing.T) {
 		{"GET", "/v1/apps/chat/users/bob/status", "", plus(allow(200, users...), 200, "read key", "backend key")},
 		{"GET", "/v1/apps/chat/users/alice/friends/status", "", plus(allow(200, alice...), 200, "read key", "backend key")},
 		{"GET", "/v1/apps/chat/users/bob/friends/status", "", allow(200, "bob hs256", "read key", "backend key")},
+		{"GET", "/v1/apps/chat/online", "", allow(200, "read key", "backend key")},
 		{"PUT", "/v1/apps/chat/users/alice/custom-status", `{"status":1,"text":"busy"}`, plus(allow(202, alice...), 202, "backend key")},
 		{"PUT", "/v1/apps/chat/users/bob/custom-status", `{"status":1,"text":"hacked"}`, allow(202, "bob hs256", "backend key")},
 		{"DELETE", "/v1/apps/chat/users/bob/custom-status", "", allow(202, "bob hs256", "backend key")},
