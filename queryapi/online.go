@@ -13,7 +13,7 @@ import (
 // starts with prefix, sorted by id, each with its number of live sessions.
 // Redis has no index of an app's users, so each call scans the app's keys
 // (bounded by redisstore.OnlineScanBudget keys per master): a console's
-// view, not a lookup for clients. It needs a key of scope read: a user's
+// view, not a lookup for clients. Invisible users are left out. It needs a key of scope read: a user's
 // token does not list the others.
 const (
 	DefaultOnlineLimit = 100

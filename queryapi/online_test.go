@@ -1,6 +1,7 @@
 package queryapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -48,4 +49,22 @@ func TestOnlineUsersRefused(t *testing.T) {
 	}
 	code, body := h.do("GET", "/v1/apps/"+strings.Repeat("x", 300)+"/online", "")
 	wantError(t, code, body, http.StatusBadRequest, "invalid")
+}
+
+// TestOnlineUsersInvisible: an invisible user is offline to everyone but
+// itself, so the online list leaves it out, for any key; a visible
+// setting changes nothing.
+func TestOnlineUsersInvisible(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.rdb.HSet(ctx, h.userKey("alice"), "p", "1:everyone:5000").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rdb.HSet(ctx, h.userKey("a/b%c"), "p", "0:nobody:0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := h.do("GET", "/v1/apps/chat/online", "")
+	if want := `{"users":[{"user":"a/b%c","sessions":1}],"truncated":false}`; code != http.StatusOK || strings.TrimSpace(string(body)) != want {
+		t.Errorf("alice invisible: %d %s, want 200 %s", code, body, want)
+	}
 }

@@ -12,13 +12,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/presence-im/presence/schemas"
+	"github.com/presence-im/presence/schemas/status"
 )
 
 // The online users of an app, for the console. Redis has no index of an
 // app's users, so Online scans the keys of the app's users (SCAN MATCH
 // P:{<app>/<prefix>*} on every master) and reads the hashes found: a cost
 // that grows with the whole store, bounded by OnlineScanBudget keys read
-// per master and limit users kept.
+// per master and limit users kept. An invisible user is left out: it
+// shows offline to everyone but itself.
 
 // OnlineScanBudget is how many keys one Online call walks on each master
 // at most; past it the answer says Truncated.
@@ -84,9 +86,9 @@ func (s *Store) onlineOn(ctx context.Context, c *redis.Client, head, pattern str
 		}
 		if len(hashes) > 0 {
 			p := c.Pipeline()
-			cmds := make([]*redis.StringSliceCmd, len(hashes))
+			cmds := make([]*redis.MapStringStringCmd, len(hashes))
 			for i, k := range hashes {
-				cmds[i] = p.HKeys(ctx, k)
+				cmds[i] = p.HGetAll(ctx, k)
 			}
 			_, _ = p.Exec(ctx) // each command's error is looked at below
 			for i, cmd := range cmds {
@@ -96,8 +98,14 @@ func (s *Store) onlineOn(ctx context.Context, c *redis.Client, head, pattern str
 					}
 					return nil, false, err
 				}
+				fields := cmd.Val()
+				if p, ok := fields["p"]; ok {
+					if privacy, err := status.DecodePrivacy(p); err != nil || privacy.Invisible {
+						continue // offline to everyone but itself
+					}
+				}
 				n := 0
-				for _, f := range cmd.Val() {
+				for f := range fields {
 					if strings.HasPrefix(f, "s") {
 						n++
 					}
