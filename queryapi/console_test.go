@@ -30,10 +30,9 @@ func TestConsoleServedOpen(t *testing.T) {
 			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
 		}
 	}
-	for _, path := range []string{"/console/nope.js", "/console/..%2Fserver.go", "/console/assets"} {
-		if code, _ := h.do("GET", path, ""); code != http.StatusNotFound {
-			t.Errorf("GET %s: %d, want 404", path, code)
-		}
+	for _, path := range []string{"/console/nope.js", "/console/..%2Fconsole.go", "/console/assets", "/console/a/b"} {
+		code, body := h.do("GET", path, "")
+		wantError(t, code, body, http.StatusNotFound, "not_found")
 	}
 	if code, _ := h.do("POST", "/console/", "{}"); code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /console/: %d, want 405", code)

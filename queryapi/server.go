@@ -234,7 +234,13 @@ func New(cfg Config) (*Server, error) {
 	page := console.Handler("/console") // no credentials: its data calls carry them
 	r.Get("/console", page.ServeHTTP)
 	r.Get("/console/", page.ServeHTTP)
-	r.Get("/console/{file}", page.ServeHTTP)
+	r.Get("/console/{file}", func(w http.ResponseWriter, r *http.Request) {
+		if !console.Has(chi.URLParam(r, "file")) {
+			httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such file of the console: "+r.URL.Path))
+			return
+		}
+		page.ServeHTTP(w, r)
+	})
 	if cfg.RateLimits == nil {
 		cfg.RateLimits = ratelimit.DefaultScopes(cfg.Auth != nil)
 	}

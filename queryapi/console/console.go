@@ -16,6 +16,13 @@ import (
 //go:embed assets
 var assets embed.FS
 
+// Has says whether the console has a file of that name (console.js,
+// console.css, index.html).
+func Has(name string) bool {
+	info, err := fs.Stat(assets, "assets/"+name)
+	return err == nil && !info.IsDir()
+}
+
 // Handler serves the console's files under prefix (e.g. "/console"):
 // prefix and prefix/ answer the page, prefix/<file> its assets.
 func Handler(prefix string) http.Handler {
