@@ -106,6 +106,8 @@ type Feed struct {
 	read    chan struct{}
 	waiting map[string]map[*waiter]struct{}
 	waiters int
+	// transitions counts users coming online and going offline.
+	transitions transitions
 	// draining is closed by Drain: waiting watches answer at once.
 	draining chan struct{}
 }
@@ -139,6 +141,8 @@ type entry struct {
 type Change struct {
 	JSON    []byte
 	Private *status.Status
+	// online says the user is online after the change.
+	online bool
 }
 
 // waiter is a watch waiting for a change of its users, from next (its

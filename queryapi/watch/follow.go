@@ -196,6 +196,9 @@ func (f *Feed) apply(fetches kgo.Fetches) {
 		p := &f.parts[c.partition]
 		p.fifo = append(p.fifo, kept{c.offset, c.key, c.at})
 		f.kept++
+		if prev, ok := f.latest[c.key]; !ok || prev.online != c.change.online {
+			f.transitions.count(c.at, c.change.online)
+		}
 		f.latest[c.key] = entry{c.offset, c.change}
 		for w := range f.waiting[c.key] {
 			if wake(w) {
@@ -231,7 +234,7 @@ func decode(r *kgo.Record) (Change, error) {
 		return Change{}, fmt.Errorf("key %q is not the change's user", r.Key)
 	}
 	st := status.FromProto(c.Status)
-	out := Change{JSON: st.AppendJSON(nil)}
+	out := Change{JSON: st.AppendJSON(nil), online: st.State != status.Offline}
 	if c.Privacy != nil {
 		p := status.PrivacyFromProto(c.Privacy)
 		if !p.IsDefault() {
