@@ -141,6 +141,8 @@ type Server struct {
 	rebuilding   *rebuilding
 	store        *redisstore.Store
 	kafka        *kgo.Client
+	kafkaOpts    []kgo.Opt     // of the Kafka clients, for the reads of GET /v1/ops
+	opsRead      chan struct{} // one read of GET /v1/ops at a time
 	writeTimeout time.Duration
 	maxSubs      int
 	now          func() time.Time
@@ -202,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		gate: cfg.Gate, auth: cfg.Auth, rebuilding: rb, store: cfg.Store, kafka: cl,
+		kafkaOpts: append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...), opsRead: make(chan struct{}, 1),
 		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
 		log: cfg.Logger.With("component", "queryapi"), metrics: m, feed: feed, fed: make(chan struct{}),
 	}
@@ -220,6 +223,7 @@ func New(cfg Config) (*Server, error) {
 	r.Delete("/v1/apps/{app}/users/{user}/friends/{friend}", s.instrument("friend_remove", s.guard(auth.Backend, s.removeFriend)))
 	r.Post("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("subscribe", s.guard(auth.ActAs, s.lookup(s.subscribe))))
 	r.Delete("/v1/apps/{app}/users/{user}/subscriptions", s.instrument("unsubscribe", s.guard(auth.ActAs, s.unsubscribe)))
+	r.Get("/v1/ops", s.instrument("ops", s.ops))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, s.log, httpapi.Errorf(httpapi.CodeNotFound, "no such path: "+r.URL.Path))
 	})
