@@ -114,6 +114,7 @@ func TestAuthTable(t *testing.T) {
 		{"GET", "/v1/apps/chat/users/alice/friends/status", "", plus(allow(200, alice...), 200, "read key", "backend key")},
 		{"GET", "/v1/apps/chat/users/bob/friends/status", "", allow(200, "bob hs256", "read key", "backend key")},
 		{"GET", "/v1/apps/chat/online", "", allow(200, "read key", "backend key")},
+		{"GET", "/v1/ops", "", allow(200, "read key", "backend key", "other app's key")},
 		{"PUT", "/v1/apps/chat/users/alice/custom-status", `{"status":1,"text":"busy"}`, plus(allow(202, alice...), 202, "backend key")},
 		{"PUT", "/v1/apps/chat/users/bob/custom-status", `{"status":1,"text":"hacked"}`, allow(202, "bob hs256", "backend key")},
 		{"DELETE", "/v1/apps/chat/users/bob/custom-status", "", allow(202, "bob hs256", "backend key")},

@@ -67,7 +67,8 @@ func newHarness(t *testing.T, configure ...func(*queryapi.Config)) *harness {
 func newHarnessOn(t *testing.T, rdb redis.UniversalClient, configure ...func(*queryapi.Config)) *harness {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic, schemas.ChangesTopic))
+		kfake.SeedTopics(partitions, schemas.SessionsTopic, schemas.FriendsTopic, schemas.SubscriptionsTopic, schemas.ChangesTopic,
+			schemas.GatewaysTopic))
 	if err != nil {
 		t.Fatal(err)
 	}
