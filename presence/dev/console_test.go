@@ -17,7 +17,9 @@ import (
 // headless Chromium (Debian's chromium; make test installs it) and
 // watches it follow the pipeline: a user who connects through the
 // gateway's events endpoint shows in the online list, and leaves it on
-// disconnecting; the user's panel lists the sessions the user has. It
+// disconnecting; the user's panel lists the sessions the user has; the
+// Operations panel shows the lease of the events' gateway (gw-1), the partitions of the
+// state topics and the two users who came online. It
 // keeps a screenshot in the test's temporary directory.
 func TestConsoleInBrowser(t *testing.T) {
 	p := startDev(t, t.TempDir(), "")
@@ -55,6 +57,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	waitText(ctx, t, "#detail", func(s string) bool {
 		return strings.Contains(s, "alice is online") && strings.Contains(s, "phone") && strings.Contains(s, "laptop")
 	})
+	// The Operations panel: the events' gateway, heartbeating, with its lease, the state
+	// topics' partitions, and the two users who came online in the chart's
+	// text alternative.
+	if code, body := p.post(t, "/v1/gateways/gw-1/heartbeat", `{"epoch":"boot-1"}`); code != http.StatusAccepted {
+		t.Fatalf("heartbeat: %d %s", code, body)
+	}
+	waitText(ctx, t, `#gateways tr[data-gateway="gw-1"]`, func(s string) bool { return strings.Contains(s, "boot-1") && strings.Contains(s, "alive") })
+	waitText(ctx, t, "#partitions tbody", func(s string) bool {
+		return strings.Contains(s, "presence.sessions") && strings.Contains(s, "presence.subscriptions")
+	})
+	waitText(ctx, t, "#chart-text", func(s string) bool { return strings.HasPrefix(s, "2 users came online") })
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func (p *pipeline) Stop(t *testing.T) {
 func (p *pipeline) post(t *testing.T, path, body string) (int, string) {
 	t.Helper()
 	host := p.Query
-	if strings.HasSuffix(path, "/events") {
+	if strings.HasSuffix(path, "/events") || strings.HasSuffix(path, "/heartbeat") {
 		host = p.Gateway
 	}
 	resp, err := http.Post("http://"+host+path, "application/json", strings.NewReader(body))

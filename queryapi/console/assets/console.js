@@ -11,7 +11,7 @@ let watched = null; // { user, abort }
 
 function say(text) { $("live").textContent = text; }
 
-async function api(method, path, body, signal) {
+export async function api(method, path, body, signal) {
   const headers = { "Content-Type": "application/json" };
   if (settings.key) headers["Authorization"] = "Bearer " + settings.key;
   const res = await fetch(path, { method, headers, body: body && JSON.stringify(body), signal });
@@ -28,7 +28,7 @@ async function api(method, path, body, signal) {
 const appPath = () => "/v1/apps/" + encodeURIComponent(settings.app);
 const userPath = (u) => appPath() + "/users/" + encodeURIComponent(u);
 
-function el(tag, props = {}, ...children) {
+export function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
   const { dataset, ...rest } = props;
   Object.assign(e, rest);
