@@ -107,7 +107,7 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Errorf(httpapi.CodeUnavailable, "another read of the operations view is under way; retry later")
 	}
 	adm := kadm.NewClient(s.kafka)
-	ends, err := adm.ListEndOffsets(ctx, append(slices.Clone(schemas.StateTopics), schemas.GatewaysTopic)...)
+	ends, err := adm.ListEndOffsets(ctx, schemas.StateTopics...)
 	if err != nil {
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not list the topics' ends; retry later"), err)
 	}
@@ -139,7 +139,13 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 			out.Partitions = append(out.Partitions, op)
 		}
 	}
-	out.Gateways, out.GatewaysTruncated, err = s.gateways(ctx, ends)
+	// Gateways write heartbeats in transactions: read up to the last
+	// stable offset, committed records only.
+	stable, err := adm.ListCommittedOffsets(ctx, schemas.GatewaysTopic)
+	if err != nil {
+		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not list the ends of presence.gateways; retry later"), err)
+	}
+	out.Gateways, out.GatewaysTruncated, err = s.gateways(ctx, stable)
 	if err != nil {
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not answer the read of presence.gateways; retry later"), err)
 	}
@@ -148,7 +154,8 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 }
 
 // gateways reads the latest heartbeat of each gateway from the start of
-// presence.gateways to ends, at most OpsMaxRecords records; truncated
+// presence.gateways to ends (its last stable offsets), at most
+// OpsMaxRecords records; truncated
 // says it stopped before the ends. A record that does not decode, or a
 // tombstone, leaves its gateway out.
 func (s *Server) gateways(ctx context.Context, ends kadm.ListedOffsets) ([]opsGateway, bool, error) {
@@ -163,7 +170,10 @@ func (s *Server) gateways(ctx context.Context, ends kadm.ListedOffsets) ([]opsGa
 	latest := map[string]*pb.GatewayHeartbeat{}
 	truncated := false
 	if len(want) > 0 {
-		cl, err := kgo.NewClient(append(s.kafkaOpts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.GatewaysTopic: want}))...)
+		// Control records are kept so that the read sees the ends, which
+		// a transaction's marker may be.
+		cl, err := kgo.NewClient(append(slices.Clone(s.kafkaOpts), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.GatewaysTopic: want}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 		if err != nil {
 			return nil, false, err
 		}
@@ -186,6 +196,9 @@ func (s *Server) gateways(ctx context.Context, ends kadm.ListedOffsets) ([]opsGa
 				read++
 				if end, ok := left[rec.Partition]; ok && rec.Offset+1 >= end {
 					delete(left, rec.Partition)
+				}
+				if rec.Attrs.IsControl() {
+					return
 				}
 				var hb pb.GatewayHeartbeat
 				if rec.Value == nil || proto.Unmarshal(rec.Value, &hb) != nil || schemas.ValidateHeartbeat(&hb) != nil || hb.GetGateway() != string(rec.Key) {

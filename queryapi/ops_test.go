@@ -49,6 +49,28 @@ func (h *harness) produce(recs ...*kgo.Record) {
 	}
 }
 
+// produceInTransaction writes recs in one committed transaction, as a
+// gateway writes its heartbeats: the partitions end with its marker.
+func (h *harness) produceInTransaction(recs ...*kgo.Record) {
+	h.t.Helper()
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.kafka.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.TransactionalID("ops-test"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // heartbeat is a record of presence.gateways, in the partition of its key.
 func heartbeat(t *testing.T, gateway, epoch string, at time.Time, lease time.Duration) *kgo.Record {
 	t.Helper()
@@ -72,7 +94,8 @@ func (h *harness) ops() opsAnswer {
 }
 
 // TestOpsGatewaysAndPartitions: a gateway's latest heartbeat shows with
-// its lease, expired or not as the server's clock says; a gateway whose
+// its lease (read to the end of a partition that ends with a
+// transaction's marker, without truncating), expired or not as the server's clock says; a gateway whose
 // record is a tombstone, or whose record does not decode or names another
 // gateway, is left out. A built partition shows its checkpoint, the
 // topic's end and the lag; a partition being rebuilt its target; a topic
@@ -88,8 +111,9 @@ func TestOpsGatewaysAndPartitions(t *testing.T) {
 	gone.Partition = int32(schemas.Partition(gone.Key, partitions))
 	garbage := heartbeat(t, "gw-garbage", "e1", now, lease)
 	garbage.Value = []byte{0xff, 0xff}
-	h.produce(heartbeat(t, "gw-a", "e1", now.Add(-time.Hour), lease), heartbeat(t, "gw-a", "e2", now.Add(-time.Second), lease),
+	h.produce(heartbeat(t, "gw-a", "e1", now.Add(-time.Hour), lease),
 		heartbeat(t, "gw-b", "e1", now.Add(-time.Minute), lease), heartbeat(t, "gw-gone", "e1", now, lease), gone, liar, garbage)
+	h.produceInTransaction(heartbeat(t, "gw-a", "e2", now.Add(-time.Second), lease))
 	sessions := make([]*kgo.Record, 4)
 	for i := range sessions {
 		sessions[i] = &kgo.Record{Topic: schemas.SessionsTopic, Partition: 2, Key: []byte("k"), Value: []byte("v")}
