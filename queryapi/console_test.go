@@ -21,7 +21,7 @@ func TestConsoleServedOpen(t *testing.T) {
 	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "/console/" {
 		t.Errorf("GET /console: %d to %q, want 301 to /console/", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	for path, want := range map[string]string{"/console/": "text/html", "/console/console.js": "text/javascript", "/console/console.css": "text/css"} {
+	for path, want := range map[string]string{"/console/": "text/html", "/console/console.js": "text/javascript", "/console/ops.js": "text/javascript", "/console/console.css": "text/css"} {
 		code, header, body := h.doHeader("GET", path, "")
 		if code != http.StatusOK || !strings.HasPrefix(header.Get("Content-Type"), want) || len(body) == 0 {
 			t.Errorf("GET %s without credentials: %d %q, want 200 %s", path, code, header.Get("Content-Type"), want)
@@ -38,5 +38,7 @@ func TestConsoleServedOpen(t *testing.T) {
 		t.Errorf("POST /console/: %d, want 405", code)
 	}
 	code, body := h.do("GET", "/v1/apps/chat/online", "")
+	wantError(t, code, body, http.StatusUnauthorized, "unauthorized")
+	code, body = h.do("GET", "/v1/ops", "")
 	wantError(t, code, body, http.StatusUnauthorized, "unauthorized")
 }

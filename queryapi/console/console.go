@@ -1,7 +1,7 @@
 // Package console is the live console of Presence in the browser: a page
 // and its scripts, embedded, that the query API serves at /console. The
 // page itself needs no credentials; its data calls go to the query API's
-// own routes (online, status, friends/status, status/watch) and carry the
+// own routes (online, status, friends/status, status/watch, ops) and carry the
 // key or token the user pastes, as Authorization: Bearer, so they answer
 // as the API answers that key. Plain HTML, CSS and JavaScript modules: no
 // build step, nothing loaded from elsewhere.
@@ -17,7 +17,7 @@ import (
 var assets embed.FS
 
 // Has says whether the console has a file of that name (console.js,
-// console.css, index.html).
+// ops.js, console.css, index.html).
 func Has(name string) bool {
 	info, err := fs.Stat(assets, "assets/"+name)
 	return err == nil && !info.IsDir()
