@@ -3,12 +3,14 @@ package queryapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/presence-im/presence/queryapi"
 	"github.com/presence-im/presence/schemas"
 	pb "github.com/presence-im/presence/schemas/presencepb"
 	"github.com/presence-im/presence/schemas/records"
@@ -207,5 +209,26 @@ func TestOpsTransitions(t *testing.T) {
 			t.Fatalf("second %d: %+v, want 2 online (u1, u2) and 2 offline (u1, u3)", at.Unix(), got)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOpsBounds: a read of presence.gateways stops at
+// queryapi.OpsMaxRecords records and says the list is partial; a method
+// other than GET is 405 and changes nothing.
+func TestOpsBounds(t *testing.T) {
+	h := newHarness(t)
+	recs := make([]*kgo.Record, queryapi.OpsMaxRecords+1)
+	for i := range recs {
+		recs[i] = heartbeat(t, fmt.Sprintf("gw-%d", i), "e1", now, time.Minute)
+		recs[i].Partition = 0 // one partition, read in order: the last is past the bound
+	}
+	h.produce(recs...)
+	a := h.ops()
+	if !a.GatewaysTruncated || len(a.Gateways) != queryapi.OpsMaxRecords {
+		t.Errorf("%d gateways, truncated %v; want %d and truncated", len(a.Gateways), a.GatewaysTruncated, queryapi.OpsMaxRecords)
+	}
+	for _, method := range []string{"POST", "PUT", "DELETE"} {
+		code, body := h.do(method, "/v1/ops", "{}")
+		wantError(t, code, body, http.StatusMethodNotAllowed, "method_not_allowed")
 	}
 }
