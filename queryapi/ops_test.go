@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/presence-im/presence/queryapi"
@@ -230,5 +231,37 @@ func TestOpsBounds(t *testing.T) {
 	for _, method := range []string{"POST", "PUT", "DELETE"} {
 		code, body := h.do(method, "/v1/ops", "{}")
 		wantError(t, code, body, http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+}
+
+// TestOpsWithoutTopics: before the processor has created the topics (a
+// first start, or a state built from topics deleted since), the view
+// answers with no gateways and the checkpoints without ends, not an error.
+func TestOpsWithoutTopics(t *testing.T) {
+	h := newHarness(t)
+	h.built()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.kafka.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	deleted, err := kadm.NewClient(cl).DeleteTopics(context.Background(), append([]string{schemas.GatewaysTopic}, schemas.StateTopics...)...)
+	if err == nil {
+		err = deleted.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := h.ops()
+	if len(a.Gateways) != 0 || a.GatewaysTruncated {
+		t.Errorf("gateways %+v (truncated %v), want none", a.Gateways, a.GatewaysTruncated)
+	}
+	if len(a.Partitions) != 3*partitions {
+		t.Errorf("%d partitions, want the %d of the checkpoints", len(a.Partitions), 3*partitions)
+	}
+	for _, p := range a.Partitions {
+		if p.End != nil || p.Lag != nil || p.Checkpoint == nil {
+			t.Errorf("%s/%d: %+v, want its checkpoint, no end nor lag", p.Topic, p.Partition, p)
+		}
 	}
 }
