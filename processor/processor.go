@@ -384,6 +384,9 @@ func (p *Processor) consume(ctx context.Context) (err error) {
 	}()
 	opts := append(append([]kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
+		// How the group's members (GET /v1/ops, kafka-consumer-groups)
+		// name a processor, beside its host and instance id.
+		kgo.ClientID("presence-processor"),
 		kgo.ConsumeTopics(p.topics()...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Gateways may write a batch in a transaction (all or nothing):

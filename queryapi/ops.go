@@ -55,6 +55,10 @@ type opsPartition struct {
 	// rebuild must reach; nil otherwise.
 	Rebuilding    bool   `json:"rebuilding"`
 	RebuildTarget *int64 `json:"rebuild_target"`
+	// Processor is the member of the processors' consumer group the
+	// partition is assigned to (its instance id, else its client id, and
+	// its host), "" while none holds it.
+	Processor string `json:"processor"`
 }
 
 type opsGateway struct {
@@ -107,6 +111,12 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Errorf(httpapi.CodeUnavailable, "another read of the operations view is under way; retry later")
 	}
 	adm := kadm.NewClient(s.kafka)
+	// A group Kafka does not know (no processor has joined yet), or
+	// cannot describe, leaves the partitions' processor empty.
+	holders, err := s.processors(ctx, adm)
+	if err != nil {
+		s.log.Debug("describing the processors' group failed", "group", s.processorGroup, "err", err)
+	}
 	ends, err := adm.ListEndOffsets(ctx, schemas.StateTopics...)
 	if err != nil {
 		return fmt.Errorf("%w (%w)", httpapi.Errorf(httpapi.CodeUnavailable, "kafka did not list the topics' ends; retry later"), err)
@@ -136,6 +146,7 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 			if target, ok := cp.Rebuild[p]; ok {
 				op.Rebuilding, op.RebuildTarget = true, &target
 			}
+			op.Processor = holders[topic][p]
 			out.Partitions = append(out.Partitions, op)
 		}
 	}
@@ -151,6 +162,41 @@ func (s *Server) ops(w http.ResponseWriter, r *http.Request) error {
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// processors returns, by topic and partition, the member of the
+// processors' consumer group (Config.ProcessorGroup) that holds it.
+func (s *Server) processors(ctx context.Context, adm *kadm.Client) (map[string]map[int32]string, error) {
+	described, err := adm.DescribeGroups(ctx, s.processorGroup)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[int32]string{}
+	for _, g := range described {
+		if g.Err != nil {
+			return nil, g.Err
+		}
+		for _, m := range g.Members {
+			c, ok := m.Assigned.AsConsumer()
+			if !ok {
+				continue
+			}
+			name := m.ClientID
+			if m.InstanceID != nil {
+				name = *m.InstanceID
+			}
+			name += " (" + m.ClientHost + ")"
+			for _, t := range c.Topics {
+				if out[t.Topic] == nil {
+					out[t.Topic] = map[int32]string{}
+				}
+				for _, p := range t.Partitions {
+					out[t.Topic][p] = name
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // gateways reads the latest heartbeat of each gateway from the start of

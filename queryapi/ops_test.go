@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ type opsAnswer struct {
 		Lag           *int64
 		Rebuilding    bool
 		RebuildTarget *int64 `json:"rebuild_target"`
+		Processor     string
 	}
 	Gateways []struct {
 		Gateway, Epoch     string
@@ -262,6 +264,45 @@ func TestOpsWithoutTopics(t *testing.T) {
 	for _, p := range a.Partitions {
 		if p.End != nil || p.Lag != nil || p.Checkpoint == nil {
 			t.Errorf("%s/%d: %+v, want its checkpoint, no end nor lag", p.Topic, p.Partition, p)
+		}
+	}
+}
+
+// Each partition names the member of the processors' consumer group that
+// holds it: here one member, of client id proc-1, holds presence.sessions
+// whole, and nobody holds the other state topics.
+func TestOpsProcessors(t *testing.T) {
+	h := newHarness(t)
+	h.built()
+	assigned := make(chan struct{}, 1)
+	member, err := kgo.NewClient(kgo.SeedBrokers(h.kafka.ListenAddrs()...), kgo.ClientID("proc-1"),
+		kgo.ConsumerGroup(queryapi.DefaultProcessorGroup), kgo.ConsumeTopics(schemas.SessionsTopic),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			select {
+			case assigned <- struct{}{}:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			member.PollFetches(ctx)
+		}
+	}()
+	select {
+	case <-assigned:
+	case <-ctx.Done():
+		t.Fatal("the member was never assigned presence.sessions")
+	}
+	for _, p := range h.ops().Partitions {
+		held := strings.HasPrefix(p.Processor, "proc-1 (")
+		if p.Topic == schemas.SessionsTopic && !held || p.Topic != schemas.SessionsTopic && p.Processor != "" {
+			t.Errorf("%s/%d is held by %q", p.Topic, p.Partition, p.Processor)
 		}
 	}
 }

@@ -54,6 +54,7 @@
 package queryapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -132,7 +133,14 @@ type Config struct {
 	// expired. WatchMaxChanges bounds them (watch.DefaultMaxChanges).
 	WatchWindow     time.Duration
 	WatchMaxChanges int
+	// ProcessorGroup is the processors' consumer group, whose members
+	// GET /v1/ops names per partition (DefaultProcessorGroup).
+	ProcessorGroup string
 }
+
+// DefaultProcessorGroup is the processors' default consumer group (the
+// processor's DefaultGroup).
+const DefaultProcessorGroup = "presence-processor"
 
 // Server is the query API. Close it when done.
 type Server struct {
@@ -152,6 +160,8 @@ type Server struct {
 	handler      http.Handler
 	buffers      buffers
 	lookups      statusBuffers
+	// processorGroup is Config.ProcessorGroup.
+	processorGroup string
 	// feed follows presence.changes for watches until stopFeed; fed is
 	// closed once it has stopped.
 	feed     *watch.Feed
@@ -207,6 +217,7 @@ func New(cfg Config) (*Server, error) {
 		kafkaOpts: append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.KafkaOpts...), opsRead: make(chan struct{}, 1),
 		writeTimeout: cfg.WriteTimeout, maxSubs: cfg.MaxSubscriptions, now: cfg.Now,
 		log: cfg.Logger.With("component", "queryapi"), metrics: m, feed: feed, fed: make(chan struct{}),
+		processorGroup: cmp.Or(cfg.ProcessorGroup, DefaultProcessorGroup),
 	}
 
 	r := chi.NewRouter()

@@ -58,14 +58,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		return strings.Contains(s, "alice is online") && strings.Contains(s, "phone") && strings.Contains(s, "laptop")
 	})
 	// The Operations panel: the events' gateway, heartbeating, with its lease, the state
-	// topics' partitions, and the two users who came online in the chart's
+	// topics' partitions and their processor, and the two users who came online in the chart's
 	// text alternative.
 	if code, body := p.post(t, "/v1/gateways/gw-1/heartbeat", `{"epoch":"boot-1"}`); code != http.StatusAccepted {
 		t.Fatalf("heartbeat: %d %s", code, body)
 	}
 	waitText(ctx, t, `#gateways tr[data-gateway="gw-1"]`, func(s string) bool { return strings.Contains(s, "boot-1") && strings.Contains(s, "alive") })
 	waitText(ctx, t, "#partitions tbody", func(s string) bool {
-		return strings.Contains(s, "presence.sessions") && strings.Contains(s, "presence.subscriptions")
+		return strings.Contains(s, "presence.sessions") && strings.Contains(s, "presence.subscriptions") &&
+			strings.Contains(s, "presence-processor (") // the member of the processors' group holding them
 	})
 	waitText(ctx, t, "#chart-text", func(s string) bool { return strings.HasPrefix(s, "2 users came online") })
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))

@@ -2,7 +2,7 @@
 // shown as a chart of the users coming online and going offline per
 // second over the last minute (inline SVG, with a text alternative), the
 // gateways with their leases, and the partitions of the state topics with
-// their checkpoints, lag and rebuilds.
+// their checkpoints, lag, rebuilds and the processor that holds each.
 
 import { api, el } from "./console.js";
 
@@ -56,7 +56,8 @@ function drawPartitions(partitions) {
   $("partitions").tBodies[0].replaceChildren(...partitions.map((p) =>
     el("tr", { className: p.lag > 0 || p.rebuilding ? "lagging" : "", dataset: { topic: p.topic, partition: p.partition } },
       el("th", { scope: "row" }, p.topic), cell(p.partition, true), cell(p.checkpoint ?? "not built", true), cell(p.end, true),
-      cell(p.lag, true), cell(p.rebuilding ? "yes, " + p.checkpoint + " of " + p.rebuild_target : "no"))));
+      cell(p.lag, true), cell(p.rebuilding ? "yes, " + p.checkpoint + " of " + p.rebuild_target : "no"),
+      cell(p.processor || "none"))));
 }
 
 async function refresh() {
