@@ -395,13 +395,7 @@ func (p *Processor) rewriteKept(ctx context.Context, cl *kgo.Client, changes []r
 		}
 		recs = append(recs, r)
 	}
-	if len(recs) == 0 {
-		return nil
-	}
-	p.log.Info("sessions reconnected before their gateway_lost disconnect: their connects are written again", "sessions", len(recs))
-	return p.retry(ctx, "writing kept sessions' connects", func(ctx context.Context) error {
-		return cl.ProduceSync(ctx, recs...).FirstErr()
-	})
+	return p.writeAgain(ctx, cl, recs, "sessions reconnected before their gateway_lost disconnect: their connects are written again")
 }
 
 // endLate writes again the disconnect of each session an activity report
@@ -427,11 +421,18 @@ func (p *Processor) endLate(ctx context.Context, cl *kgo.Client, changes []redis
 		}
 		recs = append(recs, r)
 	}
+	return p.writeAgain(ctx, cl, recs, "activity reported for sessions already ended: ignored, their disconnects are written again")
+}
+
+// writeAgain writes recs, records of sessions the processor writes again
+// so that compaction keeps what the state holds, saying why, retrying
+// until Kafka has them or ctx ends.
+func (p *Processor) writeAgain(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, why string) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	p.log.Info("activity reported for sessions already ended: ignored, their disconnects are written again", "sessions", len(recs))
-	return p.retry(ctx, "writing the disconnects of sessions reported late", func(ctx context.Context) error {
+	p.log.Info(why, "sessions", len(recs))
+	return p.retry(ctx, "writing session records again", func(ctx context.Context) error {
 		return cl.ProduceSync(ctx, recs...).FirstErr()
 	})
 }
