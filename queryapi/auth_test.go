@@ -31,8 +31,8 @@ func authHarness(t *testing.T) (*harness, *authtest.Fixture, *auth.Authenticator
 }
 
 // doAs sends a request with "Authorization: Bearer cred" (none when cred
-// is empty).
-func (h *harness) doAs(cred, method, path, body string) (int, http.Header, []byte) {
+// is empty) and the headers given as name, value pairs.
+func (h *harness) doAs(cred, method, path, body string, header ...string) (int, http.Header, []byte) {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
 	if err != nil {
@@ -40,6 +40,9 @@ func (h *harness) doAs(cred, method, path, body string) (int, http.Header, []byt
 	}
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	client := http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)

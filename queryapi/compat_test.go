@@ -2,7 +2,6 @@ package queryapi_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,31 +24,11 @@ const (
 	imPath    = "/compat/im/v1/user/status/"
 )
 
-// compatDo sends a request with the credential cred (none when empty)
-// and the headers given as name, value pairs, and returns the answer.
+// compatDo is doAs answering the body as a string.
 func (h *harness) compatDo(cred, method, path, body string, header ...string) (int, http.Header, string) {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if cred != "" {
-		req.Header.Set("Authorization", "Bearer "+cred)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	client := http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
+	code, hdr, b := h.doAs(cred, method, path, body, header...)
+	return code, hdr, string(b)
 }
 
 // imApp is the app of the Java IM tests: the seed's apps are numbers.

@@ -45,6 +45,23 @@ func (h *harness) watch(cursor string, timeoutMS int, users ...string) watchAnsw
 	return a
 }
 
+// pending is the answer of a watch sent by watchLater.
+type pending struct {
+	watchAnswer
+	err error
+}
+
+// watchLater sends a watch in a goroutine of its own, and returns where
+// its answer comes.
+func (h *harness) watchLater(cursor string, timeoutMS int, users ...string) <-chan pending {
+	answered := make(chan pending, 1)
+	go func() {
+		a, err := h.tryWatch(cursor, timeoutMS, users...)
+		answered <- pending{a, err}
+	}()
+	return answered
+}
+
 // tryWatch is watch for another goroutine than the test's: it returns
 // what is wrong rather than fail the test.
 func (h *harness) tryWatch(cursor string, timeoutMS int, users ...string) (watchAnswer, error) {
@@ -150,15 +167,7 @@ func TestWatchWakesOnItsUsersOnly(t *testing.T) {
 	if got, want := describeStatuses(first.Results), []string{"alice online v1", "bob offline v3", "null"}; !slices.Equal(got, want) {
 		t.Fatalf("first answer %v, want %v", got, want)
 	}
-	type answer struct {
-		watchAnswer
-		err error
-	}
-	answered := make(chan answer)
-	go func() {
-		a, err := h.tryWatch(first.Cursor, 30000, "alice", "bob", "nobody")
-		answered <- answer{a, err}
-	}()
+	answered := h.watchLater(first.Cursor, 30000, "alice", "bob", "nobody")
 	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
 
 	h.change("carol", true, 10) // not watched
@@ -440,15 +449,7 @@ func TestWatchWhileChangesGo(t *testing.T) {
 		}
 	}
 	first := h.watch("", 0, "alice")
-	type answer struct {
-		watchAnswer
-		err error
-	}
-	answered := make(chan answer)
-	go func() {
-		a, err := h.tryWatch(first.Cursor, 30000, "alice")
-		answered <- answer{a, err}
-	}()
+	answered := h.watchLater(first.Cursor, 30000, "alice")
 	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
 	for v := range int64(4) {
 		h.change(neighbour, v%2 == 0, 40+v)
@@ -463,10 +464,7 @@ func TestWatchWhileChangesGo(t *testing.T) {
 		t.Errorf("changes %v, want alice offline", changes)
 	}
 
-	go func() {
-		a, err := h.tryWatch(got.Cursor, 30000, "alice")
-		answered <- answer{a, err}
-	}()
+	answered = h.watchLater(got.Cursor, 30000, "alice")
 	waitMetric(t, reg, "presence_queryapi_watch_waiting", 1)
 	h.api.Drain()
 	drained := <-answered
